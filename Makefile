@@ -1,0 +1,33 @@
+# Two commands on a fresh clone:  make study   and   make test
+.PHONY: study test test-all bench report-check clean-venv
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Python 3.12 or newer, found on PATH (pyenv installs are also looked at).
+CANDIDATES := python3.14 python3.13 python3.12 python3 python $(wildcard $(HOME)/.pyenv/versions/3.1[2-9]*/bin/python3) $(wildcard /root/.pyenv/versions/3.1[2-9]*/bin/python3)
+FIND_PYTHON := for p in $(CANDIDATES); do if $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then command -v $$p || echo $$p; break; fi; done
+
+$(STAMP): pyproject.toml
+	@PY=$$($(FIND_PYTHON) | head -n 1); \
+	if [ -z "$$PY" ]; then echo "error: Python 3.12 or newer is needed on PATH (tried: $(CANDIDATES)); install it and run make again" >&2; exit 1; fi; \
+	echo "using $$PY ($$($$PY --version))"; \
+	[ -x $(PY) ] || $$PY -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+study: $(STAMP)
+	$(VENV)/bin/sbc run studies/crispr_seed.toml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m "slow or not slow"
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean-venv:
+	rm -rf $(VENV)

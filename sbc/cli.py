@@ -1,0 +1,133 @@
+"""Command line: ``sbc run``, ``sbc report``, ``sbc fit-seed``.
+
+User mistakes (``SbcError``) print one clear message and exit with status 2; nothing in an
+existing store is touched before the study file and arguments are validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from sbc.errors import SbcError
+
+EXIT_USAGE = 2
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (in-process) or more workers, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sbc", description="Simulation-based calibration of Bayesian models and "
+                                "design-size planning for CRISPR screens.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run or resume a calibration study",
+                         description="Run a study file, or resume it when --out already holds "
+                                     "part of it (same command).")
+    run.add_argument("study", help="study file (TOML), e.g. studies/crispr_seed.toml")
+    run.add_argument("--out", help="output directory (default: the study's run.output, else "
+                                   "reports/STUDY_NAME)")
+    run.add_argument("--workers", type=_workers, help="local Dask workers, one single-threaded "
+                     "worker per core by default; 0 runs in this process without Dask")
+    run.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. "
+                                         "tcp://host:8786 (no local cluster is started)")
+    run.add_argument("--sims", type=_positive, help="simulations per model and design "
+                     "(overrides the study file; raising it later extends a stored study)")
+    run.add_argument("--no-report", action="store_true", help="skip writing the report")
+
+    rep = sub.add_parser("report", help="(re)write DIR/report.html from stored results",
+                         description="Recompute every statistic from the store and write "
+                                     "report.html, summary.csv and summary.md; never refits.")
+    rep.add_argument("dir", help="output directory of `sbc run`")
+
+    seed = sub.add_parser("fit-seed", help="reproduce the seed notebook's single analysis",
+                          description="Simulate the seed's design (10 cell lines x 3 genes x 3 "
+                                      "experiments) with its true values and seed 103, fit, "
+                                      "and print the posterior summary next to the truth.")
+    seed.add_argument("--model", default="crispr_seed", choices=["crispr_seed", "crispr_screen"],
+                      help="which form of the model to fit (default: the seed's own)")
+    seed.add_argument("--draws", type=_positive, default=2000)
+    seed.add_argument("--tune", type=_positive, default=1000)
+    seed.add_argument("--chains", type=_positive, default=4)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "report":
+            return _cmd_report(args)
+        if args.command == "fit-seed":
+            from sbc.seed import fit_seed
+            print(fit_seed(model=args.model, draws=args.draws, tune=args.tune, chains=args.chains))
+            return 0
+    except SbcError as exc:
+        print(f"sbc {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\nsbc {args.command}: interrupted; finished replicates are stored. Run the same "
+              "command again to resume.", file=sys.stderr)
+        return 130
+    return 1
+
+
+def _cmd_run(args) -> int:
+    from sbc.study import load_study
+
+    study = load_study(args.study, sims=args.sims)
+    out = Path(args.out or study.output or Path("reports") / study.name)
+    from sbc.pipeline import run_study
+
+    summary = run_study(study, out, workers=args.workers, scheduler=args.scheduler,
+                        report=not args.no_report)
+    print(f"[sbc] {summary.new} new replicates ({summary.failed} failed fits kept as data), "
+          f"{summary.already_done} resumed from the store, {summary.seconds:.1f} s; "
+          f"results in {out}" + (f"; report: {out / 'report.html'}" if not args.no_report else ""))
+    if summary.lost_batches:
+        print(f"[sbc] {summary.lost_batches} batches could not run; run the same command to "
+              "resume them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from sbc.report import write_report
+    from sbc.store import Store
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        from sbc.errors import StoreError
+        raise StoreError(f"{root} is not a directory; give the output directory of `sbc run`")
+    store = Store(root)
+    store.read_manifest()
+    path = write_report(store)
+    print(f"[sbc] report written: {path}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os._exit(main())

@@ -1,0 +1,128 @@
+"""Run a study end to end: study -> designs -> replicates -> dispatch -> store -> report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from sbc.dispatch import Progress, auto_batch_size, default_workers, run_tasks
+from sbc.replicate import BatchTask
+from sbc.spec import ModelRef, make_spec, resolve_model
+from sbc.store import Store
+from sbc.study import Study
+
+
+@dataclass
+class RunSummary:
+    out: Path
+    total: int
+    already_done: int
+    new: int
+    failed: int
+    lost_batches: int
+    seconds: float
+
+
+def resolve_models(study: Study) -> tuple[list[ModelRef], ModelRef | None]:
+    models = [resolve_model(m, study.base_dir) for m in study.models]
+    sim = resolve_model(study.simulate_model, study.base_dir) if study.simulate_model else None
+    return models, sim
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("sbc-screens", "pymc", "bambi", "nutpie", "pytensor", "arviz-stats", "dask"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def manifest_for(study: Study, models: list[ModelRef], sim: ModelRef | None) -> dict:
+    sources = {m.label: m.source for m in models}
+    if sim:
+        sources[f"simulate:{sim.label}"] = sim.source
+    return {
+        "fingerprint": study.fingerprint(sources),
+        "study": study.to_dict(),
+        "model_digests": {m.label: m.digest for m in models} |
+                         ({f"simulate:{sim.label}": sim.digest} if sim else {}),
+        "model_refs": {m.label: m.ref for m in models},
+        "simulate_model": sim.label if sim else None,
+        "versions": _versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def check_models_build(study: Study, models: list[ModelRef], sim: ModelRef | None) -> None:
+    """Build every model on the smallest design before any work is sent out, so a broken
+    model file fails fast with its own message instead of as hundreds of failed replicates."""
+    smallest = min(study.designs, key=lambda d: d.n_rows)
+    data = smallest.frame()
+    specs = {m.label: make_spec(m, data) for m in models}
+    if sim:
+        sim_spec = make_spec(sim, data)
+        for label, spec in specs.items():
+            shared = set(spec.parameters) & set(sim_spec.parameters)
+            if not shared:
+                from sbc.errors import ModelError
+                raise ModelError(f"simulate_model '{sim.ref}' and model '{label}' share no "
+                                 "parameter names, so no rank can be computed; give the "
+                                 "generator the fitter's parameter names")
+
+
+def plan_tasks(study: Study, models: list[ModelRef], sim: ModelRef | None, done: set,
+               workers: int) -> tuple[list[BatchTask], int]:
+    tasks, total = [], 0
+    for model in models:
+        for design in study.designs:
+            missing = [r for r in range(study.simulations)
+                       if (model.label, design.label, r) not in done]
+            total += study.simulations
+            size = study.batch_size or auto_batch_size(len(missing), workers, design.n_rows)
+            for i in range(0, len(missing), size):
+                tasks.append(BatchTask(model, sim, design, study.sampler, study.thin,
+                                       study.seed, tuple(missing[i:i + size])))
+    return tasks, total
+
+
+def run_study(study: Study, out: str | Path, *, workers: int | None = None,
+              scheduler: str | None = None, report: bool = True,
+              progress_stream=None) -> RunSummary:
+    """Run (or resume) ``study`` into ``out`` and write its tables and report."""
+    start = time.monotonic()
+    models, sim = resolve_models(study)
+    manifest = manifest_for(study, models, sim)
+    store = Store.open_for_run(out, manifest)
+    check_models_build(study, models, sim)
+    done = store.done(quarantine=True)
+    n_workers = workers if workers is not None else (study.workers or default_workers())
+    scheduler = scheduler or study.scheduler
+    tasks, total = plan_tasks(study, models, sim, done, n_workers)
+    already = total - sum(len(t.reps) for t in tasks)
+    progress = Progress(total, already, stream=progress_stream or sys.stderr)
+    stream = progress.stream
+    if tasks:
+        print(f"[sbc] {study.name}: {total} replicates ({already} already stored), "
+              f"{len(tasks)} tasks on {'scheduler ' + scheduler if scheduler else f'{n_workers} local worker(s)'}",
+              file=stream)
+
+    def write(records):
+        for record in records:
+            store.write_record(record)
+
+    lost = 0
+    if tasks:
+        try:
+            lost = run_tasks(tasks, write, workers=n_workers, scheduler=scheduler, progress=progress)
+        finally:
+            progress.close()
+    if report:
+        from sbc.report import write_report
+        write_report(store)
+    return RunSummary(out=Path(out), total=total, already_done=already, new=progress.new,
+                      failed=progress.failed, lost_batches=lost, seconds=time.monotonic() - start)

@@ -1,0 +1,186 @@
+"""Model specs: find a model file, build its PyMC model for a design, and derive from that one
+model both the generator (prior predictive) and the fitter (observed response swapped per replicate).
+
+A model file defines ``build(data: pandas.DataFrame)`` (or any function named in
+``path.py:function``) returning a Bambi model or a plain PyMC model built from the design.
+Because simulate and fit come from the same graph, generator and fitter cannot drift apart.
+
+Model sources travel to workers as text and are executed there, so a remote Dask worker
+needs no copy of the project, and the fingerprint of a study covers exactly the code run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import traceback
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sbc.errors import ModelError
+
+RESPONSE_DATA_NAME = "sbc_observed"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model named in a study: where its source is, which function builds it, and the source."""
+
+    ref: str
+    label: str
+    path: str
+    function: str
+    source: str
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(f"{self.function}\n{self.source}".encode()).hexdigest()[:16]
+
+
+def _search_dirs(base_dir: Path) -> list[Path]:
+    return [base_dir / "models", base_dir.parent / "models", Path.cwd() / "models"]
+
+
+def resolve_model(ref: str, base_dir: str | Path = ".") -> ModelRef:
+    """Resolve ``name`` (a file ``models/name.py``) or ``path/to/file.py:function``."""
+    base_dir = Path(base_dir)
+    if ":" in ref or ref.endswith(".py"):
+        file_part, _, function = ref.partition(":")
+        function = function or "build"
+        candidates = [Path(file_part)] if Path(file_part).is_absolute() else \
+            [base_dir / file_part, Path.cwd() / file_part]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise ModelError(f"model '{ref}': file {file_part} not found (looked in "
+                             f"{', '.join(str(c.parent) for c in candidates)}); give a path "
+                             "relative to the study file")
+        label = f"{path.stem}.{function}" if function != "build" else path.stem
+    else:
+        if not ref.isidentifier():
+            raise ModelError(f"model '{ref}' is neither a model name (a file in models/) nor "
+                             "'path/to/file.py:function'")
+        function = "build"
+        dirs = _search_dirs(base_dir)
+        path = next((d / f"{ref}.py" for d in dirs if (d / f"{ref}.py").is_file()), None)
+        if path is None:
+            known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.py")
+                            if not p.stem.startswith("_")})
+            import difflib
+            guess = difflib.get_close_matches(ref, known, n=1)
+            hint = f"did you mean '{guess[0]}'? " if guess else ""
+            raise ModelError(f"unknown model '{ref}': no file {ref}.py in "
+                             f"{', '.join(str(d) for d in dirs)}; {hint}known models: "
+                             f"{', '.join(known) or 'none'}")
+        label = ref
+    try:
+        source = path.read_text()
+    except OSError as exc:
+        raise ModelError(f"model '{ref}': cannot read {path}: {exc.strerror}") from exc
+    return ModelRef(ref=ref, label=label, path=str(path.resolve()), function=function, source=source)
+
+
+_MODULES: dict[str, types.ModuleType] = {}
+
+
+def load_module(model: ModelRef) -> types.ModuleType:
+    """Execute the model source once per process (cached by content digest)."""
+    if model.digest in _MODULES:
+        return _MODULES[model.digest]
+    module = types.ModuleType(f"sbc_model_{model.label.replace('.', '_')}")
+    module.__file__ = model.path
+    try:
+        code = compile(model.source, model.path, "exec")
+        sys.modules[module.__name__] = module  # dataclasses and pickling look modules up
+        exec(code, module.__dict__)
+    except Exception as exc:
+        raise ModelError(f"model '{model.ref}': importing {model.path} failed:\n"
+                         f"{_short_traceback(exc)}") from exc
+    if not callable(getattr(module, model.function, None)):
+        names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                 and getattr(v, "__module__", None) == module.__name__]
+        raise ModelError(f"model '{model.ref}': {model.path} defines no function "
+                         f"'{model.function}'; functions there: {', '.join(names) or 'none'}")
+    _MODULES[model.digest] = module
+    return module
+
+
+def _short_traceback(exc: BaseException) -> str:
+    lines = traceback.format_exception(exc)
+    return "".join(lines[-6:]).rstrip()
+
+
+def build_pymc_model(model: ModelRef, data: pd.DataFrame):
+    """Call the model's builder on a design frame and return the PyMC model it describes."""
+    import pymc as pm
+
+    builder = getattr(load_module(model), model.function)
+    try:
+        built = builder(data.copy())
+    except Exception as exc:
+        raise ModelError(f"model '{model.ref}': {model.function}(data) raised "
+                         f"{type(exc).__name__}: {exc}\n{_short_traceback(exc)}") from exc
+    if isinstance(built, pm.Model):
+        return built
+    if hasattr(built, "build") and hasattr(built, "backend"):  # a bambi.Model
+        try:
+            built.build()
+        except Exception as exc:
+            raise ModelError(f"model '{model.ref}': Bambi could not build the model: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        return built.backend.model
+    raise ModelError(f"model '{model.ref}': {model.function}(data) must return a bambi.Model "
+                     f"or a pymc.Model, got {type(built).__name__}")
+
+
+@dataclass
+class ModelSpec:
+    """One model built for one design: the graph that simulates and the graph that fits."""
+
+    model: ModelRef
+    generative: object  # pymc.Model: the model as written, observed response included
+    fit_model: object  # pymc.Model: same graph, response observed against a shared variable
+    response: str
+    parameters: tuple[str, ...]  # what gets ranked: free RVs and small deterministics
+    n_obs: int
+
+
+def make_spec(model: ModelRef, data: pd.DataFrame) -> ModelSpec:
+    """Build ``model`` for a design and derive generator and fitter from the same graph."""
+    import pytensor
+    from pymc.model.transform.conditioning import observe
+
+    pm_model = build_pymc_model(model, data)
+    observed = pm_model.observed_RVs
+    if len(observed) != 1:
+        raise ModelError(f"model '{model.ref}' must have exactly one observed variable (the "
+                         f"response), found {len(observed)}: {[v.name for v in observed]}")
+    _check_proper_priors(model, pm_model)
+    response = observed[0]
+    obs_shape = tuple(int(n) for n in response.shape.eval())
+    obs_dims = pm_model.named_vars_to_dims.get(response.name)
+    parameters = [v.name for v in pm_model.free_RVs]
+    for det in pm_model.deterministics:
+        dims = pm_model.named_vars_to_dims.get(det.name)
+        shape = tuple(int(n) for n in det.shape.eval())
+        if (dims and obs_dims and tuple(dims) == tuple(obs_dims)) or shape == obs_shape:
+            continue  # per-observation quantities (e.g. the linear predictor) are not ranked
+        parameters.append(det.name)
+    shared = pytensor.shared(np.zeros(obs_shape, dtype=response.dtype), name=RESPONSE_DATA_NAME)
+    fit_model = observe(pm_model, {response.name: shared})
+    return ModelSpec(model=model, generative=pm_model, fit_model=fit_model,
+                     response=response.name, parameters=tuple(parameters),
+                     n_obs=int(np.prod(obs_shape)))
+
+
+def _check_proper_priors(model: ModelRef, pm_model) -> None:
+    """Reject improper priors (Flat, HalfFlat): nothing can be simulated from them."""
+    for rv in pm_model.free_RVs:
+        op_name = type(rv.owner.op).__name__
+        if "Flat" in op_name:
+            raise ModelError(f"model '{model.ref}': parameter '{rv.name}' has an improper "
+                             f"prior ({op_name}); SBC draws truths from the prior, so give it a "
+                             "proper prior (e.g. Normal(0, 10) or HalfNormal(1))")

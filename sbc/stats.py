@@ -1,0 +1,537 @@
+"""Calibration verdicts from SBC ranks: fractional ranks, ECDF bands, tests, coverage, recovery.
+
+Pure functions on NumPy arrays (NumPy in, NumPy or small frozen dataclasses out).  The
+replicate axis is axis 0 wherever an input has one; NaN marks a failed fit and is dropped by
+the functions that summarise over replicates.
+
+Under correct inference the rank of the truth among L thinned posterior draws is discrete
+uniform on 0..L (Talts et al. 2018).  Its fractional rank u = (rank + 1/2) / (L + 1) is then
+(close to) uniform on (0, 1) whatever L is, which lets replicates with different numbers of
+kept draws be pooled.  Uniformity is judged with the simultaneous ECDF band and the matching
+"gamma" test of Säilynoja, Bürkner & Vehtari (2022), "Graphical test for discrete uniformity
+and its applications in goodness-of-fit evaluation and multiple sample comparison",
+Statistics and Computing 32:32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy.special import gammaln
+from scipy.stats import beta, norm
+
+__all__ = [
+    "CoverageResult",
+    "EcdfBand",
+    "RecoveryResult",
+    "UniformityResult",
+    "coverage",
+    "ecdf_band",
+    "ecdf_difference",
+    "evaluation_points",
+    "failure_shape",
+    "fractional_ranks",
+    "holm",
+    "jeffreys_interval",
+    "moment_zscores",
+    "overall_verdict",
+    "pooled_fractional_ranks",
+    "pooled_pvalue",
+    "recovery",
+    "uniformity_test",
+    "wilson_interval",
+]
+
+DEFAULT_N_SIM = 4000
+DEFAULT_SEED = 20220332  # fixed, so that bands and p-values are reproducible
+MAX_N_EVAL = 999  # finer grids add time but (almost) no power
+
+SHAPES = ("ok", "too_narrow", "too_wide", "biased_high", "biased_low")
+
+# Moments of U ~ Uniform(0, 1): var(U) = 1/12 and var((U - 1/2)^2) = 1/80 - 1/144.
+_VAR_U = 1.0 / 12.0
+_VAR_OF_VAR_U = 1.0 / 80.0 - 1.0 / 144.0
+
+
+# --------------------------------------------------------------------------------------
+# Fractional ranks
+# --------------------------------------------------------------------------------------
+
+
+def fractional_ranks(ranks, n_ranked, rng: np.random.Generator | None = None) -> np.ndarray:
+    """PIT-like values in (0, 1) from ranks with a per-replicate number of ranked draws.
+
+    ranks: (n_rep, *shape) ranks in 0..n_ranked, NaN for failed fits.
+    n_ranked: the number of draws each rank was taken among; broadcastable to ``ranks``
+        (typically (n_rep,) per replicate, given as (n_rep, 1, ...) or (n_rep,) for 1-D ranks).
+    rng: if given, returns the randomised PIT (rank + V) / (n_ranked + 1), V ~ U(0, 1), which
+        is exactly uniform under correct inference; by default the midpoint
+        (rank + 1/2) / (n_ranked + 1), whose distribution differs from uniform by at most
+        1 / (2 (n_ranked + 1)) in CDF.
+
+    Returns float array of the broadcast shape; NaN ranks stay NaN (callers drop them).
+
+    The true number of ranked draws must be used: dividing by a common maximum L would push
+    the ranks of replicates with fewer kept draws towards 0 and fake a miscalibration.
+    """
+    ranks = np.asarray(ranks, dtype=float)
+    n_ranked = np.asarray(n_ranked, dtype=float)
+    if n_ranked.ndim == 1 and ranks.ndim > 1 and n_ranked.shape[0] == ranks.shape[0]:
+        # one L per replicate: align it with the replicate axis
+        n_ranked = n_ranked.reshape((-1,) + (1,) * (ranks.ndim - 1))
+    ranks, n_ranked = np.broadcast_arrays(ranks, n_ranked)
+    ok = ~np.isnan(ranks)
+    if np.any(ok & ~np.isfinite(n_ranked)):
+        raise ValueError("n_ranked must be finite wherever the rank is not NaN")
+    if np.any(ok & (ranks < 0)):
+        raise ValueError(f"ranks must be >= 0; got minimum {np.nanmin(ranks)}")
+    over = ok & (ranks > n_ranked)
+    if np.any(over):
+        i = np.flatnonzero(over)[0]
+        raise ValueError(
+            f"rank exceeds the number of ranked draws ({int(over.sum())} values), e.g. rank "
+            f"{ranks.flat[i]:g} > n_ranked {n_ranked.flat[i]:g}; ranks lie in 0..n_ranked"
+        )
+    offset = 0.5 if rng is None else rng.uniform(size=ranks.shape)
+    return (ranks + offset) / (n_ranked + 1.0)
+
+
+def pooled_fractional_ranks(u) -> np.ndarray:
+    """Concatenate the fractional ranks of the elements of one vector parameter, for plotting.
+
+    u: (n_rep, k) or a sequence of 1-D arrays.  Returns 1-D, NaN dropped.
+
+    Only for display (one histogram / ECDF per vector parameter).  Do not feed the result to
+    :func:`uniformity_test` or judge it against :func:`ecdf_band` with n = n_rep * k: the k
+    elements of one replicate share the simulated data and hyper-parameters, so they are
+    dependent, the pooled ECDF varies more than that of n_rep * k independent uniforms, and a
+    band for n_rep * k values is too narrow (false alarms).  Test each element and combine
+    with :func:`pooled_pvalue` instead.
+    """
+    if isinstance(u, np.ndarray):
+        flat = u.astype(float).ravel()
+    else:
+        flat = np.concatenate([np.asarray(x, dtype=float).ravel() for x in u])
+    return flat[~np.isnan(flat)]
+
+
+def _clean(u) -> np.ndarray:
+    """1-D float array of the non-NaN values of ``u``."""
+    u = np.asarray(u, dtype=float).ravel()
+    return u[~np.isnan(u)]
+
+
+# --------------------------------------------------------------------------------------
+# Simultaneous ECDF band and the gamma test (Säilynoja, Bürkner & Vehtari 2022)
+# --------------------------------------------------------------------------------------
+#
+# Written here rather than taken from arviz-stats: in arviz-stats 1.3.3
+# ``ecdf_utils.simulate_confidence_bands`` (single-chain path) evaluates the upper tail as
+# ``1 - bdtr(count - 1, n, z)``, and scipy's ``bdtr(-1, ...)`` is NaN, not 0.  Whenever a
+# simulated ECDF is 0 at the first evaluation point (probability ~ e^-1) the upper tail is
+# NaN and Python's ``min(lower, nan)`` silently keeps the lower tail, so the simulated
+# minima are too large and the band too narrow.  Below, both tails are cumulative sums of
+# the binomial pmf, so P(X >= 0) = 1 exactly and nothing can be NaN.
+
+
+def evaluation_points(n: int, n_eval: int | None = None) -> np.ndarray:
+    """Evaluation points z_j = j / (n_eval + 1), j = 1..n_eval, inside (0, 1).
+
+    Default n_eval = min(n - 1, 999), i.e. z_j = j / n as in the paper for n <= 1000.
+    """
+    if n_eval is None:
+        n_eval = min(max(n - 1, 1), MAX_N_EVAL)
+    if n_eval < 1:
+        raise ValueError(f"n_eval must be >= 1, got {n_eval}")
+    return np.arange(1, n_eval + 1) / (n_eval + 1)
+
+
+@lru_cache(maxsize=8)
+def _two_sided_table(n: int, n_eval: int) -> np.ndarray:
+    """(n_eval, n + 1) table of 2 * min(P(X <= c), P(X >= c)), X ~ Binomial(n, z_j), capped at 1.
+
+    One table serves both the simulated and the observed statistic, so equal counts give
+    bit-identical values and ties between them are counted consistently.
+    """
+    z = evaluation_points(n, n_eval)[:, None]
+    c = np.arange(n + 1)
+    logpmf = (
+        gammaln(n + 1)
+        - gammaln(c + 1)
+        - gammaln(n - c + 1)
+        + c * np.log(z)
+        + (n - c) * np.log1p(-z)
+    )
+    pmf = np.exp(logpmf)
+    # Summing from each end keeps small tails accurate (no 1 - cdf cancellation).
+    lower = np.cumsum(pmf, axis=1)
+    upper = np.cumsum(pmf[:, ::-1], axis=1)[:, ::-1]
+    table = np.minimum(1.0, 2.0 * np.minimum(lower, upper))
+    table.flags.writeable = False
+    return table
+
+
+def _min_tail_prob(counts: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Minimum over evaluation points of the two-sided tail probability.
+
+    counts: (..., n_eval) ECDF counts #(u <= z_j).  Returns shape (...).
+    """
+    return table[np.arange(table.shape[0]), counts].min(axis=-1)
+
+
+@lru_cache(maxsize=32)
+def _null_min_tail_probs(n: int, n_eval: int, n_sim: int, seed: int) -> np.ndarray:
+    """Sorted (n_sim,) minima of the two-sided tail probability for n iid uniforms."""
+    table = _two_sided_table(n, n_eval)
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_sim)
+    chunk = max(1, 4_000_000 // max(n, n_eval))  # bound memory to a few tens of MB
+    for start in range(0, n_sim, chunk):
+        m = min(chunk, n_sim - start)
+        # Counts below z_j = j / (n_eval + 1) from bin indices floor(u * (n_eval + 1)):
+        # a bincount per simulated sample, then a cumulative sum (no sorting needed).
+        bins = np.floor(rng.uniform(size=(m, n)) * (n_eval + 1)).astype(np.intp)
+        bins += (n_eval + 1) * np.arange(m)[:, None]
+        hist = np.bincount(bins.ravel(), minlength=m * (n_eval + 1)).reshape(m, n_eval + 1)
+        counts = np.cumsum(hist[:, :-1], axis=1)
+        out[start : start + m] = _min_tail_prob(counts, table)
+    out.sort()
+    out.flags.writeable = False
+    return out
+
+
+def _resolve(n: int, n_eval: int | None) -> int:
+    if n < 1:
+        raise ValueError(f"need at least one value, got n={n}")
+    return len(evaluation_points(n, n_eval))
+
+
+@dataclass(frozen=True)
+class EcdfBand:
+    """Simultaneous band for ECDF(z) - z of n iid uniforms.
+
+    z, lower, upper: (n_eval,).  gamma: the adjusted pointwise level (per-point two-sided
+    tail probability below which a point leaves the band).
+    """
+
+    z: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    gamma: float
+    prob: float
+    n: int
+
+
+@lru_cache(maxsize=64)
+def ecdf_band(
+    n: int,
+    prob: float = 0.95,
+    n_eval: int | None = None,
+    n_sim: int = DEFAULT_N_SIM,
+    seed: int = DEFAULT_SEED,
+) -> EcdfBand:
+    """Simultaneous `prob` band for the ECDF difference of n iid Uniform(0, 1) values.
+
+    Simulation method of Säilynoja et al. (2022): for n_sim uniform samples take the minimum
+    over the evaluation points of the two-sided binomial tail probability
+    2 min(P(X <= n ECDF(z)), P(X >= n ECDF(z))), X ~ Binomial(n, z); the (1 - prob) quantile of
+    these minima is the adjusted pointwise level gamma; the band at z is the central
+    binomial (1 - gamma) interval, [q(gamma/2), q(1 - gamma/2)] / n, minus z.
+
+    Returns an :class:`EcdfBand` with arrays of shape (n_eval,), read-only (results are
+    cached per argument set).  The whole ECDF difference of a uniform sample stays inside
+    the band at all evaluation points with probability >= prob, up to Monte Carlo error
+    in gamma (sd ~ sqrt(prob (1 - prob) / n_sim) in coverage).
+    """
+    if not 0.0 < prob < 1.0:
+        raise ValueError(f"prob must be in (0, 1), got {prob}")
+    n_eval = _resolve(n, n_eval)
+    minima = _null_min_tail_probs(n, n_eval, n_sim, seed)
+    # Largest gamma such that at most a (1 - prob) share of the null minima fall below it;
+    # the statistic is discrete, so this errs on the side of coverage.
+    gamma = float(minima[int(np.floor((1.0 - prob) * n_sim))])
+    table = _two_sided_table(n, n_eval)
+    # A count is inside iff its two-sided tail probability is >= gamma; the set of such
+    # counts is an interval (the tail probability is unimodal in the count) and equals the
+    # binomial quantile interval [q(gamma/2), q(1 - gamma/2)].
+    inside = table >= gamma
+    lo = np.argmax(inside, axis=1)
+    hi = n - np.argmax(inside[:, ::-1], axis=1)
+    z = evaluation_points(n, n_eval)
+    lower, upper = lo / n - z, hi / n - z
+    for a in (z, lower, upper):
+        a.flags.writeable = False
+    return EcdfBand(z=z, lower=lower, upper=upper, gamma=gamma, prob=prob, n=n)
+
+
+def ecdf_difference(u, z) -> np.ndarray:
+    """ECDF(z) - z for the non-NaN values of u.  u: (n,) in (0, 1); z: (m,).  Returns (m,)."""
+    u = np.sort(_clean(u))
+    z = np.asarray(z, dtype=float)
+    return np.searchsorted(u, z, side="right") / len(u) - z
+
+
+@dataclass(frozen=True)
+class UniformityResult:
+    """Outcome of :func:`uniformity_test` for one scalar parameter.
+
+    statistic: minimum two-sided binomial tail probability over the evaluation points
+        (small = far from uniform).  p_value: Monte Carlo p-value, >= 1 / (n_sim + 1).
+    n: non-NaN values used.  shape: :func:`failure_shape` if p_value < alpha, else "ok".
+    mean, var: sample mean and variance of u (1/2 and 1/12 under uniformity).
+    """
+
+    statistic: float
+    p_value: float
+    n: int
+    shape: str
+    mean: float
+    var: float
+
+
+def uniformity_test(
+    u,
+    alpha: float = 0.05,
+    n_eval: int | None = None,
+    n_sim: int = DEFAULT_N_SIM,
+    seed: int = DEFAULT_SEED,
+) -> UniformityResult:
+    """Test fractional ranks u for uniformity with the ECDF "gamma" statistic.
+
+    u: (n_rep,) fractional ranks; NaN dropped.  The statistic is the one that defines
+    :func:`ecdf_band`: the smallest two-sided binomial tail probability of the ECDF over
+    the evaluation points.  p-value = (1 + #{null minima <= observed}) / (n_sim + 1) from
+    n_sim simulated uniform samples of the same size (cached per (n, n_eval, n_sim, seed)).
+    The p-value cannot go below 1 / (n_sim + 1); with k parameters and Holm at level alpha
+    n_sim must exceed k / alpha.
+
+    ``alpha`` only decides whether ``shape`` is named; with several parameters, name shapes
+    after the multiplicity correction (:func:`overall_verdict`) with :func:`failure_shape`.
+    """
+    u = _clean(u)
+    n = len(u)
+    if n < 2:
+        raise ValueError(f"need at least 2 non-NaN fractional ranks, got {n}")
+    if np.any((u < 0) | (u > 1)):
+        raise ValueError("fractional ranks must lie in [0, 1]")
+    n_eval = _resolve(n, n_eval)
+    z = evaluation_points(n, n_eval)
+    counts = np.searchsorted(np.sort(u), z, side="right")
+    stat = float(_min_tail_prob(counts, _two_sided_table(n, n_eval)))
+    minima = _null_min_tail_probs(n, n_eval, n_sim, seed)
+    n_le = int(np.searchsorted(minima, stat, side="right"))
+    p_value = (1.0 + n_le) / (n_sim + 1.0)
+    shape = failure_shape(u) if p_value < alpha else "ok"
+    return UniformityResult(
+        statistic=stat, p_value=p_value, n=n, shape=shape, mean=float(u.mean()), var=float(u.var())
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Failure shape
+# --------------------------------------------------------------------------------------
+
+
+def moment_zscores(u) -> tuple[float, float]:
+    """Standardised deviations of the mean and variance of u from 1/2 and 1/12.
+
+    z_mean = (mean - 1/2) / sqrt(1/12 / n); z_var = (var - 1/12) / sqrt((1/80 - 1/144) / n),
+    both ~ N(0, 1) for large n under uniformity.  The variance is taken around the sample
+    mean so that a pure shift shows up in z_mean only (to first order).
+    """
+    u = _clean(u)
+    n = len(u)
+    z_mean = (u.mean() - 0.5) / np.sqrt(_VAR_U / n)
+    z_var = (u.var() - _VAR_U) / np.sqrt(_VAR_OF_VAR_U / n)
+    return float(z_mean), float(z_var)
+
+
+def failure_shape(u, threshold: float = 2.0) -> str:
+    """Name how fractional ranks u deviate from uniform; meant for a parameter that failed.
+
+    Returns one of
+      "too_narrow":  U shape, var(u) > 1/12 - the truth falls in the tails of the draws too
+                     often: the posterior is overconfident (too narrow);
+      "too_wide":    hump, var(u) < 1/12 - the posterior is underconfident (too wide);
+      "biased_low":  mean(u) > 1/2 - ranks mostly high, the truth lies above the draws: the
+                     posterior is shifted down (underestimates);
+      "biased_high": mean(u) < 1/2 - ranks mostly low, the truth lies below the draws: the
+                     posterior is shifted up (overestimates);
+      "ok":          neither standardised deviation (:func:`moment_zscores`) exceeds
+                     ``threshold`` (default 2, i.e. ~5% two-sided per moment under the null).
+    The larger of the two standardised deviations names the shape.  Call it only for a
+    parameter the uniformity test rejected; on a calibrated one it names a shape by chance
+    in ~10% of cases.
+    """
+    z_mean, z_var = moment_zscores(u)
+    if max(abs(z_mean), abs(z_var)) <= threshold:
+        return "ok"
+    if abs(z_var) >= abs(z_mean):
+        return "too_narrow" if z_var > 0 else "too_wide"
+    return "biased_low" if z_mean > 0 else "biased_high"
+
+
+# --------------------------------------------------------------------------------------
+# Coverage
+# --------------------------------------------------------------------------------------
+
+
+def wilson_interval(k, n, conf: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for a binomial proportion k / n; arrays broadcast.
+
+    Good coverage also near 0 and 1 and for small n, unlike the Wald interval.
+    """
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    q = norm.ppf(0.5 + conf / 2.0)
+    q2 = q * q
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre = (k + q2 / 2.0) / (n + q2)
+        half = q / (n + q2) * np.sqrt(k * (n - k) / n + q2 / 4.0)
+    # exact 0 / 1 at k = 0 / n (the formula gives them only up to rounding)
+    lo = np.where(k > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
+    hi = np.where(k < n, np.clip(centre + half, 0.0, 1.0), 1.0)
+    return lo, hi
+
+
+def jeffreys_interval(k, n, conf: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Jeffreys interval: equal-tailed Beta(k + 1/2, n - k + 1/2) interval; 0 / 1 at k = 0 / n."""
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    a = (1.0 - conf) / 2.0
+    lo = np.where(k > 0, beta.ppf(a, k + 0.5, n - k + 0.5), 0.0)
+    hi = np.where(k < n, beta.ppf(1.0 - a, k + 0.5, n - k + 0.5), 1.0)
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class CoverageResult:
+    """Empirical coverage of central posterior intervals, per level (arrays of shape (m,))."""
+
+    levels: np.ndarray
+    coverage: np.ndarray
+    k: np.ndarray
+    n: int
+    lower: np.ndarray
+    upper: np.ndarray
+    method: str
+
+
+def coverage(
+    u, levels=(0.5, 0.8, 0.9, 0.95), conf: float = 0.95, method: str = "wilson"
+) -> CoverageResult:
+    """Share of replicates whose truth lies in the central posterior interval, per level.
+
+    u: (n_rep,) fractional ranks; NaN dropped.  The truth is inside the central ``level``
+    interval of the draws (between their (1 - level)/2 and (1 + level)/2 quantiles) iff
+    |u - 1/2| <= level / 2, so coverage needs only the ranks.  ``lower``/``upper`` is a
+    ``conf`` interval for the coverage ("wilson" or "jeffreys").  Under calibration
+    coverage = level up to rank discreteness (<= 1 / (n_ranked + 1)).
+    """
+    u = _clean(u)
+    levels = np.atleast_1d(np.asarray(levels, dtype=float))
+    if np.any((levels <= 0) | (levels >= 1)):
+        raise ValueError("levels must lie in (0, 1)")
+    n = len(u)
+    k = (np.abs(u[:, None] - 0.5) <= levels[None, :] / 2.0).sum(axis=0)
+    if method == "wilson":
+        lo, hi = wilson_interval(k, n, conf)
+    elif method == "jeffreys":
+        lo, hi = jeffreys_interval(k, n, conf)
+    else:
+        raise ValueError(f"method must be 'wilson' or 'jeffreys', got {method!r}")
+    cov = k / n if n else np.full(levels.shape, np.nan)
+    return CoverageResult(levels, cov, k, n, np.asarray(lo), np.asarray(hi), method)
+
+
+# --------------------------------------------------------------------------------------
+# Several parameters
+# --------------------------------------------------------------------------------------
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values; same shape as the input, NaN kept as NaN.
+
+    Controls the family-wise error rate under any dependence between the tests, which is
+    needed here: ranks of different parameters from the same replicate are dependent.
+    Reject hypothesis i at level alpha iff adjusted[i] <= alpha.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    flat = p.ravel()
+    ok = np.flatnonzero(~np.isnan(flat))
+    m = len(ok)
+    adj = np.full(flat.shape, np.nan)
+    order = ok[np.argsort(flat[ok], kind="stable")]
+    # step-down: (m - i) p_(i) for the i-th smallest (0-based), made monotone, capped at 1
+    stepped = np.maximum.accumulate((m - np.arange(m)) * flat[order])
+    adj[order] = np.minimum(stepped, 1.0)
+    return adj.reshape(p.shape)
+
+
+def overall_verdict(pvalues, alpha: float = 0.05) -> tuple[bool, np.ndarray]:
+    """Does any parameter fail, with family-wise error rate alpha (Holm)?
+
+    pvalues: (k,) one p-value per scalar parameter (or per vector parameter, from
+    :func:`pooled_pvalue`).  Returns (reject, holm-adjusted p-values).
+    """
+    adj = holm(pvalues)
+    return bool(np.any(adj[~np.isnan(adj)] <= alpha)), adj
+
+
+def pooled_pvalue(pvalues) -> float:
+    """One p-value for the exchangeable elements of a vector parameter (e.g. all alpha[gene]).
+
+    Bonferroni on the minimum, min(1, k * min p), over the k non-NaN p-values: valid under
+    any dependence between the elements.  The elements are *not* pooled into one ECDF test,
+    because elements of one replicate are dependent and a band for n_rep * k values would
+    be too narrow (see :func:`pooled_fractional_ranks`).
+    """
+    p = _clean(pvalues)
+    if len(p) == 0:
+        return float("nan")
+    return float(min(1.0, len(p) * p.min()))
+
+
+# --------------------------------------------------------------------------------------
+# Recovery
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecoveryResult:
+    """Parameter recovery.  z, contraction: per replicate (n_rep, *shape);
+    bias, rmse, prior_sd: per parameter (*shape)."""
+
+    z: np.ndarray
+    contraction: np.ndarray
+    bias: np.ndarray
+    rmse: np.ndarray
+    prior_sd: np.ndarray
+
+
+def recovery(truth, post_mean, post_sd, prior_sd=None) -> RecoveryResult:
+    """Posterior z-scores, contraction, bias and RMSE of the posterior mean.
+
+    truth, post_mean, post_sd: (n_rep, *shape); NaN for failed fits (ignored in bias/rmse).
+    prior_sd: broadcastable to shape; by default the sd of the truths over replicates,
+        which are draws from the prior.
+
+    z = (post_mean - truth) / post_sd (~ N(0, 1) if calibrated and near-Gaussian);
+    contraction = 1 - post_sd^2 / prior_sd^2 (0: data uninformative, 1: fully identified);
+    bias = mean(post_mean - truth); rmse = sqrt(mean((post_mean - truth)^2)).
+    """
+    truth = np.asarray(truth, dtype=float)
+    post_mean = np.asarray(post_mean, dtype=float)
+    post_sd = np.asarray(post_sd, dtype=float)
+    if prior_sd is None:
+        prior_sd = np.nanstd(truth, axis=0, ddof=1)
+    prior_sd = np.asarray(prior_sd, dtype=float)
+    err = post_mean - truth
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = err / post_sd
+        contraction = 1.0 - post_sd**2 / prior_sd**2
+    bias = np.nanmean(err, axis=0)
+    rmse = np.sqrt(np.nanmean(err**2, axis=0))
+    return RecoveryResult(z=z, contraction=contraction, bias=bias, rmse=rmse, prior_sd=prior_sd)

@@ -1,0 +1,259 @@
+"""The on-disk layout of a study's results; the only module that knows it.
+
+    OUT/study.json                        the validated study, its fingerprint, versions
+    OUT/replicates/MODEL/DESIGN/r000042.json  one record per finished replicate
+    OUT/replicates.parquet                one row per replicate (diagnostics, status, error)
+    OUT/parameters.parquet                one row per replicate x ranked scalar (tidy)
+    OUT/ranks.nc                          DataTree: /MODEL/DESIGN/prior_sbc (fractional ranks)
+    OUT/report.html, summary.csv, summary.md
+
+Each replicate file is written atomically (temporary file, fsync, rename), so killing the
+process at any moment loses at most the replicates in flight.  Only data formats are used
+(JSON, Parquet, NetCDF); nothing stored is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sbc.errors import StoreError, StudyMismatchError
+from sbc.replicate import RECORD_SCHEMA
+
+STUDY_FILE = "study.json"
+REQUIRED_KEYS = {"schema", "model", "design", "rep", "status"}
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so that readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in a record")
+
+
+def _dumps(obj) -> bytes:
+    # NaN is stored as null so the files are strict JSON.
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+    return json.dumps(clean(obj), default=_json_default, allow_nan=False).encode()
+
+
+class Store:
+    """A study's output directory."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # --- opening -----------------------------------------------------------------------
+    @classmethod
+    def open_for_run(cls, root: str | Path, manifest: dict) -> Store:
+        """Create the store, or reopen it for resuming when it holds the same study.
+
+        Refuses (without touching anything) a path that is a file, a directory holding
+        something else, or a store of a different study.
+        """
+        store = cls(root)
+        root = store.root
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"output path {root} is a file, not a directory; choose another "
+                             "path with --out")
+        existing = store.read_manifest() if (root / STUDY_FILE).exists() else None
+        if existing is not None:
+            if existing.get("fingerprint") != manifest["fingerprint"]:
+                changed = _diff_manifests(existing.get("study", {}), manifest["study"],
+                                          existing.get("model_digests", {}),
+                                          manifest["model_digests"])
+                raise StudyMismatchError(
+                    f"{root} holds results of a different study ({changed}); results of "
+                    "different studies are never mixed. Run with --out NEW_DIR to start "
+                    f"fresh, or move {root} away first")
+            return store
+        if root.is_dir() and any(p.name != ".gitkeep" for p in root.iterdir()):
+            raise StoreError(f"output directory {root} is not empty and holds no sbc study "
+                             f"({STUDY_FILE} missing); choose an empty or new directory with --out")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(root / STUDY_FILE, json.dumps(manifest, indent=2).encode())
+        except OSError as exc:
+            raise StoreError(f"cannot write to output directory {root}: {exc.strerror}; "
+                             "check permissions and free disk space, or choose another --out") from exc
+        return store
+
+    def read_manifest(self) -> dict:
+        path = self.root / STUDY_FILE
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise StoreError(f"{self.root} holds no sbc study ({STUDY_FILE} missing); "
+                             "give the output directory of `sbc run`") from exc
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StoreError(f"{path} is unreadable or corrupt ({exc}); it was written by "
+                             "`sbc run` and should not be edited") from exc
+
+    # --- replicates --------------------------------------------------------------------
+    def replicate_path(self, model: str, design: str, rep: int) -> Path:
+        return self.root / "replicates" / model / design / f"r{rep:06d}.json"
+
+    def write_record(self, record: dict) -> None:
+        path = self.replicate_path(record["model"], record["design"], record["rep"])
+        try:
+            atomic_write_bytes(path, _dumps(record))
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror}; results stored so far are "
+                             "intact; free disk space or fix permissions and run again to resume") from exc
+
+    def iter_records(self, quarantine: bool = False) -> Iterator[dict]:
+        """Every valid stored record.  A corrupt file (e.g. a truncated write from a crash
+        outside the atomic path) is skipped, and with ``quarantine`` renamed aside so the
+        replicate is recomputed; nothing else is touched."""
+        base = self.root / "replicates"
+        if not base.is_dir():
+            return
+        for path in sorted(base.glob("*/*/r*.json")):
+            record = _load_record(path)
+            if record is None:
+                if quarantine:
+                    path.rename(path.with_name(f"{path.name}.corrupt-{int(time.time())}"))
+                continue
+            yield record
+
+    def done(self, quarantine: bool = True) -> set[tuple[str, str, int]]:
+        return {(r["model"], r["design"], r["rep"]) for r in self.iter_records(quarantine)}
+
+    # --- consolidated tables -----------------------------------------------------------
+    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(replicates, parameters) tables from the stored records."""
+        return records_to_tables(self.iter_records())
+
+    def write_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        reps, params = self.tables()
+        for name, frame in (("replicates.parquet", reps), ("parameters.parquet", params)):
+            tmp = self.root / f".{name}.tmp"
+            frame.to_parquet(tmp, index=False)
+            os.replace(tmp, self.root / name)
+        write_rank_tree(params, self.root / "ranks.nc")
+        return reps, params
+
+    def write_text(self, name: str, text: str) -> Path:
+        path = self.root / name
+        atomic_write_bytes(path, text.encode())
+        return path
+
+
+def _load_record(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not REQUIRED_KEYS <= record.keys() \
+            or record["schema"] != RECORD_SCHEMA:
+        return None
+    if record["status"] == "ok" and "parameters" not in record:
+        return None
+    return record
+
+
+def _diff_manifests(old: dict, new: dict, old_digests: dict, new_digests: dict) -> str:
+    changed = [k for k in sorted(set(old) | set(new))
+               if k not in ("simulations", "output", "scheduler", "workers", "batch_size",
+                            "base_dir", "description", "name")
+               and old.get(k) != new.get(k)]
+    changed += [f"source of model '{k}'" for k in sorted(set(old_digests) | set(new_digests))
+                if old_digests.get(k) != new_digests.get(k)]
+    return "changed: " + ", ".join(changed) if changed else "different fingerprint"
+
+
+REPLICATE_COLUMNS = ["model", "design", "rep", "status", "error", "wall_seconds",
+                     "sampler_seconds", "n_draws", "thin", "n_ranked", "n_divergent",
+                     "n_treedepth", "ess_bulk_min", "ess_tail_min", "rhat_max",
+                     "flag_divergent", "flag_low_ess", "flag_rhat", "seed_entropy"]
+
+
+def records_to_tables(records: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rep_rows, param_frames = [], []
+    for r in records:
+        rep_rows.append({k: r.get(k) for k in REPLICATE_COLUMNS})
+        if r["status"] != "ok":
+            continue
+        p = pd.DataFrame(r["parameters"])
+        p["kind"] = "parameter"
+        q = pd.DataFrame([{"name": name, "group": name, "kind": "quantity", **vals}
+                          for name, vals in r.get("quantities", {}).items()])
+        frame = pd.concat([p, q], ignore_index=True) if len(q) else p
+        frame.insert(0, "rep", r["rep"])
+        frame.insert(0, "design", r["design"])
+        frame.insert(0, "model", r["model"])
+        frame["n_ranked"] = r["n_ranked"]
+        param_frames.append(frame)
+    reps = pd.DataFrame(rep_rows, columns=REPLICATE_COLUMNS)
+    if len(reps):
+        reps = reps.sort_values(["model", "design", "rep"], ignore_index=True)
+    params = pd.concat(param_frames, ignore_index=True) if param_frames else \
+        pd.DataFrame(columns=["model", "design", "rep", "name", "group", "kind", "truth", "rank",
+                              "n_ranked", "mean", "sd"])
+    if len(params):
+        params = params.sort_values(["model", "design", "rep"], kind="stable", ignore_index=True)
+        params["rhat"] = pd.to_numeric(params.get("rhat"), errors="coerce")
+    return reps, params
+
+
+def write_rank_tree(params: pd.DataFrame, path: Path) -> None:
+    """Ranks as an xarray DataTree: one ``prior_sbc`` group per (model, design) holding
+    fractional ranks (rank + 0.5) / (n_ranked + 1) with dims (chain=1, draw=replicate),
+    the layout ``arviz_plots.plot_ecdf_pit`` reads, plus raw ranks in ``sbc_ranks``."""
+    import xarray as xr
+
+    tree = {}
+    for (model, design), block in params.groupby(["model", "design"], sort=True):
+        frac, raw = {}, {}
+        for name, rows in block.groupby("name", sort=False):
+            rows = rows.sort_values("rep")
+            reps = rows["rep"].to_numpy()
+            pit = (rows["rank"].to_numpy(float) + 0.5) / (rows["n_ranked"].to_numpy(float) + 1)
+            coords = {"chain": [0], "draw": reps}
+            frac[name] = xr.DataArray(pit[None], dims=("chain", "draw"), coords=coords)
+            raw[name] = xr.DataArray(rows["rank"].to_numpy()[None], dims=("chain", "draw"),
+                                     coords=coords)
+            raw[f"{name}__n_ranked"] = xr.DataArray(rows["n_ranked"].to_numpy()[None],
+                                                   dims=("chain", "draw"), coords=coords)
+        tree[f"/{model}/{design}/prior_sbc"] = xr.Dataset(frac)
+        tree[f"/{model}/{design}/sbc_ranks"] = xr.Dataset(raw)
+    dt = xr.DataTree.from_dict(tree) if tree else xr.DataTree()
+    tmp = path.with_name(f".{path.name}.tmp")
+    dt.to_netcdf(tmp, engine="h5netcdf")
+    os.replace(tmp, path)

@@ -1,0 +1,272 @@
+"""Study files: parse and validate the TOML that describes a calibration study.
+
+A study is plain data (frozen dataclasses).  Validation happens here, once, at the
+boundary: every problem is reported with the key, the offending value and a fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sbc.design import Design
+from sbc.errors import StudyError
+
+SAMPLERS = ("nutpie", "pymc", "exact")
+
+TOP_KEYS = {"name", "seed", "simulations", "model", "models", "simulate_model", "thin",
+            "grid", "designs", "sampler", "run", "description"}
+SAMPLER_KEYS = {"name", "chains", "tune", "draws", "target_accept", "max_treedepth", "timeout"}
+RUN_KEYS = {"output", "batch_size", "scheduler", "workers"}
+GRID_KEYS = {"cell_lines", "genes", "reps"}
+DESIGN_KEYS = {"cell_lines", "genes", "reps"}
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    name: str = "nutpie"
+    chains: int = 1
+    tune: int = 1000
+    draws: int = 1000
+    target_accept: float = 0.8
+    max_treedepth: int = 10
+    timeout: float | None = None  # seconds per fit; None = no limit
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    models: tuple[str, ...]
+    designs: tuple[Design, ...]
+    simulations: int
+    seed: int
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    thin: int | str = "auto"
+    simulate_model: str | None = None
+    output: str | None = None
+    batch_size: int | None = None
+    scheduler: str | None = None
+    workers: int | None = None
+    base_dir: str = "."  # directory of the study file; model paths are relative to it
+    description: str = ""
+
+    def fingerprint(self, model_sources: dict[str, str]) -> str:
+        """Hash of everything that changes results (not the number of simulations,
+        output, workers or scheduler: those may change between resumes)."""
+        payload = {
+            "models": list(self.models),
+            "simulate_model": self.simulate_model,
+            "designs": [d.label for d in self.designs],
+            "seed": self.seed,
+            "sampler": asdict(self.sampler),
+            "thin": self.thin,
+            "model_sources": {k: hashlib.sha256(v.encode()).hexdigest()
+                              for k, v in sorted(model_sources.items())},
+        }
+        blob = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["designs"] = [d.label for d in self.designs]
+        out["models"] = list(self.models)
+        return out
+
+
+def _where(path: Path, key: str) -> str:
+    return f"{path}: key '{key}'"
+
+
+def _unknown_keys(table: dict, allowed: set[str], path: Path, prefix: str) -> None:
+    for key in table:
+        if key not in allowed:
+            guess = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f"did you mean '{prefix}{guess[0]}'?" if guess else \
+                f"valid keys are: {', '.join(sorted(allowed))}"
+            raise StudyError(f"{path}: unknown key '{prefix}{key}'; {hint}")
+
+
+def _positive_int(value: Any, path: Path, key: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StudyError(f"{_where(path, key)} must be an integer, got {value!r}; "
+                         f"write e.g. {key.split('.')[-1]} = {max(minimum, 10)}")
+    if value < minimum:
+        raise StudyError(f"{_where(path, key)} must be >= {minimum}, got {value}")
+    return value
+
+
+def _int_list(value: Any, path: Path, key: str) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise StudyError(f"{_where(path, key)} must be a non-empty list of positive integers, "
+                         f"got {value!r}; write e.g. {key.split('.')[-1]} = [10, 20]")
+    return [_positive_int(v, path, key) for v in value]
+
+
+def read_toml(path: Path) -> dict:
+    if not path.exists():
+        raise StudyError(f"study file not found: {path}; check the path "
+                         "(the reference study is studies/crispr_seed.toml)")
+    if path.is_dir():
+        raise StudyError(f"study file {path} is a directory; give the path of a .toml file")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise StudyError(f"cannot read study file {path}: {exc.strerror}; check its permissions") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyError(f"{path} is not valid TOML: {exc}; fix the syntax at that line") from exc
+
+
+def load_study(path: str | Path, *, sims: int | None = None) -> Study:
+    """Read and validate a study file; ``sims`` overrides ``simulations``."""
+    path = Path(path)
+    raw = read_toml(path)
+    return parse_study(raw, path, sims=sims)
+
+
+def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
+    _unknown_keys(raw, TOP_KEYS, path, "")
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise StudyError(f"{_where(path, 'name')} must be a non-empty string")
+
+    if "model" in raw and "models" in raw:
+        raise StudyError(f"{path}: give either 'model' or 'models', not both")
+    models = raw.get("models", raw.get("model"))
+    if models is None:
+        raise StudyError(f"{path}: missing key 'model'; write e.g. model = \"crispr_screen\" "
+                         "(a file in models/) or model = \"path/to/file.py:function\"")
+    if isinstance(models, str):
+        models = [models]
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
+        raise StudyError(f"{_where(path, 'models')} must be a model name or a list of names, got {models!r}")
+    if len(set(models)) != len(models):
+        raise StudyError(f"{_where(path, 'models')} lists a model twice: {models}")
+    simulate_model = raw.get("simulate_model")
+    if simulate_model is not None and (not isinstance(simulate_model, str) or not simulate_model):
+        raise StudyError(f"{_where(path, 'simulate_model')} must be a model name, got {simulate_model!r}")
+
+    seed = raw.get("seed")
+    if seed is None:
+        raise StudyError(f"{path}: missing key 'seed'; write e.g. seed = 103 "
+                         "(results are reproducible from it)")
+    seed = _positive_int(seed, path, "seed", minimum=0)
+
+    n_sims = raw.get("simulations")
+    if sims is not None:
+        n_sims = sims
+    if n_sims is None:
+        raise StudyError(f"{path}: missing key 'simulations' (replicates per design); "
+                         "write e.g. simulations = 100")
+    n_sims = _positive_int(n_sims, path, "simulations")
+
+    designs = _parse_designs(raw, path)
+    sampler = _parse_sampler(raw.get("sampler", {}), path)
+    thin = raw.get("thin", "auto")
+    if thin != "auto":
+        thin = _positive_int(thin, path, "thin")
+        if thin > sampler.draws * sampler.chains // 10:
+            raise StudyError(
+                f"{_where(path, 'thin')} = {thin} leaves fewer than 10 draws to rank from "
+                f"{sampler.chains} chain(s) x {sampler.draws} draws; lower 'thin', raise "
+                "'sampler.draws', or write thin = \"auto\" (thin by effective sample size)")
+
+    run = raw.get("run", {})
+    if not isinstance(run, dict):
+        raise StudyError(f"{_where(path, 'run')} must be a table ([run])")
+    _unknown_keys(run, RUN_KEYS, path, "run.")
+    output = run.get("output")
+    if output is not None and (not isinstance(output, str) or not output):
+        raise StudyError(f"{_where(path, 'run.output')} must be a directory path string")
+    batch = run.get("batch_size")
+    if batch is not None:
+        batch = _positive_int(batch, path, "run.batch_size")
+    scheduler = run.get("scheduler") or None
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise StudyError(f"{_where(path, 'run.scheduler')} must be an address like 'tcp://host:8786'")
+    workers = run.get("workers")
+    if workers is not None:
+        workers = _positive_int(workers, path, "run.workers")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise StudyError(f"{_where(path, 'description')} must be a string")
+
+    return Study(name=name.strip(), models=tuple(models), designs=tuple(designs),
+                 simulations=n_sims, seed=seed, sampler=sampler, thin=thin,
+                 simulate_model=simulate_model, output=output, batch_size=batch,
+                 scheduler=scheduler, workers=workers,
+                 base_dir=str(path.resolve().parent), description=description)
+
+
+def _parse_designs(raw: dict, path: Path) -> list[Design]:
+    designs: list[Design] = []
+    if "grid" in raw:
+        grid = raw["grid"]
+        if not isinstance(grid, dict):
+            raise StudyError(f"{_where(path, 'grid')} must be a table: "
+                             "[grid] cell_lines = [10, 20] genes = [3] reps = [3]")
+        _unknown_keys(grid, GRID_KEYS, path, "grid.")
+        missing = GRID_KEYS - set(grid)
+        if missing:
+            raise StudyError(f"{path}: [grid] lacks {', '.join(sorted(missing))}; "
+                             "give all of cell_lines, genes and reps")
+        lists = [_int_list(grid[k], path, f"grid.{k}") for k in ("cell_lines", "genes", "reps")]
+        designs += [Design(c, g, r) for c in lists[0] for g in lists[1] for r in lists[2]]
+    if "designs" in raw:
+        entries = raw["designs"]
+        if not isinstance(entries, list):
+            raise StudyError(f"{_where(path, 'designs')} must be an array of tables: "
+                             "[[designs]] cell_lines = 10 genes = 3 reps = 3")
+        for i, entry in enumerate(entries):
+            key = f"designs[{i}]"
+            if isinstance(entry, list) and len(entry) == 3:
+                entry = dict(zip(("cell_lines", "genes", "reps"), entry))
+            if not isinstance(entry, dict):
+                raise StudyError(f"{_where(path, key)} must be a table with cell_lines, genes, reps "
+                                 f"or a list [cell_lines, genes, reps], got {entry!r}")
+            _unknown_keys(entry, DESIGN_KEYS, path, f"{key}.")
+            missing = DESIGN_KEYS - set(entry)
+            if missing:
+                raise StudyError(f"{path}: {key} lacks {', '.join(sorted(missing))}")
+            designs.append(Design(*(_positive_int(entry[k], path, f"{key}.{k}")
+                                    for k in ("cell_lines", "genes", "reps"))))
+    if not designs:
+        raise StudyError(f"{path}: the design grid is empty; add [grid] with cell_lines, genes "
+                         "and reps lists, or [[designs]] entries")
+    unique = list(dict.fromkeys(designs))
+    return unique
+
+
+def _parse_sampler(table: Any, path: Path) -> SamplerSettings:
+    if not isinstance(table, dict):
+        raise StudyError(f"{_where(path, 'sampler')} must be a table ([sampler])")
+    _unknown_keys(table, SAMPLER_KEYS, path, "sampler.")
+    name = table.get("name", "nutpie")
+    if name not in SAMPLERS:
+        guess = difflib.get_close_matches(str(name), SAMPLERS, n=1)
+        hint = f"did you mean '{guess[0]}'? " if guess else ""
+        raise StudyError(f"{_where(path, 'sampler.name')}: unknown sampler {name!r}; {hint}"
+                         f"choose one of {', '.join(SAMPLERS)}")
+    chains = _positive_int(table.get("chains", 1), path, "sampler.chains")
+    tune = _positive_int(table.get("tune", 1000), path, "sampler.tune", minimum=0)
+    draws = _positive_int(table.get("draws", 1000), path, "sampler.draws", minimum=10)
+    target = table.get("target_accept", 0.8)
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
+        raise StudyError(f"{_where(path, 'sampler.target_accept')} must be a number strictly "
+                         f"between 0 and 1, got {target!r}; typical values are 0.8 to 0.99")
+    depth = _positive_int(table.get("max_treedepth", 10), path, "sampler.max_treedepth")
+    timeout = table.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or timeout <= 0):
+        raise StudyError(f"{_where(path, 'sampler.timeout')} must be a positive number of seconds")
+    return SamplerSettings(name=name, chains=chains, tune=tune, draws=draws,
+                           target_accept=float(target), max_treedepth=depth,
+                           timeout=float(timeout) if timeout is not None else None)
