@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
                                      "report.html, summary.csv and summary.md; never refits.")
     rep.add_argument("dir", help="output directory of `sbc run`")
 
+    plan = sub.add_parser("plan", help="plan the design size of a screen",
+                          description="Find the cheapest design (cell lines x genes x "
+                                      "replicates) that meets a precision or decision target "
+                                      "with stated probability; adaptive, resumable.")
+    plan.add_argument("plan", help="plan file (TOML), e.g. studies/plan_screen.toml")
+    plan.add_argument("--out", help="output directory (default: reports/PLAN_NAME)")
+    plan.add_argument("--workers", type=_workers, help="local Dask workers (default: one per "
+                      "core; 0 runs in this process)")
+    plan.add_argument("--scheduler", help="address of a running Dask scheduler")
+
     seed = sub.add_parser("fit-seed", help="reproduce the seed notebook's single analysis",
                           description="Simulate the seed's design (10 cell lines x 3 genes x 3 "
                                       "experiments) with its true values and seed 103, fit, "
@@ -81,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "plan":
+            from sbc.plan import cli_plan
+            return cli_plan(args)
         if args.command == "fit-seed":
             from sbc.seed import fit_seed
             print(fit_seed(model=args.model, draws=args.draws, tune=args.tune, chains=args.chains))
