@@ -16,6 +16,40 @@ from sbc.spec import RESPONSE_DATA_NAME, ModelSpec, load_module
 from sbc.study import SamplerSettings
 
 
+class FitTimeout(RuntimeError):
+    """A fit ran past the study's ``sampler.timeout``; the replicate is recorded as failed."""
+
+
+def call_with_timeout(fn, timeout: float | None):
+    """Run ``fn()`` and give up after ``timeout`` seconds.
+
+    Used for backends that cannot be cancelled from outside (PyMC, user ``exact_posterior``
+    code).  The call runs in a daemon thread that is abandoned on timeout: the study goes on,
+    at the cost of a stuck thread until the worker exits.
+    """
+    if timeout is None:
+        return fn()
+    import threading
+
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True, name="sbc-fit")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise FitTimeout(f"fit did not finish within the per-fit timeout of {timeout:g} s "
+                         "(sampler.timeout in the study file)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 @dataclass
 class Fit:
     draws: dict[str, np.ndarray]  # name -> (chain, draw, *shape), constrained space
@@ -43,12 +77,22 @@ class NutpieBackend:
 
         s = self.settings
         start = time.perf_counter()
-        trace = nutpie.sample(
-            self.compiled.with_data(**{RESPONSE_DATA_NAME: np.ascontiguousarray(y, dtype=float)}),
-            chains=s.chains, cores=1, tune=s.tune, draws=s.draws, seed=int(seed),
-            target_accept=s.target_accept, maxdepth=s.max_treedepth,
-            save_warmup=False, progress_bar=False,
-        )
+        kwargs = dict(chains=s.chains, cores=1, tune=s.tune, draws=s.draws, seed=int(seed),
+                      target_accept=s.target_accept, maxdepth=s.max_treedepth,
+                      save_warmup=False, progress_bar=False)
+        model = self.compiled.with_data(**{RESPONSE_DATA_NAME: np.ascontiguousarray(y, dtype=float)})
+        if s.timeout is None:
+            trace = nutpie.sample(model, **kwargs)
+        else:  # sample in the background so a stuck fit can be cancelled, not abandoned
+            sampler = nutpie.sample(model, blocking=False, **kwargs)
+            deadline = start + s.timeout
+            while not sampler.is_finished:
+                if time.perf_counter() > deadline:
+                    sampler.cancel()
+                    raise FitTimeout(f"nutpie did not finish within the per-fit timeout of "
+                                     f"{s.timeout:g} s (sampler.timeout in the study file)")
+                time.sleep(0.002)
+            trace = sampler.wait()
         seconds = time.perf_counter() - start
         post, stats = trace["posterior"], trace["sample_stats"]
         draws = {name: np.asarray(post[name].values, dtype=float) for name in self.spec.parameters}
@@ -77,12 +121,15 @@ class PymcBackend:
         s = self.settings
         self._data.set_value(np.asarray(y, dtype=float))
         start = time.perf_counter()
-        with self.spec.fit_model:
-            trace = pm.sample(draws=s.draws, tune=s.tune, chains=s.chains, cores=1,
-                              random_seed=int(seed), target_accept=s.target_accept,
-                              max_treedepth=s.max_treedepth, nuts_sampler="pymc",
-                              progressbar=False, compute_convergence_checks=False,
-                              var_names=list(self.spec.parameters))
+
+        def sample():
+            with self.spec.fit_model:
+                return pm.sample(draws=s.draws, tune=s.tune, chains=s.chains, cores=1,
+                                 random_seed=int(seed), target_accept=s.target_accept,
+                                 max_treedepth=s.max_treedepth, nuts_sampler="pymc",
+                                 progressbar=False, compute_convergence_checks=False,
+                                 var_names=list(self.spec.parameters))
+        trace = call_with_timeout(sample, s.timeout)
         seconds = time.perf_counter() - start
         post, stats = trace["posterior"], trace["sample_stats"]
         draws = {name: np.asarray(post[name].values, dtype=float) for name in self.spec.parameters}
@@ -122,7 +169,8 @@ class ExactBackend:
         start = time.perf_counter()
         rng = np.random.default_rng(seed)
         n = self.settings.draws * self.settings.chains
-        raw = self._posterior(self.data, np.asarray(y), n, rng)
+        raw = call_with_timeout(lambda: self._posterior(self.data, np.asarray(y), n, rng),
+                                self.settings.timeout)
         draws = {name: np.asarray(raw[name], dtype=float).reshape(
             (self.settings.chains, self.settings.draws) + np.shape(raw[name])[1:])
             for name in self.spec.parameters}

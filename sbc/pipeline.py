@@ -90,6 +90,12 @@ def plan_tasks(study: Study, models: list[ModelRef], sim: ModelRef | None, done:
     return tasks, total
 
 
+def _where_run(scheduler: str | None, n_workers: int) -> str:
+    if scheduler:
+        return f"scheduler {scheduler}"
+    return "this process (no Dask)" if n_workers == 0 else f"{n_workers} local Dask worker(s)"
+
+
 def run_study(study: Study, out: str | Path, *, workers: int | None = None,
               scheduler: str | None = None, report: bool = True,
               progress_stream=None) -> RunSummary:
@@ -108,7 +114,7 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
     stream = progress.stream
     if tasks:
         print(f"[sbc] {study.name}: {total} replicates ({already} already stored), "
-              f"{len(tasks)} tasks on {'scheduler ' + scheduler if scheduler else f'{n_workers} local worker(s)'}",
+              f"{len(tasks)} tasks on {_where_run(scheduler, n_workers)}",
               file=stream)
 
     def write(records):

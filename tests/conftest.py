@@ -1,0 +1,46 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+EXACT_STUDY = """
+name = "exact_test"
+model = "{model}"
+seed = 7
+simulations = {sims}
+thin = 1
+
+[[designs]]
+cell_lines = 4
+genes = 3
+reps = 2
+
+[[designs]]
+cell_lines = 6
+genes = 2
+reps = 2
+
+[sampler]
+name = "exact"
+draws = 99
+{extra}
+"""
+
+
+@pytest.fixture
+def exact_study(tmp_path):
+    """Write a small study file using the exact-posterior test model; returns a factory."""
+    def make(sims=20, extra="", name="study.toml"):
+        path = tmp_path / name
+        path.write_text(EXACT_STUDY.format(model=str(ROOT / "tests/models/normal_mean.py"),
+                                           sims=sims, extra=extra))
+        return path
+    return make
+
+
+def sbc_cmd(*args):
+    return [sys.executable, "-m", "sbc.cli", *map(str, args)]

@@ -1,0 +1,154 @@
+"""End-to-end runs through the CLI and the pipeline: workers, resume, faults."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, sbc_cmd
+from sbc.pipeline import run_study
+from sbc.store import Store
+from sbc.study import load_study
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def ranks_of(out: Path) -> pd.DataFrame:
+    _, params = Store(out).tables()
+    return params[["model", "design", "rep", "name", "truth", "rank", "n_ranked"]].sort_values(
+        ["model", "design", "rep", "name"], ignore_index=True)
+
+
+def test_small_study_end_to_end_through_cli(exact_study, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run(sbc_cmd("run", exact_study(sims=12), "--out", out, "--workers", "0"),
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "24/24 replicates done" in proc.stderr
+    for name in ("study.json", "replicates.parquet", "parameters.parquet", "ranks.nc", "report.html"):
+        assert (out / name).is_file(), name
+    reps = pd.read_parquet(out / "replicates.parquet")
+    assert len(reps) == 24 and (reps["status"] == "ok").all()
+    params = pd.read_parquet(out / "parameters.parquet")
+    assert set(params.loc[params.kind == "quantity", "name"]) == {"loglik", "loglik_min"}
+    assert params["rank"].between(0, params["n_ranked"]).all()
+    # The rank tree opens with the layout arviz-plots reads.
+    import xarray as xr
+    tree = xr.open_datatree(out / "ranks.nc", engine="h5netcdf")
+    assert "mu[0]" in tree["normal_mean/4x3x2/prior_sbc"].data_vars
+    # A second run of the same command finds everything stored and refits nothing.
+    again = subprocess.run(sbc_cmd("run", exact_study(sims=12), "--out", out, "--workers", "0"),
+                           capture_output=True, text=True, env=ENV, timeout=300)
+    assert again.returncode == 0 and "0 new replicates" in again.stdout
+    # `sbc report` rewrites the report from the store alone.
+    (out / "report.html").unlink()
+    rep = subprocess.run(sbc_cmd("report", out), capture_output=True, text=True, env=ENV, timeout=300)
+    assert rep.returncode == 0 and (out / "report.html").is_file()
+
+
+def test_results_do_not_depend_on_worker_count(exact_study, tmp_path):
+    study = load_study(exact_study(sims=16))
+    run_study(study, tmp_path / "w0", workers=0, report=False)
+    run_study(study, tmp_path / "w1", workers=1, report=False)
+    run_study(study, tmp_path / "w2", workers=2, report=False)
+    base = ranks_of(tmp_path / "w0")
+    assert len(base) == 16 * 3 + 16 * 2 + 2 * 2 * 16  # scalars + two quantities per replicate
+    pd.testing.assert_frame_equal(base, ranks_of(tmp_path / "w1"))
+    pd.testing.assert_frame_equal(base, ranks_of(tmp_path / "w2"))
+
+
+def test_nutpie_ranks_identical_with_one_and_two_workers(tmp_path):
+    path = tmp_path / "nutpie.toml"
+    path.write_text(f"""
+name = "nutpie_workers"
+model = "{ROOT / 'models/crispr_screen.py'}"
+seed = 11
+simulations = 6
+[[designs]]
+cell_lines = 10
+genes = 3
+reps = 3
+[sampler]
+draws = 300
+tune = 300
+[run]
+batch_size = 2
+""")
+    study = load_study(path)
+    run_study(study, tmp_path / "one", workers=1, report=False)
+    run_study(study, tmp_path / "two", workers=2, report=False)
+    pd.testing.assert_frame_equal(ranks_of(tmp_path / "one"), ranks_of(tmp_path / "two"))
+
+
+def test_more_simulations_extend_a_study_without_changing_stored_ones(exact_study, tmp_path):
+    path = exact_study(sims=8)
+    run_study(load_study(path), tmp_path / "a", workers=0, report=False)
+    before = ranks_of(tmp_path / "a")
+    run_study(load_study(path, sims=12), tmp_path / "a", workers=0, report=False)
+    after = ranks_of(tmp_path / "a")
+    run_study(load_study(path, sims=12), tmp_path / "b", workers=0, report=False)
+    pd.testing.assert_frame_equal(after, ranks_of(tmp_path / "b"))
+    merged = after.merge(before, on=["model", "design", "rep", "name"], suffixes=("", "_old"))
+    assert len(merged) == len(before) and (merged["rank"] == merged["rank_old"]).all()
+
+
+def _kill_after(cmd, out: Path, n_files: int) -> None:
+    proc = subprocess.Popen(cmd, env={**ENV, "SBC_TEST_FAULT": "slow"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("replicates/*/*/*.json"))) < n_files:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def test_killed_run_resumes_to_identical_results(exact_study, tmp_path):
+    path = exact_study(sims=15)
+    reference = tmp_path / "reference"
+    run_study(load_study(path), reference, workers=0, report=False)
+    out = tmp_path / "killed"
+    cmd = sbc_cmd("run", path, "--out", out, "--workers", "0", "--no-report")
+    for n_files in (3, 11, 22):  # SIGKILL at three different moments, resuming each time
+        _kill_after(cmd, out, n_files)
+        stored = len(list(out.glob("replicates/*/*/*.json")))
+        assert n_files <= stored < 30
+    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr
+    files = list(out.glob("replicates/*/*/*.json"))
+    assert len(files) == 30 and not list(out.glob("replicates/*/*/.*.tmp"))
+    pd.testing.assert_frame_equal(ranks_of(reference), ranks_of(out))
+
+
+@pytest.mark.parametrize("fault,reason", [("raise", "injected fault"),
+                                          ("nan", "non-finite draws"),
+                                          ("hang", "timeout")])
+def test_faulty_fits_are_recorded_and_the_study_goes_on(exact_study, tmp_path, monkeypatch, fault, reason):
+    monkeypatch.setenv("SBC_TEST_FAULT", fault)
+    study = load_study(exact_study(sims=10, extra="timeout = 0.5"))
+    summary = run_study(study, tmp_path / "out", workers=0, report=True)
+    reps, _ = Store(tmp_path / "out").tables()
+    assert len(reps) == 20
+    failed = reps[reps.status == "failed"]
+    assert 0 < len(failed) < 20 and summary.failed == len(failed)
+    assert failed["error"].str.contains(reason).all()
+
+
+def test_corrupt_record_is_recomputed_and_nothing_else_touched(exact_study, tmp_path):
+    path = exact_study(sims=6)
+    out = tmp_path / "out"
+    run_study(load_study(path), out, workers=0, report=False)
+    before = ranks_of(out)
+    victim = out / "replicates/normal_mean/4x3x2/r000003.json"
+    others = {p: p.stat().st_mtime_ns for p in out.glob("replicates/*/*/*.json") if p != victim}
+    victim.write_bytes(victim.read_bytes()[:40])  # a truncated write
+    summary = run_study(load_study(path), out, workers=0, report=False)
+    assert summary.new == 1
+    assert json.loads(victim.read_text())["rep"] == 3
+    assert {p: p.stat().st_mtime_ns for p in others} == others
+    assert list(victim.parent.glob("r000003.json.corrupt-*"))
+    pd.testing.assert_frame_equal(before, ranks_of(out))
