@@ -103,8 +103,8 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
     start = time.monotonic()
     models, sim = resolve_models(study)
     manifest = manifest_for(study, models, sim)
+    check_models_build(study, models, sim)  # before the store is touched or created
     store = Store.open_for_run(out, manifest)
-    check_models_build(study, models, sim)
     done = store.done(quarantine=True)
     n_workers = workers if workers is not None else (study.workers or default_workers())
     scheduler = scheduler or study.scheduler

@@ -97,8 +97,8 @@ def load_module(model: ModelRef) -> types.ModuleType:
         sys.modules[module.__name__] = module  # dataclasses and pickling look modules up
         exec(code, module.__dict__)
     except Exception as exc:
-        raise ModelError(f"model '{model.ref}': importing {model.path} failed:\n"
-                         f"{_short_traceback(exc)}") from exc
+        raise ModelError(f"model '{model.ref}': importing {model.path} failed with "
+                         f"{type(exc).__name__}: {exc}\n{_short_traceback(exc, model.path)}") from exc
     if not callable(getattr(module, model.function, None)):
         names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
                  and getattr(v, "__module__", None) == module.__name__]
@@ -108,9 +108,10 @@ def load_module(model: ModelRef) -> types.ModuleType:
     return module
 
 
-def _short_traceback(exc: BaseException) -> str:
-    lines = traceback.format_exception(exc)
-    return "".join(lines[-6:]).rstrip()
+def _short_traceback(exc: BaseException, path: str | None = None) -> str:
+    """Where in the user's model file the error arose (frames in other files are left out)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if path is None or f.filename == path]
+    return "\n".join(f"  at {f.filename}:{f.lineno}: {(f.line or '').strip()}" for f in frames[-3:])
 
 
 def build_pymc_model(model: ModelRef, data: pd.DataFrame):
@@ -122,7 +123,7 @@ def build_pymc_model(model: ModelRef, data: pd.DataFrame):
         built = builder(data.copy())
     except Exception as exc:
         raise ModelError(f"model '{model.ref}': {model.function}(data) raised "
-                         f"{type(exc).__name__}: {exc}\n{_short_traceback(exc)}") from exc
+                         f"{type(exc).__name__}: {exc}\n{_short_traceback(exc, model.path)}") from exc
     if isinstance(built, pm.Model):
         return built
     if hasattr(built, "build") and hasattr(built, "backend"):  # a bambi.Model
