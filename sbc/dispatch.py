@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from sbc.errors import SchedulerError
 from sbc.replicate import BatchTask, run_batch
+from sbc.study import ClusterSpec
 
 RETRIES = 3
 
@@ -60,7 +61,7 @@ class Progress:
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
@@ -72,15 +73,30 @@ def auto_batch_size(n_missing: int, n_workers: int, n_rows: int) -> int:
     return int(min(8, max(1, math.ceil(n_missing / (4 * max(1, n_workers))))))
 
 
+def slurm_cluster(spec: ClusterSpec):
+    """A ``dask_jobqueue.SLURMCluster`` from the study's [cluster] table (jobs not yet asked)."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as exc:
+        raise SchedulerError("cluster kind 'slurm' needs dask-jobqueue: pip install "
+                             "'sbc-screens[slurm]'") from exc
+    kwargs = spec.slurm_kwargs()
+    for key in ("job_extra_directives", "job_script_prologue"):
+        if key in kwargs:
+            kwargs[key] = list(kwargs[key])
+    return SLURMCluster(scheduler_options={"dashboard_address": None}, **kwargs)
+
+
 def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], None], *,
-              workers: int | None, scheduler: str | None, progress: Progress | None) -> int:
+              workers: int | None, scheduler: str | None, progress: Progress | None,
+              cluster_spec: ClusterSpec | None = None) -> int:
     """Run batches and hand each batch's records to ``on_records`` as it completes.
 
     ``workers=0`` runs in this process without Dask (for debugging and quick tests).
     Returns the number of batches that could not be run (infrastructure errors); their
     replicates are simply missing and a rerun resumes them.
     """
-    if workers == 0 and not scheduler:
+    if workers == 0 and not scheduler and not (cluster_spec and cluster_spec.kind == "slurm"):
         for task in tasks:
             records = run_batch(task)
             on_records(records)
@@ -99,6 +115,10 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
                                  f"({exc}); check the address (e.g. tcp://host:8786) and that "
                                  "`dask scheduler` is running, or leave --scheduler out to run "
                                  "locally") from exc
+    elif cluster_spec is not None and cluster_spec.kind == "slurm":
+        cluster = slurm_cluster(cluster_spec)
+        cluster.scale(jobs=cluster_spec.jobs)
+        client = Client(cluster)
     else:
         cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
                                processes=True, dashboard_address=None,

@@ -124,7 +124,8 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
     lost = 0
     if tasks:
         try:
-            lost = run_tasks(tasks, write, workers=n_workers, scheduler=scheduler, progress=progress)
+            lost = run_tasks(tasks, write, workers=n_workers, scheduler=scheduler,
+                             progress=progress, cluster_spec=study.cluster)
         finally:
             progress.close()
     if report:

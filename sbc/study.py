@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,9 +21,14 @@ from sbc.errors import StudyError
 SAMPLERS = ("nutpie", "pymc", "exact")
 
 TOP_KEYS = {"name", "seed", "simulations", "model", "models", "simulate_model", "thin",
-            "grid", "designs", "sampler", "run", "description"}
+            "grid", "designs", "sampler", "run", "description", "cluster"}
 SAMPLER_KEYS = {"name", "chains", "tune", "draws", "target_accept", "max_treedepth", "timeout"}
 RUN_KEYS = {"output", "batch_size", "scheduler", "workers"}
+CLUSTER_KINDS = ("local", "slurm")
+# dask_jobqueue.SLURMCluster settings accepted in [cluster] (plus kind and jobs).
+SLURM_KEYS = {"queue", "account", "cores", "processes", "memory", "walltime",
+              "job_extra_directives", "job_script_prologue", "local_directory",
+              "log_directory", "python", "interface"}
 GRID_KEYS = {"cell_lines", "genes", "reps"}
 DESIGN_KEYS = {"cell_lines", "genes", "reps"}
 
@@ -36,6 +42,27 @@ class SamplerSettings:
     target_accept: float = 0.8
     max_treedepth: int = 10
     timeout: float | None = None  # seconds per fit; None = no limit
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where workers come from when no scheduler address is given.
+
+    ``kind="slurm"`` starts ``dask_jobqueue.SLURMCluster(**options)`` and asks for ``jobs``
+    batch jobs; each job runs ``processes`` single-threaded workers (processes = cores).
+    """
+
+    kind: str = "local"
+    jobs: int = 1
+    options: tuple[tuple[str, object], ...] = ()
+
+    def slurm_kwargs(self) -> dict:
+        kwargs = dict(self.options)
+        kwargs.setdefault("cores", 1)
+        kwargs.setdefault("processes", kwargs["cores"])  # one single-threaded worker per core
+        kwargs.setdefault("memory", f"{4 * kwargs['cores']}GB")
+        kwargs.setdefault("walltime", "04:00:00")
+        return kwargs
 
 
 @dataclass(frozen=True)
@@ -54,6 +81,7 @@ class Study:
     workers: int | None = None
     base_dir: str = "."  # directory of the study file; model paths are relative to it
     description: str = ""
+    cluster: ClusterSpec | None = None
 
     def fingerprint(self, model_sources: dict[str, str]) -> str:
         """Hash of everything that changes results (not the number of simulations,
@@ -199,11 +227,44 @@ def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
     if not isinstance(description, str):
         raise StudyError(f"{_where(path, 'description')} must be a string")
 
+    cluster = _parse_cluster(raw["cluster"], path) if "cluster" in raw else None
+
     return Study(name=name.strip(), models=tuple(models), designs=tuple(designs),
                  simulations=n_sims, seed=seed, sampler=sampler, thin=thin,
                  simulate_model=simulate_model, output=output, batch_size=batch,
                  scheduler=scheduler, workers=workers,
-                 base_dir=str(path.resolve().parent), description=description)
+                 base_dir=str(path.resolve().parent), description=description, cluster=cluster)
+
+
+def _parse_cluster(table: Any, path: Path) -> ClusterSpec:
+    if not isinstance(table, dict):
+        raise StudyError(f"{_where(path, 'cluster')} must be a table: [cluster] kind = \"slurm\"")
+    kind = table.get("kind", "local")
+    if kind not in CLUSTER_KINDS:
+        raise StudyError(f"{_where(path, 'cluster.kind')}: unknown cluster kind {kind!r}; "
+                         f"choose one of {', '.join(CLUSTER_KINDS)}")
+    allowed = {"kind", "jobs"} | (SLURM_KEYS if kind == "slurm" else set())
+    _unknown_keys(table, allowed, path, "cluster.")
+    jobs = _positive_int(table.get("jobs", 1), path, "cluster.jobs")
+    options = {k: v for k, v in table.items() if k not in ("kind", "jobs")}
+    for key in ("cores", "processes"):
+        if key in options:
+            _positive_int(options[key], path, f"cluster.{key}")
+    for key in ("queue", "account", "memory", "walltime", "python", "interface",
+                "local_directory", "log_directory"):
+        if key in options and not isinstance(options[key], str):
+            raise StudyError(f"{_where(path, 'cluster.' + key)} must be a string")
+    if "walltime" in options and not re.fullmatch(r"(\d+-)?\d{1,2}:\d{2}(:\d{2})?", options["walltime"]):
+        raise StudyError(f"{_where(path, 'cluster.walltime')} = {options['walltime']!r} is not a "
+                         "SLURM time; write e.g. \"04:00:00\" or \"1-00:00:00\"")
+    if "memory" in options and not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", options["memory"]):
+        raise StudyError(f"{_where(path, 'cluster.memory')} = {options['memory']!r}; write e.g. \"16GB\"")
+    for key in ("job_extra_directives", "job_script_prologue"):
+        if key in options and not (isinstance(options[key], list)
+                                   and all(isinstance(x, str) for x in options[key])):
+            raise StudyError(f"{_where(path, 'cluster.' + key)} must be a list of strings")
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    return ClusterSpec(kind=kind, jobs=jobs, options=tuple(sorted(options.items())))
 
 
 def _parse_designs(raw: dict, path: Path) -> list[Design]:
