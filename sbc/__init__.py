@@ -6,6 +6,6 @@ ranks/diagnostics -> store -> summaries -> report/plan.  Each stage is a module 
 
 __version__ = "0.1.0"
 
-from sbc.design import Design, design_frame  # noqa: E402
+from sbc.design import Design, design_frame
 
-__all__ = ["Design", "design_frame", "__version__"]
+__all__ = ["Design", "__version__", "design_frame"]
