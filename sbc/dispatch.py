@@ -84,7 +84,7 @@ def slurm_cluster(spec: ClusterSpec):
     for key in ("job_extra_directives", "job_script_prologue"):
         if key in kwargs:
             kwargs[key] = list(kwargs[key])
-    return SLURMCluster(scheduler_options={"dashboard_address": None}, **kwargs)
+    return SLURMCluster(scheduler_options={"dashboard_address": ":0"}, **kwargs)
 
 
 def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], None], *,
@@ -121,7 +121,7 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
         client = Client(cluster)
     else:
         cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
-                               processes=True, dashboard_address=None,
+                               processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)
         client = Client(cluster)
     lost = 0

@@ -29,6 +29,8 @@ from sbc.errors import StoreError, StudyMismatchError
 from sbc.replicate import RECORD_SCHEMA
 
 STUDY_FILE = "study.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 REQUIRED_KEYS = {"schema", "model", "design", "rep", "status"}
 
 
@@ -37,6 +39,7 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
