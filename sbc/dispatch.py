@@ -8,12 +8,14 @@ the scheduler reruns the batch elsewhere, and seeds depend only on (model, desig
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 
 from sbc.errors import SchedulerError
 from sbc.replicate import BatchTask, run_batch
@@ -87,24 +89,26 @@ def slurm_cluster(spec: ClusterSpec):
     return SLURMCluster(scheduler_options={"dashboard_address": ":0"}, **kwargs)
 
 
-def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], None], *,
-              workers: int | None, scheduler: str | None, progress: Progress | None,
-              cluster_spec: ClusterSpec | None = None) -> int:
-    """Run batches and hand each batch's records to ``on_records`` as it completes.
+class InProcess:
+    """Stands in for a Dask client when ``workers=0``: batches run here, one after another."""
 
-    ``workers=0`` runs in this process without Dask (for debugging and quick tests).
-    Returns the number of batches that could not be run (infrastructure errors); their
-    replicates are simply missing and a rerun resumes them.
+
+@contextlib.contextmanager
+def session(*, workers: int | None, scheduler: str | None,
+            cluster_spec: ClusterSpec | None = None) -> Iterator[object]:
+    """A Dask client (or ``InProcess``) that lives across several ``run_tasks`` calls, so
+    workers keep their compiled models between calls (the planner runs many small rounds).
+
+    ``scheduler`` connects to a running scheduler; a SLURM ``cluster_spec`` starts jobs via
+    dask-jobqueue; otherwise a LocalCluster with one single-threaded worker per core is
+    started and closed.  ``workers=0`` without a scheduler runs in this process.
     """
-    if workers == 0 and not scheduler and not (cluster_spec and cluster_spec.kind == "slurm"):
-        for task in tasks:
-            records = run_batch(task)
-            on_records(records)
-            if progress:
-                _tick(progress, records)
-        return 0
+    slurm = cluster_spec is not None and cluster_spec.kind == "slurm"
+    if workers == 0 and not scheduler and not slurm:
+        yield InProcess()
+        return
 
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, LocalCluster
 
     cluster = None
     if scheduler:
@@ -115,7 +119,7 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
                                  f"({exc}); check the address (e.g. tcp://host:8786) and that "
                                  "`dask scheduler` is running, or leave --scheduler out to run "
                                  "locally") from exc
-    elif cluster_spec is not None and cluster_spec.kind == "slurm":
+    elif slurm:
         cluster = slurm_cluster(cluster_spec)
         cluster.scale(jobs=cluster_spec.jobs)
         client = Client(cluster)
@@ -124,11 +128,43 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
                                processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)
         client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], None], *,
+              workers: int | None = None, scheduler: str | None = None,
+              progress: Progress | None = None, cluster_spec: ClusterSpec | None = None,
+              client: object | None = None) -> int:
+    """Run batches and hand each batch's records to ``on_records`` as it completes.
+
+    Pass ``client`` from ``session`` to reuse workers across calls; otherwise a session is
+    opened for this call.  Returns the number of batches that could not be run
+    (infrastructure errors); their replicates are simply missing and a rerun resumes them.
+    """
+    if client is None:
+        with session(workers=workers, scheduler=scheduler, cluster_spec=cluster_spec) as own:
+            return run_tasks(tasks, on_records, progress=progress, client=own)
+    if isinstance(client, InProcess):
+        for task in tasks:
+            records = run_batch(task)
+            on_records(records)
+            if progress:
+                _tick(progress, records)
+        return 0
+
+    from dask.distributed import as_completed
+
     lost = 0
     futures = []
+    tag = uuid.uuid4().hex[:8]
     try:
         for i, task in enumerate(tasks):
-            key = f"sbc-{task.model.label}-{task.design.label}-{task.reps[0]}-{i}"
+            key = f"sbc-{task.model.label}-{task.design.label}-{task.reps[0]}-{tag}-{i}"
             futures.append(client.submit(run_batch, task, key=key, pure=False, retries=RETRIES))
         for future in as_completed(futures):
             try:
@@ -145,9 +181,6 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
     finally:
         for f in futures:
             f.cancel()
-        client.close()
-        if cluster is not None:
-            cluster.close()
     return lost
 
 

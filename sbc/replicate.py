@@ -82,7 +82,9 @@ def prepare(task: BatchTask) -> Prepared:
     ranked = tuple(n for n in fit_spec.parameters if n in sim_spec.parameters)
     backend = make_backend(fit_spec, task.sampler, data)
     try:
-        loglik = LoglikEvaluator(fit_spec)
+        # The log-likelihood of the simulated data under the model that generated them, so a
+        # fitter that drops or ignores data (a different model) shows in its ranks.
+        loglik = LoglikEvaluator(sim_spec)
     except Exception:  # a likelihood PyMC cannot vectorize: ranks of parameters still work
         loglik = None
     prepared = Prepared(fit_spec, simulator, backend, loglik, ranked, time.perf_counter() - start)

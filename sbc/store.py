@@ -207,53 +207,82 @@ REPLICATE_COLUMNS = ["model", "design", "rep", "status", "error", "wall_seconds"
                      "flag_divergent", "flag_low_ess", "flag_rhat", "seed_entropy"]
 
 
+def _record_columns(r: dict) -> dict[str, list]:
+    """One ok record as columns: its ranked scalars, then its derived quantities."""
+    p, quantities = r["parameters"], r.get("quantities", {})
+    q_names = list(quantities)
+    cols = {field: list(values) + [quantities[q].get(field) for q in q_names]
+            for field, values in p.items()}
+    cols["name"] = list(p["name"]) + q_names
+    cols["group"] = list(p["group"]) + q_names
+    cols["kind"] = ["parameter"] * len(p["name"]) + ["quantity"] * len(q_names)
+    n = len(cols["name"])
+    for field in ("model", "design", "rep", "n_ranked"):
+        cols[field] = [r[field]] * n
+    return cols
+
+
 def records_to_tables(records: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rep_rows, param_frames = [], []
+    """(replicates, parameters) DataFrames from records.  Columns are gathered as lists and
+    turned into one frame at the end: a frame per record costs seconds on large studies."""
+    rep_rows, columns, n_rows = [], {}, 0
     for r in records:
         rep_rows.append({k: r.get(k) for k in REPLICATE_COLUMNS})
         if r["status"] != "ok":
             continue
-        p = pd.DataFrame(r["parameters"])
-        p["kind"] = "parameter"
-        q = pd.DataFrame([{"name": name, "group": name, "kind": "quantity", **vals}
-                          for name, vals in r.get("quantities", {}).items()])
-        frame = pd.concat([p, q], ignore_index=True) if len(q) else p
-        frame.insert(0, "rep", r["rep"])
-        frame.insert(0, "design", r["design"])
-        frame.insert(0, "model", r["model"])
-        frame["n_ranked"] = r["n_ranked"]
-        param_frames.append(frame)
+        cols = _record_columns(r)
+        n = len(cols["name"])
+        for field in columns.keys() | cols.keys():
+            columns.setdefault(field, [None] * n_rows).extend(cols.get(field, [None] * n))
+        n_rows += n
     reps = pd.DataFrame(rep_rows, columns=REPLICATE_COLUMNS)
     if len(reps):
         reps = reps.sort_values(["model", "design", "rep"], ignore_index=True)
-    params = pd.concat(param_frames, ignore_index=True) if param_frames else \
-        pd.DataFrame(columns=["model", "design", "rep", "name", "group", "kind", "truth", "rank",
-                              "n_ranked", "mean", "sd"])
-    if len(params):
-        params = params.sort_values(["model", "design", "rep"], kind="stable", ignore_index=True)
-        params["rhat"] = pd.to_numeric(params.get("rhat"), errors="coerce")
+    lead = ["model", "design", "rep", "name", "group", "kind"]
+    if not n_rows:
+        return reps, pd.DataFrame(columns=[*lead, "truth", "rank", "n_ranked", "mean", "sd"])
+    params = pd.DataFrame({c: columns[c] for c in lead + sorted(set(columns) - set(lead))})
+    for col in params.columns.difference(["model", "design", "name", "group", "kind"]):
+        params[col] = pd.to_numeric(params[col], errors="coerce")
+    params = params.astype({"rep": "int64", "rank": "int64", "n_ranked": "int64"})
+    params = params.sort_values(["model", "design", "rep"], kind="stable", ignore_index=True)
     return reps, params
 
 
 def write_rank_tree(params: pd.DataFrame, path: Path) -> None:
-    """Ranks as an xarray DataTree: one ``prior_sbc`` group per (model, design) holding
-    fractional ranks (rank + 0.5) / (n_ranked + 1) with dims (chain=1, draw=replicate),
-    the layout ``arviz_plots.plot_ecdf_pit`` reads, plus raw ranks in ``sbc_ranks``."""
+    """Ranks as an xarray DataTree with one ``prior_sbc`` group per (model, design), the layout
+    ``arviz_plots.plot_ecdf_pit`` reads: one variable per parameter (vector parameters keep
+    an element dimension), dims (chain=1, draw=replicate, ...), holding fractional ranks
+    (rank + V) / (n_ranked + 1) with V uniform from a fixed seed.  Randomized rather than
+    midpoint values, because with few ranked draws midpoints are visibly discrete and fail
+    continuous uniformity checks although the ranks are exactly uniform.  ``sbc_ranks`` holds
+    the raw integer ranks and the number of ranked draws per replicate."""
     import xarray as xr
 
+    from sbc.stats import fractional_ranks
+
     tree = {}
+    rng = np.random.default_rng(0)
     for (model, design), block in params.groupby(["model", "design"], sort=True):
-        frac, raw = {}, {}
-        for name, rows in block.groupby("name", sort=False):
-            rows = rows.sort_values("rep")
-            reps = rows["rep"].to_numpy()
-            pit = (rows["rank"].to_numpy(float) + 0.5) / (rows["n_ranked"].to_numpy(float) + 1)
+        wide = block.pivot(index="rep", columns="name", values="rank")
+        n_ranked = block.groupby("rep")["n_ranked"].first().reindex(wide.index).to_numpy(float)
+        reps = wide.index.to_numpy()
+        groups = block.drop_duplicates("name").groupby("group", sort=False)["name"].apply(list)
+        frac, raw = {}, {"n_ranked": xr.DataArray(n_ranked[None].astype(int), dims=("chain", "draw"),
+                                                  coords={"chain": [0], "draw": reps})}
+        for group, names in groups.items():
+            ranks = wide[names].to_numpy(float)  # (reps, elements)
+            u = fractional_ranks(ranks, n_ranked[:, None] * np.ones_like(ranks), rng=rng)
             coords = {"chain": [0], "draw": reps}
-            frac[name] = xr.DataArray(pit[None], dims=("chain", "draw"), coords=coords)
-            raw[name] = xr.DataArray(rows["rank"].to_numpy()[None], dims=("chain", "draw"),
-                                     coords=coords)
-            raw[f"{name}__n_ranked"] = xr.DataArray(rows["n_ranked"].to_numpy()[None],
-                                                   dims=("chain", "draw"), coords=coords)
+            if len(names) == 1 and names[0] == group:
+                dims, values_u, values_r = ("chain", "draw"), u[None, :, 0], ranks[None, :, 0]
+            else:
+                dim = f"{group}_dim_0"
+                coords[dim] = [n[len(group) + 1:-1] for n in names]
+                dims, values_u, values_r = ("chain", "draw", dim), u[None], ranks[None]
+            frac[group] = xr.DataArray(values_u, dims=dims, coords=coords)
+            raw[group] = xr.DataArray(np.nan_to_num(values_r, nan=-1).astype(int), dims=dims,
+                                      coords=coords)
         tree[f"/{model}/{design}/prior_sbc"] = xr.Dataset(frac)
         tree[f"/{model}/{design}/sbc_ranks"] = xr.Dataset(raw)
     dt = xr.DataTree.from_dict(tree) if tree else xr.DataTree()

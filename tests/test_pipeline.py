@@ -40,7 +40,7 @@ def test_small_study_end_to_end_through_cli(exact_study, tmp_path):
     # The rank tree opens with the layout arviz-plots reads.
     import xarray as xr
     tree = xr.open_datatree(out / "ranks.nc", engine="h5netcdf")
-    assert "mu[0]" in tree["normal_mean/4x3x2/prior_sbc"].data_vars
+    assert tree["normal_mean/4x3x2/prior_sbc"]["mu"].dims == ("chain", "draw", "mu_dim_0")
     # A second run of the same command finds everything stored and refits nothing.
     again = subprocess.run(sbc_cmd("run", exact_study(sims=12), "--out", out, "--workers", "0"),
                            capture_output=True, text=True, env=ENV, timeout=300)

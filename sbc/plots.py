@@ -1,0 +1,271 @@
+"""Figures of the calibration report, each returned as a base64 PNG string.
+
+Matplotlib with the Agg backend (no display needed).  Every function takes plain arrays or
+small dataclasses and returns the encoded PNG, so the report embeds it and stays
+self-contained.  Panels of a failing parameter get a red title.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass, field
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; pyplot is imported after choosing the backend
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+from scipy.stats import binom
+
+from sbc import stats
+
+DPI = 80
+NCOLS = 5
+FAIL_COLOR = "#cf222e"
+FLAG_COLOR = "#e36209"
+CLEAN_COLOR = "#0969da"
+MAX_POINTS = 600  # per scatter panel; keeps figures small and fast
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One small plot: a scalar parameter or a group of exchangeable elements.
+
+    u: fractional ranks, one 1-D array per element (NaN dropped by the plots).
+    truth, mean, lo, hi, sd, contraction, z, flagged: per (replicate, element), flattened.
+    """
+
+    title: str
+    failing: bool = False
+    u: list = field(default_factory=list)
+    truth: np.ndarray | None = None
+    mean: np.ndarray | None = None
+    lo: np.ndarray | None = None
+    hi: np.ndarray | None = None
+    contraction: np.ndarray | None = None
+    z: np.ndarray | None = None
+    flagged: np.ndarray | None = None
+
+
+def to_png_b64(fig) -> str:
+    """Encode a figure as base64 PNG and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _grid(n: int, ncols: int = NCOLS, width: float = 2.9, height: float = 2.2):
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.5),
+                             squeeze=False)
+    # fixed margins: tight_layout would cost a full extra draw per figure
+    total_height = height * nrows + 0.5
+    fig.subplots_adjust(left=0.45 / (width * ncols) + 0.03, right=0.99,
+                        bottom=0.5 / total_height + 0.02, top=1 - 0.3 / total_height,
+                        wspace=0.3, hspace=0.45)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _title(ax, panel: Panel) -> None:
+    ax.set_title(panel.title, fontsize=9, color=FAIL_COLOR if panel.failing else "black")
+    ax.tick_params(labelsize=7)
+    # few ticks: laying out tick labels is most of the drawing time
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.yaxis.set_major_locator(MaxNLocator(4))
+
+
+def _clean(a) -> np.ndarray:
+    a = np.asarray(a, dtype=float).ravel()
+    return a[~np.isnan(a)]
+
+
+def ecdf_difference_grid(panels: list[Panel], prob: float = 0.95) -> str:
+    """ECDF(u) - u per panel with the simultaneous `prob` band for one element's sample size.
+
+    A group panel overlays one thin line per element (each should stay inside the band) and
+    the pooled ECDF as a thick line (display only: elements are dependent).
+    """
+    fig, axes = _grid(len(panels))
+    for ax, panel in zip(axes, panels):
+        elements = [_clean(u) for u in panel.u if len(_clean(u)) >= 2]
+        _title(ax, panel)
+        if not elements:
+            continue
+        n = int(np.median([len(e) for e in elements]))
+        band = stats.ecdf_band(n, prob)
+        ax.fill_between(band.z, band.lower, band.upper, step="post", color="0.85", lw=0)
+        color = FAIL_COLOR if panel.failing else CLEAN_COLOR
+        thin = len(elements) > 1
+        for e in elements:
+            ax.plot(band.z, stats.ecdf_difference(e, band.z), color=color,
+                    lw=0.6 if thin else 1.4, alpha=0.35 if thin else 1.0, drawstyle="steps-post")
+        if thin:
+            pooled = stats.pooled_fractional_ranks(elements)
+            ax.plot(band.z, stats.ecdf_difference(pooled, band.z), color="black", lw=1.4,
+                    drawstyle="steps-post")
+        ax.axhline(0, color="0.5", lw=0.5)
+        ax.set_xlim(0, 1)
+    fig.supxlabel("fractional rank u", fontsize=9)
+    fig.supylabel("ECDF(u) - u", fontsize=9)
+    return to_png_b64(fig)
+
+
+def rank_histogram_grid(panels: list[Panel]) -> str:
+    """Histogram of fractional ranks per panel (average over elements for a group), with the
+    pointwise 95 % range of a bin count for one element under uniformity (grey)."""
+    fig, axes = _grid(len(panels))
+    for ax, panel in zip(axes, panels):
+        elements = [_clean(u) for u in panel.u if len(_clean(u))]
+        _title(ax, panel)
+        if not elements:
+            continue
+        n = int(np.median([len(e) for e in elements]))
+        bins = int(np.clip(n // 8, 5, 20))
+        edges = np.linspace(0, 1, bins + 1)
+        counts = np.mean([np.histogram(e, edges)[0] * (n / len(e)) for e in elements], axis=0)
+        lo, hi = binom.ppf(0.025, n, 1 / bins), binom.ppf(0.975, n, 1 / bins)
+        ax.axhspan(lo, hi, color="0.85", lw=0)
+        ax.axhline(n / bins, color="0.5", lw=0.6)
+        ax.bar(edges[:-1], counts, width=1 / bins, align="edge",
+               color=FAIL_COLOR if panel.failing else CLEAN_COLOR, alpha=0.75, edgecolor="white")
+        ax.set_xlim(0, 1)
+    fig.supxlabel("fractional rank u", fontsize=9)
+    fig.supylabel("count per bin", fontsize=9)
+    return to_png_b64(fig)
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    """Coverage of one parameter or group: per level the element coverages (one for a scalar)
+    and, for a scalar, its Wilson interval."""
+
+    label: str
+    n: int
+    coverage: np.ndarray  # (k elements, m levels)
+    lower: np.ndarray | None = None  # (m,) Wilson, scalars only
+    upper: np.ndarray | None = None
+    failing: bool = False
+
+
+def coverage_plot(rows: list[CoverageRow], levels=(0.5, 0.8, 0.9, 0.95)) -> str:
+    """Empirical minus nominal coverage of central intervals, one column per level.
+
+    Grey: where a calibrated parameter's coverage falls with 95 % probability (binomial,
+    n fits).  Scalars: point with Wilson 95 % bar.  Groups: one small dot per element and a
+    diamond at their mean.
+    """
+    m = len(levels)
+    width, height = 3.0 * m + 1.5, 1.0 + 0.32 * len(rows)
+    fig, axes = plt.subplots(1, m, figsize=(width, height), sharey=True, squeeze=False)
+    label_inches = 0.07 * max((len(r.label) for r in rows), default=4) + 0.2
+    fig.subplots_adjust(left=label_inches / width, right=0.98, bottom=0.55 / height,
+                        top=1 - 0.3 / height, wspace=0.12)
+    y = np.arange(len(rows))[::-1]
+    for j, (ax, level) in enumerate(zip(axes.flat, levels)):
+        for yi, row in zip(y, rows):
+            lo = binom.ppf(0.025, row.n, level) / row.n - level
+            hi = binom.ppf(0.975, row.n, level) / row.n - level
+            ax.plot([lo, hi], [yi, yi], color="0.82", lw=7, solid_capstyle="butt")
+            color = FAIL_COLOR if row.failing else CLEAN_COLOR
+            cov = row.coverage[:, j] - level
+            if row.coverage.shape[0] == 1 and row.lower is not None:
+                ax.errorbar(cov[0], yi, xerr=[[cov[0] + level - row.lower[j]],
+                                              [row.upper[j] - cov[0] - level]],
+                            fmt="o", color=color, ms=4, lw=1.2, capsize=2)
+            else:
+                jitter = np.linspace(-0.2, 0.2, len(cov)) if len(cov) > 1 else np.zeros(1)
+                ax.plot(cov, yi + jitter, ".", color=color, ms=2.5, alpha=0.6)
+                ax.plot(np.nanmean(cov), yi, "D", color=color, ms=5)
+        ax.axvline(0, color="0.4", lw=0.7)
+        ax.set_title(f"{level:.0%} interval", fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("coverage - nominal", fontsize=8)
+    axes.flat[0].set_yticks(y, [r.label for r in rows], fontsize=8)
+    for tick, row in zip(axes.flat[0].get_yticklabels(), rows):
+        tick.set_color(FAIL_COLOR if row.failing else "black")
+    return to_png_b64(fig)
+
+
+def _subsample(n: int, rng: np.random.Generator) -> np.ndarray:
+    return np.arange(n) if n <= MAX_POINTS else np.sort(rng.choice(n, MAX_POINTS, replace=False))
+
+
+def zscore_contraction_grid(panels: list[Panel]) -> str:
+    """Posterior z-score (mean - truth) / sd against contraction 1 - sd^2 / prior_sd^2
+    (Betancourt's diagnostic plot); orange: fits with sampler warnings.  |z| > 2 often:
+    overconfident or biased; contraction near 0: the data say little."""
+    fig, axes = _grid(len(panels))
+    rng = np.random.default_rng(0)
+    for ax, panel in zip(axes, panels):
+        _title(ax, panel)
+        x = np.clip(np.asarray(panel.contraction, float), -1, 1)
+        y = np.clip(np.asarray(panel.z, float), -6, 6)
+        f = np.asarray(panel.flagged, bool)
+        idx = _subsample(len(x), rng)
+        for mask, color in ((~f[idx], CLEAN_COLOR), (f[idx], FLAG_COLOR)):
+            ax.plot(x[idx][mask], y[idx][mask], ".", color=color, ms=2.5, alpha=0.6)
+        for h in (-2, 2):
+            ax.axhline(h, color="0.6", lw=0.6, ls="--")
+        ax.set_xlim(-0.05 if np.nanmin(x, initial=0) >= 0 else -1.02, 1.02)
+        ax.set_ylim(-6.2, 6.2)
+    fig.supxlabel("posterior contraction (blue: clean fit, orange: sampler warning)", fontsize=9)
+    fig.supylabel("posterior z-score", fontsize=9)
+    return to_png_b64(fig)
+
+
+def truth_estimate_grid(panels: list[Panel]) -> str:
+    """Posterior mean with its central 90 % interval against the simulated truth; the line
+    is y = x.  Orange: fits with sampler warnings."""
+    fig, axes = _grid(len(panels))
+    rng = np.random.default_rng(0)
+    for ax, panel in zip(axes, panels):
+        _title(ax, panel)
+        t, m = np.asarray(panel.truth, float), np.asarray(panel.mean, float)
+        lo, hi = np.asarray(panel.lo, float), np.asarray(panel.hi, float)
+        f = np.asarray(panel.flagged, bool)
+        idx = _subsample(len(t), rng)
+        for mask, color in ((~f[idx], CLEAN_COLOR), (f[idx], FLAG_COLOR)):
+            i = idx[mask]
+            ax.vlines(t[i], lo[i], hi[i], color=color, lw=0.4, alpha=0.4)
+            ax.plot(t[i], m[i], ".", ms=2.5, color=color, alpha=0.7)
+        finite = np.concatenate([t[np.isfinite(t)], m[np.isfinite(m)]])
+        if len(finite):
+            a, b = np.quantile(finite, [0.005, 0.995])
+            ax.plot([a, b], [a, b], color="0.3", lw=0.8)
+    fig.supxlabel("truth (simulated)", fontsize=9)
+    fig.supylabel("posterior mean, 90 % interval", fontsize=9)
+    return to_png_b64(fig)
+
+
+def design_trend(groups: list[str], designs: list[str], n_rows: list[int],
+                 values: dict[str, np.ndarray], failing: set[str] = frozenset()) -> str:
+    """Statistics against design size (number of observations), one line per group.
+
+    values: panel title -> (len(groups), len(designs)) array.
+    """
+    titles = list(values)
+    fig, axes = plt.subplots(1, len(titles), figsize=(3.6 * len(titles) + 2.0, 3.2), squeeze=False)
+    fig.subplots_adjust(left=0.05, right=0.84, bottom=0.25, top=0.9, wspace=0.3)
+    order = np.argsort(n_rows)
+    x = np.asarray(n_rows)[order]
+    cmap = plt.get_cmap("tab20")
+    for ax, title in zip(axes.flat, titles):
+        arr = np.asarray(values[title], float)[:, order]
+        for i, g in enumerate(groups):
+            ax.plot(x, arr[i], marker="o", ms=3, lw=1.2, color=cmap(i % 20),
+                    label=g, ls="--" if g in failing else "-")
+        ax.set_xscale("log")
+        ax.set_xticks(x, [f"{designs[k]}\n({n_rows[k]})" for k in order], fontsize=7)
+        ax.minorticks_off()
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes.flat[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.supxlabel("design (observations)", fontsize=9)
+    return to_png_b64(fig)

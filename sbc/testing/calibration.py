@@ -1,0 +1,319 @@
+"""Calibration as a test assertion: run a small SBC study and fail with a readable message.
+
+``assert_calibrated(model, design, n_sims=...)`` runs the same pipeline and sampler as
+``sbc run`` (a :class:`~sbc.study.Study` through :func:`sbc.pipeline.run_study`), tests the
+ranks of every parameter and derived quantity for uniformity, corrects for multiplicity
+(Holm, family-wise level ``alpha``) and raises :class:`CalibrationFailure`, an
+``AssertionError``, naming each failing quantity, its statistic, p-value and failure shape,
+and where the report and stored fits are.
+
+Fits are cached: the output directory is keyed by a hash of the model source(s), design,
+seed, sampler settings and thinning (not the number of simulations), so re-running an
+unchanged check only reads stored fits, and raising ``n_sims`` fits only the new replicates.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sbc.design import Design
+from sbc.errors import StudyError
+from sbc.stats import (
+    DEFAULT_N_SIM,
+    failure_shape,
+    fractional_ranks,
+    holm,
+    uniformity_test,
+)
+from sbc.study import SAMPLERS, SamplerSettings, Study
+
+DEFAULT_CACHE_DIR = ".sbc_cache"
+
+SHAPE_TEXT = {
+    "too_narrow": "too narrow: posterior overconfident (U-shaped ranks)",
+    "too_wide": "too wide: posterior underconfident (hump-shaped ranks)",
+    "biased_high": "biased: posterior shifted up, overestimates (ranks pile up low)",
+    "biased_low": "biased: posterior shifted down, underestimates (ranks pile up high)",
+    "ok": "irregular: ranks non-uniform, but neither mean nor spread stands out",
+}
+
+
+@dataclass(frozen=True)
+class ParameterCheck:
+    """Uniformity test of one scalar parameter or derived quantity (e.g. ``gene_effect[2]``)."""
+
+    name: str
+    group: str
+    kind: str  # "parameter" or "quantity"
+    n: int  # replicates with a rank
+    statistic: float  # ECDF gamma statistic (small = far from uniform)
+    p_value: float
+    p_adjusted: float  # Holm over every check of the run
+    shape: str  # sbc.stats.failure_shape of the ranks; "ok" when the check passes
+    failed: bool
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """Outcome of :func:`check_calibration`: per-quantity checks, fit counts and locations."""
+
+    model: str
+    simulate_model: str | None
+    design: Design
+    n_sims: int
+    alpha: float
+    checks: tuple[ParameterCheck, ...]
+    n_ok: int
+    n_failed_fits: int
+    n_divergent: int
+    max_failed: float
+    new_fits: int
+    out: Path
+    report: Path | None
+    fit_errors: tuple[str, ...] = ()
+
+    @property
+    def failures(self) -> tuple[ParameterCheck, ...]:
+        return tuple(c for c in self.checks if c.failed)
+
+    @property
+    def too_many_failed_fits(self) -> bool:
+        return self.n_failed_fits > self.max_failed * self.n_sims
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and not self.too_many_failed_fits and self.n_ok >= 2
+
+    def table(self) -> pd.DataFrame:
+        """One row per check, as a DataFrame."""
+        return pd.DataFrame([c.__dict__ for c in self.checks])
+
+    def message(self) -> str:
+        """A readable verdict: what failed, how, and where the evidence is."""
+        who = f"model '{self.model}'"
+        if self.simulate_model:
+            who += f" (data simulated by '{self.simulate_model}')"
+        where = f"design {self.design.label}, {self.n_sims} simulations"
+        fits = (f"{self.n_ok} fits ok, {self.n_failed_fits} failed, "
+                f"{self.n_divergent} with divergences")
+        lines = []
+        if self.passed:
+            lines.append(f"{who} is calibrated at {where}: all {len(self.checks)} rank checks "
+                         f"pass at family-wise alpha {self.alpha:g} (Holm); {fits}.")
+        else:
+            lines.append(f"{who} is NOT calibrated at {where} ({fits}).")
+        if self.too_many_failed_fits:
+            lines.append(f"  {self.n_failed_fits} of {self.n_sims} fits failed (more than "
+                         f"{self.max_failed:.0%}); first error: {self.fit_errors[0][:300]}")
+        if self.n_ok < 2:
+            lines.append("  fewer than 2 fits succeeded, so no rank can be tested.")
+        if self.failures:
+            lines.append(f"  {len(self.failures)} of {len(self.checks)} rank checks fail "
+                         f"(Holm-adjusted p <= {self.alpha:g}):")
+            width = max(len(c.name) for c in self.failures)
+            for c in sorted(self.failures, key=lambda c: c.p_value):
+                lines.append(f"    {c.name:<{width}}  {c.kind:<9}  ECDF statistic "
+                             f"{c.statistic:.3g}, p = {c.p_value:.3g} (adjusted "
+                             f"{c.p_adjusted:.3g}), {SHAPE_TEXT[c.shape]}")
+            if all(c.kind == "quantity" for c in self.failures):
+                lines.append("  Only log-likelihood quantities fail: the posterior ignores "
+                             "part or all of the data (dropped observations, prior only).")
+        if self.report is not None:
+            lines.append(f"  Report: {self.report}")
+        lines.append(f"  Stored fits: {self.out} (an unchanged rerun reuses them)")
+        return "\n".join(lines)
+
+
+class CalibrationFailure(AssertionError):
+    """Raised by :func:`assert_calibrated`; ``.result`` holds the :class:`CalibrationResult`."""
+
+    def __init__(self, result: CalibrationResult):
+        super().__init__(result.message())
+        self.result = result
+
+
+# --------------------------------------------------------------------------------------
+# Pure statistics on the stored parameters table
+# --------------------------------------------------------------------------------------
+
+
+def calibration_checks(params: pd.DataFrame, alpha: float = 0.05,
+                       quantities: bool = True) -> tuple[ParameterCheck, ...]:
+    """Uniformity checks of every scalar in a parameters table (``Store.tables()[1]``).
+
+    params: one row per replicate x scalar with columns name, group, kind, rank, n_ranked.
+    Each scalar's fractional ranks (midpoint) get :func:`sbc.stats.uniformity_test`; the
+    p-values are Holm-adjusted together, so ``alpha`` is the family-wise false-alarm rate of
+    the whole check.  Checks come back sorted by name, so row order does not matter.
+    """
+    if not quantities:
+        params = params[params["kind"] != "quantity"]
+    blocks = sorted(params.groupby("name", sort=False), key=lambda kv: kv[0])
+    if not blocks:
+        return ()
+    # The smallest Monte Carlo p-value is 1 / (n_sim + 1); Holm needs it below alpha / k.
+    n_sim = max(DEFAULT_N_SIM, int(np.ceil(20 * len(blocks) / alpha)))
+    raw = []
+    for name, rows in blocks:
+        u = fractional_ranks(rows["rank"].to_numpy(float), rows["n_ranked"].to_numpy(float))
+        raw.append((name, rows, u, uniformity_test(u, alpha=alpha, n_sim=n_sim)))
+    adjusted = holm([r[3].p_value for r in raw])
+    checks = []
+    for (name, rows, u, test), p_adj in zip(raw, adjusted):
+        failed = bool(p_adj <= alpha)
+        checks.append(ParameterCheck(
+            name=str(name), group=str(rows["group"].iloc[0]), kind=str(rows["kind"].iloc[0]),
+            n=test.n, statistic=test.statistic, p_value=test.p_value, p_adjusted=float(p_adj),
+            shape=failure_shape(u) if failed else "ok", failed=failed))
+    return tuple(checks)
+
+
+# --------------------------------------------------------------------------------------
+# Building the study
+# --------------------------------------------------------------------------------------
+
+
+def model_ref(model: str | Path | Callable) -> str:
+    """A model reference the study understands, from a name, a path or a build function.
+
+    A function must be defined at the top level of a file (its source file is executed on
+    the workers, and the cache key covers that file).
+    """
+    if isinstance(model, Path):
+        return str(model.resolve())
+    if isinstance(model, str):
+        return model
+    if callable(model):
+        if "<locals>" in getattr(model, "__qualname__", "<locals>"):
+            raise StudyError(f"model function {model!r} is defined inside another function; "
+                             "define it at the top level of a .py file, or pass the path "
+                             "'file.py:function'")
+        source = inspect.getsourcefile(model)
+        if source is None:
+            raise StudyError(f"cannot find the source file of model function {model!r}; pass "
+                             "a model name or 'path/to/file.py:function' instead")
+        return f"{Path(source).resolve()}:{model.__name__}"
+    raise StudyError(f"model must be a model name, a path 'file.py:function' or a build "
+                     f"function, got {type(model).__name__}")
+
+
+def as_design(design: Design | Sequence[int] | str) -> Design:
+    """A :class:`Design` from a Design, a (cell_lines, genes, reps) triple or a label."""
+    try:
+        if isinstance(design, Design):
+            return design
+        if isinstance(design, str):
+            return Design.from_label(design)
+        return Design(*design)
+    except (TypeError, ValueError) as exc:
+        raise StudyError(f"design {design!r} is not valid ({exc}); give a Design, a "
+                         "(cell_lines, genes, reps) triple such as (10, 3, 3), or '10x3x3'") from exc
+
+
+def as_sampler(sampler: str | SamplerSettings, **overrides) -> SamplerSettings:
+    if isinstance(sampler, SamplerSettings):
+        return sampler
+    if sampler not in SAMPLERS:
+        raise StudyError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)} "
+                         "or pass a sbc.study.SamplerSettings")
+    return SamplerSettings(name=sampler, **overrides)
+
+
+def calibration_study(model, design, *, n_sims: int, seed: int = 0,
+                      sampler: str | SamplerSettings = "nutpie", simulate_model=None,
+                      thin: int | str = "auto", base_dir: str | Path = ".") -> Study:
+    """The one-model, one-design :class:`Study` that :func:`check_calibration` runs."""
+    if isinstance(n_sims, bool) or not isinstance(n_sims, int) or n_sims < 2:
+        raise StudyError(f"n_sims must be an integer >= 2, got {n_sims!r}; uniformity needs "
+                         "several ranks (typically 50 to 500)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise StudyError(f"seed must be a non-negative integer, got {seed!r}")
+    ref = model_ref(model)
+    sim_ref = model_ref(simulate_model) if simulate_model is not None else None
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(ref.partition(":")[0]).stem)
+    return Study(name=f"check-{label}", models=(ref,), designs=(as_design(design),),
+                 simulations=n_sims, seed=seed, sampler=as_sampler(sampler), thin=thin,
+                 simulate_model=sim_ref, base_dir=str(Path(base_dir).resolve()))
+
+
+def cache_path(study: Study, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> Path:
+    """Output directory of a check: keyed by the study fingerprint (model sources, design,
+    seed, sampler, thinning; not the number of simulations), so unchanged checks reuse fits."""
+    from sbc.pipeline import manifest_for, resolve_models
+
+    models, sim = resolve_models(study)
+    fingerprint = manifest_for(study, models, sim)["fingerprint"]
+    sim_part = f"-from-{sim.label}" if sim else ""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{models[0].label}{sim_part}")
+    return Path(cache_dir) / f"{name}-{study.designs[0].label}-{fingerprint}"
+
+
+# --------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------
+
+
+def check_calibration(model, design=(10, 3, 3), *, n_sims: int = 100, alpha: float = 0.05,
+                      sampler: str | SamplerSettings = "nutpie", simulate_model=None,
+                      seed: int = 0, thin: int | str = "auto", quantities: bool = True,
+                      cache_dir: str | Path = DEFAULT_CACHE_DIR, out: str | Path | None = None,
+                      workers: int = 0, report: bool = True, max_failed: float = 0.05,
+                      base_dir: str | Path = ".", verbose: bool = False) -> CalibrationResult:
+    """Run (or reuse) ``n_sims`` SBC replicates of ``model`` at ``design`` and test the ranks.
+
+    model / simulate_model: a model name (``models/NAME.py``), ``'path.py:function'``, a
+        Path, or a top-level build function.  ``simulate_model`` simulates the data the
+        ``model`` is fitted to (default: the model itself).
+    design: a :class:`Design`, (cell_lines, genes, reps) or ``'10x3x3'``.
+    alpha: family-wise false-alarm rate over all checked quantities (Holm).
+    sampler: "nutpie", "pymc", "exact" or a :class:`SamplerSettings`.
+    quantities: also test the log-likelihood quantities (``loglik``, ``loglik_min``), which
+        see bugs parameter ranks cannot (dropped data, a posterior that ignores the data).
+    out: output directory; default ``cache_dir/<model>-<design>-<fingerprint>``.
+    workers: 0 runs in this process; N > 0 uses N local Dask workers.
+    max_failed: share of failed fits tolerated before the check fails.
+    Returns a :class:`CalibrationResult` (never raises for miscalibration).
+    """
+    from sbc.pipeline import run_study
+    from sbc.store import Store
+
+    if not 0 < alpha < 1:
+        raise StudyError(f"alpha must lie in (0, 1), got {alpha!r}; 0.05 is usual")
+    study = calibration_study(model, design, n_sims=n_sims, seed=seed, sampler=sampler,
+                              simulate_model=simulate_model, thin=thin, base_dir=base_dir)
+    out = Path(out) if out is not None else cache_path(study, cache_dir)
+    summary = run_study(study, out, workers=workers, report=report,
+                        progress_stream=None if verbose else io.StringIO())
+    reps, params = Store(out).tables()
+    # A cached directory may hold more replicates from an earlier, larger check.
+    reps = reps[reps["rep"] < n_sims]
+    params = params[params["rep"] < n_sims]
+    ok = reps[reps["status"] == "ok"]
+    errors = tuple(str(e) for e in reps.loc[reps["status"] != "ok", "error"])
+    report_path = out / "report.html"
+    return CalibrationResult(
+        model=study.models[0], simulate_model=study.simulate_model, design=study.designs[0],
+        n_sims=n_sims, alpha=alpha,
+        checks=calibration_checks(params, alpha, quantities) if len(ok) >= 2 else (),
+        n_ok=len(ok), n_failed_fits=len(reps) - len(ok),
+        n_divergent=int(ok["flag_divergent"].astype(bool).sum()), max_failed=max_failed,
+        new_fits=summary.new, out=out, report=report_path if report_path.exists() else None,
+        fit_errors=errors)
+
+
+def assert_calibrated(model, design=(10, 3, 3), **kwargs) -> CalibrationResult:
+    """:func:`check_calibration`, raising :class:`CalibrationFailure` (an AssertionError)
+    with a readable message when any check fails, too many fits fail, or nothing could be
+    ranked.  Returns the result when the model passes."""
+    result = check_calibration(model, design, **kwargs)
+    if not result.passed:
+        raise CalibrationFailure(result)
+    return result
