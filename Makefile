@@ -26,6 +26,9 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
 
+report-check: $(STAMP)
+	$(PY) tools/check_report.py reports/crispr_seed/report.html --screenshot reports/crispr_seed/report.png
+
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
