@@ -18,6 +18,7 @@ import numpy as np
 
 from sbc.design import Design
 from sbc.diagnostics import ESS_MIN, RHAT_MAX, convergence, scalar_names, stack_scalars
+from sbc.posterior import PosteriorDesign, PosteriorSimulator
 from sbc.quantities import QUANTITIES, LoglikEvaluator, derived_quantities
 from sbc.rank import rank_of_truth, thin_draws, thin_factor
 from sbc.spec import ModelRef, make_spec
@@ -78,8 +79,11 @@ def prepare(task: BatchTask) -> Prepared:
     data = task.design.frame()
     fit_spec = make_spec(task.model, data)
     sim_spec = make_spec(task.simulate_model, data) if task.simulate_model else fit_spec
-    simulator = Simulator(sim_spec)
-    ranked = tuple(n for n in fit_spec.parameters if n in sim_spec.parameters)
+    if isinstance(task.design, PosteriorDesign):  # posterior SBC: truths from p(theta | y_obs)
+        simulator = PosteriorSimulator(task.model, task.design, task.sampler, task.study_seed)
+    else:
+        simulator = Simulator(sim_spec)
+    ranked = tuple(n for n in fit_spec.parameters if n in simulator.names)
     backend = make_backend(fit_spec, task.sampler, data)
     try:
         # The log-likelihood of the simulated data under the model that generated them, so a

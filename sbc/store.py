@@ -4,7 +4,8 @@
     OUT/replicates/MODEL/DESIGN/r000042.json  one record per finished replicate
     OUT/replicates.parquet                one row per replicate (diagnostics, status, error)
     OUT/parameters.parquet                one row per replicate x ranked scalar (tidy)
-    OUT/ranks.nc                          DataTree: /MODEL/DESIGN/prior_sbc (fractional ranks)
+    OUT/ranks.nc                          DataTree: /MODEL/DESIGN/prior_sbc (fractional ranks;
+                                          posterior_sbc for posterior SBC)
     OUT/report.html, summary.csv, summary.md
 
 Each replicate file is written atomically (temporary file, fsync, rename), so killing the
@@ -283,7 +284,8 @@ def write_rank_tree(params: pd.DataFrame, path: Path) -> None:
             frac[group] = xr.DataArray(values_u, dims=dims, coords=coords)
             raw[group] = xr.DataArray(np.nan_to_num(values_r, nan=-1).astype(int), dims=dims,
                                       coords=coords)
-        tree[f"/{model}/{design}/prior_sbc"] = xr.Dataset(frac)
+        kind = "posterior_sbc" if str(design).startswith("posterior-") else "prior_sbc"
+        tree[f"/{model}/{design}/{kind}"] = xr.Dataset(frac)
         tree[f"/{model}/{design}/sbc_ranks"] = xr.Dataset(raw)
     dt = xr.DataTree.from_dict(tree) if tree else xr.DataTree()
     tmp = path.with_name(f".{path.name}.tmp")

@@ -21,7 +21,7 @@ from sbc.errors import StudyError
 SAMPLERS = ("nutpie", "pymc", "exact")
 
 TOP_KEYS = {"name", "seed", "simulations", "model", "models", "simulate_model", "thin",
-            "grid", "designs", "sampler", "run", "description", "cluster"}
+            "grid", "designs", "sampler", "run", "description", "cluster", "posterior_sbc"}
 SAMPLER_KEYS = {"name", "chains", "tune", "draws", "target_accept", "max_treedepth", "timeout"}
 RUN_KEYS = {"output", "batch_size", "scheduler", "workers"}
 CLUSTER_KINDS = ("local", "slurm")
@@ -90,6 +90,7 @@ class Study:
             "models": list(self.models),
             "simulate_model": self.simulate_model,
             "designs": [d.label for d in self.designs],
+            "observed_data": [d.digest for d in self.designs if hasattr(d, "digest")],
             "seed": self.seed,
             "sampler": asdict(self.sampler),
             "thin": self.thin,
@@ -196,7 +197,7 @@ def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
                          "write e.g. simulations = 100")
     n_sims = _positive_int(n_sims, path, "simulations")
 
-    designs = _parse_designs(raw, path)
+    designs = _parse_posterior(raw, path) if "posterior_sbc" in raw else _parse_designs(raw, path)
     sampler = _parse_sampler(raw.get("sampler", {}), path)
     thin = raw.get("thin", "auto")
     if thin != "auto":
@@ -265,6 +266,26 @@ def _parse_cluster(table: Any, path: Path) -> ClusterSpec:
             raise StudyError(f"{_where(path, 'cluster.' + key)} must be a list of strings")
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     return ClusterSpec(kind=kind, jobs=jobs, options=tuple(sorted(options.items())))
+
+
+def _parse_posterior(raw: dict, path: Path) -> list:
+    """[posterior_sbc] data = "observed.csv": the design is the observed data set's."""
+    from sbc.posterior import posterior_design
+
+    table = raw["posterior_sbc"]
+    if not isinstance(table, dict):
+        raise StudyError(f"{_where(path, 'posterior_sbc')} must be a table: "
+                         "[posterior_sbc] data = \"observed.csv\"")
+    _unknown_keys(table, {"data"}, path, "posterior_sbc.")
+    if "grid" in raw or "designs" in raw:
+        raise StudyError(f"{path}: [posterior_sbc] takes its design from the observed data; "
+                         "remove [grid] / [[designs]]")
+    data = table.get("data")
+    if not isinstance(data, str) or not data:
+        raise StudyError(f"{_where(path, 'posterior_sbc.data')} must be the path of a CSV with "
+                         "columns logfc, gene, cell_line")
+    csv = Path(data) if Path(data).is_absolute() else path.resolve().parent / data
+    return [posterior_design(csv)]
 
 
 def _parse_designs(raw: dict, path: Path) -> list[Design]:
