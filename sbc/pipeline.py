@@ -105,6 +105,13 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
     manifest = manifest_for(study, models, sim)
     check_models_build(study, models, sim)  # before the store is touched or created
     store = Store.open_for_run(out, manifest)
+    with store.exclusive():
+        return _run_locked(study, store, models, sim, workers, scheduler, report,
+                           progress_stream, start)
+
+
+def _run_locked(study, store, models, sim, workers, scheduler, report, progress_stream,
+                start) -> RunSummary:
     done = store.done(quarantine=True)
     n_workers = workers if workers is not None else (study.workers or default_workers())
     scheduler = scheduler or study.scheduler
@@ -131,5 +138,5 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
     if report:
         from sbc.report import write_report
         write_report(store)
-    return RunSummary(out=Path(out), total=total, already_done=already, new=progress.new,
+    return RunSummary(out=store.root, total=total, already_done=already, new=progress.new,
                       failed=progress.failed, lost_batches=lost, seconds=time.monotonic() - start)

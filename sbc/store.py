@@ -15,6 +15,7 @@ process at any moment loses at most the replicates in flight.  Only data formats
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -117,6 +118,27 @@ class Store:
             raise StoreError(f"cannot write to output directory {root}: {exc.strerror}; "
                              "check permissions and free disk space, or choose another --out") from exc
         return store
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[Store]:
+        """Hold the store's lock for a run: a second ``sbc run`` on the same directory is
+        refused instead of interleaving with this one.  The lock is an ``flock`` on
+        OUT/.lock, so the kernel drops it when the process dies, even by SIGKILL.  Temporary
+        files that a killed run left behind (its own ``.*.tmp``) are removed once the lock is held."""
+        import fcntl
+
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise StoreError(f"another sbc process is writing to {self.root}; wait for it to "
+                                 "finish (or stop it), then run the same command to resume") from exc
+            for stale in self.root.glob("replicates/*/*/.r*.json.*.tmp"):
+                stale.unlink(missing_ok=True)
+            yield self
+        finally:
+            os.close(fd)
 
     def read_manifest(self) -> dict:
         path = self.root / STUDY_FILE

@@ -152,3 +152,16 @@ def test_corrupt_record_is_recomputed_and_nothing_else_touched(exact_study, tmp_
     assert {p: p.stat().st_mtime_ns for p in others} == others
     assert list(victim.parent.glob("r000003.json.corrupt-*"))
     pd.testing.assert_frame_equal(before, ranks_of(out))
+
+
+def test_second_run_on_the_same_store_is_refused_while_one_is_running(exact_study, tmp_path, capsys):
+    from sbc.cli import main
+
+    path = exact_study(sims=4)
+    out = tmp_path / "out"
+    run_study(load_study(path), out, workers=0, report=False)
+    with Store(out).exclusive():  # as if another `sbc run` were writing
+        rc = main(["run", str(path), "--out", str(out), "--sims", "6", "--workers", "0"])
+    assert rc == 2
+    assert "another sbc process is writing to" in capsys.readouterr().err
+    assert len(list(out.glob("replicates/*/*/*.json"))) == 8
