@@ -180,9 +180,10 @@ def markdown(res: dict) -> str:
                  f"< {t['overhead_frac_90_rows']:.0%} |")
     lines += ["", ("## Framework overhead per replicate (in one process, configurations "
               "round-robin)"), "",
-              ("Overhead = record `wall_seconds` - `sampler_seconds`. With the current fit.py the "
-              "DataTree conversion of nutpie's trace is inside `sampler_seconds`; the last column "
-              "compares wall time with the sampler call alone (raw-trace sampler time)."), "",
+              ("Overhead = record `wall_seconds` - `sampler_seconds`. `sbc/fit.py` reads nutpie's "
+              "raw Arrow trace; the DataTree configurations patch the old path back in, and their "
+              "conversion then sits inside `sampler_seconds`, so the last column compares wall "
+              "time with the sampler call alone (raw-trace sampler time)."), "",
               ("| model | design (rows) | configuration | wall s | sampler s | overhead / sampler "
               "(records) | wall over sampler call alone |"), "|---|---|---|---|---|---|---|"]
     for o in res["overhead"]:

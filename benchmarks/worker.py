@@ -116,7 +116,7 @@ def overhead(model: str, size: str, n: int) -> dict:
             if name == "vector_ess_raw_trace":
                 stored.append(record)
     replicate.convergence = vector
-    rawfit.use_raw_trace(False)
+    rawfit.use_raw_trace(True)  # back to the library's own path
     # Same answers: the vectorized ESS against arviz_stats on this design's real fits.
     for rep in task.reps[:10]:
         fit = prepared.backend.fit(prepared.simulator.draw(
