@@ -1,0 +1,19 @@
+"""The deliberately broken control study fails, naming the parameter whose prior differs."""
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+from sbc.pipeline import run_study
+from sbc.study import load_study
+
+
+@pytest.mark.slow
+def test_wrong_sigma_prior_fails_naming_sigma(tmp_path):
+    study = load_study(ROOT / "studies/crispr_broken.toml")
+    run_study(study, tmp_path / "out", workers=2, report=True)
+    summary = pd.read_csv(tmp_path / "out/summary.csv")
+    failing = set(summary.loc[summary["group_fails"].astype(bool), "group"])
+    assert "sigma" in failing
+    assert (summary["verdict"] == "fail").all()
+    assert "simulated" in (tmp_path / "out/summary.md").read_text()
