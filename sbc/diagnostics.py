@@ -1,8 +1,9 @@
 """Diagnostics of one fit: divergences, tree depth, effective sample size and R-hat.
 
 Thresholds follow R's SBC package and Vehtari et al. (2021): R-hat > 1.01 and a bulk or tail
-ESS below 100 (or, with a fixed thinning factor, below the number of ranked draws) flag a fit.  Flagged fits are kept and
-counted, never dropped silently: dropping them can itself bias SBC.
+ESS below 100 (or, with a fixed thinning factor, below the number of ranked draws) flag a
+fit.  Flagged fits are kept and counted, never dropped silently: dropping them can itself
+bias SBC.
 """
 
 from __future__ import annotations

@@ -437,15 +437,19 @@ def calibration_verdict(params: pd.DataFrame, alpha: float) -> tuple[str, float,
     """
     if params.empty:
         return "not checked", math.nan, ""
+    from sbc.summarize import choose_n_sim
+
+    # Enough null simulations that a group of many elements can still fail after
+    # Bonferroni within it and Holm across groups.
+    n_sim = choose_n_sim(params.assign(model="plan", design="plan"), alpha)
     group_p = {}
     for group, block in params.groupby("group", sort=True):
         pvals = []
         for _, rows in block.groupby("name", sort=False):
-            u = stats.fractional_ranks(rows["rank"].to_numpy(float),
-                                       rows["n_ranked"].to_numpy(float))
+            u = stats.table_fractional_ranks(rows)
             u = u[np.isfinite(u)]
             if len(u) >= 5:
-                pvals.append(stats.uniformity_test(u, alpha).p_value)
+                pvals.append(stats.uniformity_test(u, alpha, n_sim=n_sim).p_value)
         if pvals:
             group_p[group] = stats.pooled_pvalue(pvals)
     if not group_p:

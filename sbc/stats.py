@@ -60,14 +60,28 @@ _VAR_OF_VAR_U = 1.0 / 80.0 - 1.0 / 144.0
 # --------------------------------------------------------------------------------------
 
 
-def fractional_ranks(ranks, n_ranked, rng: np.random.Generator | None = None) -> np.ndarray:
+def keyed_uniforms(*keys) -> np.ndarray:
+    """One U(0, 1) value per row, a fixed function of the row's keys (e.g. model, design,
+    replicate, parameter name): the V of the randomised PIT.  Keyed rather than drawn in
+    table order, so a replicate's value never changes when others are added (resume, more
+    designs) and every reader of the store (report, ranks.nc, tests, planner) agrees."""
+    import pandas as pd
+
+    frame = pd.DataFrame({f"k{i}": np.asarray(k) for i, k in enumerate(keys)})
+    h = pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
+    return (h >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def fractional_ranks(ranks, n_ranked, rng: np.random.Generator | None = None,
+                     offset=None) -> np.ndarray:
     """PIT-like values in (0, 1) from ranks with a per-replicate number of ranked draws.
 
     ranks: (n_rep, *shape) ranks in 0..n_ranked, NaN for failed fits.
     n_ranked: the number of draws each rank was taken among; broadcastable to ``ranks``
         (typically (n_rep,) per replicate, given as (n_rep, 1, ...) or (n_rep,) for 1-D ranks).
     rng: if given, returns the randomised PIT (rank + V) / (n_ranked + 1), V ~ U(0, 1), which
-        is exactly uniform under correct inference; by default the midpoint
+        is exactly uniform under correct inference; ``offset`` gives V explicitly (e.g.
+        from ``keyed_uniforms``); by default the midpoint
         (rank + 1/2) / (n_ranked + 1), whose distribution differs from uniform by at most
         1 / (2 (n_ranked + 1)) in CDF.
 
@@ -94,8 +108,19 @@ def fractional_ranks(ranks, n_ranked, rng: np.random.Generator | None = None) ->
             f"rank exceeds the number of ranked draws ({int(over.sum())} values), e.g. rank "
             f"{ranks.flat[i]:g} > n_ranked {n_ranked.flat[i]:g}; ranks lie in 0..n_ranked"
         )
-    offset = 0.5 if rng is None else rng.uniform(size=ranks.shape)
+    if offset is None:
+        offset = 0.5 if rng is None else rng.uniform(size=ranks.shape)
     return (ranks + offset) / (n_ranked + 1.0)
+
+
+def table_fractional_ranks(params) -> np.ndarray:
+    """Randomised fractional ranks of a parameters table (columns model, design, rep, name,
+    rank, n_ranked), V keyed by (model, design, rep, name).  Use this rather than midpoints:
+    with few ranked draws (ESS-based thinning can keep about 10) midpoints are visibly
+    discrete and the gamma test rejects exactly uniform ranks."""
+    return fractional_ranks(params["rank"].to_numpy(float), params["n_ranked"].to_numpy(float),
+                            offset=keyed_uniforms(params["model"], params["design"],
+                                                  params["rep"], params["name"]))
 
 
 def pooled_fractional_ranks(u) -> np.ndarray:

@@ -276,18 +276,20 @@ def write_rank_tree(params: pd.DataFrame, path: Path) -> None:
     """Ranks as an xarray DataTree with one ``prior_sbc`` group per (model, design), the layout
     ``arviz_plots.plot_ecdf_pit`` reads: one variable per parameter (vector parameters keep
     an element dimension), dims (chain=1, draw=replicate, ...), holding fractional ranks
-    (rank + V) / (n_ranked + 1) with V uniform from a fixed seed.  Randomized rather than
-    midpoint values, because with few ranked draws midpoints are visibly discrete and fail
-    continuous uniformity checks although the ranks are exactly uniform.  ``sbc_ranks`` holds
+    (rank + V) / (n_ranked + 1) with V keyed by the row (``sbc.stats.table_fractional_ranks``,
+    the values the report tests).  Randomized rather than midpoint values, because with few
+    ranked draws midpoints are visibly discrete and fail continuous uniformity checks
+    although the ranks are exactly uniform.  ``sbc_ranks`` holds
     the raw integer ranks and the number of ranked draws per replicate."""
     import xarray as xr
 
-    from sbc.stats import fractional_ranks
+    from sbc.stats import table_fractional_ranks
 
     tree = {}
-    rng = np.random.default_rng(0)
+    params = params.assign(u=table_fractional_ranks(params))
     for (model, design), block in params.groupby(["model", "design"], sort=True):
         wide = block.pivot(index="rep", columns="name", values="rank")
+        wide_u = block.pivot(index="rep", columns="name", values="u")
         n_ranked = block.groupby("rep")["n_ranked"].first().reindex(wide.index).to_numpy(float)
         reps = wide.index.to_numpy()
         groups = block.drop_duplicates("name").groupby("group", sort=False)["name"].apply(list)
@@ -295,7 +297,7 @@ def write_rank_tree(params: pd.DataFrame, path: Path) -> None:
                                                   coords={"chain": [0], "draw": reps})}
         for group, names in groups.items():
             ranks = wide[names].to_numpy(float)  # (reps, elements)
-            u = fractional_ranks(ranks, n_ranked[:, None] * np.ones_like(ranks), rng=rng)
+            u = wide_u[names].to_numpy(float)
             coords = {"chain": [0], "draw": reps}
             if len(names) == 1 and names[0] == group:
                 dims, values_u, values_r = ("chain", "draw"), u[None, :, 0], ranks[None, :, 0]

@@ -29,8 +29,8 @@ from sbc.errors import StudyError
 from sbc.stats import (
     DEFAULT_N_SIM,
     failure_shape,
-    fractional_ranks,
     holm,
+    table_fractional_ranks,
     uniformity_test,
 )
 from sbc.study import SAMPLERS, SamplerSettings, Study
@@ -163,7 +163,7 @@ def calibration_checks(params: pd.DataFrame, alpha: float = 0.05,
     n_sim = max(DEFAULT_N_SIM, int(np.ceil(20 * len(blocks) / alpha)))
     raw = []
     for name, rows in blocks:
-        u = fractional_ranks(rows["rank"].to_numpy(float), rows["n_ranked"].to_numpy(float))
+        u = table_fractional_ranks(rows)
         raw.append((name, rows, u, uniformity_test(u, alpha=alpha, n_sim=n_sim)))
     adjusted = holm([r[3].p_value for r in raw])
     checks = []
