@@ -141,16 +141,18 @@ class PymcBackend:
     """
 
     def __init__(self, spec: ModelSpec, settings: SamplerSettings):
+        import logging
+
+        logging.getLogger("pymc").setLevel(logging.WARNING)  # no per-fit progress chatter
         self.settings = settings
         self.spec = spec
-        self._data = next(v for v in spec.fit_model.data_vars + _shared_inputs(spec.fit_model)
-                          if v.name == RESPONSE_DATA_NAME)
+        self._data = spec.response_data
 
     def fit(self, y: np.ndarray, seed: int) -> Fit:
         import pymc as pm
 
         s = self.settings
-        self._data.set_value(np.asarray(y, dtype=float))
+        self._data.set_value(np.asarray(y, dtype=self._data.dtype))
         start = time.perf_counter()
 
         def sample():
@@ -169,14 +171,6 @@ class PymcBackend:
                    if "reached_max_treedepth" in stats else 0,
                    step_size=float(np.asarray(stats["step_size"].values).mean()),
                    seconds=seconds)
-
-
-def _shared_inputs(model) -> list:
-    import pytensor
-    from pytensor.compile.sharedvalue import SharedVariable
-
-    return [v for v in pytensor.graph.traversal.ancestors(model.observed_RVs)
-            if isinstance(v, SharedVariable)]
 
 
 class ExactBackend:
@@ -207,6 +201,18 @@ class ExactBackend:
             for name in self.spec.parameters}
         return Fit(draws=draws, diverging=np.zeros((self.settings.chains, self.settings.draws), bool),
                    seconds=time.perf_counter() - start)
+
+
+def check_backend(spec: ModelSpec, settings: SamplerSettings) -> None:
+    """What a backend needs from a model, checked before any work is sent out (cheap: no
+    compilation), so a wrong sampler choice fails at once with a message."""
+    from sbc.errors import ModelError
+
+    if settings.name == "exact" and not callable(getattr(load_module(spec.model),
+                                                         "exact_posterior", None)):
+        raise ModelError(f"model '{spec.model.ref}' has no exact_posterior(data, y, n_draws, "
+                         "rng) function, so sampler 'exact' cannot fit it; use sampler "
+                         "'nutpie' or 'pymc', or add exact_posterior to the model file")
 
 
 def make_backend(spec: ModelSpec, settings: SamplerSettings, data=None):

@@ -9,6 +9,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from sbc.dispatch import Progress, auto_batch_size, default_workers, run_tasks
+from sbc.errors import ModelError
+from sbc.fit import check_backend
 from sbc.replicate import BatchTask
 from sbc.spec import ModelRef, make_spec, resolve_model
 from sbc.store import Store
@@ -29,6 +31,13 @@ class RunSummary:
 def resolve_models(study: Study) -> tuple[list[ModelRef], ModelRef | None]:
     models = [resolve_model(m, study.base_dir) for m in study.models]
     sim = resolve_model(study.simulate_model, study.base_dir) if study.simulate_model else None
+    labels: dict[str, str] = {}
+    for m in models:
+        if m.label in labels:
+            raise ModelError(f"models '{labels[m.label]}' and '{m.ref}' would both be stored "
+                             f"as '{m.label}'; results of different models are never mixed: "
+                             "rename one of the files (or list each model once)")
+        labels[m.label] = m.ref
     return models, sim
 
 
@@ -64,12 +73,13 @@ def check_models_build(study: Study, models: list[ModelRef], sim: ModelRef | Non
     smallest = min(study.designs, key=lambda d: d.n_rows)
     data = smallest.frame()
     specs = {m.label: make_spec(m, data) for m in models}
+    for spec in specs.values():
+        check_backend(spec, study.sampler)
     if sim:
         sim_spec = make_spec(sim, data)
         for label, spec in specs.items():
             shared = set(spec.parameters) & set(sim_spec.parameters)
             if not shared:
-                from sbc.errors import ModelError
                 raise ModelError(f"simulate_model '{sim.ref}' and model '{label}' share no "
                                  "parameter names, so no rank can be computed; give the "
                                  "generator the fitter's parameter names")
@@ -113,7 +123,9 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
 def _run_locked(study, store, models, sim, workers, scheduler, report, progress_stream,
                 start) -> RunSummary:
     done = store.done(quarantine=True)
-    n_workers = workers if workers is not None else (study.workers or default_workers())
+    if workers is None:
+        workers = study.workers if study.workers is not None else default_workers()
+    n_workers = workers
     scheduler = scheduler or study.scheduler
     tasks, total = plan_tasks(study, models, sim, done, n_workers)
     already = total - sum(len(t.reps) for t in tasks)

@@ -71,7 +71,9 @@ def prepare(task: BatchTask) -> Prepared:
     from sbc.simulate import Simulator
 
     key = (task.model.digest, task.simulate_model.digest if task.simulate_model else None,
-           task.design, task.sampler)
+           task.design, task.sampler,
+           # posterior SBC fits the observed data with a seed derived from the study's
+           task.study_seed if isinstance(task.design, PosteriorDesign) else None)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
@@ -112,7 +114,9 @@ def run_batch(task: BatchTask) -> list[dict]:
         prepared = prepare(task)
     except Exception as exc:  # the model cannot be built: every replicate fails with the reason
         error = f"{type(exc).__name__}: {exc}"
-        return [_failed_record(task, rep, error, 0.0) for rep in task.reps]
+        # stage "prepare": the model could not be built here, not a property of the replicate;
+        # a resumed run retries these instead of counting them as done.
+        return [{**_failed_record(task, rep, error, 0.0), "stage": "prepare"} for rep in task.reps]
     return [run_replicate(prepared, task, rep) for rep in task.reps]
 
 

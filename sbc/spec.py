@@ -147,6 +147,7 @@ class ModelSpec:
     response: str
     parameters: tuple[str, ...]  # what gets ranked: free RVs and small deterministics
     n_obs: int
+    response_data: object = None  # the fit model's shared variable holding the response
 
 
 def make_spec(model: ModelRef, data: pd.DataFrame) -> ModelSpec:
@@ -172,9 +173,15 @@ def make_spec(model: ModelRef, data: pd.DataFrame) -> ModelSpec:
         parameters.append(det.name)
     shared = pytensor.shared(np.zeros(obs_shape, dtype=response.dtype), name=RESPONSE_DATA_NAME)
     fit_model = observe(pm_model, {response.name: shared})
+    # observe() copies shared variables into the new graph: find the copy by name.
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.graph.traversal import ancestors
+
+    data = next(v for v in ancestors(list(fit_model.rvs_to_values.values()))
+                if isinstance(v, SharedVariable) and v.name == RESPONSE_DATA_NAME)
     return ModelSpec(model=model, generative=pm_model, fit_model=fit_model,
                      response=response.name, parameters=tuple(parameters),
-                     n_obs=int(np.prod(obs_shape)))
+                     n_obs=int(np.prod(obs_shape)), response_data=data)
 
 
 def _check_proper_priors(model: ModelRef, pm_model) -> None:

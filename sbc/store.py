@@ -179,7 +179,10 @@ class Store:
             yield record
 
     def done(self, quarantine: bool = True) -> set[tuple[str, str, int]]:
-        return {(r["model"], r["design"], r["rep"]) for r in self.iter_records(quarantine)}
+        """Replicates a resumed run skips: every stored record except failures of the
+        ``prepare`` stage (model not buildable on a worker), which are retried."""
+        return {(r["model"], r["design"], r["rep"]) for r in self.iter_records(quarantine)
+                if r.get("stage") != "prepare"}
 
     # --- consolidated tables -----------------------------------------------------------
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:

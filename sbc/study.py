@@ -222,8 +222,8 @@ def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
     if scheduler is not None and not isinstance(scheduler, str):
         raise StudyError(f"{_where(path, 'run.scheduler')} must be an address like 'tcp://host:8786'")
     workers = run.get("workers")
-    if workers is not None:
-        workers = _positive_int(workers, path, "run.workers")
+    if workers is not None:  # 0 runs in this process, as --workers 0
+        workers = _positive_int(workers, path, "run.workers", minimum=0)
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise StudyError(f"{_where(path, 'description')} must be a string")

@@ -111,6 +111,12 @@ CASES = {
     "target_accept above 1": (
         lambda t: write(t, GOOD.replace('name = "exact"', 'name = "exact"\ntarget_accept = 1.5')),
         "strictly between 0 and 1"),
+    "sampler exact for a model without an exact posterior": (
+        lambda t: write(t, with_model(ROOT / "models/crispr_seed.py")), "has no exact_posterior"),
+    "two models stored under one name": (
+        lambda t: write(t, GOOD.replace(f'model = "{MODEL}"', f'models = ["{MODEL}", '
+                                        f'"{ROOT / "tests/plan_models/normal_mean.py"}"]')),
+        "would both be stored as 'normal_mean'"),
     "missing seed": (lambda t: write(t, GOOD.replace("seed = 7", "")), "missing key 'seed'"),
     "study changed since the store was created": (
         lambda t: write(t, GOOD.replace("seed = 7", "seed = 8")), "different study (changed: seed)"),

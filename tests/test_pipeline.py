@@ -165,3 +165,35 @@ def test_second_run_on_the_same_store_is_refused_while_one_is_running(exact_stud
     assert rc == 2
     assert "another sbc process is writing to" in capsys.readouterr().err
     assert len(list(out.glob("replicates/*/*/*.json"))) == 8
+
+
+def test_pymc_sampler_runs_a_study(exact_study, tmp_path):
+    path = exact_study(sims=3, extra="")
+    path.write_text(path.read_text().replace('name = "exact"', 'name = "pymc"\ntune = 200')
+                    .replace("draws = 99", "draws = 200"))
+    run_study(load_study(path), tmp_path / "out", workers=0, report=False)
+    reps, params = Store(tmp_path / "out").tables()
+    assert (reps["status"] == "ok").all() and len(reps) == 6
+    assert params["rank"].between(0, params["n_ranked"]).all()
+
+
+def test_failures_to_build_a_model_on_a_worker_are_retried_on_resume(exact_study, tmp_path,
+                                                                     monkeypatch):
+    import sbc.replicate
+
+    path = exact_study(sims=3)
+    original = sbc.replicate.make_spec
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("worker cannot build the model")
+
+    monkeypatch.setattr(sbc.replicate, "make_spec", broken)
+    monkeypatch.setattr(sbc.replicate, "_CACHE", type(sbc.replicate._CACHE)())  # no compiled model
+    run_study(load_study(path), tmp_path / "out", workers=0, report=False)
+    reps, _ = Store(tmp_path / "out").tables()
+    assert (reps["status"] == "failed").all() and reps["error"].str.contains("cannot build").all()
+    monkeypatch.setattr(sbc.replicate, "make_spec", original)
+    summary = run_study(load_study(path), tmp_path / "out", workers=0, report=False)
+    assert summary.new == 6
+    reps, _ = Store(tmp_path / "out").tables()
+    assert (reps["status"] == "ok").all()
