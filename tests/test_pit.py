@@ -41,5 +41,5 @@ def test_offsets_do_not_move_when_replicates_are_added():
 def test_planner_flags_a_large_miscalibrated_group():
     names = [f"beta_g[{i}]" for i in range(100)]
     table = uniform_table(40, 100, names=names, rank=0)  # truth below every draw
-    verdict, p, failing = calibration_verdict(table, alpha=0.01)
-    assert verdict == "miscalibrated" and "beta_g" in failing
+    verdict, p_holm, failing = calibration_verdict(table, alpha=0.01)
+    assert verdict == "miscalibrated" and "beta_g" in failing and p_holm <= 0.01
