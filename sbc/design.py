@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 
@@ -61,3 +62,33 @@ def design_frame(n_cell_lines: int, n_genes: int, n_reps: int) -> pd.DataFrame:
         frame[column] = pd.Categorical(frame[column], categories=categories)
     frame["logfc"] = 0.0
     return frame
+
+
+def screen_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """A measured screen (a pilot, or observed data for posterior SBC) as a design frame.
+
+    Needs columns ``logfc``, ``gene`` and ``cell_line``; the replicate column may be called
+    ``expt`` or ``replicate`` (numbered within each cell line x gene when absent).  Rows are
+    sorted by cell line, gene, replicate (the order ``design_frame`` uses, which models may
+    rely on) and the factors become categorical in that order.
+    """
+    from sbc.errors import StudyError
+
+    missing = [c for c in ("logfc", "gene", "cell_line") if c not in frame.columns]
+    if missing:
+        raise StudyError(f"{where} lacks column(s) {', '.join(missing)}; it needs logfc, gene, "
+                         "cell_line (and optionally expt or replicate), one row per measurement")
+    frame = frame.rename(columns={"replicate": "expt"}) if "expt" not in frame else frame.copy()
+    if "expt" not in frame:
+        frame["expt"] = frame.groupby(["cell_line", "gene"]).cumcount()
+    logfc = pd.to_numeric(frame["logfc"], errors="coerce").to_numpy(float)
+    bad = np.flatnonzero(~np.isfinite(logfc))
+    if len(bad):
+        raise StudyError(f"{where}: logfc in data row {bad[0] + 1} is missing or not a finite "
+                         "number; remove or fix that row")
+    frame["logfc"] = logfc
+    frame = frame.sort_values(["cell_line", "gene", "expt"], ignore_index=True)
+    for col in ("cell_line", "gene", "expt"):
+        values = frame[col].astype(str)
+        frame[col] = pd.Categorical(values, categories=list(dict.fromkeys(values)))
+    return frame[["cell_line", "gene", "expt", "logfc"]]

@@ -836,28 +836,15 @@ def moment_matched_priors(priors: dict, draws: dict[str, np.ndarray], widen: flo
 
 
 def pilot_frame(csv: Path) -> pd.DataFrame:
-    """Read a pilot screen: columns logfc, gene, cell_line and optionally replicate/expt;
-    returned sorted by cell line, gene, replicate with categorical columns."""
+    """Read a pilot screen (columns logfc, gene, cell_line, optionally replicate/expt) as a
+    design frame sorted by cell line, gene, replicate (``sbc.design.screen_frame``)."""
+    from sbc.design import screen_frame
+
     try:
         frame = pd.read_csv(csv)
     except (OSError, ValueError) as exc:
         raise StudyError(f"pilot csv {csv} cannot be read: {exc}") from exc
-    missing = {"logfc", "gene", "cell_line"} - set(frame.columns)
-    if missing:
-        raise StudyError(f"pilot csv {csv} lacks columns {', '.join(sorted(missing))}; it needs "
-                         "logfc, gene, cell_line (and optionally replicate)")
-    rep_col = "replicate" if "replicate" in frame else ("expt" if "expt" in frame else None)
-    if rep_col is None:
-        frame["expt"] = frame.groupby(["cell_line", "gene"]).cumcount()
-    else:
-        frame = frame.rename(columns={rep_col: "expt"})
-    if not np.all(np.isfinite(frame["logfc"].to_numpy(float))):
-        raise StudyError(f"pilot csv {csv}: logfc has missing or non-finite values")
-    frame = frame.sort_values(["cell_line", "gene", "expt"], ignore_index=True)
-    for col in ("cell_line", "gene", "expt"):
-        frame[col] = pd.Categorical(frame[col].astype(str),
-                                    categories=list(dict.fromkeys(frame[col].astype(str))))
-    return frame
+    return screen_frame(frame, f"pilot csv {csv}")
 
 
 def pilot_design_model(plan: Plan, fit_ref, store, stream):

@@ -23,13 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sbc.design import screen_frame
 from sbc.errors import StudyError
 
-REQUIRED_COLUMNS = ("logfc", "gene", "cell_line")
-
-
 def read_observed(path: Path) -> pd.DataFrame:
-    """Read and validate an observed data set; categorical factors, float response."""
+    """Read and validate an observed data set (see ``sbc.design.screen_frame``)."""
     try:
         frame = pd.read_csv(path)
     except FileNotFoundError as exc:
@@ -37,26 +35,7 @@ def read_observed(path: Path) -> pd.DataFrame:
                          "the study file") from exc
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise StudyError(f"cannot read observed data {path} as CSV: {exc}") from exc
-    return clean_observed(frame, str(path))
-
-
-def clean_observed(frame: pd.DataFrame, where: str) -> pd.DataFrame:
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise StudyError(f"observed data {where} lacks column(s) {', '.join(missing)}; it needs "
-                         f"{', '.join(REQUIRED_COLUMNS)} (and optionally expt), one row per "
-                         "measurement")
-    if "expt" not in frame.columns:
-        frame = frame.assign(expt=frame.groupby(["cell_line", "gene"]).cumcount())
-    logfc = pd.to_numeric(frame["logfc"], errors="coerce")
-    if logfc.isna().any() or not np.isfinite(logfc).all():
-        bad = int(np.flatnonzero(~np.isfinite(logfc.to_numpy(float)))[0])
-        raise StudyError(f"observed data {where}: logfc in data row {bad + 1} is missing or not "
-                         "a finite number; remove or fix that row")
-    out = pd.DataFrame({c: pd.Categorical(frame[c].astype(str), categories=sorted(
-        frame[c].astype(str).unique())) for c in ("cell_line", "gene", "expt")})
-    out["logfc"] = logfc.to_numpy(float)
-    return out
+    return screen_frame(frame, f"observed data {path}")
 
 
 @dataclass(frozen=True)
@@ -80,7 +59,7 @@ class PosteriorDesign:
 
     @cached_property
     def observed(self) -> pd.DataFrame:
-        return clean_observed(pd.read_csv(io.StringIO(self.csv_text)), self.name)
+        return screen_frame(pd.read_csv(io.StringIO(self.csv_text)), f"observed data {self.name}")
 
     @property
     def n_rows(self) -> int:
