@@ -115,7 +115,12 @@ def test_model_reference_from_a_function():
 def test_designs_stay_within_bounds(design):
     assert isinstance(design, Design)
     assert 2 <= design.n_cell_lines <= 8 and 2 <= design.n_genes <= 4 and 1 <= design.n_reps <= 3
-    assert design.n_rows <= 60 or design.n_cell_lines == 2
+    assert design.n_rows <= 60
+
+
+@given(sst.designs(max_genes=6, max_reps=3, max_rows=10))
+def test_designs_respect_a_tight_row_bound(design):
+    assert design.n_rows <= 10 and design.n_cell_lines >= 2 and design.n_genes >= 2
 
 
 @settings(max_examples=3, deadline=None, derandomize=True)

@@ -42,8 +42,12 @@ def designs(draw, max_cell_lines: int = 12, max_genes: int = 6, max_reps: int = 
 
     At least two levels per factor by default, so a group standard deviation is estimable.
     """
-    n_genes = draw(st.integers(min_genes, max_genes))
-    n_reps = draw(st.integers(1, max_reps))
+    if min_cell_lines * min_genes > max_rows:
+        raise ValueError(f"no design has at most {max_rows} rows with at least "
+                         f"{min_cell_lines} cell lines and {min_genes} genes; raise max_rows")
+    # Draw genes and replicates so that the smallest number of cell lines still fits.
+    n_genes = draw(st.integers(min_genes, min(max_genes, max_rows // min_cell_lines)))
+    n_reps = draw(st.integers(1, max(1, min(max_reps, max_rows // (min_cell_lines * n_genes)))))
     most_cells = max(min_cell_lines, min(max_cell_lines, max_rows // (n_genes * n_reps)))
     n_cells = draw(st.integers(min_cell_lines, most_cells))
     return Design(n_cells, n_genes, n_reps)
