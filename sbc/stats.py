@@ -114,13 +114,13 @@ def fractional_ranks(ranks, n_ranked, rng: np.random.Generator | None = None,
 
 
 def table_fractional_ranks(params) -> np.ndarray:
-    """Randomised fractional ranks of a parameters table (columns model, design, rep, name,
-    rank, n_ranked), V keyed by (model, design, rep, name).  Use this rather than midpoints:
+    """Randomised fractional ranks of a parameters table (columns rank, n_ranked and the keys
+    model, design, rep, name, as many as it has), V keyed by those columns.  Use this rather than midpoints:
     with few ranked draws (ESS-based thinning can keep about 10) midpoints are visibly
     discrete and the gamma test rejects exactly uniform ranks."""
+    keys = [params[c] for c in ("model", "design", "rep", "name") if c in params]
     return fractional_ranks(params["rank"].to_numpy(float), params["n_ranked"].to_numpy(float),
-                            offset=keyed_uniforms(params["model"], params["design"],
-                                                  params["rep"], params["name"]))
+                            offset=keyed_uniforms(*keys))
 
 
 def pooled_fractional_ranks(u) -> np.ndarray:
