@@ -8,7 +8,7 @@ replicate by swapping only the response data.  The contract (after R's SBC packa
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,7 +57,6 @@ class Fit:
     treedepth_hits: int = 0
     step_size: float = float("nan")
     seconds: float = 0.0  # wall time of the sampler call alone
-    extra: dict = field(default_factory=dict)
 
 
 class NutpieBackend:

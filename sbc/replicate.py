@@ -58,7 +58,6 @@ class Prepared:
     backend: object
     loglik: LoglikEvaluator | None
     ranked: tuple[str, ...]
-    compile_seconds: float
 
 
 _CACHE: OrderedDict = OrderedDict()
@@ -77,7 +76,6 @@ def prepare(task: BatchTask) -> Prepared:
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    start = time.perf_counter()
     data = task.design.frame()
     fit_spec = make_spec(task.model, data)
     sim_spec = make_spec(task.simulate_model, data) if task.simulate_model else fit_spec
@@ -93,7 +91,7 @@ def prepare(task: BatchTask) -> Prepared:
         loglik = LoglikEvaluator(sim_spec)
     except Exception:  # a likelihood PyMC cannot vectorize: ranks of parameters still work
         loglik = None
-    prepared = Prepared(fit_spec, simulator, backend, loglik, ranked, time.perf_counter() - start)
+    prepared = Prepared(fit_spec, simulator, backend, loglik, ranked)
     _CACHE[key] = prepared
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

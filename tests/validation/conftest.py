@@ -3,6 +3,10 @@
 Run with ``pytest -m slow tests/validation``.  The table is rewritten at the end of a session
 that produced at least one result; fits are cached under tests/validation/.sbc_cache, so a
 rerun with unchanged models only recomputes statistics.
+
+Each bug model in models/ repeats the build code of its correct twin on purpose: a model's
+source travels to the workers as text and runs on its own (sbc.spec), so it cannot import a
+sibling file, and the twin's diff is then exactly the bug.
 """
 
 from __future__ import annotations
