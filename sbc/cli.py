@@ -14,6 +14,8 @@ from pathlib import Path
 from sbc.errors import SbcError
 
 EXIT_USAGE = 2
+EXIT_VERDICT = 1  # --fail-on: the verdict is at or below the named level
+FAIL_ON = ("fail", "inconclusive")
 
 
 def _positive(text: str) -> int:
@@ -54,12 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
                                          "tcp://host:8786 (no local cluster is started)")
     run.add_argument("--sims", type=_positive, help="simulations per model and design "
                      "(overrides the study file; raising it later extends a stored study)")
-    run.add_argument("--no-report", action="store_true", help="skip writing the report")
+    run.add_argument("--no-report", action="store_true", help="skip writing the report "
+                     "(the Parquet tables are still written; no verdicts are printed)")
+    run.add_argument("--fail-on", choices=FAIL_ON, help="exit with status 1 when the overall "
+                     "verdict is 'fail' (or, with 'inconclusive', anything but a pass): for CI")
 
     rep = sub.add_parser("report", help="(re)write DIR/report.html from stored results",
                          description="Recompute every statistic from the store and write "
                                      "report.html, summary.csv and summary.md; never refits.")
     rep.add_argument("dir", help="output directory of `sbc run`")
+    rep.add_argument("--fail-on", choices=FAIL_ON, help="exit with status 1 when the overall "
+                     "verdict is 'fail' (or, with 'inconclusive', anything but a pass)")
 
     plan = sub.add_parser("plan", help="plan the design size of a screen",
                           description="Find the cheapest design (cell lines x genes x "
@@ -115,8 +122,13 @@ def _cmd_run(args) -> int:
     out = Path(args.out or study.output or Path("reports") / study.name)
     from sbc.pipeline import run_study
 
+    if args.fail_on and args.no_report:
+        from sbc.errors import StudyError
+        raise StudyError("--fail-on needs the verdicts, which --no-report skips; drop one of "
+                         "the two (or run `sbc report DIR --fail-on ...` afterwards)")
     summary = run_study(study, out, workers=args.workers, scheduler=args.scheduler,
                         report=not args.no_report)
+    status = _print_verdicts(summary.calibration, args.fail_on)
     print(f"[sbc] {summary.new} new replicates ({summary.failed} failed fits kept as data), "
           f"{summary.already_done} resumed from the store, {summary.seconds:.1f} s; "
           f"results in {out}" + (f"; report: {out / 'report.html'}" if not args.no_report else ""))
@@ -124,11 +136,31 @@ def _cmd_run(args) -> int:
         print(f"[sbc] {summary.lost_batches} batches could not run; run the same command to "
               "resume them", file=sys.stderr)
         return 1
+    return status
+
+
+def _print_verdicts(cal, fail_on: str | None) -> int:
+    """Print the verdicts (overall, per model x design, failing groups) and return the exit
+    status that ``--fail-on`` asks for."""
+    if cal is None:
+        if fail_on:
+            print("[sbc] no successful fits stored: no verdict", file=sys.stderr)
+            return EXIT_VERDICT
+        return 0
+    from sbc.calibration import verdict_lines
+
+    for line in verdict_lines(cal):
+        print(f"[sbc] {line}")
+    status = cal.overall().status
+    if fail_on == "fail" and status == "fail":
+        return EXIT_VERDICT
+    if fail_on == "inconclusive" and status != "pass":
+        return EXIT_VERDICT
     return 0
 
 
 def _cmd_report(args) -> int:
-    from sbc.report import write_report
+    from sbc.report import write_report_with_calibration
     from sbc.store import Store
 
     root = Path(args.dir)
@@ -137,9 +169,9 @@ def _cmd_report(args) -> int:
         raise StoreError(f"{root} is not a directory; give the output directory of `sbc run`")
     store = Store(root)
     store.read_manifest()
-    path = write_report(store)
+    path, cal = write_report_with_calibration(store)
     print(f"[sbc] report written: {path}")
-    return 0
+    return _print_verdicts(cal, args.fail_on)
 
 
 if __name__ == "__main__":  # pragma: no cover

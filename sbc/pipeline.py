@@ -12,7 +12,8 @@ from sbc.dispatch import Progress, auto_batch_size, default_workers, run_tasks
 from sbc.errors import ModelError
 from sbc.fit import check_backend
 from sbc.replicate import BatchTask
-from sbc.spec import ModelRef, make_spec, resolve_model
+from sbc.spec import (ModelRef, build_pymc_model, make_spec, pair_parameters, ranked_layouts,
+                      resolve_model)
 from sbc.store import Store
 from sbc.study import Study
 
@@ -26,6 +27,7 @@ class RunSummary:
     failed: int
     lost_batches: int
     seconds: float
+    calibration: object = None  # sbc.calibration.Calibration of the whole store, if judged
 
 
 def resolve_models(study: Study) -> tuple[list[ModelRef], ModelRef | None]:
@@ -69,20 +71,78 @@ def manifest_for(study: Study, models: list[ModelRef], sim: ModelRef | None) -> 
 
 def check_models_build(study: Study, models: list[ModelRef], sim: ModelRef | None) -> None:
     """Build every model on the smallest design before any work is sent out, so a broken
-    model file fails fast with its own message instead of as hundreds of failed replicates."""
+    model file fails fast with its own message instead of as hundreds of failed replicates.
+    With a simulate_model, also check on every design that each fitter parameter is paired
+    with a generator parameter of the same layout (see ``check_parameter_pairing``)."""
     smallest = min(study.designs, key=lambda d: d.n_rows)
     data = smallest.frame()
     specs = {m.label: make_spec(m, data) for m in models}
     for spec in specs.values():
         check_backend(spec, study.sampler)
     if sim:
-        sim_spec = make_spec(sim, data)
-        for label, spec in specs.items():
-            shared = set(spec.parameters) & set(sim_spec.parameters)
-            if not shared:
-                raise ModelError(f"simulate_model '{sim.ref}' and model '{label}' share no "
-                                 "parameter names, so no rank can be computed; give the "
-                                 "generator the fitter's parameter names")
+        check_parameter_pairing(study, models, sim, specs, make_spec(sim, data))
+
+
+def check_parameter_pairing(study: Study, models: list[ModelRef], sim: ModelRef,
+                            specs: dict, sim_spec) -> None:
+    """Truths of the generator (simulate_model) are ranked among draws of the fitter
+    parameter of the same name, or of the one [parameter_map] names.  Refuse (ModelError)
+    names in the map that neither model has, and pairs whose shape, dims or coordinate
+    labels differ on any design (shapes depend on the design): their elements would be
+    compared out of line, silently."""
+    mapping = dict(study.parameter_map)
+    fit_names = {n for spec in specs.values() for n in spec.parameters}
+    for fit_name, gen_name in mapping.items():
+        if fit_name not in fit_names:
+            raise ModelError(
+                f"[parameter_map] names '{fit_name}', which is no parameter of "
+                + "; ".join(f"model '{label}' (its parameters: {', '.join(spec.parameters)})"
+                            for label, spec in specs.items())
+                + "; use the fitter's parameter name as the key")
+        if gen_name not in sim_spec.parameters:
+            raise ModelError(
+                f"[parameter_map] pairs '{fit_name}' with '{gen_name}', which is no parameter "
+                f"of simulate_model '{sim.ref}' (its parameters: "
+                f"{', '.join(sim_spec.parameters)}); give the generator's parameter name as "
+                "the value")
+    for label, spec in specs.items():
+        try:
+            pairs = pair_parameters(spec.parameters, sim_spec.parameters, mapping)
+        except ModelError as exc:
+            raise ModelError(f"model '{label}' and simulate_model '{sim.ref}': {exc}") from None
+        if not pairs:
+            raise ModelError(f"simulate_model '{sim.ref}' and model '{label}' share no "
+                             "parameter names, so no rank can be computed; give the "
+                             "generator the fitter's parameter names, or pair them in "
+                             "[parameter_map] (fitter_name = \"generator_name\")")
+
+    from sbc.posterior import PosteriorDesign
+
+    mismatches: dict[tuple, list[str]] = {}
+    for design in study.designs:
+        if isinstance(design, PosteriorDesign):  # posterior SBC draws truths from the fitter
+            continue
+        data = design.frame()
+        gen = ranked_layouts(build_pymc_model(sim, data))
+        for model in models:
+            fit = ranked_layouts(build_pymc_model(model, data))
+            for f, g in pair_parameters(list(fit), list(gen), mapping):
+                if not gen[g].matches(fit[f]):
+                    key = (model.label, f, g, gen[g].describe(), fit[f].describe())
+                    mismatches.setdefault(key, []).append(design.label)
+    if mismatches:
+        lines = []
+        for (label, f, g, gen_text, fit_text), designs in mismatches.items():
+            pair = f"'{f}'" if f == g else f"'{f}' (paired with generator '{g}')"
+            lines.append(f"  model '{label}', {pair}: generator {gen_text}, fitter {fit_text}"
+                         f"; design(s) {', '.join(designs)}")
+        raise ModelError(
+            f"simulate_model '{sim.ref}' and the fitted model(s) share parameter names whose "
+            "shapes or indices differ, so truths and draws would be compared element by "
+            "element out of line:\n" + "\n".join(lines) + "\nFix: rename the parameter in one "
+            "of the models so that unrelated parameters do not share a name, or declare which "
+            "generator parameter each fitter parameter estimates in the study file: "
+            "[parameter_map] fitter_name = \"generator_name\" (their shapes must match)")
 
 
 def plan_tasks(study: Study, models: list[ModelRef], sim: ModelRef | None, done: set,
@@ -96,7 +156,8 @@ def plan_tasks(study: Study, models: list[ModelRef], sim: ModelRef | None, done:
             size = study.batch_size or auto_batch_size(len(missing), workers, design.n_rows)
             for i in range(0, len(missing), size):
                 tasks.append(BatchTask(model, sim, design, study.sampler, study.thin,
-                                       study.seed, tuple(missing[i:i + size])))
+                                       study.seed, tuple(missing[i:i + size]),
+                                       study.parameter_map if sim else ()))
     return tasks, total
 
 
@@ -147,8 +208,12 @@ def _run_locked(study, store, models, sim, workers, scheduler, report, progress_
                              progress=progress, cluster_spec=study.cluster)
         finally:
             progress.close()
+    calibration = None
     if report:
-        from sbc.report import write_report
-        write_report(store)
+        from sbc.report import write_report_with_calibration
+        _, calibration = write_report_with_calibration(store)
+    else:  # the tables are data, not the report: always keep them current
+        store.write_tables()
     return RunSummary(out=store.root, total=total, already_done=already, new=progress.new,
-                      failed=progress.failed, lost_batches=lost, seconds=time.monotonic() - start)
+                      failed=progress.failed, lost_batches=lost, seconds=time.monotonic() - start,
+                      calibration=calibration)

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from sbc import stats
+from sbc.calibration import MIN_FITS
 from sbc.design import Design
 from sbc.errors import ModelError, StudyError
 from sbc.study import SamplerSettings, _parse_sampler, _positive_int, _unknown_keys, read_toml
@@ -429,35 +430,21 @@ def dominated(a: Design, b: Design, monotone: tuple[str, ...]) -> bool:
     return True
 
 
-def calibration_verdict(params: pd.DataFrame, alpha: float) -> tuple[str, float, str]:
-    """SBC verdict from stored ranks: (verdict, smallest Holm-adjusted p, failing groups).
+def calibration_verdict(reps: pd.DataFrame, params: pd.DataFrame, alpha: float,
+                        sampler=None) -> tuple[str, float, str]:
+    """SBC verdict of one design from its stored fits: (verdict, smallest Holm-adjusted p,
+    failing groups), from the one engine (:func:`sbc.calibration.calibrate`, family "cell":
+    each design is judged on its own at level ``alpha``).  "calibrated" / "miscalibrated" /
+    "not checked" are the engine's pass / fail / inconclusive."""
+    from sbc.calibration import calibrate
 
-    One uniformity test per scalar; the elements of a vector are combined with
-    ``pooled_pvalue`` (valid under dependence) and the groups with Holm's correction.
-    """
-    if params.empty:
+    if params.empty or reps.empty:
         return "not checked", math.nan, ""
-    from sbc.summarize import choose_n_sim
-
-    # Enough null simulations that a group of many elements can still fail after
-    # Bonferroni within it and Holm across groups.
-    n_sim = choose_n_sim(params.assign(model="plan", design="plan"), alpha)
-    group_p = {}
-    for group, block in params.groupby("group", sort=True):
-        pvals = []
-        for _, rows in block.groupby("name", sort=False):
-            u = stats.table_fractional_ranks(rows)
-            u = u[np.isfinite(u)]
-            if len(u) >= 5:
-                pvals.append(stats.uniformity_test(u, alpha, n_sim=n_sim).p_value)
-        if pvals:
-            group_p[group] = stats.pooled_pvalue(pvals)
-    if not group_p:
-        return "not checked", math.nan, ""
-    reject, adjusted = stats.overall_verdict(np.array(list(group_p.values())), alpha)
-    failing = [g for g, p in zip(group_p, adjusted) if p <= alpha]
-    return ("miscalibrated" if reject else "calibrated"), float(np.nanmin(adjusted)), \
-        ", ".join(failing)
+    cal = calibrate(reps, params, alpha=alpha, family="cell", sampler=sampler)
+    (verdict,) = cal.verdicts.values()
+    word = {"pass": "calibrated", "fail": "miscalibrated"}.get(verdict.status, "not checked")
+    p = float(cal.groups["p_holm"].min()) if len(cal.groups) else math.nan
+    return word, p, ", ".join(verdict.failing)
 
 
 # ---------------------------------------------------------------------------------------
@@ -709,11 +696,11 @@ class Planner:
         res = self.results[design]
         reps, params = self.tables(self.fit_ref.label, design)
         res.calibration_n = int((reps["status"] == "ok").sum()) if len(reps) else 0
-        if res.calibration_n < 10:
+        if res.calibration_n < MIN_FITS:
             res.calibration = "not checked"
             return
         res.calibration, res.calibration_p, res.calibration_failing = calibration_verdict(
-            params, self.plan.search.alpha)
+            reps, params, self.plan.search.alpha, self.plan.sampler)
         n_bad = res.failed + res.flagged
         if res.n and n_bad / res.n > self.plan.search.max_flagged:
             res.calibration = "unreliable fits"

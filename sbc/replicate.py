@@ -2,7 +2,10 @@
 
 This is what a worker runs.  Compiled models are cached per process, keyed by model source,
 design and sampler settings, so each worker compiles each (model, design) once and then
-only swaps data.  A replicate never raises: a failed fit becomes a record with its error.
+only swaps data.  A replicate never raises: a failed fit becomes a record with its error
+(``error``, readable text) and a short machine-readable reason (``failure``, one of
+``FAILURE_CODES``).  A fit that did not move (a scalar with zero or negligible posterior
+variance, or ESS 0) is such a failure ("degenerate"), never a ranked replicate.
 """
 
 from __future__ import annotations
@@ -21,11 +24,30 @@ from sbc.diagnostics import ESS_MIN, RHAT_MAX, convergence, scalar_names, stack_
 from sbc.posterior import PosteriorDesign, PosteriorSimulator
 from sbc.quantities import QUANTITIES, LoglikEvaluator, derived_quantities
 from sbc.rank import rank_of_truth, thin_draws, thin_factor
-from sbc.spec import ModelRef, make_spec
+from sbc.errors import ModelError
+from sbc.spec import ModelRef, make_spec, pair_parameters, parameter_layouts
 from sbc.study import SamplerSettings
 
 RECORD_SCHEMA = 1
 QUANTILES = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
+# record["failure"] of a failed replicate: the model could not be built on the worker
+# ("prepare"), the simulated data were not finite ("simulation"), the sampler returned
+# non-finite draws ("nonfinite") or did not move ("degenerate"), truths and draws of a
+# parameter differ in shape ("shape_mismatch"), the fit ran past sampler.timeout
+# ("timeout"), anything else raised ("exception").  None for ok records (and old records).
+FAILURE_CODES = ("prepare", "simulation", "nonfinite", "degenerate", "shape_mismatch",
+                 "timeout", "exception")
+# A ranked scalar whose posterior sd is at most this times max(1, |posterior mean|) has not
+# been explored: the sampler sat at one point (e.g. ESS 0, sd ~1e-14).
+DEGENERATE_SD = 1e-10
+
+
+class ReplicateFailure(RuntimeError):
+    """A replicate that cannot be ranked, with its ``failure`` code (see FAILURE_CODES)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -39,6 +61,8 @@ class BatchTask:
     thin: int | str
     study_seed: int
     reps: tuple[int, ...]
+    # (fitter name, generator name) pairs from the study's [parameter_map]; others pair by name
+    parameter_map: tuple[tuple[str, str], ...] = ()
 
 
 def replicate_seed(study_seed: int, model_label: str, design: Design, rep: int) -> np.random.SeedSequence:
@@ -57,7 +81,11 @@ class Prepared:
     simulator: object
     backend: object
     loglik: LoglikEvaluator | None
-    ranked: tuple[str, ...]
+    ranked: tuple[str, ...]  # fitter names, in record order
+    truth_of: dict[str, str] | None = None  # fitter name -> generator name of its truth
+    # generator input name -> fitter name whose draws feed the log-likelihood; None: skipped
+    loglik_draws: dict[str, str] | None = None
+    quantities_skipped: str | None = None  # why loglik quantities are not computed
 
 
 _CACHE: OrderedDict = OrderedDict()
@@ -70,7 +98,7 @@ def prepare(task: BatchTask) -> Prepared:
     from sbc.simulate import Simulator
 
     key = (task.model.digest, task.simulate_model.digest if task.simulate_model else None,
-           task.design, task.sampler,
+           task.design, task.sampler, task.parameter_map,
            # posterior SBC fits the observed data with a seed derived from the study's
            task.study_seed if isinstance(task.design, PosteriorDesign) else None)
     if key in _CACHE:
@@ -83,19 +111,53 @@ def prepare(task: BatchTask) -> Prepared:
         simulator = PosteriorSimulator(task.model, task.design, task.sampler, task.study_seed)
     else:
         simulator = Simulator(sim_spec)
-    ranked = tuple(n for n in fit_spec.parameters if n in simulator.names)
+    # Truths and draws are paired by name, or by the study's [parameter_map] when the
+    # generator is another model; pairs of different shape or elements are refused (the
+    # pipeline checks every design before any work; this guards every other caller).
+    other_generator = task.simulate_model is not None and \
+        not isinstance(task.design, PosteriorDesign)  # posterior SBC simulates with the fitter
+    pairs = pair_parameters(fit_spec.parameters, simulator.names,
+                            task.parameter_map if other_generator else ())
+    if other_generator:
+        _check_layouts(fit_spec, sim_spec, pairs, task.design.label)
+    ranked = tuple(f for f, _ in pairs)
+    truth_of = dict(pairs)
     backend = make_backend(fit_spec, task.sampler, data)
+    loglik, loglik_draws, skipped = None, None, None
     try:
         # The log-likelihood of the simulated data under the model that generated them, so a
         # fitter that drops or ignores data (a different model) shows in its ranks.
         loglik = LoglikEvaluator(sim_spec)
-    except Exception:  # a likelihood PyMC cannot vectorize: ranks of parameters still work
-        loglik = None
-    prepared = Prepared(fit_spec, simulator, backend, loglik, ranked)
+    except Exception as exc:  # a likelihood PyMC cannot vectorize: ranks of parameters still work
+        skipped = f"the log-likelihood cannot be vectorized: {type(exc).__name__}: {exc}"
+    if loglik is not None:
+        # Every free input of the generator's likelihood needs fitter draws of its layout.
+        fit_of = {g: f for f, g in pairs}
+        missing = [g for g, _ in loglik.inputs if g not in fit_of]
+        if missing:
+            skipped = ("the fitter has no parameter paired with the generator's "
+                       f"{', '.join(missing)} (needed by its log-likelihood)")
+            loglik = None
+        else:
+            loglik_draws = {g: fit_of[g] for g, _ in loglik.inputs}
+    prepared = Prepared(fit_spec, simulator, backend, loglik, ranked, truth_of, loglik_draws,
+                        skipped)
     _CACHE[key] = prepared
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return prepared
+
+
+def _check_layouts(fit_spec, sim_spec, pairs, where: str) -> None:
+    """Refuse pairs whose truth and draws differ in shape or elements (dims/coords)."""
+    fit = parameter_layouts(fit_spec.generative, [f for f, _ in pairs])
+    gen = parameter_layouts(sim_spec.generative, [g for _, g in pairs])
+    bad = [f"'{f}' (generator '{g}': {gen[g].describe()}; fitter: {fit[f].describe()})"
+           for f, g in pairs if not gen[g].matches(fit[f])]
+    if bad:
+        raise ModelError(f"design {where}: truths and draws of {', '.join(bad)} are laid out "
+                         "differently and would be compared element by element out of line; "
+                         "rename the parameter or pair it with the right one in [parameter_map]")
 
 
 def low_ess(ess_min: float, n_ranked: int, thin: int | str) -> bool:
@@ -114,7 +176,8 @@ def run_batch(task: BatchTask) -> list[dict]:
         error = f"{type(exc).__name__}: {exc}"
         # stage "prepare": the model could not be built here, not a property of the replicate;
         # a resumed run retries these instead of counting them as done.
-        return [{**_failed_record(task, rep, error, 0.0), "stage": "prepare"} for rep in task.reps]
+        return [{**_failed_record(task, rep, error, 0.0, "prepare"), "stage": "prepare"}
+                for rep in task.reps]
     return [run_replicate(prepared, task, rep) for rep in task.reps]
 
 
@@ -124,19 +187,49 @@ def _base_record(task: BatchTask, rep: int) -> dict:
             "rep": int(rep), "seed_entropy": int(seed.entropy), "seed_key": list(seed.spawn_key)}
 
 
-def _failed_record(task: BatchTask, rep: int, error: str, wall: float) -> dict:
-    return {**_base_record(task, rep), "status": "failed", "error": error[-4000:],
-            "wall_seconds": wall}
+def _failed_record(task: BatchTask, rep: int, error: str, wall: float,
+                   failure: str = "exception") -> dict:
+    return {**_base_record(task, rep), "status": "failed", "failure": failure,
+            "error": error[-4000:], "wall_seconds": wall}
 
 
 def run_replicate(prepared: Prepared, task: BatchTask, rep: int) -> dict:
     start = time.perf_counter()
     try:
         return _run_replicate(prepared, task, rep, start)
+    except ReplicateFailure as exc:
+        return _failed_record(task, rep, str(exc), time.perf_counter() - start, exc.code)
     except Exception as exc:
+        from sbc.fit import FitTimeout
+
         text = "".join(traceback.format_exception(exc)[-3:])
         return _failed_record(task, rep, f"{type(exc).__name__}: {exc}\n{text}",
-                              time.perf_counter() - start)
+                              time.perf_counter() - start,
+                              "timeout" if isinstance(exc, FitTimeout) else "exception")
+
+
+def degenerate_reason(flat: np.ndarray, diag: dict, truth: np.ndarray,
+                      labels: list[str]) -> str | None:
+    """Why a fit's draws (n_draws, k) cannot be ranked, or None: some scalar has zero or
+    negligible posterior variance (sd <= DEGENERATE_SD * max(1, |mean|)) or ESS 0.  A
+    scalar that is constant in the model itself (every draw equal to its truth, e.g. a
+    fixed deterministic) is not a degenerate fit."""
+    sd, mean = flat.std(axis=0, ddof=1), flat.mean(axis=0)
+    fixed = (np.ptp(flat, axis=0) == 0) & \
+        (np.abs(flat[0] - truth) <= 1e-12 * np.maximum(1.0, np.abs(truth)))
+    flat_sd = (sd <= DEGENERATE_SD * np.maximum(1.0, np.abs(mean))) & ~fixed
+    no_ess = ((diag["ess_bulk"] <= 0) | (diag["ess_tail"] <= 0)) & ~fixed & ~flat_sd
+    parts = []
+    for mask, what in ((flat_sd, "zero or negligible posterior variance"), (no_ess, "ESS 0")):
+        idx = np.flatnonzero(mask)
+        if len(idx):
+            shown = ", ".join(f"{labels[i]} (sd {sd[i]:.3g}, mean {mean[i]:.6g})" for i in idx[:5])
+            parts.append(f"{what} in {shown}" + (f" and {len(idx) - 5} more" if len(idx) > 5 else ""))
+    if not parts:
+        return None
+    return ("degenerate fit: " + "; ".join(parts) + ": the sampler did not explore the "
+            "posterior, so this fit is not ranked (check the model's parametrization, priors "
+            "and initial values)")
 
 
 def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) -> dict:
@@ -144,33 +237,52 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) 
     sim_seed, fit_seed, tie_seed = seed.spawn(3)
     truths, y = prepared.simulator.draw(sim_seed)
     if not np.all(np.isfinite(y)):
-        raise FloatingPointError("simulated data contain non-finite values; check the priors")
+        raise ReplicateFailure("simulation", "FloatingPointError: simulated data contain "
+                               "non-finite values; check the priors")
     fit = prepared.backend.fit(y, int(fit_seed.generate_state(1)[0]))
     names = list(prepared.ranked)
+    truth_of = prepared.truth_of or {n: n for n in names}
+    for n in names:  # never compare a truth with draws of another layout
+        if np.shape(truths[truth_of[n]]) != fit.draws[n].shape[2:]:
+            raise ReplicateFailure(
+                "shape_mismatch", f"truth of '{truth_of[n]}' has shape "
+                f"{np.shape(truths[truth_of[n]])} but the fitter's '{n}' has draws of shape "
+                f"{fit.draws[n].shape[2:]}; rename one or pair them in [parameter_map]")
     matrix = stack_scalars(fit.draws, names)  # (chain, draw, k)
     if not np.all(np.isfinite(matrix)):
-        raise FloatingPointError("the sampler returned non-finite draws")
-    truth_vec = np.concatenate([np.ravel(truths[n]) for n in names])
+        raise ReplicateFailure("nonfinite", "FloatingPointError: the sampler returned "
+                               "non-finite draws")
+    truth_vec = np.concatenate([np.ravel(truths[truth_of[n]]) for n in names])
     diag = convergence(matrix)
     n_total = matrix.shape[0] * matrix.shape[1]
+    flat = matrix.reshape(n_total, -1)
+    labels = scalar_names(fit.draws, names)
+    reason = degenerate_reason(flat, diag, truth_vec, labels)
+    if reason:
+        raise ReplicateFailure("degenerate", reason)
     ess_min = float(min(diag["ess_bulk"].min(), diag["ess_tail"].min()))
     factor = thin_factor(ess_min / matrix.shape[0], matrix.shape[1], task.thin)
     kept = thin_draws(matrix, factor)
     rng = np.random.default_rng(tie_seed)
     ranks = rank_of_truth(kept, truth_vec, rng)
-    flat = matrix.reshape(n_total, -1)
     quantiles = np.quantile(flat, QUANTILES, axis=0)
-    labels = scalar_names(fit.draws, names)
     groups = [n for n in names for _ in range(int(np.prod(fit.draws[n].shape[2:], dtype=int)))]
 
-    quantity_rows = {}
+    quantity_rows, skipped = {}, prepared.quantities_skipped
     if prepared.loglik is not None:
-        free = [n for n, _ in prepared.loglik.inputs]
-        if all(n in fit.draws and n in truths for n in free):
-            thinned = {n: thin_draws(fit.draws[n], factor) for n in free}
+        # generator input -> draws of the fitter parameter paired with it (same layout)
+        source = prepared.loglik_draws or {n: n for n, _ in prepared.loglik.inputs}
+        free = list(source)
+        odd = [g for g in free if source[g] not in fit.draws or g not in truths
+               or fit.draws[source[g]].shape[2:] != np.shape(truths[g])]
+        if odd:
+            skipped = (f"no fitter draws of the generator's {', '.join(odd)} with the "
+                       "shape of its truth (needed by its log-likelihood)")
+        else:
+            thinned = {g: thin_draws(fit.draws[source[g]], factor) for g in free}
             at_draws = derived_quantities(prepared.loglik.pointwise(thinned, y))
             at_truth = derived_quantities(prepared.loglik.pointwise(
-                {n: truths[n][None] for n in free}, y))
+                {g: truths[g][None] for g in free}, y))
             for q in QUANTITIES:
                 quantity_rows[q] = (float(at_truth[q][0]),
                                     int(rank_of_truth(at_draws[q], at_truth[q][0], rng)),
@@ -179,7 +291,7 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) 
     n_div = int(fit.diverging.sum())
     return {
         **_base_record(task, rep),
-        "status": "ok", "error": None,
+        "status": "ok", "error": None, "failure": None,
         "wall_seconds": time.perf_counter() - start, "sampler_seconds": fit.seconds,
         "n_draws": int(n_total), "thin": int(factor), "n_ranked": int(kept.shape[0]),
         "n_divergent": n_div, "n_treedepth": int(fit.treedepth_hits),
@@ -198,4 +310,5 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) 
         },
         "quantities": {q: {"truth": v[0], "rank": v[1], "mean": v[2], "sd": v[3]}
                        for q, v in quantity_rows.items()},
+        "quantities_skipped": skipped,
     }

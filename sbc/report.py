@@ -34,6 +34,7 @@ h3{margin-top:1.6em;border-left:4px solid #0969da;padding-left:.5em}
 .badge{display:inline-block;padding:0 .5em;border-radius:4px;color:#fff;font-weight:600}
 .badge.pass{background:#1a7f37;color:#fff}.badge.fail{background:#cf222e;color:#fff}
 .badge.inconclusive{background:#9a6700;color:#fff}
+.badge.warned{background:#bf8700;color:#fff}.verdict.warned{border-color:#bf8700;background:#fffbea}
 .warn{background:#fff5f5;border:2px solid #cf222e;padding:.6em 1em;font-weight:600}
 .tw{overflow-x:auto;max-width:100%}.small{font-size:.85em;color:#555}
 figure{margin:.8em 0}figcaption{font-size:.85em;color:#555}
@@ -65,10 +66,18 @@ def table_html(frame: pd.DataFrame, float_format: str = "{:.3g}",
             "</table></div>")
 
 
-def badge(status: str) -> str:
-    """A coloured verdict label ("pass", "fail", "inconclusive")."""
-    cls = status if status in ("pass", "fail", "inconclusive") else ""
-    return f"<span class='badge {cls}'>{esc(status)}</span>"
+def badge(status: str, label: str | None = None) -> str:
+    """A coloured verdict label: "pass", "fail", "inconclusive", or "warned" (a pass that
+    carries warnings: never shown green).  ``label``: the text, by default the status."""
+    cls = status if status in ("pass", "fail", "inconclusive", "warned") else ""
+    return f"<span class='badge {cls}'>{esc(label or status)}</span>"
+
+
+def verdict_badge(v) -> str:
+    """The badge of a :class:`sbc.calibration.Verdict`, with its label ("pass, with
+    warnings", "fail: computation", ...)."""
+    status = "warned" if v.status == "pass" and v.warnings else v.status
+    return badge(status, v.label)
 
 
 def figure_html(png_b64: str, alt: str, caption: str) -> str:
@@ -87,20 +96,26 @@ def page(title: str, body: str) -> str:
 def write_report(store: Store) -> Path:
     """Recompute every statistic from the store (no refitting) and write report.html,
     summary.csv and summary.md."""
-    from sbc.summarize import build_report_body
+    return write_report_with_calibration(store)[0]
+
+
+def write_report_with_calibration(store: Store):
+    """:func:`write_report`, also returning the engine's result (None when nothing is
+    stored), so that a command can print the verdicts it wrote."""
+    from sbc.summarize import build_report_body, summary_frame, summary_markdown
 
     manifest = store.read_manifest()
     reps, params = store.write_tables()
-    body, summary = build_report_body(manifest, reps, params)
-    if summary is not None:
-        store.write_text("summary.csv", summary.to_csv(index=False))
-        from sbc.summarize import summary_markdown
-        store.write_text("summary.md", summary_markdown(manifest, summary))
-    return store.write_text("report.html", page(f"SBC report: {manifest['study']['name']}", body))
+    body, cal = build_report_body(manifest, reps, params)
+    if cal is not None:
+        store.write_text("summary.csv", summary_frame(cal).to_csv(index=False))
+        store.write_text("summary.md", summary_markdown(manifest, cal))
+    path = store.write_text("report.html", page(f"SBC report: {manifest['study']['name']}", body))
+    return path, cal
 
 
 # --------------------------------------------------------------------------------------
-# Sections of the calibration report (statistics come from sbc.summarize)
+# Sections of the calibration report (statistics come from sbc.calibration)
 # --------------------------------------------------------------------------------------
 
 WORST_LISTED = 10  # individual elements listed / plotted per model x design
@@ -148,25 +163,27 @@ def empty_body(manifest: dict, reps: pd.DataFrame) -> str:
 def _verdict_box(v, title: str = "") -> str:
     tip = (f"<br><b>Recommendation:</b> {esc(v.recommendation)}." if v.recommendation else "")
     head = f"<b>{esc(title)}</b> " if title else ""
-    return (f"<div class='verdict {esc(v.status)}'>{head}{badge(v.status)} "
+    cls = "warned" if v.status == "pass" and v.warnings else v.status
+    return (f"<div class='verdict {esc(cls)}'>{head}{verdict_badge(v)} "
             f"{esc(v.reason)}{tip}</div>")
 
 
 def _summary_section(manifest: dict, summary) -> str:
-    from sbc.summarize import combine
+    from sbc.calibration import MIN_FITS, combine
 
     v = summary.verdicts
-    labelled = [(f"{m} {d}", x) for (m, d), x in v.items()]
-    overall = combine(labelled)
+    overall = summary.overall()
     models = list(dict.fromkeys(m for m, _ in v))
     rows = []
     for (m, d), x in v.items():
         diag = summary.diagnostics.query("model == @m and design == @d").iloc[0]
         clean = summary.verdicts_clean[(m, d)]
         changed = "no" if clean.status == x.status else "yes"
-        rows.append({"model": m, "design": d, "verdict": badge(x.status),
+        rows.append({"model": m, "design": d, "verdict": verdict_badge(x),
+                     "cause": x.cause.kind if x.cause else "",
                      "reason": x.reason, "fits ok / total": f"{diag['ok']} / {diag['fits']}",
-                     "flagged": f"{diag['flagged']:.0%}",
+                     "clean fits": f"{diag['clean']} ({1 - diag['flagged']:.0%})",
+                     "median ranked draws": diag["median_ranked"],
                      "without flagged fits": f"{badge(clean.status)} {esc(clean.reason)}",
                      "changes": changed})
     per_model = "".join(_verdict_box(combine([(f"{d}", x) for (mm, d), x in v.items() if mm == m]),
@@ -179,8 +196,13 @@ def _summary_section(manifest: dict, summary) -> str:
         f"simulations). Exchangeable elements of a vector parameter (e.g. all alpha_g[i]) form "
         f"one group whose p-value is Bonferroni over its elements. The {n_tests} group tests of "
         f"this report (every model, design, parameter group and log-likelihood quantity) are "
-        f"corrected together with Holm, so the chance of any false 'fail' in the whole report "
-        f"is at most {summary.alpha:.0%}. A verdict needs at least 20 successful fits; failed "
+        f"corrected for multiplicity: {esc(summary.family_text())}. A verdict needs at least "
+        f"{MIN_FITS} successful fits; 'pass, low power' means a shift of one scalar by half a "
+        f"posterior sd would be detected with probability below 0.8; 'pass, with warnings' "
+        f"means more than 10 % of fits were flagged by the sampler or more than 5 % failed. "
+        f"A 'fail' names its cause: model or code (the failure persists in clean fits or no "
+        f"fit was flagged), computation (clean fits pass and the flagged fits carry the "
+        f"extreme ranks) or undetermined. Failed "
         f"fits are counted, not ranked. 'Without flagged fits' recomputes the tests on fits "
         f"without divergences, low ESS or R-hat &gt; 1.01; excluding fits can itself bias SBC "
         f"(the excluded fits are not a random subset), so read it as a hint only.</p>")
@@ -210,7 +232,7 @@ def _panel(params: pd.DataFrame, title: str, failing: bool):
 
 def _coverage_rows(groups: pd.DataFrame, scalars: pd.DataFrame):
     from sbc.plots import CoverageRow
-    from sbc.summarize import LEVELS
+    from sbc.calibration import LEVELS
 
     tags = [f"cov{round(level * 100)}" for level in LEVELS]
     rows = []
@@ -226,7 +248,7 @@ def _coverage_rows(groups: pd.DataFrame, scalars: pd.DataFrame):
 
 
 def _group_table(groups: pd.DataFrame) -> str:
-    from sbc.summarize import SHAPE_TEXT
+    from sbc.calibration import SHAPE_TEXT
 
     frame = pd.DataFrame({
         "parameter / group": groups["group"], "kind": groups["kind"],
@@ -236,15 +258,16 @@ def _group_table(groups: pd.DataFrame) -> str:
         "worst element": groups["worst"], "worst p": groups["worst_p"],
         "shape": [SHAPE_TEXT.get(s, s) if f else "" for s, f in
                   zip(groups["worst_shape"], groups["fails"])],
-        "cov 50%": groups["cov50"], "cov 90%": groups["cov90"], "cov 95%": groups["cov95"],
-        "sd(z)": groups["z_sd"], "contraction": groups["contraction"], "RMSE": groups["rmse"]})
+        "cov 50%": groups["cov50"], "cov 80%": groups["cov80"], "cov 90%": groups["cov90"],
+        "cov 95%": groups["cov95"],
+        "robust sd(z)": groups["z_sd"], "contraction": groups["contraction"], "RMSE": groups["rmse"]})
     return table_html(frame, html_columns=("result",))
 
 
 SCALAR_COLUMNS = {"name": "name", "n_used": "n", "p_value": "p", "shape": "shape (p<0.05)",
                   "rank_mean": "mean u", "rank_var": "var u", "cov50": "cov 50%",
                   "cov80": "cov 80%", "cov90": "cov 90%", "cov95": "cov 95%", "bias": "bias",
-                  "rmse": "RMSE", "z_mean": "mean z", "z_sd": "sd(z)",
+                  "rmse": "RMSE", "z_median": "median z", "z_sd": "robust sd(z)",
                   "contraction_median": "contraction", "p_clean": "p clean",
                   "n_clean": "n clean"}
 
@@ -263,13 +286,15 @@ def _computation_section(groups: pd.DataFrame, scalars: pd.DataFrame, verdict, c
         "extremeness clean": worst["extreme_clean"],
         "Mann-Whitney p": worst["assoc_p"], "correlation": worst["assoc_r"]})
     same = "does not change" if clean_verdict.status == verdict.status else "changes"
+    cause = (f"<p><b>Cause: {esc(verdict.cause.kind)}.</b> {esc(verdict.cause.evidence)}.</p>"
+             if verdict.cause else "")
     return (
         "<h4>Model bug or computation?</h4>"
         "<p class='small'>For the worst element of each failing group: uniformity among fits "
         "with sampler warnings (flagged) and without (clean), and whether extreme ranks "
         "(|2u - 1|, 1 = truth outside all draws) are more common in flagged fits (one-sided "
         "Mann-Whitney test; point-biserial correlation of extremeness with the flag).</p>"
-        + table_html(frame)
+        + table_html(frame) + cause
         + f"<p>Excluding the {diag['ok'] - diag['clean']} flagged fits {same} the verdict "
           f"({badge(clean_verdict.status)} {esc(clean_verdict.reason)}). Excluding fits can "
           "itself bias SBC, because whether a fit is flagged depends on the simulated "

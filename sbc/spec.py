@@ -163,14 +163,7 @@ def make_spec(model: ModelRef, data: pd.DataFrame) -> ModelSpec:
     _check_proper_priors(model, pm_model)
     response = observed[0]
     obs_shape = tuple(int(n) for n in response.shape.eval())
-    obs_dims = pm_model.named_vars_to_dims.get(response.name)
-    parameters = [v.name for v in pm_model.free_RVs]
-    for det in pm_model.deterministics:
-        dims = pm_model.named_vars_to_dims.get(det.name)
-        shape = tuple(int(n) for n in det.shape.eval())
-        if (dims and obs_dims and tuple(dims) == tuple(obs_dims)) or shape == obs_shape:
-            continue  # per-observation quantities (e.g. the linear predictor) are not ranked
-        parameters.append(det.name)
+    parameters = ranked_parameters(pm_model)
     shared = pytensor.shared(np.zeros(obs_shape, dtype=response.dtype), name=RESPONSE_DATA_NAME)
     fit_model = observe(pm_model, {response.name: shared})
     # observe() copies shared variables into the new graph: find the copy by name.
@@ -182,6 +175,110 @@ def make_spec(model: ModelRef, data: pd.DataFrame) -> ModelSpec:
     return ModelSpec(model=model, generative=pm_model, fit_model=fit_model,
                      response=response.name, parameters=tuple(parameters),
                      n_obs=int(np.prod(obs_shape)), response_data=data)
+
+
+def ranked_parameters(pm_model) -> list[str]:
+    """What gets ranked: every free RV and every deterministic that is not per-observation
+    (same dims or same shape as the response, e.g. the linear predictor)."""
+    return list(ranked_layouts(pm_model))
+
+
+def ranked_layouts(pm_model) -> dict[str, Layout]:
+    """``ranked_parameters`` with each one's layout (shape, dims, coordinate labels)."""
+    response = pm_model.observed_RVs[0]
+    free = [v.name for v in pm_model.free_RVs]
+    dets = [v.name for v in pm_model.deterministics]
+    layouts = parameter_layouts(pm_model, free + dets + [response.name])
+    obs = layouts[response.name]
+    out = {n: layouts[n] for n in free}
+    for name in dets:
+        det = layouts[name]
+        if (det.dims and obs.dims and det.dims == obs.dims) or det.shape == obs.shape:
+            continue
+        out[name] = det
+    return out
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a parameter is laid out: its shape and, per axis, the dim name and coordinate
+    labels where the PyMC model declares them (None where it does not)."""
+
+    shape: tuple[int, ...]
+    dims: tuple[str | None, ...] | None = None
+    coords: tuple[tuple[str, ...] | None, ...] | None = None
+
+    def matches(self, other: Layout) -> bool:
+        """Same shape and, on every axis both label, the same elements in the same order:
+        equal coordinate labels where both have them, else equal dim names."""
+        if self.shape != other.shape:
+            return False
+        if self.dims is None or other.dims is None:
+            return True
+        for axis in range(len(self.shape)):
+            mine, theirs = self.coords[axis], other.coords[axis]
+            if mine is not None and theirs is not None:
+                if mine != theirs:
+                    return False
+            elif self.dims[axis] is not None and other.dims[axis] is not None \
+                    and self.dims[axis] != other.dims[axis]:
+                return False
+        return True
+
+    def describe(self) -> str:
+        text = f"shape {self.shape}"
+        if self.dims is not None and any(d is not None for d in self.dims):
+            parts = []
+            for dim, labels in zip(self.dims, self.coords):
+                if labels is None:
+                    parts.append(str(dim))
+                else:
+                    shown = ", ".join(labels[:4]) + (", ..." if len(labels) > 4 else "")
+                    parts.append(f"{dim}: [{shown}]")
+            text += f" dims ({'; '.join(parts)})"
+        return text
+
+
+def parameter_layouts(pm_model, names) -> dict[str, Layout]:
+    """Shape, dims and coordinate labels of the named variables of a PyMC model, from one
+    cheaply compiled function of their shapes (no sampling, no C compilation)."""
+    import pytensor
+
+    names = list(names)
+    if not names:
+        return {}
+    fn = pytensor.function([], [pm_model[n].shape for n in names], mode="FAST_COMPILE",
+                           on_unused_input="ignore")
+    out = {}
+    for name, shape in zip(names, fn()):
+        shape = tuple(int(n) for n in shape)
+        dims = pm_model.named_vars_to_dims.get(name)
+        if dims is None or len(dims) != len(shape):
+            out[name] = Layout(shape)
+            continue
+        coords = []
+        for dim in dims:
+            labels = pm_model.coords.get(dim) if dim is not None else None
+            coords.append(tuple(str(v) for v in labels) if labels is not None else None)
+        out[name] = Layout(shape, tuple(dims), tuple(coords))
+    return out
+
+
+def pair_parameters(fit_names, gen_names, mapping=None) -> list[tuple[str, str]]:
+    """(fitter name, generator name) pairs: a fitter parameter estimates the generator
+    parameter that ``mapping`` (fitter name -> generator name) names, else the one of the
+    same name.  Each generator parameter is estimated by at most one fitter parameter."""
+    mapping = dict(mapping or {})
+    gen = set(gen_names)
+    pairs = [(f, mapping.get(f, f)) for f in fit_names if mapping.get(f, f) in gen]
+    seen: dict[str, str] = {}
+    for f, g in pairs:
+        if g in seen:
+            raise ModelError(f"fitter parameters '{seen[g]}' and '{f}' would both be ranked "
+                             f"against the generator's '{g}'; map only one of them to it in "
+                             "[parameter_map], or rename the other")
+        seen[g] = f
+    return pairs
 
 
 def _check_proper_priors(model: ModelRef, pm_model) -> None:

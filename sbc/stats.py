@@ -32,6 +32,7 @@ __all__ = [
     "ecdf_difference",
     "evaluation_points",
     "failure_shape",
+    "format_p",
     "fractional_ranks",
     "holm",
     "jeffreys_interval",
@@ -40,6 +41,7 @@ __all__ = [
     "pooled_fractional_ranks",
     "pooled_pvalue",
     "recovery",
+    "shift_power",
     "uniformity_test",
     "wilson_interval",
 ]
@@ -352,6 +354,46 @@ def uniformity_test(
     return UniformityResult(
         statistic=stat, p_value=p_value, n=n, shape=shape, mean=float(u.mean()), var=float(u.var())
     )
+
+
+def format_p(p: float, bound: bool = False) -> str:
+    """A p-value for display; ``bound``: it derives from a Monte Carlo p-value at its floor
+    1 / (n_sim + 1), so the true value is smaller and it is shown as "< p"."""
+    if p is None or not np.isfinite(p):
+        return "n/a"
+    return f"< {p:.2g}" if bound else f"{p:.2g}"
+
+
+def _min_tail_probs_of(u: np.ndarray, n_eval: int) -> np.ndarray:
+    """Gamma statistics of the rows of u (m, n), as in :func:`_null_min_tail_probs`."""
+    m, n = u.shape
+    table = _two_sided_table(n, n_eval)
+    bins = np.minimum(np.floor(u * (n_eval + 1)).astype(np.intp), n_eval)
+    bins += (n_eval + 1) * np.arange(m)[:, None]
+    hist = np.bincount(bins.ravel(), minlength=m * (n_eval + 1)).reshape(m, n_eval + 1)
+    return _min_tail_prob(np.cumsum(hist[:, :-1], axis=1), table)
+
+
+@lru_cache(maxsize=256)
+def shift_power(n: int, shift: float, level: float, n_sim: int = DEFAULT_N_SIM,
+                n_alt: int = 400, seed: int = DEFAULT_SEED) -> float:
+    """Probability that :func:`uniformity_test` on n fractional ranks rejects at ``level``
+    when the posterior mean is off by ``shift`` posterior sds (a Gaussian posterior, so the
+    fractional rank of the truth is Phi(Z - shift), Z ~ N(0, 1)).
+
+    Estimated from ``n_alt`` simulated studies with a fixed seed (Monte Carlo sd <=
+    0.025 at n_alt = 400).  Used to say how much a "pass" is worth: a pass at power 0.3
+    says little.
+    """
+    if n < 2:
+        return 0.0
+    n_eval = _resolve(n, None)
+    rng = np.random.default_rng(seed + 1)
+    u = norm.cdf(rng.standard_normal((n_alt, n)) - shift)
+    stat = _min_tail_probs_of(u, n_eval)
+    minima = _null_min_tail_probs(n, n_eval, n_sim, seed)
+    p = (1.0 + np.searchsorted(minima, stat, side="right")) / (n_sim + 1.0)
+    return float(np.mean(p <= level))
 
 
 # --------------------------------------------------------------------------------------

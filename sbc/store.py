@@ -227,10 +227,13 @@ def _diff_manifests(old: dict, new: dict, old_digests: dict, new_digests: dict) 
     return "changed: " + ", ".join(changed) if changed else "different fingerprint"
 
 
-REPLICATE_COLUMNS = ["model", "design", "rep", "status", "error", "wall_seconds",
+# "failure": the short reason code of a failed replicate (sbc.replicate.FAILURE_CODES),
+# None for ok records and for records written before it existed (read with .get).
+REPLICATE_COLUMNS = ["model", "design", "rep", "status", "failure", "error", "wall_seconds",
                      "sampler_seconds", "n_draws", "thin", "n_ranked", "n_divergent",
                      "n_treedepth", "ess_bulk_min", "ess_tail_min", "rhat_max",
-                     "flag_divergent", "flag_low_ess", "flag_rhat", "seed_entropy"]
+                     "flag_divergent", "flag_low_ess", "flag_rhat", "seed_entropy",
+                     "quantities_skipped"]
 
 
 def _record_columns(r: dict) -> dict[str, list]:

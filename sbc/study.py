@@ -21,7 +21,8 @@ from sbc.errors import StudyError
 SAMPLERS = ("nutpie", "pymc", "exact")
 
 TOP_KEYS = {"name", "seed", "simulations", "model", "models", "simulate_model", "thin",
-            "grid", "designs", "sampler", "run", "description", "cluster", "posterior_sbc"}
+            "grid", "designs", "sampler", "run", "description", "cluster", "posterior_sbc",
+            "parameter_map"}
 SAMPLER_KEYS = {"name", "chains", "tune", "draws", "target_accept", "max_treedepth", "timeout"}
 RUN_KEYS = {"output", "batch_size", "scheduler", "workers"}
 CLUSTER_KINDS = ("local", "slurm")
@@ -82,6 +83,9 @@ class Study:
     base_dir: str = "."  # directory of the study file; model paths are relative to it
     description: str = ""
     cluster: ClusterSpec | None = None
+    # fitter parameter -> the simulate_model parameter it estimates ([parameter_map]);
+    # parameters not listed pair by name
+    parameter_map: tuple[tuple[str, str], ...] = ()
 
     def fingerprint(self, model_sources: dict[str, str]) -> str:
         """Hash of everything that changes results (not the number of simulations,
@@ -97,6 +101,8 @@ class Study:
             "model_sources": {k: hashlib.sha256(v.encode()).hexdigest()
                               for k, v in sorted(model_sources.items())},
         }
+        if self.parameter_map:  # only when given: fingerprints of older studies stay valid
+            payload["parameter_map"] = [list(p) for p in self.parameter_map]
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -104,6 +110,10 @@ class Study:
         out = asdict(self)
         out["designs"] = [d.label for d in self.designs]
         out["models"] = list(self.models)
+        if self.parameter_map:  # as JSON reads it back; absent when empty, as in older stores
+            out["parameter_map"] = [list(p) for p in self.parameter_map]
+        else:
+            del out["parameter_map"]
         return out
 
 
@@ -229,12 +239,43 @@ def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
         raise StudyError(f"{_where(path, 'description')} must be a string")
 
     cluster = _parse_cluster(raw["cluster"], path) if "cluster" in raw else None
+    parameter_map = _parse_parameter_map(raw.get("parameter_map"), simulate_model, path)
 
     return Study(name=name.strip(), models=tuple(models), designs=tuple(designs),
                  simulations=n_sims, seed=seed, sampler=sampler, thin=thin,
                  simulate_model=simulate_model, output=output, batch_size=batch,
                  scheduler=scheduler, workers=workers,
-                 base_dir=str(path.resolve().parent), description=description, cluster=cluster)
+                 base_dir=str(path.resolve().parent), description=description, cluster=cluster,
+                 parameter_map=parameter_map)
+
+
+def _parse_parameter_map(table: Any, simulate_model: str | None,
+                         path: Path) -> tuple[tuple[str, str], ...]:
+    """[parameter_map] fitter_name = "generator_name": which simulate_model parameter a
+    fitter parameter estimates.  Names are checked against the models when they are built
+    (sbc.pipeline.check_models_build); here only the form."""
+    if table is None:
+        return ()
+    example = '[parameter_map] "1|gene" = "gene_effect"  (fitter name = "generator name")'
+    if not isinstance(table, dict):
+        raise StudyError(f"{_where(path, 'parameter_map')} must be a table: {example}")
+    if simulate_model is None:
+        raise StudyError(f"{_where(path, 'parameter_map')}: a parameter map pairs the "
+                         "parameters of a different generator (simulate_model) with the "
+                         "fitter's; without simulate_model both are the same model, so "
+                         "remove [parameter_map]")
+    targets: dict[str, str] = {}
+    for fit_name, gen_name in table.items():
+        if not isinstance(gen_name, str) or not gen_name:
+            raise StudyError(f"{_where(path, 'parameter_map.' + fit_name)} must be the name "
+                             f"of a simulate_model parameter (a string), got {gen_name!r}; "
+                             f"write e.g. {example}")
+        if gen_name in targets:
+            raise StudyError(f"{path}: [parameter_map] maps both '{targets[gen_name]}' and "
+                             f"'{fit_name}' to '{gen_name}'; each generator parameter is "
+                             "estimated by one fitter parameter")
+        targets[gen_name] = fit_name
+    return tuple(sorted(table.items()))
 
 
 def _parse_cluster(table: Any, path: Path) -> ClusterSpec:

@@ -41,5 +41,9 @@ def test_offsets_do_not_move_when_replicates_are_added():
 def test_planner_flags_a_large_miscalibrated_group():
     names = [f"beta_g[{i}]" for i in range(100)]
     table = uniform_table(40, 100, names=names, rank=0)  # truth below every draw
-    verdict, p_holm, failing = calibration_verdict(table, alpha=0.01)
+    reps = table.drop_duplicates("rep")[["model", "design", "rep"]].assign(
+        status="ok", n_divergent=0, n_treedepth=0, flag_divergent=False, flag_low_ess=False,
+        flag_rhat=False, wall_seconds=0.1, n_ranked=100)
+    verdict, p_holm, failing = calibration_verdict(reps, table.assign(truth=0.0, mean=0.0,
+                                                                      sd=1.0), alpha=0.01)
     assert verdict == "miscalibrated" and "beta_g" in failing and p_holm <= 0.01

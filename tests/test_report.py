@@ -15,7 +15,7 @@ from sbc.replicate import RECORD_SCHEMA
 from sbc.report import page, write_report
 from sbc.store import Store
 from sbc.summarize import build_report_body
-from test_summarize import EXACT, QUANTILE_COLUMNS, synthetic_tables
+from test_calibration import EXACT, QUANTILE_COLUMNS, synthetic_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL = "<script>alert(1)</script>"

@@ -1,11 +1,13 @@
 """Calibration as a test assertion: run a small SBC study and fail with a readable message.
 
 ``assert_calibrated(model, design, n_sims=...)`` runs the same pipeline and sampler as
-``sbc run`` (a :class:`~sbc.study.Study` through :func:`sbc.pipeline.run_study`), tests the
-ranks of every parameter and derived quantity for uniformity, corrects for multiplicity
-(Holm, family-wise level ``alpha``) and raises :class:`CalibrationFailure`, an
-``AssertionError``, naming each failing quantity, its statistic, p-value and failure shape,
-and where the report and stored fits are.
+``sbc run`` (a :class:`~sbc.study.Study` through :func:`sbc.pipeline.run_study`) and judges
+the stored fits with the same engine as the report (:func:`sbc.calibration.calibrate`): ranks
+of every parameter and derived quantity tested for uniformity, elements of a vector pooled per
+group, Holm over the groups at family-wise level ``alpha``.  It raises
+:class:`CalibrationFailure`, an ``AssertionError``, naming each failing quantity, its
+statistic, p-value and failure shape, the cause (model or code / computation), and where the
+report and stored fits are.
 
 Fits are cached: the output directory is keyed by a hash of the model source(s), design,
 seed, sampler settings and thinning (not the number of simulations), so re-running an
@@ -24,26 +26,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sbc.calibration import SHAPE_TEXT as _ENGINE_SHAPES
+from sbc.calibration import Verdict, calibrate, scalar_adjusted
 from sbc.design import Design
 from sbc.errors import StudyError
-from sbc.stats import (
-    DEFAULT_N_SIM,
-    failure_shape,
-    holm,
-    table_fractional_ranks,
-    uniformity_test,
-)
 from sbc.study import SAMPLERS, SamplerSettings, Study
 
 DEFAULT_CACHE_DIR = ".sbc_cache"
 
-SHAPE_TEXT = {
-    "too_narrow": "too narrow: posterior overconfident (U-shaped ranks)",
-    "too_wide": "too wide: posterior underconfident (hump-shaped ranks)",
-    "biased_high": "biased: posterior shifted up, overestimates (ranks pile up low)",
-    "biased_low": "biased: posterior shifted down, underestimates (ranks pile up high)",
-    "ok": "irregular: ranks non-uniform, but neither mean nor spread stands out",
-}
+SHAPE_TEXT = _ENGINE_SHAPES
 
 
 @dataclass(frozen=True)
@@ -56,7 +47,7 @@ class ParameterCheck:
     n: int  # replicates with a rank
     statistic: float  # ECDF gamma statistic (small = far from uniform)
     p_value: float
-    p_adjusted: float  # Holm over every check of the run
+    p_adjusted: float  # Bonferroni within its group, Holm across the groups (the engine's)
     shape: str  # sbc.stats.failure_shape of the ranks; "ok" when the check passes
     failed: bool
 
@@ -79,6 +70,7 @@ class CalibrationResult:
     out: Path
     report: Path | None
     fit_errors: tuple[str, ...] = ()
+    verdict: Verdict | None = None  # the engine's verdict (same as the report's)
 
     @property
     def failures(self) -> tuple[ParameterCheck, ...]:
@@ -90,7 +82,9 @@ class CalibrationResult:
 
     @property
     def passed(self) -> bool:
-        return not self.failures and not self.too_many_failed_fits and self.n_ok >= 2
+        """The engine's verdict is pass (warnings allowed) and not too many fits failed."""
+        ok = self.verdict.status == "pass" if self.verdict is not None else not self.failures
+        return ok and not self.too_many_failed_fits
 
     def table(self) -> pd.DataFrame:
         """One row per check, as a DataFrame."""
@@ -105,16 +99,19 @@ class CalibrationResult:
         fits = (f"{self.n_ok} fits ok, {self.n_failed_fits} failed, "
                 f"{self.n_divergent} with divergences")
         lines = []
+        label = self.verdict.label if self.verdict is not None else ""
         if self.passed:
-            lines.append(f"{who} is calibrated at {where}: all {len(self.checks)} rank checks "
-                         f"pass at family-wise alpha {self.alpha:g} (Holm); {fits}.")
+            lines.append(f"{who} is calibrated at {where} ({label}): all {len(self.checks)} "
+                         f"rank checks pass at family-wise alpha {self.alpha:g} (Holm); {fits}.")
         else:
-            lines.append(f"{who} is NOT calibrated at {where} ({fits}).")
+            lines.append(f"{who} is NOT calibrated at {where} ({label}; {fits}).")
+        if self.verdict is not None and (self.verdict.warnings or not self.passed):
+            lines.append(f"  {self.verdict.reason}")
+            if self.verdict.recommendation:
+                lines.append(f"  Try: {self.verdict.recommendation}.")
         if self.too_many_failed_fits:
             lines.append(f"  {self.n_failed_fits} of {self.n_sims} fits failed (more than "
                          f"{self.max_failed:.0%}); first error: {self.fit_errors[0][:300]}")
-        if self.n_ok < 2:
-            lines.append("  fewer than 2 fits succeeded, so no rank can be tested.")
         if self.failures:
             lines.append(f"  {len(self.failures)} of {len(self.checks)} rank checks fail "
                          f"(Holm-adjusted p <= {self.alpha:g}):")
@@ -145,35 +142,48 @@ class CalibrationFailure(AssertionError):
 # --------------------------------------------------------------------------------------
 
 
-def calibration_checks(params: pd.DataFrame, alpha: float = 0.05,
-                       quantities: bool = True) -> tuple[ParameterCheck, ...]:
-    """Uniformity checks of every scalar in a parameters table (``Store.tables()[1]``).
+def calibration_checks(params: pd.DataFrame, alpha: float = 0.05, quantities: bool = True,
+                       reps: pd.DataFrame | None = None) -> tuple[ParameterCheck, ...]:
+    """Per-scalar view of the engine's tests on a parameters table (``Store.tables()[1]``).
 
-    params: one row per replicate x scalar with columns name, group, kind, rank, n_ranked.
-    Each scalar's fractional ranks (midpoint) get :func:`sbc.stats.uniformity_test`; the
-    p-values are Holm-adjusted together, so ``alpha`` is the family-wise false-alarm rate of
-    the whole check.  Checks come back sorted by name, so row order does not matter.
+    params: one row per replicate x scalar with columns model, design, rep, name, group,
+    kind, rank, n_ranked (truth, mean and sd when present).  ``p_adjusted`` is the engine's:
+    Bonferroni within the scalar's group, Holm over the groups, so ``alpha`` is the
+    family-wise false-alarm rate.  Checks come back sorted by name.
     """
+    return _checks(_calibrate(params, reps, alpha, quantities, None)[0], alpha)
+
+
+def _calibrate(params, reps, alpha, quantities, sampler):
     if not quantities:
         params = params[params["kind"] != "quantity"]
-    blocks = sorted(params.groupby("name", sort=False), key=lambda kv: kv[0])
-    if not blocks:
+    params = params.copy()
+    for col, default in (("model", "model"), ("design", "design")):
+        if col not in params:
+            params[col] = default
+    for col in ("truth", "mean", "sd"):
+        if col not in params:
+            params[col] = np.nan
+    if reps is None:
+        reps = params.drop_duplicates(["model", "design", "rep"])[["model", "design", "rep"]]
+        reps = reps.assign(status="ok", n_divergent=0, n_treedepth=0, flag_divergent=False,
+                           flag_low_ess=False, flag_rhat=False, wall_seconds=np.nan,
+                           n_ranked=np.nan)
+    cal = calibrate(reps, params, alpha=alpha, family="cell", sampler=sampler)
+    return cal, reps
+
+
+def _checks(cal, alpha: float) -> tuple[ParameterCheck, ...]:
+    s = cal.scalars
+    if s.empty:
         return ()
-    # The smallest Monte Carlo p-value is 1 / (n_sim + 1); Holm needs it below alpha / k.
-    n_sim = max(DEFAULT_N_SIM, int(np.ceil(20 * len(blocks) / alpha)))
-    raw = []
-    for name, rows in blocks:
-        u = table_fractional_ranks(rows)
-        raw.append((name, rows, u, uniformity_test(u, alpha=alpha, n_sim=n_sim)))
-    adjusted = holm([r[3].p_value for r in raw])
-    checks = []
-    for (name, rows, u, test), p_adj in zip(raw, adjusted):
-        failed = bool(p_adj <= alpha)
-        checks.append(ParameterCheck(
-            name=str(name), group=str(rows["group"].iloc[0]), kind=str(rows["kind"].iloc[0]),
-            n=test.n, statistic=test.statistic, p_value=test.p_value, p_adjusted=float(p_adj),
-            shape=failure_shape(u) if failed else "ok", failed=failed))
-    return tuple(checks)
+    adjusted = scalar_adjusted(s, cal.groups)
+    checks = [ParameterCheck(
+        name=str(r.name), group=str(r.group), kind=str(r.kind), n=int(r.n_used),
+        statistic=float(r.statistic), p_value=float(r.p_value), p_adjusted=float(p),
+        shape=str(r.shape) if p <= alpha else "ok", failed=bool(p <= alpha))
+        for r, p in zip(s.itertuples(), adjusted)]
+    return tuple(sorted(checks, key=lambda c: c.name))
 
 
 # --------------------------------------------------------------------------------------
@@ -299,14 +309,20 @@ def check_calibration(model, design=(10, 3, 3), *, n_sims: int = 100, alpha: flo
     ok = reps[reps["status"] == "ok"]
     errors = tuple(str(e) for e in reps.loc[reps["status"] != "ok", "error"])
     report_path = out / "report.html"
+    if params.empty:
+        verdict = Verdict("inconclusive", f"no successful fits of {len(reps)}")
+        checks = ()
+    else:
+        cal, _ = _calibrate(params, reps, alpha, quantities, study.sampler)
+        verdict = next(iter(cal.verdicts.values()))
+        checks = _checks(cal, alpha)
     return CalibrationResult(
         model=study.models[0], simulate_model=study.simulate_model, design=study.designs[0],
-        n_sims=n_sims, alpha=alpha,
-        checks=calibration_checks(params, alpha, quantities) if len(ok) >= 2 else (),
+        n_sims=n_sims, alpha=alpha, checks=checks,
         n_ok=len(ok), n_failed_fits=len(reps) - len(ok),
         n_divergent=int(ok["flag_divergent"].astype(bool).sum()), max_failed=max_failed,
         new_fits=summary.new, out=out, report=report_path if report_path.exists() else None,
-        fit_errors=errors)
+        fit_errors=errors, verdict=verdict)
 
 
 def assert_calibrated(model, design=(10, 3, 3), **kwargs) -> CalibrationResult:

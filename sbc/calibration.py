@@ -1,0 +1,641 @@
+"""The calibration engine: stored ranks -> tests -> verdicts with a stated cause.
+
+Every reader of a store (the report, ``sbc plan``, ``sbc.testing``, the terminal summary of
+``sbc run``) judges calibration here and nowhere else, so they cannot disagree.
+
+Data flow::
+
+    parameters table (one row per replicate x scalar) + replicates table
+      -> fractional ranks u (randomised PIT with each fit's own number of ranked draws)
+      -> per-scalar uniformity test (ECDF gamma test), shape, coverage, recovery
+      -> per-group p-value (exchangeable elements, e.g. every alpha_g[i]: Bonferroni minimum)
+      -> Holm over the *family* of group tests (below)
+      -> a :class:`Verdict` per (model, design): the answer to "is this pipeline calibrated?"
+         plus a separate :class:`Cause` answering "if not, why?"
+
+The family.  ``family="study"`` (the report's default) corrects every group test of every
+model and design together, so the chance that a calibrated study shows any false "fail"
+anywhere is at most ``alpha``.  ``family="cell"`` corrects within each (model, design), so each
+verdict on its own has false-fail rate ``alpha`` (what a planner judging one design at a time,
+or a test of one model at one design, needs).  With one model and one design the two agree.
+
+Verdict semantics.
+
+- ``fail``: some group's ranks depart from uniform after the correction (coverage departures
+  are departures of the ranks, so the same test covers them);
+- ``pass``: none does; it carries warnings when a material share of fits was flagged by the
+  sampler or failed, and when the study is too small to see a moderate miscalibration (the
+  power to detect a 0.5-sd shift of one scalar is computed and stated);
+- ``inconclusive``: fewer than :data:`MIN_FITS` successful fits, nothing to test.
+
+The cause of a ``fail`` is attributed separately: "model or code" (the failure persists in the
+fits without sampler warnings, or no fit had warnings), "computation" (the clean fits pass and
+the failing ranks are more extreme in flagged fits), or "undetermined", always with the
+evidence (counts, the clean-fit test and the association test).
+
+Recommendations are computed from the sampler settings in use and what went wrong, and never
+repeat a setting that is already in place.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.stats import mannwhitneyu
+
+from sbc import stats
+
+__all__ = [
+    "ALPHA",
+    "FAMILIES",
+    "LEVELS",
+    "MIN_FITS",
+    "Calibration",
+    "Cause",
+    "Verdict",
+    "calibrate",
+    "combine",
+    "diagnostics_table",
+    "recommendation",
+    "with_fractional_ranks",
+]
+
+ALPHA = 0.05  # default family-wise false-fail rate
+FAMILIES = ("study", "cell")
+LEVELS = (0.5, 0.8, 0.9, 0.95)
+MIN_FITS = 10  # fewer successful fits than this: inconclusive (the one minimum n)
+MIN_SIDE = 5  # fewest flagged and clean fits for comparing the two
+MAX_FLAGGED = 0.10  # a pass with more flagged fits than this carries a warning
+MAX_FAILED = 0.05  # ... and with more failed fits than this
+MIN_POWER = 0.8  # a pass with less power than this (0.5-sd shift) is "low power"
+POWER_SHIFT = 0.5  # the shift (in posterior sds) whose detection probability is stated
+MAX_N_SIM = 100_000  # cap on the null simulations behind each uniformity p-value
+FLAG_COLUMNS = ("flag_divergent", "flag_low_ess", "flag_rhat")
+KEY = ["model", "design"]
+
+SHAPE_TEXT = {
+    "ok": "irregular (ranks non-uniform, neither mean nor spread stands out)",
+    "too_narrow": "too narrow (U-shaped ranks: posterior overconfident)",
+    "too_wide": "too wide (hump-shaped ranks: posterior underconfident)",
+    "biased_low": "biased low (ranks high: posterior underestimates)",
+    "biased_high": "biased high (ranks low: posterior overestimates)",
+}
+
+CAUSES = ("model or code", "computation", "undetermined")
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Why a (model, design) fails: ``kind`` is one of :data:`CAUSES`; ``evidence`` says
+    on what the attribution rests (counts of clean and flagged fits, the clean-fit test, the
+    association of extreme ranks with sampler flags)."""
+
+    kind: str
+    evidence: str
+    n_clean: int = 0
+    n_flagged: int = 0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Calibration verdict of one model x design (or of a model, or of the study).
+
+    status: "pass" | "fail" | "inconclusive".
+    warnings: short tags qualifying a pass or fail ("flagged fits", "failed fits",
+        "low power"); a pass with warnings is not a clean pass.
+    cause: for a fail, the attribution; None otherwise.
+    power: probability of detecting a 0.5-sd shift of one scalar at this number of fits and
+        this family (NaN when not computed).
+    """
+
+    status: str
+    reason: str
+    failing: tuple[str, ...] = ()
+    recommendation: str = ""
+    warnings: tuple[str, ...] = ()
+    cause: Cause | None = None
+    power: float = math.nan
+
+    @property
+    def label(self) -> str:
+        """What to show: "pass", "pass, with warnings", "pass, low power", "fail: model or
+        code", ...; never a bare "pass" when something qualifies it."""
+        if self.status == "pass" and self.warnings:
+            if self.warnings == ("low power",):
+                return "pass, low power"
+            return "pass, with warnings"
+        if self.status == "fail" and self.cause is not None:
+            return f"fail: {self.cause.kind}"
+        return self.status
+
+    @property
+    def clean_pass(self) -> bool:
+        return self.status == "pass" and not self.warnings
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Every statistic and verdict of a store.
+
+    scalars: one row per (model, design, scalar); groups: one row per (model, design, group)
+    with the pooled and Holm-adjusted p-values; groups_clean: the same on fits without sampler
+    warnings; diagnostics: one row per (model, design); verdicts: (model, design) ->
+    :class:`Verdict`; verdicts_clean: the verdict the clean fits alone would get (a hint: the
+    excluded fits are not a random subset); n_sim: null simulations per p-value; family:
+    "study" or "cell"; n_tests: the number of group tests in each Holm family.
+    """
+
+    scalars: pd.DataFrame
+    groups: pd.DataFrame
+    groups_clean: pd.DataFrame
+    diagnostics: pd.DataFrame
+    verdicts: dict
+    verdicts_clean: dict
+    n_sim: int
+    alpha: float
+    family: str = "study"
+    n_tests: dict = field(default_factory=dict)
+
+    def verdict(self, model: str, design: str) -> Verdict:
+        return self.verdicts[(model, design)]
+
+    def overall(self) -> Verdict:
+        return combine([(f"{m} {d}", v) for (m, d), v in self.verdicts.items()])
+
+    def family_text(self) -> str:
+        """The multiplicity family in words, for reports and messages."""
+        if self.family == "study":
+            n = sum(self.n_tests.values())
+            return (f"Holm over all {n} group tests of the study: the chance of any false "
+                    f"'fail' anywhere is at most {self.alpha:.0%}")
+        return (f"Holm over the group tests of each model x design: each verdict's chance "
+                f"of a false 'fail' is at most {self.alpha:.0%}")
+
+
+# --------------------------------------------------------------------------------------
+# Fractional ranks and per-scalar statistics
+# --------------------------------------------------------------------------------------
+
+
+def flagged_mask(reps: pd.DataFrame) -> pd.Series:
+    """Fits with a sampler warning (divergence, low ESS or high R-hat)."""
+    cols = [c for c in FLAG_COLUMNS if c in reps]
+    if not cols:
+        return pd.Series(False, index=reps.index)
+    return reps[cols].fillna(False).astype(bool).any(axis=1)
+
+
+def with_fractional_ranks(params: pd.DataFrame, reps: pd.DataFrame) -> pd.DataFrame:
+    """The parameters table plus ``u`` (randomised fractional rank from the replicate's own
+    n_ranked, :func:`sbc.stats.table_fractional_ranks`) and ``flagged``."""
+    out = params.copy()
+    out["u"] = stats.table_fractional_ranks(out)
+    flags = reps[["model", "design", "rep"]].copy()
+    flags["flagged"] = flagged_mask(reps)
+    out = out.merge(flags, on=["model", "design", "rep"], how="left")
+    out["flagged"] = out["flagged"].fillna(False).astype(bool)
+    return out
+
+
+def choose_n_sim(n_tests: int, largest_group: int, alpha: float) -> int:
+    """Null simulations per p-value, so that a clear failure can survive the corrections.
+
+    A Monte Carlo p-value is >= 1 / (n_sim + 1); after Bonferroni within a group of k
+    elements and Holm over G tests it is >= G k / (n_sim + 1), which must stay well below
+    alpha.  Asks for G k / (n_sim + 1) <= alpha / 2, between 4000 and 100 000.
+    """
+    need = 2.0 * max(n_tests, 1) * max(largest_group, 1) / alpha
+    return int(min(MAX_N_SIM, max(stats.DEFAULT_N_SIM, 1000 * math.ceil(need / 1000))))
+
+
+def _association(u: np.ndarray, flagged: np.ndarray) -> tuple[float, float, float, float]:
+    """Are extreme ranks more common in flagged fits?  Extremeness |2u - 1| (0: the truth
+    at the posterior median, 1: outside all draws).  Returns (mean extremeness flagged,
+    mean extremeness clean, one-sided Mann-Whitney p (flagged more extreme), point-biserial
+    correlation); NaN where a side is empty."""
+    ext = np.abs(2.0 * u - 1.0)
+    a, b = ext[flagged], ext[~flagged]
+    if len(a) == 0 or len(b) == 0:
+        return (float(a.mean()) if len(a) else math.nan,
+                float(b.mean()) if len(b) else math.nan, math.nan, math.nan)
+    p = float(mannwhitneyu(a, b, alternative="greater").pvalue)
+    r = float(np.corrcoef(ext, flagged.astype(float))[0, 1]) if ext.std() > 0 else math.nan
+    return float(a.mean()), float(b.mean()), p, r
+
+
+def _p(u: np.ndarray, n_sim: int) -> float:
+    return _test(u, n_sim)[0]
+
+
+def _test(u: np.ndarray, n_sim: int) -> tuple[float, float]:
+    """(p-value, gamma statistic) of the uniformity test; NaN below 2 values."""
+    if len(u) < 2:
+        return math.nan, math.nan
+    t = stats.uniformity_test(u, n_sim=n_sim)
+    return t.p_value, t.statistic
+
+
+def _robust_sd(x: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation: the sd for normal data, and one stuck fit
+    with a z-score of 1e13 cannot move it."""
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return math.nan
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def scalar_row(rows: pd.DataFrame, n_sim: int, alpha: float = ALPHA) -> dict:
+    """Statistics of one scalar of one (model, design) from its rows of the parameters
+    table (one per successful replicate, with ``u`` and ``flagged``)."""
+    rows = rows[rows["u"].notna()]
+    u = rows["u"].to_numpy(float)
+    flagged = rows["flagged"].to_numpy(bool)
+    out: dict = {"n_used": len(u), "n_flagged": int(flagged.sum()),
+                 "n_ranked_median": float(rows["n_ranked"].median()) if len(rows) else math.nan}
+    out["p_value"], out["statistic"] = _test(u, n_sim)
+    out["rank_mean"] = float(u.mean()) if len(u) else math.nan
+    out["rank_var"] = float(u.var()) if len(u) else math.nan
+    zm, zv = stats.moment_zscores(u) if len(u) >= 2 else (math.nan, math.nan)
+    out["z_rank_mean"], out["z_rank_var"] = zm, zv
+    out["shape"] = stats.failure_shape(u) if out["p_value"] < alpha else "ok"
+    cov = stats.coverage(u, LEVELS) if len(u) else None
+    for i, level in enumerate(LEVELS):
+        tag = f"cov{round(level * 100)}"
+        out[tag] = float(cov.coverage[i]) if cov else math.nan
+        out[f"{tag}_lo"] = float(cov.lower[i]) if cov else math.nan
+        out[f"{tag}_hi"] = float(cov.upper[i]) if cov else math.nan
+    if len(u) >= 2 and np.isfinite(rows["truth"].to_numpy(float)).any():
+        rec = stats.recovery(rows["truth"].to_numpy(float), rows["mean"].to_numpy(float),
+                             rows["sd"].to_numpy(float))
+        with np.errstate(invalid="ignore"):
+            # median / MAD: a single near-degenerate fit (sd ~ 1e-14) must not decide them
+            out.update(bias=float(rec.bias), rmse=float(rec.rmse), prior_sd=float(rec.prior_sd),
+                       z_median=float(np.nanmedian(rec.z)), z_sd=_robust_sd(rec.z),
+                       contraction_median=float(np.nanmedian(rec.contraction)))
+    else:
+        out.update(bias=math.nan, rmse=math.nan, prior_sd=math.nan, z_median=math.nan,
+                   z_sd=math.nan, contraction_median=math.nan)
+    out["n_clean"] = int((~flagged).sum())
+    out["p_clean"] = _p(u[~flagged], n_sim)
+    out["p_flagged"] = _p(u[flagged], n_sim)
+    (out["extreme_flagged"], out["extreme_clean"], out["assoc_p"],
+     out["assoc_r"]) = _association(u, flagged)
+    return out
+
+
+def scalar_statistics(params: pd.DataFrame, reps: pd.DataFrame, n_sim: int,
+                      alpha: float = ALPHA) -> pd.DataFrame:
+    """One row per (model, design, scalar): see :func:`scalar_row`, plus the replicate
+    counts of the (model, design) (failed fits are counted, never ranked)."""
+    counts = reps.groupby(KEY).agg(n_reps=("rep", "size"),
+                                   n_failed=("status", lambda s: int((s != "ok").sum())))
+    rows = []
+    for (model, design, name), block in params.groupby(["model", "design", "name"], sort=True):
+        first = block.iloc[0]
+        row = {"model": model, "design": design, "name": name, "group": first["group"],
+               "kind": first["kind"]}
+        n_reps, n_failed = counts.loc[(model, design)] if (model, design) in counts.index \
+            else (block["rep"].nunique(), 0)
+        row.update(n_reps=int(n_reps), n_failed=int(n_failed))
+        row.update(scalar_row(block, n_sim, alpha))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# Groups and the multiplicity correction
+# --------------------------------------------------------------------------------------
+
+
+def group_statistics(scalars: pd.DataFrame, p_column: str, alpha: float,
+                     family: str, n_sim: int) -> pd.DataFrame:
+    """One row per (model, design, group): Bonferroni-pooled p-value of its elements
+    (:func:`sbc.stats.pooled_pvalue`), Holm over the family, pass/fail, and the worst element
+    with its failure shape."""
+    rows, floor = [], 1.0 / (n_sim + 1.0)
+    for (model, design, group), block in scalars.groupby(["model", "design", "group"], sort=False):
+        p = block[p_column].to_numpy(float)
+        worst = block.iloc[int(np.nanargmin(p))] if np.isfinite(p).any() else block.iloc[0]
+        rows.append({
+            "model": model, "design": design, "group": group, "kind": block["kind"].iloc[0],
+            "elements": len(block), "p_pooled": stats.pooled_pvalue(p),
+            "n_below_alpha": int(np.sum(p < alpha)), "worst": worst["name"],
+            "worst_p": float(worst[p_column]), "worst_shape": worst["shape"],
+            # the worst p is the Monte Carlo floor: the adjusted p is then an upper bound
+            "at_floor": bool(float(worst[p_column]) <= floor * (1 + 1e-9)),
+            **{f"cov{round(lv * 100)}": block[f"cov{round(lv * 100)}"].mean() for lv in LEVELS},
+            "z_sd": block["z_sd"].mean(), "contraction": block["contraction_median"].mean(),
+            "rmse": block["rmse"].mean(),
+        })
+    groups = pd.DataFrame(rows)
+    if groups.empty:
+        return groups
+    groups["p_holm"] = np.nan
+    for _, idx in _families(groups, family):
+        groups.loc[idx, "p_holm"] = stats.holm(groups.loc[idx, "p_pooled"].to_numpy(float))
+    groups["fails"] = groups["p_holm"] <= alpha
+    return groups
+
+
+def scalar_adjusted(scalars: pd.DataFrame, groups: pd.DataFrame,
+                    p_column: str = "p_value") -> np.ndarray:
+    """Each scalar's p-value adjusted as its group's is (Bonferroni within the group, the
+    group's Holm step across groups), so a scalar is rejected (<= alpha) only in a failing
+    group, and the worst element of a failing group always is."""
+    g = groups.set_index(["model", "design", "group"])
+    key = pd.MultiIndex.from_frame(scalars[["model", "design", "group"]])
+    pooled = g["p_pooled"].reindex(key).to_numpy(float)
+    holm_p = g["p_holm"].reindex(key).to_numpy(float)
+    k = g["elements"].reindex(key).to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step = np.where(pooled > 0, holm_p / pooled, 1.0)  # the Holm multiplier of the group
+        adj = np.minimum(1.0, np.maximum(step, 1.0) * k * scalars[p_column].to_numpy(float))
+    return np.minimum(np.maximum(adj, holm_p), 1.0)
+
+
+def _families(frame: pd.DataFrame, family: str):
+    """(key, index) of each Holm family of a frame with model and design columns."""
+    if family == "study":
+        yield "study", frame.index
+    else:
+        for key, block in frame.groupby(KEY, sort=False):
+            yield key, block.index
+
+
+# --------------------------------------------------------------------------------------
+# Diagnostics, recommendations, verdicts
+# --------------------------------------------------------------------------------------
+
+
+def diagnostics_table(reps: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, design): fits, failures and shares of fits with each warning."""
+    rows = []
+    for (model, design), block in reps.groupby(KEY, sort=True):
+        ok = block[block["status"] == "ok"]
+        n_ok = len(ok)
+
+        def share(mask, n=n_ok):
+            return float(mask.sum()) / n if n else math.nan
+        flagged = flagged_mask(ok)
+        rows.append({
+            "model": model, "design": design, "fits": len(block), "failed": len(block) - n_ok,
+            "ok": n_ok,
+            "divergent": share(ok["n_divergent"].fillna(0) > 0),
+            "treedepth": share(ok["n_treedepth"].fillna(0) > 0),
+            "rhat": share(ok["flag_rhat"].fillna(False).astype(bool)),
+            "low_ess": share(ok["flag_low_ess"].fillna(False).astype(bool)),
+            "flagged": share(flagged), "clean": int((~flagged).sum()),
+            "median_ranked": float(ok["n_ranked"].median()) if n_ok else math.nan,
+            "median_seconds": float(block["wall_seconds"].median()),
+        })
+    return pd.DataFrame(rows)
+
+
+def _setting(sampler, name: str, default):
+    if sampler is None:
+        return default
+    if isinstance(sampler, dict):
+        return sampler.get(name, default)
+    return getattr(sampler, name, default)
+
+
+def recommendation(diag: dict, sampler=None, names: tuple[str, ...] = (),
+                   failing_cause: str | None = None) -> str:
+    """Concrete next steps for one (model, design), computed from what went wrong and the
+    settings in use (``sampler``: SamplerSettings or its dict); never a setting already in
+    place.  ``names``: the ranked parameter groups, used to tell a non-centered model
+    (Bambi's ``*_offset`` parameters) from a centered one."""
+    tips = []
+    target = float(_setting(sampler, "target_accept", 0.8))
+    depth = int(_setting(sampler, "max_treedepth", 10))
+    draws = int(_setting(sampler, "draws", 1000))
+    tune = int(_setting(sampler, "tune", 1000))
+    chains = int(_setting(sampler, "chains", 1))
+    noncentered = any(n.endswith("_offset") for n in names)
+    if failing_cause == "model or code":
+        tips.append("check the model code and priors of the failing quantities first (a "
+                    "fitter that differs from the simulator, a wrong prior or likelihood); "
+                    "better sampler settings do not cure these")
+    if diag.get("divergent", 0) > 0:
+        if target < 0.95:
+            tips.append(f"raise [sampler] target_accept from {target:g} to 0.95")
+        elif target < 0.99:
+            tips.append(f"raise [sampler] target_accept from {target:g} to 0.99")
+        if noncentered:
+            tips.append("divergences with non-centered group effects: when each group has "
+                        "many observations the centered form often samples better (Bambi: "
+                        "noncentered=False)")
+        elif names:
+            tips.append("reparametrize the group effects in the non-centered form "
+                        "(Bambi: noncentered=True)")
+    if diag.get("treedepth", 0) > 0 and depth < 15:
+        tips.append(f"raise [sampler] max_treedepth from {depth} to {depth + 2}")
+    if diag.get("low_ess", 0) > 0 or diag.get("rhat", 0) > 0:
+        more = [f"draws from {draws} to {2 * draws}"]
+        if tune < 2000:
+            more.append(f"tune from {tune} to 2000")
+        if chains == 1:
+            more.append("chains from 1 to 2 (also gives R-hat)")
+        tips.append("raise [sampler] " + ", ".join(more) + "; if the ESS of some parameters "
+                    "stays low, reparametrize them (parameters identified only through their "
+                    "sum, like two hyper-means, need a single intercept)")
+    if diag.get("failed", 0) > 0:
+        tips.append("read the errors of the failed fits (replicates.parquet, column error)")
+    return "; ".join(tips)
+
+
+def _eq(p_text: str) -> str:
+    return p_text if p_text.startswith("<") else f"= {p_text}"
+
+
+def _names(groups: pd.DataFrame) -> str:
+    parts = []
+    for g in groups.itertuples():
+        label = g.group if g.elements == 1 else f"{g.group} ({g.elements} elements, worst {g.worst})"
+        parts.append(f"{label}: {SHAPE_TEXT.get(g.worst_shape, g.worst_shape)}, "
+                     f"Holm p {_eq(stats.format_p(g.p_holm, g.at_floor))}")
+    return "; ".join(parts)
+
+
+def attribute(failing: pd.DataFrame, groups_clean: pd.DataFrame, scalars: pd.DataFrame,
+              diag: dict, alpha: float) -> Cause:
+    """Why the failing groups of one (model, design) fail.
+
+    Per failing group: "model or code" when no fit was flagged, or when the group also fails
+    on the clean fits alone (with >= MIN_FITS of them); "computation" when the clean fits
+    pass it and its worst element's ranks are more extreme in flagged fits (one-sided
+    Mann-Whitney p < alpha); "undetermined" otherwise.  The (model, design) gets "model or
+    code" if any group does, "computation" if all groups do, else "undetermined".  Excluding
+    flagged fits can itself bias SBC (whether a fit is flagged depends on the parameters), so
+    the evidence is stated, not just the label.
+    """
+    n_clean = int(diag["clean"])
+    n_flagged = int(diag["ok"] - diag["clean"])
+    clean_fail = set(groups_clean.loc[groups_clean["fails"], "group"]) if len(groups_clean) else set()
+    clean_p = groups_clean.set_index("group")["p_holm"] if len(groups_clean) else pd.Series(dtype=float)
+    kinds, evidence = [], []
+    for g in failing.itertuples():
+        worst = scalars[scalars["name"] == g.worst].iloc[0]
+        pc = float(clean_p.get(g.group, math.nan))
+        if n_flagged == 0:
+            kinds.append("model or code")
+            evidence.append(f"{g.group}: no fit had sampler warnings")
+        elif n_clean >= MIN_FITS and g.group in clean_fail:
+            kinds.append("model or code")
+            evidence.append(f"{g.group} fails on the {n_clean} clean fits alone "
+                            f"(Holm p = {pc:.2g})")
+        elif n_clean >= MIN_FITS and worst["assoc_p"] < alpha:
+            kinds.append("computation")
+            evidence.append(f"{g.group} passes on the {n_clean} clean fits (Holm p = {pc:.2g}) "
+                            f"and its ranks are more extreme in the {n_flagged} flagged fits "
+                            f"(Mann-Whitney p = {worst['assoc_p']:.2g})")
+        elif min(n_clean, n_flagged) < MIN_SIDE or n_clean < MIN_FITS:
+            kinds.append("undetermined")
+            evidence.append(f"{g.group}: only {n_clean} clean and {n_flagged} flagged fits, "
+                            "too few to compare")
+        else:
+            kinds.append("undetermined")
+            evidence.append(f"{g.group} passes on the {n_clean} clean fits (Holm p = {pc:.2g}) "
+                            f"but its extreme ranks are not concentrated in the {n_flagged} "
+                            f"flagged fits (Mann-Whitney p = {worst['assoc_p']:.2g})")
+    if "model or code" in kinds:
+        kind = "model or code"
+    elif kinds and all(k == "computation" for k in kinds):
+        kind = "computation"
+    else:
+        kind = "undetermined"
+    return Cause(kind, "; ".join(evidence), n_clean, n_flagged)
+
+
+def _warnings(diag: dict, power: float) -> tuple[tuple[str, ...], str]:
+    tags, notes = [], []
+    if diag["flagged"] > MAX_FLAGGED:
+        tags.append("flagged fits")
+        notes.append(f"{diag['flagged']:.0%} of fits had sampler warnings (divergent "
+                     f"{diag['divergent']:.0%}, low ESS {diag['low_ess']:.0%}); with more "
+                     "simulations unreliable fits can bend the ranks")
+    if diag["failed"] > MAX_FAILED * diag["fits"]:
+        tags.append("failed fits")
+        notes.append(f"{diag['failed']} of {diag['fits']} fits failed and are not ranked; if "
+                     "failures depend on the parameters this can hide a problem")
+    if np.isfinite(power) and power < MIN_POWER:
+        tags.append("low power")
+        notes.append(f"low power: with {diag['ok']} fits a {POWER_SHIFT:g}-sd shift of one "
+                     f"scalar would be detected with probability {power:.2f} only; run more "
+                     "simulations")
+    return tuple(tags), "".join(f" {n[0].upper()}{n[1:]}." for n in notes)
+
+
+def decide(groups: pd.DataFrame, groups_clean: pd.DataFrame, scalars: pd.DataFrame,
+           diag: dict, alpha: float = ALPHA, power: float = math.nan, sampler=None) -> Verdict:
+    """Verdict of one (model, design) from its group tests (see the module docstring)."""
+    n_ok, n_fits = diag["ok"], diag["fits"]
+    names = tuple(groups["group"]) if len(groups) else ()
+    if n_ok < MIN_FITS:
+        return Verdict("inconclusive", f"only {n_ok} successful fits of {n_fits} (need at "
+                       f"least {MIN_FITS} to test ranks); run more simulations",
+                       recommendation=recommendation(diag, sampler, names))
+    tags, notes = _warnings(diag, power)
+    failing = groups[groups["fails"]]
+    if failing.empty:
+        tip = recommendation(diag, sampler, names) if tags else ""
+        return Verdict("pass", f"no parameter group deviates from uniform ranks in {n_ok} fits "
+                       f"(smallest Holm p = {groups['p_holm'].min():.2g}; power to detect a "
+                       f"{POWER_SHIFT:g}-sd shift {power:.2f}).{notes}",
+                       (), tip, tags, None, power)
+    cause = attribute(failing, groups_clean, scalars, diag, alpha)
+    tags = tuple(t for t in tags if t != "low power")  # a detected failure has power enough
+    return Verdict("fail", f"{_names(failing)}. Cause: {cause.kind} ({cause.evidence}).",
+                   tuple(failing["group"]), recommendation(diag, sampler, names, cause.kind),
+                   tags, cause, power)
+
+
+def decide_clean(groups_clean: pd.DataFrame, diag: dict) -> Verdict:
+    """Verdict on fits without sampler warnings only (fewer than MIN_FITS: inconclusive)."""
+    if diag["clean"] < MIN_FITS:
+        return Verdict("inconclusive", f"only {diag['clean']} fits without warnings")
+    failing = groups_clean[groups_clean["fails"]]
+    if failing.empty:
+        return Verdict("pass", f"{diag['clean']} fits without warnings")
+    return Verdict("fail", f"{', '.join(failing['group'])} on {diag['clean']} fits without "
+                   "warnings", tuple(failing["group"]))
+
+
+def combine(verdicts: list[tuple[str, Verdict]]) -> Verdict:
+    """Verdict of several verdicts: fail if any fails, else inconclusive if any is, else
+    pass (with the union of their warnings)."""
+    if not verdicts:
+        return Verdict("inconclusive", "no results")
+    for status in ("fail", "inconclusive"):
+        hit = [label for label, v in verdicts if v.status == status]
+        if hit:
+            return Verdict(status, f"{status} in {', '.join(hit)}")
+    tags = tuple(dict.fromkeys(t for _, v in verdicts for t in v.warnings))
+    warned = [label for label, v in verdicts if v.warnings]
+    note = f"; with warnings in {', '.join(warned)}" if warned else ""
+    return Verdict("pass", f"all {len(verdicts)} model x design combinations pass{note}",
+                   warnings=tags)
+
+
+def calibrate(reps: pd.DataFrame, params: pd.DataFrame, *, alpha: float = ALPHA,
+              family: str = "study", sampler=None) -> Calibration:
+    """Every statistic and verdict of a store's tables (``Store.tables()``).
+
+    reps: one row per replicate (status, diagnostics, flags); params: one row per replicate x
+    scalar (rank, n_ranked, truth, mean, sd, quantiles).  alpha: family-wise false-fail rate;
+    family: "study" or "cell" (module docstring); sampler: the settings the fits used
+    (:class:`sbc.study.SamplerSettings` or its dict), for recommendations.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+    params = with_fractional_ranks(params, reps)
+    sizes = params.groupby(["model", "design", "group"])["name"].nunique()
+    per_cell = sizes.groupby(level=[0, 1]).size()
+    n_tests = {key: int(n) for key, n in per_cell.items()}
+    family_size = sum(n_tests.values()) if family == "study" else max(n_tests.values(), default=1)
+    n_sim = choose_n_sim(family_size, int(sizes.max()) if len(sizes) else 1, alpha)
+    scalars = scalar_statistics(params, reps, n_sim, alpha)
+    groups = group_statistics(scalars, "p_value", alpha, family, n_sim)
+    groups_clean = group_statistics(scalars, "p_clean", alpha, family, n_sim)
+    diagnostics = diagnostics_table(reps)
+    verdicts, verdicts_clean = {}, {}
+    for diag in diagnostics.to_dict("records"):
+        key = (diag["model"], diag["design"])
+
+        def sel(frame, key=key):
+            if frame.empty:
+                return frame
+            return frame[(frame["model"] == key[0]) & (frame["design"] == key[1])]
+        if sel(scalars).empty:
+            verdicts[key] = Verdict("inconclusive", f"no successful fits of {diag['fits']}",
+                                    recommendation=recommendation(diag, sampler))
+            verdicts_clean[key] = verdicts[key]
+            continue
+        m = family_size if family == "study" else n_tests.get(key, 1)
+        power = stats.shift_power(int(diag["ok"]), POWER_SHIFT, alpha / m, n_sim)
+        verdicts[key] = decide(sel(groups), sel(groups_clean), sel(scalars), diag, alpha,
+                               power, sampler)
+        verdicts_clean[key] = decide_clean(sel(groups_clean), diag)
+    return Calibration(scalars, groups, groups_clean, diagnostics, verdicts, verdicts_clean,
+                       n_sim, alpha, family, n_tests)
+
+
+def verdict_lines(cal: Calibration) -> list[str]:
+    """Plain-text verdicts for a terminal: overall, per model x design, failing groups."""
+    overall = cal.overall()
+    lines = [f"overall: {overall.label} ({overall.reason}); {cal.family_text()}"]
+    for (model, design), v in cal.verdicts.items():
+        lines.append(f"  {model} {design}: {v.label}")
+        if v.status == "fail":
+            lines.append(f"    failing: {', '.join(v.failing)}")
+            lines.append(f"    {v.reason}")
+        elif v.warnings or v.status == "inconclusive":
+            lines.append(f"    {v.reason}")
+        if v.recommendation and not v.clean_pass:
+            lines.append(f"    try: {v.recommendation}")
+    return lines
