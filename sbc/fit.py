@@ -62,14 +62,18 @@ class Fit:
 class NutpieBackend:
     """nutpie's compiled NUTS (numba backend): the fastest per-replicate path measured here."""
 
-    def __init__(self, spec: ModelSpec, settings: SamplerSettings):
+    def __init__(self, spec: ModelSpec, settings: SamplerSettings, compiled=None):
         import nutpie
 
         self.settings = settings
         self.spec = spec
         # Store only what gets ranked (not per-observation deterministics: at 9,000 rows
-        # storing `mu` would cost 72 MB per fit).
-        self.compiled = nutpie.compile_pymc_model(spec.fit_model, var_names=list(spec.parameters))
+        # storing `mu` would cost 72 MB per fit).  A rescue backend shares the compiled model.
+        self.compiled = compiled if compiled is not None else nutpie.compile_pymc_model(
+            spec.fit_model, var_names=list(spec.parameters))
+
+    def with_settings(self, settings: SamplerSettings) -> NutpieBackend:
+        return NutpieBackend(self.spec, settings, self.compiled)
 
     def fit(self, y: np.ndarray, seed: int) -> Fit:
         import nutpie
@@ -80,6 +84,7 @@ class NutpieBackend:
         # bit-for-bit the same.
         kwargs = dict(chains=s.chains, cores=1, tune=s.tune, draws=s.draws, seed=int(seed),
                       target_accept=s.target_accept, maxdepth=s.max_treedepth,
+                      adaptation=s.adaptation,
                       save_warmup=False, progress_bar=False, return_raw_trace=True)
         model = self.compiled.with_data(**{RESPONSE_DATA_NAME: np.ascontiguousarray(y, dtype=float)})
         start = time.perf_counter()
@@ -146,6 +151,9 @@ class PymcBackend:
         self.settings = settings
         self.spec = spec
         self._data = spec.response_data
+
+    def with_settings(self, settings: SamplerSettings) -> PymcBackend:
+        return PymcBackend(self.spec, settings)
 
     def fit(self, y: np.ndarray, seed: int) -> Fit:
         import pymc as pm

@@ -241,6 +241,25 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) 
                                "non-finite values; check the priors")
     fit = prepared.backend.fit(y, int(fit_seed.generate_state(1)[0]))
     names = list(prepared.ranked)
+    attempts = []
+    if task.sampler.rescue and hasattr(prepared.backend, "with_settings"):
+        flags = fit_flags(fit, names, task.thin)
+        if flags["flagged"]:
+            # Refit the same data once with stronger settings and rank the second fit.  The
+            # decision depends on the data only through the first fit, and given the data
+            # the second fit is a fresh posterior sample, so ranks stay uniform.  The seed
+            # is a fourth child of the replicate's seed: the first three are unchanged.
+            rescue_seed = seed.spawn(1)[0]
+            stronger = task.sampler.rescued(divergent=flags["n_divergent"] > 0,
+                                            low_ess=flags["slow_mixing"])
+            attempts.append({**flags, "target_accept": task.sampler.target_accept,
+                             "tune": task.sampler.tune, "draws": task.sampler.draws,
+                             "seconds": fit.seconds})
+            fit = prepared.backend.with_settings(stronger).fit(
+                y, int(rescue_seed.generate_state(1)[0]))
+            attempts.append({**fit_flags(fit, names, task.thin),
+                             "target_accept": stronger.target_accept, "tune": stronger.tune,
+                             "draws": stronger.draws, "seconds": fit.seconds})
     truth_of = prepared.truth_of or {n: n for n in names}
     for n in names:  # never compare a truth with draws of another layout
         if np.shape(truths[truth_of[n]]) != fit.draws[n].shape[2:]:
@@ -311,4 +330,25 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) 
         "quantities": {q: {"truth": v[0], "rank": v[1], "mean": v[2], "sd": v[3]}
                        for q, v in quantity_rows.items()},
         "quantities_skipped": skipped,
+        "rescued": bool(attempts), "attempts": attempts,
     }
+
+
+def fit_flags(fit, names: list[str], thin: int | str) -> dict:
+    """Sampler warnings of one fit, as the record stores them (used to decide a rescue)."""
+    matrix = stack_scalars(fit.draws, names)
+    if not np.all(np.isfinite(matrix)):
+        return {"flagged": True, "slow_mixing": True, "n_divergent": int(fit.diverging.sum()),
+                "ess_min": 0.0, "n_treedepth": int(fit.treedepth_hits), "rhat_max": None}
+    diag = convergence(matrix)
+    ess_min = float(min(diag["ess_bulk"].min(), diag["ess_tail"].min()))
+    factor = thin_factor(ess_min / matrix.shape[0], matrix.shape[1], thin)
+    n_kept = len(range(0, matrix.shape[1], factor)) * matrix.shape[0]
+    rhat = float(np.nanmax(diag["rhat"])) if np.isfinite(diag["rhat"]).any() else math.nan
+    n_div = int(fit.diverging.sum())
+    slow = bool(low_ess(ess_min, n_kept, thin) or fit.treedepth_hits > 0
+                or (np.isfinite(rhat) and rhat > RHAT_MAX))
+    return {"flagged": bool(n_div > 0 or slow), "slow_mixing": slow, "n_divergent": n_div,
+            "ess_min": ess_min,
+            "n_treedepth": int(fit.treedepth_hits),
+            "rhat_max": rhat if np.isfinite(rhat) else None}

@@ -321,7 +321,9 @@ def _design_section(model: str, design: str, summary, params: pd.DataFrame) -> s
         "fits": diag["fits"], "failed": diag["failed"], "ok": diag["ok"],
         "divergent": f"{diag['divergent']:.0%}", "max treedepth hit": f"{diag['treedepth']:.0%}",
         "R-hat > 1.01": f"{diag['rhat']:.0%}", "low ESS": f"{diag['low_ess']:.0%}",
-        "any warning": f"{diag['flagged']:.0%}", "median ranked draws": diag["median_ranked"],
+        "rescued (refitted)": f"{diag.get('rescued', 0.0):.0%}",
+        "any warning (after rescue)": f"{diag['flagged']:.0%}",
+        "median ranked draws": diag["median_ranked"],
         "median seconds / fit": diag["median_seconds"]}])
     out.append("<h4>Sampler diagnostics</h4>" + table_html(diag_frame))
     panels = [_panel(_elements(block, g.group), g.group if g.elements == 1 else

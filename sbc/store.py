@@ -229,11 +229,13 @@ def _diff_manifests(old: dict, new: dict, old_digests: dict, new_digests: dict) 
 
 # "failure": the short reason code of a failed replicate (sbc.replicate.FAILURE_CODES),
 # None for ok records and for records written before it existed (read with .get).
+# "rescued": the fit was flagged and refitted once with stronger settings (the record's
+# "attempts" list has both); its flags are those of the refit.
 REPLICATE_COLUMNS = ["model", "design", "rep", "status", "failure", "error", "wall_seconds",
                      "sampler_seconds", "n_draws", "thin", "n_ranked", "n_divergent",
                      "n_treedepth", "ess_bulk_min", "ess_tail_min", "rhat_max",
                      "flag_divergent", "flag_low_ess", "flag_rhat", "seed_entropy",
-                     "quantities_skipped"]
+                     "quantities_skipped", "rescued"]
 
 
 def _record_columns(r: dict) -> dict[str, list]:

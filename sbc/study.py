@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,9 @@ SAMPLERS = ("nutpie", "pymc", "exact")
 TOP_KEYS = {"name", "seed", "simulations", "model", "models", "simulate_model", "thin",
             "grid", "designs", "sampler", "run", "description", "cluster", "posterior_sbc",
             "parameter_map"}
-SAMPLER_KEYS = {"name", "chains", "tune", "draws", "target_accept", "max_treedepth", "timeout"}
+SAMPLER_KEYS = {"name", "chains", "tune", "draws", "target_accept", "max_treedepth", "timeout",
+                "adaptation", "rescue"}
+ADAPTATIONS = ("diag", "low_rank", "draw_diag")  # nutpie's mass-matrix adaptation
 RUN_KEYS = {"output", "batch_size", "scheduler", "workers"}
 CLUSTER_KINDS = ("local", "slurm")
 # dask_jobqueue.SLURMCluster settings accepted in [cluster] (plus kind and jobs).
@@ -36,13 +38,52 @@ DESIGN_KEYS = {"cell_lines", "genes", "reps"}
 
 @dataclass(frozen=True)
 class SamplerSettings:
+    """How each replicate is fitted.
+
+    adaptation: nutpie's mass-matrix adaptation ("diag", or "low_rank", which also learns
+        the strongest posterior correlations; ignored by the other samplers).
+    rescue: refit a fit flagged by the sampler (divergences, low ESS, R-hat, tree depth)
+        once, on the same data, with :meth:`rescued` settings; both attempts are recorded
+        and the second is ranked.  Valid for SBC: given the data, the second fit is a fresh
+        posterior sample whatever prompted it, so ranks stay uniform (tested on a model
+        with a known posterior).
+    """
+
     name: str = "nutpie"
     chains: int = 1
     tune: int = 1000
     draws: int = 1000
-    target_accept: float = 0.8
+    target_accept: float = 0.9
     max_treedepth: int = 10
     timeout: float | None = None  # seconds per fit; None = no limit
+    adaptation: str = "low_rank"
+    rescue: bool = True
+
+    def rescued(self, divergent: bool = True, low_ess: bool = True) -> SamplerSettings:
+        """The stronger settings of a rescue fit, aimed at what went wrong: after
+        divergences, twice the tuning and a smaller step size (target_accept at least
+        0.99); after a low ESS (or R-hat, tree depth), four times the draws, so that ranks
+        thinned to the ESS keep their resolution.  More draws do not cure divergences (they
+        add chances to diverge), so they are not added for those alone."""
+        out = replace(self, rescue=False)
+        if divergent:
+            out = replace(out, tune=2 * self.tune, target_accept=max(self.target_accept, 0.99))
+        if low_ess:
+            out = replace(out, draws=4 * self.draws)
+        return out
+
+    def fingerprint_dict(self) -> dict[str, Any]:
+        """What changes results; fields added later are left out at their old default, so
+        stores written before they existed keep their fingerprint."""
+        out = asdict(self)
+        for key, old in _LEGACY_SAMPLER.items():
+            if out.get(key) == old:
+                out.pop(key)
+        return out
+
+
+# Sampler fields added after stores were first written, with the value they implicitly had.
+_LEGACY_SAMPLER = {"adaptation": "diag", "rescue": False}
 
 
 @dataclass(frozen=True)
@@ -96,7 +137,7 @@ class Study:
             "designs": [d.label for d in self.designs],
             "observed_data": [d.digest for d in self.designs if hasattr(d, "digest")],
             "seed": self.seed,
-            "sampler": asdict(self.sampler),
+            "sampler": self.sampler.fingerprint_dict(),
             "thin": self.thin,
             "model_sources": {k: hashlib.sha256(v.encode()).hexdigest()
                               for k, v in sorted(model_sources.items())},
@@ -378,18 +419,30 @@ def _parse_sampler(table: Any, path: Path) -> SamplerSettings:
         hint = f"did you mean '{guess[0]}'? " if guess else ""
         raise StudyError(f"{_where(path, 'sampler.name')}: unknown sampler {name!r}; {hint}"
                          f"choose one of {', '.join(SAMPLERS)}")
-    chains = _positive_int(table.get("chains", 1), path, "sampler.chains")
-    tune = _positive_int(table.get("tune", 1000), path, "sampler.tune", minimum=0)
-    draws = _positive_int(table.get("draws", 1000), path, "sampler.draws", minimum=10)
-    target = table.get("target_accept", 0.8)
+    d = SamplerSettings()  # defaults in one place
+    chains = _positive_int(table.get("chains", d.chains), path, "sampler.chains")
+    tune = _positive_int(table.get("tune", d.tune), path, "sampler.tune", minimum=0)
+    draws = _positive_int(table.get("draws", d.draws), path, "sampler.draws", minimum=10)
+    target = table.get("target_accept", d.target_accept)
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
         raise StudyError(f"{_where(path, 'sampler.target_accept')} must be a number strictly "
                          f"between 0 and 1, got {target!r}; typical values are 0.8 to 0.99")
-    depth = _positive_int(table.get("max_treedepth", 10), path, "sampler.max_treedepth")
+    depth = _positive_int(table.get("max_treedepth", d.max_treedepth), path,
+                          "sampler.max_treedepth")
     timeout = table.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or timeout <= 0):
         raise StudyError(f"{_where(path, 'sampler.timeout')} must be a positive number of seconds")
+    adaptation = table.get("adaptation", d.adaptation)
+    if adaptation not in ADAPTATIONS:
+        raise StudyError(f"{_where(path, 'sampler.adaptation')}: unknown adaptation "
+                         f"{adaptation!r}; choose one of {', '.join(ADAPTATIONS)} (nutpie's "
+                         "mass-matrix adaptation; low_rank also learns posterior correlations)")
+    rescue = table.get("rescue", d.rescue)
+    if not isinstance(rescue, bool):
+        raise StudyError(f"{_where(path, 'sampler.rescue')} must be true or false, got "
+                         f"{rescue!r}")
     return SamplerSettings(name=name, chains=chains, tune=tune, draws=draws,
                            target_accept=float(target), max_treedepth=depth,
-                           timeout=float(timeout) if timeout is not None else None)
+                           timeout=float(timeout) if timeout is not None else None,
+                           adaptation=adaptation, rescue=rescue)

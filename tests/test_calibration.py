@@ -290,3 +290,10 @@ def test_study_family_corrects_over_every_design_and_cell_family_per_design():
     np.testing.assert_allclose(one.groups["p_holm"], one_cell.groups["p_holm"])
     with pytest.raises(ValueError, match="family"):
         calibrate(reps, params, family="everything")
+
+
+def test_few_ranked_draws_per_fit_are_reported_as_low_resolution():
+    reps, params = synthetic_tables(200, EXACT, seed=15, n_ranked=20)
+    verdict = _only(calibrate(reps, params))
+    assert verdict.status == "pass" and "low resolution" in verdict.warnings
+    assert "near-independent draws" in verdict.reason and "draws from" in verdict.recommendation

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from sbc.calibration import SHAPE_TEXT as _ENGINE_SHAPES
-from sbc.calibration import Verdict, calibrate, scalar_adjusted
+from sbc.calibration import Verdict, calibrate, flagged_mask, scalar_adjusted
 from sbc.design import Design
 from sbc.errors import StudyError
 from sbc.study import SAMPLERS, SamplerSettings, Study
@@ -71,6 +71,7 @@ class CalibrationResult:
     report: Path | None
     fit_errors: tuple[str, ...] = ()
     verdict: Verdict | None = None  # the engine's verdict (same as the report's)
+    n_flagged: int = 0  # successful fits with a sampler warning (divergence, low ESS, R-hat)
 
     @property
     def failures(self) -> tuple[ParameterCheck, ...]:
@@ -322,7 +323,7 @@ def check_calibration(model, design=(10, 3, 3), *, n_sims: int = 100, alpha: flo
         n_ok=len(ok), n_failed_fits=len(reps) - len(ok),
         n_divergent=int(ok["flag_divergent"].astype(bool).sum()), max_failed=max_failed,
         new_fits=summary.new, out=out, report=report_path if report_path.exists() else None,
-        fit_errors=errors, verdict=verdict)
+        fit_errors=errors, verdict=verdict, n_flagged=int(flagged_mask(ok).sum()))
 
 
 def assert_calibrated(model, design=(10, 3, 3), **kwargs) -> CalibrationResult:
