@@ -397,7 +397,12 @@ def diagnostics_table(reps: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _setting(sampler, name: str, default):
+def _setting(sampler, name: str):
+    """A sampler setting in use: from SamplerSettings, its dict (a store's manifest), or,
+    when unknown, the default."""
+    from sbc.study import SamplerSettings
+
+    default = getattr(SamplerSettings(), name)
     if sampler is None:
         return default
     if isinstance(sampler, dict):
@@ -412,16 +417,20 @@ def recommendation(diag: dict, sampler=None, names: tuple[str, ...] = (),
     place.  ``names``: the ranked parameter groups, used to tell a non-centered model
     (Bambi's ``*_offset`` parameters) from a centered one."""
     tips = []
-    target = float(_setting(sampler, "target_accept", 0.8))
-    depth = int(_setting(sampler, "max_treedepth", 10))
-    draws = int(_setting(sampler, "draws", 1000))
-    tune = int(_setting(sampler, "tune", 1000))
-    chains = int(_setting(sampler, "chains", 1))
+    target = float(_setting(sampler, "target_accept"))
+    depth = int(_setting(sampler, "max_treedepth"))
+    draws = int(_setting(sampler, "draws"))
+    tune = int(_setting(sampler, "tune"))
+    chains = int(_setting(sampler, "chains"))
+    rescue = bool(_setting(sampler, "rescue"))
     noncentered = any(n.endswith("_offset") for n in names)
     if failing_cause == "model or code":
         tips.append("check the model code and priors of the failing quantities first (a "
                     "fitter that differs from the simulator, a wrong prior or likelihood); "
                     "better sampler settings do not cure these")
+    if diag.get("flagged", 0) > MAX_FLAGGED and not rescue:
+        tips.append("set [sampler] rescue = true (flagged fits are refitted on the same data, "
+                    "recorded)")
     if diag.get("divergent", 0) > 0:
         if target < 0.95:
             tips.append(f"raise [sampler] target_accept from {target:g} to 0.95")

@@ -15,7 +15,7 @@ import time
 import traceback
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -86,8 +86,21 @@ class Prepared:
     # generator input name -> fitter name whose draws feed the log-likelihood; None: skipped
     loglik_draws: dict[str, str] | None = None
     quantities_skipped: str | None = None  # why loglik quantities are not computed
+    rescue_specs: list = field(default_factory=list)  # (name, builder) of RESCUE forms
+    _rescue_backends: dict = field(default_factory=dict)
+
+    def rescue_forms(self) -> list[tuple[str, object]]:
+        """(name, lazy backend getter) of the model's other parametrizations, in order."""
+        def getter(name, build):
+            def get():
+                if name not in self._rescue_backends:
+                    self._rescue_backends[name] = build()
+                return self._rescue_backends[name]
+            return get
+        return [(name, getter(name, build)) for name, build in self.rescue_specs]
 
 
+MAX_RESCUES = 2  # refits per replicate, bounding the cost of a hard replicate
 _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 8  # (model, design) pairs kept compiled per worker; bounds worker memory
 
@@ -141,7 +154,7 @@ def prepare(task: BatchTask) -> Prepared:
         else:
             loglik_draws = {g: fit_of[g] for g, _ in loglik.inputs}
     prepared = Prepared(fit_spec, simulator, backend, loglik, ranked, truth_of, loglik_draws,
-                        skipped)
+                        skipped, _rescue_specs(task, data, ranked))
     _CACHE[key] = prepared
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -158,6 +171,42 @@ def _check_layouts(fit_spec, sim_spec, pairs, where: str) -> None:
         raise ModelError(f"design {where}: truths and draws of {', '.join(bad)} are laid out "
                          "differently and would be compared element by element out of line; "
                          "rename the parameter or pair it with the right one in [parameter_map]")
+
+
+def _rescue_specs(task: BatchTask, data, ranked) -> list:
+    """Builders of the backends for the model's other parametrizations, in order.
+
+    A model file may name them in ``RESCUE``, a tuple of builder function names: the same
+    model in other parametrizations (e.g. non-centered group effects where ``build`` is
+    centered), with the same posterior over every ranked parameter.  Which form samples
+    better depends on the simulated truth (a small group sd favours the non-centered form,
+    well-informed groups the centered one), so a fit that fails in one form is refitted in
+    the next.  Each is compiled on first use.
+    """
+    from dataclasses import replace
+
+    from sbc.errors import ModelError
+    from sbc.fit import make_backend
+    from sbc.spec import load_module
+
+    if not task.sampler.rescue or task.sampler.name == "exact" or task.model.function != "build":
+        return []
+    names = getattr(load_module(task.model), "RESCUE", ())
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise ModelError(f"model '{task.model.ref}': RESCUE must be a tuple of builder "
+                         f"function names, got {names!r}")
+
+    def builder(function):
+        def build():
+            alt = make_spec(replace(task.model, function=function), data)
+            missing = [n for n in ranked if n not in alt.parameters]
+            if missing:
+                raise ModelError(f"model '{task.model.ref}': {function}(data) lacks "
+                                 f"{', '.join(missing)}; a RESCUE form must be the same model "
+                                 "in another parametrization, with every parameter of build")
+            return make_backend(alt, task.sampler, data)
+        return build
+    return [(n, builder(n)) for n in names]
 
 
 def low_ess(ess_min: float, n_ranked: int, thin: int | str) -> bool:
@@ -243,23 +292,7 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) 
     names = list(prepared.ranked)
     attempts = []
     if task.sampler.rescue and hasattr(prepared.backend, "with_settings"):
-        flags = fit_flags(fit, names, task.thin)
-        if flags["flagged"]:
-            # Refit the same data once with stronger settings and rank the second fit.  The
-            # decision depends on the data only through the first fit, and given the data
-            # the second fit is a fresh posterior sample, so ranks stay uniform.  The seed
-            # is a fourth child of the replicate's seed: the first three are unchanged.
-            rescue_seed = seed.spawn(1)[0]
-            stronger = task.sampler.rescued(divergent=flags["n_divergent"] > 0,
-                                            low_ess=flags["slow_mixing"])
-            attempts.append({**flags, "target_accept": task.sampler.target_accept,
-                             "tune": task.sampler.tune, "draws": task.sampler.draws,
-                             "seconds": fit.seconds})
-            fit = prepared.backend.with_settings(stronger).fit(
-                y, int(rescue_seed.generate_state(1)[0]))
-            attempts.append({**fit_flags(fit, names, task.thin),
-                             "target_accept": stronger.target_accept, "tune": stronger.tune,
-                             "draws": stronger.draws, "seconds": fit.seconds})
+        fit, attempts = _rescue(prepared, task, seed, y, fit, names)
     truth_of = prepared.truth_of or {n: n for n in names}
     for n in names:  # never compare a truth with draws of another layout
         if np.shape(truths[truth_of[n]]) != fit.draws[n].shape[2:]:
@@ -332,6 +365,39 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) 
         "quantities_skipped": skipped,
         "rescued": bool(attempts), "attempts": attempts,
     }
+
+
+def _rescue(prepared: Prepared, task: BatchTask, seed, y, fit, names):
+    """Refit a flagged fit on the same data: in the model's ``RESCUE`` forms in order (at
+    most two), or, without any, once in its own form.  Each refit has settings aimed at what went wrong
+    (:meth:`SamplerSettings.rescued`) and a seed from a child of the replicate's seed beyond
+    the first three, which stay as they were.  Returns the fit to rank (the last one) and
+    every attempt's flags, settings and time.
+
+    Why ranks stay uniform: whether to refit depends on the data (through the previous fit),
+    and given the data each refit is a fresh posterior sample; ``tests/test_rescue.py`` checks
+    it on a model with a known posterior.
+    """
+    # at most two refits: the model's RESCUE forms in order, else its own form
+    forms = prepared.rescue_forms()[:MAX_RESCUES] or [("build", lambda: prepared.backend)]
+    flags = fit_flags(fit, names, task.thin)
+    attempts = [{**flags, "build": "build", "target_accept": task.sampler.target_accept,
+                 "tune": task.sampler.tune, "draws": task.sampler.draws, "seconds": fit.seconds}]
+    seeds = seed.spawn(len(forms))  # children 3, 4 of the replicate's seed
+    stronger = task.sampler
+    for (form, backend_of), child in zip(forms, seeds):
+        if not flags["flagged"]:
+            break
+        # settings only ever grow stronger; draws at most 4x the study's
+        stronger = stronger.rescued(
+            divergent=flags["n_divergent"] > 0,
+            low_ess=flags["slow_mixing"] and stronger.draws < 4 * task.sampler.draws)
+        fit = backend_of().with_settings(stronger).fit(y, int(child.generate_state(1)[0]))
+        flags = fit_flags(fit, names, task.thin)
+        attempts.append({**flags, "build": form, "target_accept": stronger.target_accept,
+                         "tune": stronger.tune, "draws": stronger.draws,
+                         "seconds": fit.seconds})
+    return fit, (attempts if len(attempts) > 1 else [])
 
 
 def fit_flags(fit, names: list[str], thin: int | str) -> dict:

@@ -43,15 +43,16 @@ class SamplerSettings:
     adaptation: nutpie's mass-matrix adaptation ("diag", or "low_rank", which also learns
         the strongest posterior correlations; ignored by the other samplers).
     rescue: refit a fit flagged by the sampler (divergences, low ESS, R-hat, tree depth)
-        once, on the same data, with :meth:`rescued` settings; both attempts are recorded
-        and the second is ranked.  Valid for SBC: given the data, the second fit is a fresh
-        posterior sample whatever prompted it, so ranks stay uniform (tested on a model
-        with a known posterior).
+        on the same data: in the model's ``RESCUE`` forms in order (at most two refits) or,
+        without any, once in its own form, with :meth:`rescued` settings; every attempt is
+        recorded and the last is ranked.  Given the data, each refit is a fresh posterior sample
+        whatever prompted it, so ranks stay uniform (tested on a model with a known
+        posterior, with rescues chosen by a data-dependent rule).
     """
 
     name: str = "nutpie"
     chains: int = 1
-    tune: int = 1000
+    tune: int = 500
     draws: int = 1000
     target_accept: float = 0.9
     max_treedepth: int = 10
@@ -60,16 +61,20 @@ class SamplerSettings:
     rescue: bool = True
 
     def rescued(self, divergent: bool = True, low_ess: bool = True) -> SamplerSettings:
-        """The stronger settings of a rescue fit, aimed at what went wrong: after
-        divergences, twice the tuning and a smaller step size (target_accept at least
-        0.99); after a low ESS (or R-hat, tree depth), four times the draws, so that ranks
-        thinned to the ESS keep their resolution.  More draws do not cure divergences (they
-        add chances to diverge), so they are not added for those alone."""
+        """The stronger settings of a rescue fit, aimed at what went wrong.
+
+        After divergences: twice the tuning and a smaller step size (target_accept 0.99, or
+        halfway from the current value to 1 when it is already 0.99).  After a low ESS (or
+        R-hat, tree depth): twice the draws, so that ranks thinned to the ESS keep
+        their resolution.  More draws do not cure divergences (they add chances to
+        diverge), so they are not added for those alone.
+        """
         out = replace(self, rescue=False)
         if divergent:
-            out = replace(out, tune=2 * self.tune, target_accept=max(self.target_accept, 0.99))
+            smaller_step = max(0.99, 1.0 - (1.0 - self.target_accept) / 2.0)
+            out = replace(out, tune=2 * self.tune, target_accept=smaller_step)
         if low_ess:
-            out = replace(out, draws=4 * self.draws)
+            out = replace(out, draws=2 * self.draws)
         return out
 
     def fingerprint_dict(self) -> dict[str, Any]:

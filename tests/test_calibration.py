@@ -184,7 +184,7 @@ def test_failures_only_in_flagged_fits_point_to_computation():
     assert verdict.status == "fail", verdict.reason
     assert verdict.cause.kind == "computation" and verdict.label == "fail: computation"
     assert "Mann-Whitney" in verdict.cause.evidence
-    assert "target_accept from 0.8 to 0.95" in verdict.recommendation
+    assert "target_accept from 0.9 to 0.95" in verdict.recommendation
     assert next(iter(summary.verdicts_clean.values())).status == "pass"
 
 
@@ -260,8 +260,11 @@ def test_recommendations_never_repeat_a_setting_in_place():
     assert "to 0.95" not in tip and "from 0.95 to 0.99" in tip
     assert "max_treedepth from 12 to 14" in tip and "draws from 3000 to 6000" in tip
     assert "tune from" not in tip and "chains from" not in tip
-    default = _only(calibrate(reps, params)).recommendation
-    assert "from 0.8 to 0.95" in default and "chains from 1 to 2" in default
+    default = _only(calibrate(reps, params)).recommendation  # settings unknown: the defaults
+    assert "from 0.9 to 0.95" in default and "chains from 1 to 2" in default
+    assert "rescue = true" not in default
+    off = _only(calibrate(reps, params, sampler={"rescue": False})).recommendation
+    assert "rescue = true" in off
     # a non-centered model (Bambi's *_offset parameters) is not told to become non-centered
     params_nc = params.replace({"group": {"alpha_g": "1|gene_offset"}})
     tip_nc = _only(calibrate(reps, params_nc)).recommendation

@@ -1,10 +1,12 @@
 """The recorded rescue: a flagged fit is refitted once with stronger settings, both attempts
 are kept in the record, and ranks stay uniform.
 
-The validity check forces a rescue of every fit of a model whose posterior is known
-(normal_known_sigma, Gaussian) fitted by nutpie: if choosing and refitting bent the ranks,
-the calibration check would fail.  With a correct rescue it passes except with probability
-<= 5 % (family-wise alpha) for a random seed; this seed is fixed.
+The validity checks use a model whose posterior is known (normal_known_sigma, Gaussian)
+fitted by nutpie, and rescue (a) every fit, (b) the fits selected by a rule that depends on
+the data, as real sampler flags do (here: the posterior mean of ``mu`` above its prior
+mean).  If choosing and refitting bent the ranks, the calibration check would fail.  With a
+correct rescue each passes except with probability <= 5 % (family-wise alpha) for a random
+seed; the seeds are fixed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def test_rescue_settings_aim_at_what_went_wrong():
     div = s.rescued(divergent=True, low_ess=False)
     assert (div.tune, div.draws, div.target_accept, div.rescue) == (2000, 1000, 0.99, False)
     slow = s.rescued(divergent=False, low_ess=True)
-    assert (slow.tune, slow.draws, slow.target_accept) == (1000, 4000, 0.9)
+    assert (slow.tune, slow.draws, slow.target_accept) == (1000, 2000, 0.9)
 
 
 @pytest.mark.parametrize("n_sims", [80])
@@ -37,7 +39,7 @@ def test_forced_rescue_keeps_ranks_uniform_on_a_known_posterior(tmp_path, monkey
                 "n_divergent": 1}
 
     monkeypatch.setattr(sbc.replicate, "fit_flags", always_flagged)
-    settings = SamplerSettings(draws=250, tune=300)  # rescue: 1000 draws, 600 tune, ta 0.99
+    settings = SamplerSettings(draws=250, tune=300)  # rescue: 500 draws, 600 tune, ta 0.99
     result = check_calibration("normal_known_sigma", (5, 3, 2), n_sims=n_sims, seed=11,
                                sampler=settings, cache_dir=tmp_path, report=False)
     assert result.passed, result.message()
@@ -45,5 +47,22 @@ def test_forced_rescue_keeps_ranks_uniform_on_a_known_posterior(tmp_path, monkey
     assert reps["rescued"].astype(bool).all() and calls["n"] == 2 * n_sims
     record = pd.read_json(next((result.out / "replicates").rglob("r*.json")), typ="series")
     first, second = record["attempts"]
-    assert (first["draws"], second["draws"]) == (250, 1000)
-    assert second["target_accept"] == 0.99 and record["n_draws"] == 1000
+    assert (first["draws"], second["draws"]) == (250, 500)
+    assert second["target_accept"] == 0.99 and record["n_draws"] == 500
+
+
+def test_data_dependent_rescue_keeps_ranks_uniform_on_a_known_posterior(tmp_path, monkeypatch):
+    real = sbc.replicate.fit_flags
+
+    def flag_high_mu(fit, names, thin):  # depends on the data, like a real sampler flag
+        flags = real(fit, names, thin)
+        high = bool(fit.draws["mu"].mean() > -1.0)
+        return {**flags, "flagged": high, "slow_mixing": high, "n_divergent": 0}
+
+    monkeypatch.setattr(sbc.replicate, "fit_flags", flag_high_mu)
+    settings = SamplerSettings(draws=250, tune=300)
+    result = check_calibration("normal_known_sigma", (5, 3, 2), n_sims=100, seed=12,
+                               sampler=settings, cache_dir=tmp_path, report=False)
+    assert result.passed, result.message()
+    share = Store(result.out).tables()[0]["rescued"].astype(bool).mean()
+    assert 0.3 < share < 0.7  # the rule selected about half the fits

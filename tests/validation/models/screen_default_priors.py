@@ -16,4 +16,4 @@ FORMULA = "logfc ~ 1 + (1|gene) + (1|cell_line)"
 
 def build(data):
     pilot = data.assign(logfc=np.random.default_rng(0).normal(-1.0, 2.0, len(data)))
-    return bmb.Model(FORMULA, pilot, family="gaussian", noncentered=True)  # BUG: default priors
+    return bmb.Model(FORMULA, pilot, family="gaussian", noncentered=False)  # BUG: default priors
