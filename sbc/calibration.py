@@ -130,6 +130,8 @@ class Verdict:
             return "pass, with warnings"
         if self.status == "fail" and self.cause is not None:
             return f"fail: {self.cause.kind}"
+        if self.status == "inconclusive" and self.cause is not None:
+            return f"inconclusive: {self.cause.evidence}"
         return self.status
 
     @property
@@ -392,9 +394,20 @@ def diagnostics_table(reps: pd.DataFrame) -> pd.DataFrame:
             "rescued": share(ok["rescued"].fillna(False).astype(bool)) if "rescued" in ok
             else 0.0,
             "median_ranked": float(ok["n_ranked"].median()) if n_ok else math.nan,
+            "failures": _failure_counts(block),
             "median_seconds": float(block["wall_seconds"].median()),
         })
     return pd.DataFrame(rows)
+
+
+def _failure_counts(block: pd.DataFrame) -> str:
+    """Failed fits by reason code, e.g. "degenerate 2, timeout 1" ("" when none)."""
+    failed = block[block["status"] != "ok"]
+    if failed.empty:
+        return ""
+    codes = failed["failure"].fillna("error") if "failure" in failed else \
+        pd.Series("error", index=failed.index)
+    return ", ".join(f"{code} {n}" for code, n in codes.value_counts().items())
 
 
 def _setting(sampler, name: str):
@@ -556,9 +569,13 @@ def decide(groups: pd.DataFrame, groups_clean: pd.DataFrame, scalars: pd.DataFra
     n_ok, n_fits = diag["ok"], diag["fits"]
     names = tuple(groups["group"]) if len(groups) else ()
     if n_ok < MIN_FITS:
+        failures = diag.get("failures", "")
+        evidence = (f"{n_fits - n_ok} of {n_fits} fits failed ({failures})" if failures
+                    else f"only {n_fits} fits stored")
         return Verdict("inconclusive", f"only {n_ok} successful fits of {n_fits} (need at "
                        f"least {MIN_FITS} to test ranks); run more simulations",
-                       recommendation=recommendation(diag, sampler, names))
+                       recommendation=recommendation(diag, sampler, names),
+                       cause=Cause("undetermined", evidence, 0, 0))
     tags, notes = _warnings(diag, power)
     failing = groups[groups["fails"]]
     if failing.empty:
@@ -634,7 +651,9 @@ def calibrate(reps: pd.DataFrame, params: pd.DataFrame, *, alpha: float = ALPHA,
             return frame[(frame["model"] == key[0]) & (frame["design"] == key[1])]
         if sel(scalars).empty:
             verdicts[key] = Verdict("inconclusive", f"no successful fits of {diag['fits']}",
-                                    recommendation=recommendation(diag, sampler))
+                                    recommendation=recommendation(diag, sampler),
+                                    cause=Cause("undetermined", f"every fit failed "
+                                                f"({diag['failures']})"))
             verdicts_clean[key] = verdicts[key]
             continue
         m = family_size if family == "study" else n_tests.get(key, 1)

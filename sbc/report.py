@@ -323,6 +323,7 @@ def _design_section(model: str, design: str, summary, params: pd.DataFrame) -> s
         "R-hat > 1.01": f"{diag['rhat']:.0%}", "low ESS": f"{diag['low_ess']:.0%}",
         "rescued (refitted)": f"{diag.get('rescued', 0.0):.0%}",
         "any warning (after rescue)": f"{diag['flagged']:.0%}",
+        "failed fits by reason": diag.get("failures", "") or "none",
         "median ranked draws": diag["median_ranked"],
         "median seconds / fit": diag["median_seconds"]}])
     out.append("<h4>Sampler diagnostics</h4>" + table_html(diag_frame))

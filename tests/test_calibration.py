@@ -171,6 +171,7 @@ def test_too_few_successful_fits_is_inconclusive():
     verdict = _only(summarize(reps, params))
     assert verdict.status == "inconclusive"
     assert "only 8 successful fits" in verdict.reason
+    assert verdict.cause.kind == "undetermined" and "22 of 30 fits failed" in verdict.cause.evidence
 
 
 def test_failures_only_in_flagged_fits_point_to_computation():
