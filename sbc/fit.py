@@ -92,14 +92,14 @@ class NutpieBackend:
             raw = nutpie.sample(model, **kwargs)
         else:  # sample in the background so a stuck fit can be cancelled, not abandoned
             sampler = nutpie.sample(model, blocking=False, **kwargs)
-            deadline = start + s.timeout
-            while not sampler.is_finished:
-                if time.perf_counter() > deadline:
-                    sampler.cancel()
-                    raise FitTimeout(f"nutpie did not finish within the per-fit timeout of "
-                                     f"{s.timeout:g} s (sampler.timeout in the study file)")
-                time.sleep(0.002)
-            raw = sampler.wait()
+            try:
+                # nutpie 0.16: wait(timeout) raises TimeoutError while sampling goes on (so
+                # does reading is_finished), and returns the trace once it is done
+                raw = sampler.wait(timeout=s.timeout)
+            except TimeoutError:
+                sampler.cancel()
+                raise FitTimeout(f"nutpie did not finish within the per-fit timeout of "
+                                 f"{s.timeout:g} s (sampler.timeout in the study file)") from None
         seconds = time.perf_counter() - start
         return fit_from_arrow(raw, self.spec.parameters, seconds)
 

@@ -25,7 +25,8 @@ TOP_KEYS = {"name", "seed", "simulations", "model", "models", "simulate_model", 
             "parameter_map"}
 SAMPLER_KEYS = {"name", "chains", "tune", "draws", "target_accept", "max_treedepth", "timeout",
                 "adaptation", "rescue"}
-ADAPTATIONS = ("diag", "low_rank", "draw_diag")  # nutpie's mass-matrix adaptation
+ADAPTATIONS = ("diag", "low_rank", "draw_diag")
+MAX_TIMEOUT = 7 * 24 * 3600.0  # seconds; larger values overflow thread and sampler waits
 RUN_KEYS = {"output", "batch_size", "scheduler", "workers"}
 CLUSTER_KINDS = ("local", "slurm")
 # dask_jobqueue.SLURMCluster settings accepted in [cluster] (plus kind and jobs).
@@ -436,8 +437,10 @@ def _parse_sampler(table: Any, path: Path) -> SamplerSettings:
                           "sampler.max_treedepth")
     timeout = table.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or timeout <= 0):
-        raise StudyError(f"{_where(path, 'sampler.timeout')} must be a positive number of seconds")
+                                or not 0 < timeout <= MAX_TIMEOUT):  # also refuses nan and inf
+        raise StudyError(f"{_where(path, 'sampler.timeout')} must be a positive number of "
+                         f"seconds, at most {MAX_TIMEOUT:g} (a week), got {timeout!r}; leave it "
+                         "out for no limit")
     adaptation = table.get("adaptation", d.adaptation)
     if adaptation not in ADAPTATIONS:
         raise StudyError(f"{_where(path, 'sampler.adaptation')}: unknown adaptation "

@@ -111,6 +111,18 @@ CASES = {
     "target_accept above 1": (
         lambda t: write(t, GOOD.replace('name = "exact"', 'name = "exact"\ntarget_accept = 1.5')),
         "strictly between 0 and 1"),
+    "infinite timeout": (
+        lambda t: write(t, GOOD.replace('name = "exact"', 'name = "exact"\ntimeout = inf')),
+        "at most 604800"),
+    "nan timeout": (
+        lambda t: write(t, GOOD.replace('name = "exact"', 'name = "exact"\ntimeout = nan')),
+        "at most 604800"),
+    "unknown adaptation": (
+        lambda t: write(t, GOOD.replace('name = "exact"', 'name = "exact"\nadaptation = "lowrank"')),
+        "unknown adaptation 'lowrank'"),
+    "rescue not a boolean": (
+        lambda t: write(t, GOOD.replace('name = "exact"', 'name = "exact"\nrescue = "yes"')),
+        "must be true or false"),
     "sampler exact for a model without an exact posterior": (
         lambda t: write(t, with_model(ROOT / "models/crispr_seed.py")), "has no exact_posterior"),
     "two models stored under one name": (
