@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "tcp://host:8786 (no local cluster is started)")
     run.add_argument("--sims", type=_positive, help="simulations per model and design "
                      "(overrides the study file; raising it later extends a stored study)")
+    run.add_argument("--retry-failed", action="store_true", help="refit the stored failed "
+                     "replicates (same seeds; e.g. after raising sampler.timeout)")
     run.add_argument("--no-report", action="store_true", help="skip writing the report "
                      "(the Parquet tables are still written; no verdicts are printed)")
     run.add_argument("--fail-on", choices=FAIL_ON, help="exit with status 1 when the overall "
@@ -127,7 +129,7 @@ def _cmd_run(args) -> int:
         raise StudyError("--fail-on needs the verdicts, which --no-report skips; drop one of "
                          "the two (or run `sbc report DIR --fail-on ...` afterwards)")
     summary = run_study(study, out, workers=args.workers, scheduler=args.scheduler,
-                        report=not args.no_report)
+                        report=not args.no_report, retry_failed=args.retry_failed)
     status = _print_verdicts(summary.calibration, args.fail_on)
     print(f"[sbc] {summary.new} new replicates ({summary.failed} failed fits kept as data), "
           f"{summary.already_done} resumed from the store, {summary.seconds:.1f} s; "

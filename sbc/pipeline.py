@@ -169,7 +169,7 @@ def _where_run(scheduler: str | None, n_workers: int) -> str:
 
 def run_study(study: Study, out: str | Path, *, workers: int | None = None,
               scheduler: str | None = None, report: bool = True,
-              progress_stream=None) -> RunSummary:
+              progress_stream=None, retry_failed: bool = False) -> RunSummary:
     """Run (or resume) ``study`` into ``out`` and write its tables and report."""
     start = time.monotonic()
     models, sim = resolve_models(study)
@@ -178,12 +178,12 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
     store = Store.open_for_run(out, manifest)
     with store.exclusive():
         return _run_locked(study, store, models, sim, workers, scheduler, report,
-                           progress_stream, start)
+                           progress_stream, start, retry_failed)
 
 
 def _run_locked(study, store, models, sim, workers, scheduler, report, progress_stream,
-                start) -> RunSummary:
-    done = store.done(quarantine=True)
+                start, retry_failed=False) -> RunSummary:
+    done = store.done(quarantine=True, retry_failed=retry_failed)
     if workers is None:
         workers = study.workers if study.workers is not None else default_workers()
     n_workers = workers

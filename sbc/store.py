@@ -178,11 +178,14 @@ class Store:
                 continue
             yield record
 
-    def done(self, quarantine: bool = True) -> set[tuple[str, str, int]]:
+    def done(self, quarantine: bool = True, retry_failed: bool = False) -> set[tuple[str, str, int]]:
         """Replicates a resumed run skips: every stored record except failures of the
-        ``prepare`` stage (model not buildable on a worker), which are retried."""
+        ``prepare`` stage (model not buildable on a worker), which are retried, and, with
+        ``retry_failed``, every failed record (refitted with its own seeds; the new record
+        replaces it atomically)."""
         return {(r["model"], r["design"], r["rep"]) for r in self.iter_records(quarantine)
-                if r.get("stage") != "prepare"}
+                if r.get("stage") != "prepare"
+                and not (retry_failed and r.get("status") != "ok")}
 
     # --- consolidated tables -----------------------------------------------------------
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:

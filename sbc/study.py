@@ -25,7 +25,7 @@ TOP_KEYS = {"name", "seed", "simulations", "model", "models", "simulate_model", 
             "parameter_map"}
 SAMPLER_KEYS = {"name", "chains", "tune", "draws", "target_accept", "max_treedepth", "timeout",
                 "adaptation", "rescue"}
-ADAPTATIONS = ("diag", "low_rank", "draw_diag")
+ADAPTATIONS = ("diag", "low_rank", "draw_diag")  # nutpie's mass-matrix adaptation
 MAX_TIMEOUT = 7 * 24 * 3600.0  # seconds; larger values overflow thread and sampler waits
 RUN_KEYS = {"output", "batch_size", "scheduler", "workers"}
 CLUSTER_KINDS = ("local", "slurm")

@@ -197,3 +197,22 @@ def test_failures_to_build_a_model_on_a_worker_are_retried_on_resume(exact_study
     assert summary.new == 6
     reps, _ = Store(tmp_path / "out").tables()
     assert (reps["status"] == "ok").all()
+
+
+def test_retry_failed_refits_only_the_failed_replicates(exact_study, tmp_path, monkeypatch):
+    path = exact_study(sims=10)
+    out = tmp_path / "out"
+    monkeypatch.setenv("SBC_TEST_FAULT", "raise")  # a transient fault in some fits
+    run_study(load_study(path), out, workers=0, report=False)
+    failed = Store(out).tables()[0].query("status == 'failed'")
+    assert len(failed) > 0
+    ok_files = {p: p.read_bytes() for p in out.glob("replicates/*/*/*.json")
+                if json.loads(p.read_text())["status"] == "ok"}
+    monkeypatch.delenv("SBC_TEST_FAULT")
+    plain = run_study(load_study(path), out, workers=0, report=False)
+    assert plain.new == 0  # failed fits are data: a plain resume keeps them
+    again = run_study(load_study(path), out, workers=0, report=False, retry_failed=True)
+    assert again.new == len(failed)
+    reps = Store(out).tables()[0]
+    assert (reps["status"] == "ok").all() and len(reps) == 20
+    assert {p: p.read_bytes() for p in ok_files} == ok_files  # nothing else rewritten

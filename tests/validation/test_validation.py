@@ -28,7 +28,7 @@ MODELS = Path(__file__).resolve().parent / "models"
 NORMAL = ROOT / "models" / "normal_known_sigma.py"
 SCREEN = ROOT / "models" / "crispr_screen.py"
 SCHEDULE = (25, 50, 100, 200, 400)
-NUTPIE_SCHEDULE = (50, 100, 200)
+NUTPIE_SCHEDULE = (50, 100, 200, 400)
 SCREEN_SCHEDULE = (25, 50)  # the flagship bugs must be found within 50 simulations
 
 
