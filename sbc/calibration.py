@@ -502,6 +502,9 @@ def attribute(failing: pd.DataFrame, groups_clean: pd.DataFrame, scalars: pd.Dat
     n_flagged = int(diag["ok"] - diag["clean"])
     clean_fail = set(groups_clean.loc[groups_clean["fails"], "group"]) if len(groups_clean) else set()
     clean_p = groups_clean.set_index("group")["p_holm"] if len(groups_clean) else pd.Series(dtype=float)
+    if n_flagged == 0:
+        return Cause("model or code", f"none of the {n_clean} fits had sampler warnings, so "
+                     "the computation is not to blame", n_clean, 0)
     kinds, evidence = [], []
     for g in failing.itertuples():
         worst = scalars[scalars["name"] == g.worst].iloc[0]
