@@ -186,8 +186,15 @@ def _run_locked(study, store, models, sim, workers, scheduler, report, progress_
     done = store.done(quarantine=True, retry_failed=retry_failed)
     if workers is None:
         workers = study.workers if study.workers is not None else default_workers()
-    n_workers = workers
     scheduler = scheduler or study.scheduler
+    n_workers = workers
+    cores = default_workers()
+    if not scheduler and study.cluster is None and n_workers > cores:
+        # single-threaded workers beyond the cores only add processes (each ~0.5 GB) and
+        # slow every fit; a cluster or scheduler brings its own cores
+        print(f"[sbc] {n_workers} local workers asked for, but this machine has {cores} "
+              f"cores: using {cores}", file=progress_stream or sys.stderr)
+        n_workers = cores
     tasks, total = plan_tasks(study, models, sim, done, n_workers)
     already = total - sum(len(t.reps) for t in tasks)
     progress = Progress(total, already, stream=progress_stream or sys.stderr)

@@ -216,3 +216,15 @@ def test_retry_failed_refits_only_the_failed_replicates(exact_study, tmp_path, m
     reps = Store(out).tables()[0]
     assert (reps["status"] == "ok").all() and len(reps) == 20
     assert {p: p.read_bytes() for p in ok_files} == ok_files  # nothing else rewritten
+
+
+def test_more_local_workers_than_cores_are_capped_with_a_note(exact_study, tmp_path):
+    import io
+
+    from sbc.dispatch import default_workers
+
+    stream = io.StringIO()
+    summary = run_study(load_study(exact_study(sims=2)), tmp_path / "out", workers=100,
+                        report=False, progress_stream=stream)
+    assert summary.new == 4 and summary.lost_batches == 0
+    assert f"using {default_workers()}" in stream.getvalue()
