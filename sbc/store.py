@@ -170,13 +170,26 @@ class Store:
         base = self.root / "replicates"
         if not base.is_dir():
             return
+        seed = self._study_seed()
         for path in sorted(base.glob("*/*/r*.json")):
             record = _load_record(path)
             if record is None:
                 if quarantine:
                     path.rename(path.with_name(f"{path.name}.corrupt-{int(time.time())}"))
                 continue
+            if not _belongs_here(record, path, seed):
+                # a record of another study or another replicate (copied, moved, renamed):
+                # never counted; set aside on a resume so the replicate is recomputed here
+                if quarantine:
+                    path.rename(path.with_name(f"{path.name}.foreign-{int(time.time())}"))
+                continue
             yield record
+
+    def _study_seed(self) -> int | None:
+        try:
+            return int(self.read_manifest()["study"]["seed"])
+        except (StoreError, KeyError, TypeError, ValueError):
+            return None
 
     def done(self, quarantine: bool = True, retry_failed: bool = False) -> set[tuple[str, str, int]]:
         """Replicates a resumed run skips: every stored record except failures of the
@@ -205,6 +218,28 @@ class Store:
         path = self.root / name
         atomic_write_bytes(path, text.encode())
         return path
+
+
+def _belongs_here(record: dict, path: Path, seed: int | None) -> bool:
+    """Is this the record of the replicate its path names, drawn from this study's seed?
+
+    The path (MODEL/DESIGN/rNNNNNN.json) must match the record's own model, design and
+    replicate, and the record's seed must be the one this study derives for that replicate
+    (``sbc.replicate.replicate_seed``: entropy = study seed, spawn key = (crc32 of the model
+    label, crc32 of the design label, replicate)).  A record copied from a study with another
+    seed, or from another replicate, fails this check.
+    """
+    import zlib
+
+    model, design, rep = record.get("model"), record.get("design"), record.get("rep")
+    if not isinstance(model, str) or not isinstance(design, str) or not isinstance(rep, int):
+        return False
+    if (path.parent.parent.name, path.parent.name, path.name) != (model, design, f"r{rep:06d}.json"):
+        return False
+    if seed is None:
+        return True
+    key = [zlib.crc32(model.encode()), zlib.crc32(design.encode()), rep]
+    return record.get("seed_entropy") == seed and list(record.get("seed_key", [])) == key
 
 
 def _load_record(path: Path) -> dict | None:

@@ -228,3 +228,24 @@ def test_more_local_workers_than_cores_are_capped_with_a_note(exact_study, tmp_p
                         report=False, progress_stream=stream)
     assert summary.new == 4 and summary.lost_batches == 0
     assert f"using {default_workers()}" in stream.getvalue()
+
+
+def test_records_of_another_study_or_replicate_are_never_counted(exact_study, tmp_path):
+    path = exact_study(sims=4)
+    out, other = tmp_path / "out", tmp_path / "other"
+    run_study(load_study(path), out, workers=0, report=False)
+    before = ranks_of(out)
+    other_path = tmp_path / "other.toml"
+    other_path.write_text(path.read_text().replace("seed = 7", "seed = 99"))
+    run_study(load_study(other_path), other, workers=0, report=False)
+    # a record copied from the study with seed 99, and one moved to another replicate's name
+    victim = out / "replicates/normal_mean/4x3x2/r000001.json"
+    victim.write_bytes((other / "replicates/normal_mean/4x3x2/r000001.json").read_bytes())
+    moved = out / "replicates/normal_mean/4x3x2/r000002.json"
+    moved.write_bytes((out / "replicates/normal_mean/4x3x2/r000003.json").read_bytes())
+    reps, _ = Store(out).tables()
+    assert len(reps) == 6  # 8 replicates stored, the two foreign ones not counted
+    summary = run_study(load_study(path), out, workers=0, report=False)
+    assert summary.new == 2  # both recomputed with this study's seeds
+    assert list(victim.parent.glob("r000001.json.foreign-*"))
+    pd.testing.assert_frame_equal(before, ranks_of(out))
