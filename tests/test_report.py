@@ -27,13 +27,17 @@ def _manifest(name: str = "study", models=("m",), simulate_model=None) -> dict:
                       "sampler": {"name": "exact"}}, "fingerprint": "x"}
 
 
-def _records(reps, params) -> list[dict]:
-    """Replicate records as run_batch writes them, from synthetic tables."""
+def _records(reps, params, seed: int = 1) -> list[dict]:
+    """Replicate records as run_batch writes them, from synthetic tables, with the seeds the
+    study (``_manifest``: seed 1) derives for them, so the store counts them as its own."""
+    import zlib
+
     records = []
     for rep in reps.itertuples():
+        key = [zlib.crc32(rep.model.encode()), zlib.crc32(rep.design.encode()), int(rep.rep)]
         base = {"schema": RECORD_SCHEMA, "model": rep.model, "design": rep.design,
                 "rep": int(rep.rep), "status": rep.status, "error": rep.error,
-                "wall_seconds": 0.1}
+                "wall_seconds": 0.1, "seed_entropy": seed, "seed_key": key}
         if rep.status != "ok":
             records.append(base)
             continue
