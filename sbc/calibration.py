@@ -552,8 +552,8 @@ def _warnings(diag: dict, power: float) -> tuple[tuple[str, ...], str]:
                      "failures depend on the parameters this can hide a problem")
     if diag.get("median_ranked", math.inf) < MIN_RANKED:
         # Thinning to the ESS keeps ranked draws near-independent, but few of them blur the
-        # ranks: a sampler that is a little off in the tails goes unseen (issue: ~25 ranked
-        # draws hid a one-sided excess of extreme ranks at 1000 simulations).
+        # ranks: a sampler that is a little off in the tails goes unseen (about 25 ranked
+        # draws per fit have hidden a one-sided excess of extreme ranks at 1000 simulations).
         tags.append("low resolution")
         notes.append(f"only {diag['median_ranked']:.0f} near-independent draws were ranked "
                      f"per fit (median; thinned to the effective sample size), below "
