@@ -185,7 +185,6 @@ def _rescue_specs(task: BatchTask, data, ranked) -> list:
     """
     from dataclasses import replace
 
-    from sbc.errors import ModelError
     from sbc.fit import make_backend
     from sbc.spec import load_module
 
@@ -290,9 +289,10 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) 
                                "non-finite values; check the priors")
     fit = prepared.backend.fit(y, int(fit_seed.generate_state(1)[0]))
     names = list(prepared.ranked)
+    checked = assess(fit, names, task.thin)
     attempts = []
     if task.sampler.rescue and hasattr(prepared.backend, "with_settings"):
-        fit, attempts = _rescue(prepared, task, seed, y, fit, names)
+        fit, checked, attempts = _rescue(prepared, task, seed, y, fit, checked, names)
     truth_of = prepared.truth_of or {n: n for n in names}
     for n in names:  # never compare a truth with draws of another layout
         if np.shape(truths[truth_of[n]]) != fit.draws[n].shape[2:]:
@@ -300,20 +300,18 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) 
                 "shape_mismatch", f"truth of '{truth_of[n]}' has shape "
                 f"{np.shape(truths[truth_of[n]])} but the fitter's '{n}' has draws of shape "
                 f"{fit.draws[n].shape[2:]}; rename one or pair them in [parameter_map]")
-    matrix = stack_scalars(fit.draws, names)  # (chain, draw, k)
-    if not np.all(np.isfinite(matrix)):
+    matrix, diag = checked.matrix, checked.diag  # (chain, draw, k); per-scalar ESS, R-hat
+    if diag is None:
         raise ReplicateFailure("nonfinite", "FloatingPointError: the sampler returned "
                                "non-finite draws")
     truth_vec = np.concatenate([np.ravel(truths[truth_of[n]]) for n in names])
-    diag = convergence(matrix)
     n_total = matrix.shape[0] * matrix.shape[1]
     flat = matrix.reshape(n_total, -1)
     labels = scalar_names(fit.draws, names)
     reason = degenerate_reason(flat, diag, truth_vec, labels)
     if reason:
         raise ReplicateFailure("degenerate", reason)
-    ess_min = float(min(diag["ess_bulk"].min(), diag["ess_tail"].min()))
-    factor = thin_factor(ess_min / matrix.shape[0], matrix.shape[1], task.thin)
+    factor = checked.factor
     kept = thin_draws(matrix, factor)
     rng = np.random.default_rng(tie_seed)
     ranks = rank_of_truth(kept, truth_vec, rng)
@@ -340,18 +338,18 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) 
                                     int(rank_of_truth(at_draws[q], at_truth[q][0], rng)),
                                     float(at_draws[q].mean()), float(at_draws[q].std()))
 
-    n_div = int(fit.diverging.sum())
+    flags = checked.flags
     return {
         **_base_record(task, rep),
         "status": "ok", "error": None, "failure": None,
         "wall_seconds": time.perf_counter() - start, "sampler_seconds": fit.seconds,
         "n_draws": int(n_total), "thin": int(factor), "n_ranked": int(kept.shape[0]),
-        "n_divergent": n_div, "n_treedepth": int(fit.treedepth_hits),
+        "n_divergent": flags["n_divergent"], "n_treedepth": flags["n_treedepth"],
         "ess_bulk_min": float(diag["ess_bulk"].min()), "ess_tail_min": float(diag["ess_tail"].min()),
-        "rhat_max": float(np.nanmax(diag["rhat"])) if np.isfinite(diag["rhat"]).any() else math.nan,
-        "flag_divergent": n_div > 0,
-        "flag_low_ess": low_ess(ess_min, kept.shape[0], task.thin),
-        "flag_rhat": bool(np.nanmax(diag["rhat"]) > RHAT_MAX) if np.isfinite(diag["rhat"]).any() else False,
+        "rhat_max": math.nan if flags["rhat_max"] is None else flags["rhat_max"],
+        "flag_divergent": flags["n_divergent"] > 0,
+        "flag_low_ess": flags["low_ess"],
+        "flag_rhat": flags["high_rhat"],
         "parameters": {
             "name": labels, "group": groups, "truth": truth_vec.tolist(),
             "rank": ranks.astype(int).tolist(),
@@ -367,12 +365,12 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) 
     }
 
 
-def _rescue(prepared: Prepared, task: BatchTask, seed, y, fit, names):
+def _rescue(prepared: Prepared, task: BatchTask, seed, y, fit, checked, names):
     """Refit a flagged fit on the same data: in the model's ``RESCUE`` forms in order (at
     most two), or, without any, once in its own form.  Each refit has settings aimed at what went wrong
     (:meth:`SamplerSettings.rescued`) and a seed from a child of the replicate's seed beyond
-    the first three, which stay as they were.  Returns the fit to rank (the last one) and
-    every attempt's flags, settings and time.
+    the first three, which stay as they were.  Returns the fit to rank (the last one), its
+    :class:`Assessment`, and every attempt's flags, settings and time.
 
     Why ranks stay uniform: whether to refit depends on the data (through the previous fit),
     and given the data each refit is a fresh posterior sample; ``tests/test_rescue.py`` checks
@@ -380,7 +378,7 @@ def _rescue(prepared: Prepared, task: BatchTask, seed, y, fit, names):
     """
     # at most two refits: the model's RESCUE forms in order, else its own form
     forms = prepared.rescue_forms()[:MAX_RESCUES] or [("build", lambda: prepared.backend)]
-    flags = fit_flags(fit, names, task.thin)
+    flags = checked.flags
     attempts = [{**flags, "build": "build", "target_accept": task.sampler.target_accept,
                  "tune": task.sampler.tune, "draws": task.sampler.draws, "seconds": fit.seconds}]
     seeds = seed.spawn(len(forms))  # children 3, 4 of the replicate's seed
@@ -393,28 +391,46 @@ def _rescue(prepared: Prepared, task: BatchTask, seed, y, fit, names):
             divergent=flags["n_divergent"] > 0,
             low_ess=flags["slow_mixing"] and stronger.draws < 4 * task.sampler.draws)
         fit = backend_of().with_settings(stronger).fit(y, int(child.generate_state(1)[0]))
-        flags = fit_flags(fit, names, task.thin)
+        checked = assess(fit, names, task.thin)
+        flags = checked.flags
         attempts.append({**flags, "build": form, "target_accept": stronger.target_accept,
                          "tune": stronger.tune, "draws": stronger.draws,
                          "seconds": fit.seconds})
-    return fit, (attempts if len(attempts) > 1 else [])
+    return fit, checked, (attempts if len(attempts) > 1 else [])
 
 
-def fit_flags(fit, names: list[str], thin: int | str) -> dict:
-    """Sampler warnings of one fit, as the record stores them (used to decide a rescue)."""
+@dataclass
+class Assessment:
+    """One fit's draws as ranked scalars and its diagnostics, computed once: the rescue
+    decides on ``flags`` and the record stores the same values.
+
+    matrix: (chain, draw, k); diag: per-scalar ESS and R-hat (None if a draw is not
+    finite); factor: the thinning factor; flags: divergences, low ESS, R-hat, tree depth.
+    """
+
+    matrix: np.ndarray
+    diag: dict | None
+    factor: int
+    flags: dict
+
+
+def assess(fit, names: list[str], thin: int | str) -> Assessment:
+    """Sampler warnings of one fit, as the record stores them (also to decide a rescue)."""
     matrix = stack_scalars(fit.draws, names)
+    n_div, n_depth = int(fit.diverging.sum()), int(fit.treedepth_hits)
     if not np.all(np.isfinite(matrix)):
-        return {"flagged": True, "slow_mixing": True, "n_divergent": int(fit.diverging.sum()),
-                "ess_min": 0.0, "n_treedepth": int(fit.treedepth_hits), "rhat_max": None}
+        return Assessment(matrix, None, 1, {
+            "flagged": True, "slow_mixing": True, "low_ess": True, "high_rhat": False,
+            "n_divergent": n_div, "ess_min": 0.0, "n_treedepth": n_depth, "rhat_max": None})
     diag = convergence(matrix)
     ess_min = float(min(diag["ess_bulk"].min(), diag["ess_tail"].min()))
     factor = thin_factor(ess_min / matrix.shape[0], matrix.shape[1], thin)
     n_kept = len(range(0, matrix.shape[1], factor)) * matrix.shape[0]
     rhat = float(np.nanmax(diag["rhat"])) if np.isfinite(diag["rhat"]).any() else math.nan
-    n_div = int(fit.diverging.sum())
-    slow = bool(low_ess(ess_min, n_kept, thin) or fit.treedepth_hits > 0
-                or (np.isfinite(rhat) and rhat > RHAT_MAX))
-    return {"flagged": bool(n_div > 0 or slow), "slow_mixing": slow, "n_divergent": n_div,
-            "ess_min": ess_min,
-            "n_treedepth": int(fit.treedepth_hits),
-            "rhat_max": rhat if np.isfinite(rhat) else None}
+    flag_ess = low_ess(ess_min, n_kept, thin)
+    high_rhat = bool(np.isfinite(rhat) and rhat > RHAT_MAX)
+    slow = bool(flag_ess or n_depth > 0 or high_rhat)
+    return Assessment(matrix, diag, factor, {
+        "flagged": bool(n_div > 0 or slow), "slow_mixing": slow, "low_ess": flag_ess,
+        "high_rhat": high_rhat, "n_divergent": n_div, "ess_min": ess_min,
+        "n_treedepth": n_depth, "rhat_max": rhat if np.isfinite(rhat) else None})

@@ -11,6 +11,8 @@ seed; the seeds are fixed.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
@@ -30,15 +32,16 @@ def test_rescue_settings_aim_at_what_went_wrong():
 
 @pytest.mark.parametrize("n_sims", [80])
 def test_forced_rescue_keeps_ranks_uniform_on_a_known_posterior(tmp_path, monkeypatch, n_sims):
-    real = sbc.replicate.fit_flags
+    real = sbc.replicate.assess
     calls = {"n": 0}
 
     def always_flagged(fit, names, thin):
         calls["n"] += 1
-        return {**real(fit, names, thin), "flagged": True, "slow_mixing": True,
-                "n_divergent": 1}
+        checked = real(fit, names, thin)
+        return replace(checked, flags={**checked.flags, "flagged": True, "slow_mixing": True,
+                                       "n_divergent": 1})
 
-    monkeypatch.setattr(sbc.replicate, "fit_flags", always_flagged)
+    monkeypatch.setattr(sbc.replicate, "assess", always_flagged)
     settings = SamplerSettings(draws=250, tune=300)  # rescue: 500 draws, 600 tune, ta 0.99
     result = check_calibration("normal_known_sigma", (5, 3, 2), n_sims=n_sims, seed=11,
                                sampler=settings, cache_dir=tmp_path, report=False)
@@ -52,14 +55,15 @@ def test_forced_rescue_keeps_ranks_uniform_on_a_known_posterior(tmp_path, monkey
 
 
 def test_data_dependent_rescue_keeps_ranks_uniform_on_a_known_posterior(tmp_path, monkeypatch):
-    real = sbc.replicate.fit_flags
+    real = sbc.replicate.assess
 
     def flag_high_mu(fit, names, thin):  # depends on the data, like a real sampler flag
-        flags = real(fit, names, thin)
+        checked = real(fit, names, thin)
         high = bool(fit.draws["mu"].mean() > -1.0)
-        return {**flags, "flagged": high, "slow_mixing": high, "n_divergent": 0}
+        return replace(checked, flags={**checked.flags, "flagged": high, "slow_mixing": high,
+                                       "n_divergent": 0})
 
-    monkeypatch.setattr(sbc.replicate, "fit_flags", flag_high_mu)
+    monkeypatch.setattr(sbc.replicate, "assess", flag_high_mu)
     settings = SamplerSettings(draws=250, tune=300)
     result = check_calibration("normal_known_sigma", (5, 3, 2), n_sims=100, seed=12,
                                sampler=settings, cache_dir=tmp_path, report=False)
