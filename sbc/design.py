@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 from dataclasses import dataclass
 
@@ -64,6 +65,53 @@ def design_frame(n_cell_lines: int, n_genes: int, n_reps: int) -> pd.DataFrame:
     return frame
 
 
+FACTOR_COLUMNS = ("cell_line", "gene", "expt", "replicate")
+
+
+def read_screen_csv(text: str, where: str) -> pd.DataFrame:
+    """Parse the text of a measured screen's CSV (a pilot, or observed data for posterior
+    SBC) and validate it as a design frame (:func:`screen_frame`).
+
+    The one parser of such files, so that a file is read the same way when it is checked and
+    when a worker reads it.  Refused with ``StudyError`` (naming ``where``, and the row or
+    column): an empty file, a header without data rows, a column name that appears twice
+    (pandas would rename the second to ``name.1`` and silently use the first), and empty
+    cells (see :func:`screen_frame`).  Only an empty cell is missing: a gene or cell line
+    named ``NA`` or ``null`` is a name, not a missing value.
+
+    Parameters
+    ----------
+    text : the file's text (read with :func:`sbc.study.read_text`).
+    where : what the file is, for messages, e.g. "observed data data/screen.csv".
+    """
+    import csv
+
+    from sbc.errors import StudyError
+
+    header = next((row for row in csv.reader(io.StringIO(text)) if row), None)
+    if header is None:
+        raise StudyError(f"{where} is empty; it needs a header line (logfc,gene,cell_line) "
+                         "and one row per measurement")
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header, start=1):
+        key = name.strip()
+        if key in seen:
+            raise StudyError(f"{where}: column name {key!r} appears twice in the header "
+                             f"(columns {seen[key]} and {i}); rename or remove one of them "
+                             "(otherwise only the first would be read)")
+        seen[key] = i
+    try:
+        frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise StudyError(f"{where} cannot be read as CSV: {exc}; fix that line (fields "
+                         "separated by commas, one row per measurement)") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.empty:
+        raise StudyError(f"{where} has a header but no data rows; add one row per "
+                         "measurement (logfc, gene, cell_line)")
+    return screen_frame(frame, where)
+
+
 def screen_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     """A measured screen (a pilot, or observed data for posterior SBC) as a design frame.
 
@@ -78,6 +126,15 @@ def screen_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     if missing:
         raise StudyError(f"{where} lacks column(s) {', '.join(missing)}; it needs logfc, gene, "
                          "cell_line (and optionally expt or replicate), one row per measurement")
+    for col in (c for c in FACTOR_COLUMNS if c in frame.columns):
+        values = frame[col]
+        empty = values.isna().to_numpy() | values.astype(str).str.strip().eq("").to_numpy()
+        if empty.any():
+            rows = np.flatnonzero(empty)
+            more = f" (and {len(rows) - 1} more rows)" if len(rows) > 1 else ""
+            raise StudyError(f"{where}: the {col!r} cell of data row {rows[0] + 1}{more} is "
+                             "empty; fill it in or remove the row (every measurement needs "
+                             "its gene, cell line and replicate)")
     frame = frame.rename(columns={"replicate": "expt"}) if "expt" not in frame else frame.copy()
     if "expt" not in frame:
         frame["expt"] = frame.groupby(["cell_line", "gene"]).cumcount()

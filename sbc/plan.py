@@ -19,6 +19,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,14 +33,16 @@ from sbc import stats
 from sbc.calibration import MIN_FITS
 from sbc.design import Design
 from sbc.errors import ModelError, StudyError
-from sbc.study import SamplerSettings, _parse_sampler, _positive_int, _unknown_keys, read_toml
+from sbc.study import (SamplerSettings, _parse_sampler, _positive_int, _unknown_keys,
+                       check_limit, parse_limits, parse_name, parse_run, parse_seed, read_text,
+                       read_toml)
 
 CRITERIA = ("sd", "width", "excludes", "contraction")
 LEVELS = {0.95: ("q0.025", "q0.975"), 0.9: ("q0.05", "q0.95"), 0.8: ("q0.1", "q0.9"),
           0.5: ("q0.25", "q0.75")}
 DIMENSIONS = ("cell_lines", "genes", "reps")
 TOP_KEYS = {"name", "description", "seed", "model", "design_model", "pilot", "space", "target",
-            "targets", "probability", "cost", "search", "sampler", "thin", "run"}
+            "targets", "probability", "cost", "search", "sampler", "thin", "run", "limits"}
 TARGET_KEYS = {"quantity", "criterion", "below", "above", "threshold", "side", "level", "over",
                "label"}
 SPACE_KEYS = {"cell_lines", "genes", "reps", "monotone"}
@@ -167,7 +170,7 @@ class Plan:
 def load_plan(path: str | Path) -> Plan:
     """Read and validate a plan file (TOML)."""
     path = Path(path)
-    return parse_plan(read_toml(path), path)
+    return parse_plan(read_toml(path, "plan file"), path)
 
 
 def _table(raw: dict, key: str, path: Path, allowed: set[str]) -> dict:
@@ -187,15 +190,32 @@ def _number(value: Any, path: Path, key: str, lo: float = -math.inf, hi: float =
     return float(value)
 
 
-def _int_tuple(value: Any, path: Path, key: str) -> tuple[int, ...]:
+def _int_tuple(value: Any, path: Path, key: str, limits: dict[str, int]) -> tuple[int, ...]:
+    """A dimension of the space: a list of positive integers or a range table
+    ``{from = 2, to = 12, by = 2}`` (``by`` >= 1, ``to`` >= ``from``); a range with more
+    values than ``limits["designs"]`` is refused before it is expanded."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
-    if isinstance(value, dict) and set(value) <= {"from", "to", "by"}:  # a range table
-        try:
-            value = list(range(value["from"], value["to"] + 1, value.get("by", 1)))
-        except (KeyError, TypeError) as exc:
+    if isinstance(value, dict):  # a range table
+        example = "{from = 2, to = 12, by = 2}"
+        _unknown_keys(value, {"from", "to", "by"}, path, f"{key}.")
+        if "from" not in value or "to" not in value:
             raise StudyError(f"{path}: key '{key}' as a range needs integer 'from' and 'to' "
-                             "(and optionally 'by'), e.g. {from = 2, to = 12, by = 2}") from exc
+                             f"(and optionally 'by'), e.g. {key.split('.')[-1]} = {example}")
+        start = _positive_int(value["from"], path, f"{key}.from")
+        stop = _positive_int(value["to"], path, f"{key}.to")
+        step = value.get("by", 1)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise StudyError(f"{path}: key '{key}.by' (the step between values) must be an "
+                             f"integer >= 1, got {step!r}; write e.g. {example}")
+        if stop < start:
+            raise StudyError(f"{path}: key '{key}' runs from {start} to {stop}, which is "
+                             f"empty; 'to' must be at least 'from', e.g. {example}")
+        values = range(start, stop + 1, step)
+        check_limit(len(values), limits, "designs",
+                    f"{path}: key '{key}' = {{from = {start}, to = {stop}, by = {step}}} has "
+                    f"{len(values):,} values, which")
+        value = list(values)
     if not isinstance(value, list) or not value:
         raise StudyError(f"{path}: key '{key}' must be a non-empty list of positive integers, "
                          f"got {value!r}; write e.g. {key.split('.')[-1]} = [2, 3, 4]")
@@ -203,15 +223,20 @@ def _int_tuple(value: Any, path: Path, key: str) -> tuple[int, ...]:
 
 
 def parse_plan(raw: dict, path: Path) -> Plan:
-    """Validate a plan file's contents; every problem names the key and a fix."""
+    """Validate a plan file's contents; every problem names the key and a fix.
+
+    Resource limits (``sbc.study.LIMITS``) apply as in study files: at most 10,000 designs
+    in the space (a range is counted before it is expanded), 10,000,000 rows in its largest
+    design and 100,000 simulations per design (search.max_simulations,
+    search.calibration_simulations); a ``[limits]`` table raises them.
+    """
     _unknown_keys(raw, TOP_KEYS, path, "")
-    name = raw.get("name", path.stem)
-    if not isinstance(name, str) or not name.strip():
-        raise StudyError(f"{path}: key 'name' must be a non-empty string")
+    limits = parse_limits(raw, path)
+    name = parse_name(raw, path)
     if "seed" not in raw:
         raise StudyError(f"{path}: missing key 'seed'; write e.g. seed = 2024 (the plan is "
                          "reproducible from it)")
-    seed = _positive_int(raw["seed"], path, "seed", minimum=0)
+    seed = parse_seed(raw["seed"], path)
     model = raw.get("model")
     if not isinstance(model, str) or not model:
         raise StudyError(f"{path}: missing key 'model' (the analysis model that is fitted); "
@@ -240,7 +265,13 @@ def parse_plan(raw: dict, path: Path) -> Plan:
     if missing:
         raise StudyError(f"{path}: [space] lacks {', '.join(missing)}; give lists for "
                          "cell_lines, genes and reps, e.g. reps = [2, 3, 4]")
-    dims = {k: _int_tuple(space[k], path, f"space.{k}") for k in DIMENSIONS}
+    dims = {k: _int_tuple(space[k], path, f"space.{k}", limits) for k in DIMENSIONS}
+    check_limit(math.prod(len(v) for v in dims.values()), limits, "designs",
+                f"{path}: [space] has {' x '.join(str(len(dims[k])) for k in DIMENSIONS)} = "
+                f"{math.prod(len(v) for v in dims.values()):,} designs, which")
+    largest = Design(*(max(dims[k]) for k in DIMENSIONS))
+    check_limit(largest.n_rows, limits, "rows", f"{path}: the largest design of [space], "
+                f"{largest.label}, has {largest.n_rows:,} rows, which")
     monotone = space.get("monotone", ["cell_lines", "reps"])
     if not isinstance(monotone, list) or any(m not in DIMENSIONS for m in monotone):
         raise StudyError(f"{path}: key 'space.monotone' must list dimensions among "
@@ -259,6 +290,9 @@ def parse_plan(raw: dict, path: Path) -> Plan:
 
     cost_raw = _table(raw, "cost", path, COST_KEYS)
     unit = cost_raw.get("unit", "")
+    if not isinstance(unit, str):
+        raise StudyError(f"{path}: key 'cost.unit' must be a string, got {unit!r}; write e.g. "
+                         "unit = \"kUSD\"")
     cost = CostModel(**{k: _number(v, path, f"cost.{k}", 0.0) for k, v in cost_raw.items()
                         if k != "unit"}, unit=str(unit))
     if cost == CostModel(unit=str(unit)):  # no cost given: measurements are the cost
@@ -282,6 +316,9 @@ def parse_plan(raw: dict, path: Path) -> Plan:
         max_minutes_per_design=_number(s.get("max_minutes_per_design", 20.0), path,
                                        "search.max_minutes_per_design", 0.01),
         max_flagged=_number(s.get("max_flagged", 0.1), path, "search.max_flagged", 0.0, 1.0))
+    for key in ("max_simulations", "calibration_simulations"):
+        check_limit(getattr(search, key), limits, "simulations",
+                    f"{path}: key 'search.{key}' = {getattr(search, key)}")
     if search.batch > search.max_simulations:
         raise StudyError(f"{path}: search.batch ({search.batch}) exceeds search.max_simulations "
                          f"({search.max_simulations}); lower the batch")
@@ -290,15 +327,15 @@ def parse_plan(raw: dict, path: Path) -> Plan:
     thin = raw.get("thin", "auto")
     if thin != "auto":
         thin = _positive_int(thin, path, "thin")
-    run = _table(raw, "run", path, RUN_KEYS)
-    workers = run.get("workers")
-    if workers is not None:
-        workers = _positive_int(workers, path, "run.workers", minimum=0)
+    run = parse_run(raw.get("run", {}), path, RUN_KEYS)
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise StudyError(f"{path}: key 'description' must be a string, got {description!r}")
     return Plan(name=name.strip(), seed=seed, model=model, design_model=design_model,
                 pilot=pilot, **dims, monotone=tuple(monotone), targets=targets,
                 probability=probability, cost=cost, search=search, sampler=sampler, thin=thin,
-                output=run.get("output"), scheduler=run.get("scheduler"), workers=workers,
-                base_dir=str(path.resolve().parent), description=str(raw.get("description", "")))
+                output=run["output"], scheduler=run["scheduler"], workers=run["workers"],
+                base_dir=str(path.resolve().parent), description=description)
 
 
 def _parse_target(entry: Any, path: Path, key: str) -> Target:
@@ -306,9 +343,14 @@ def _parse_target(entry: Any, path: Path, key: str) -> Target:
         raise StudyError(f"{path}: '{key}' must be a table with quantity and criterion")
     _unknown_keys(entry, TARGET_KEYS, path, f"{key}.")
     quantity = entry.get("quantity")
-    if not isinstance(quantity, str) or not quantity:
+    if not isinstance(quantity, str) or not quantity.strip():
         raise StudyError(f"{path}: '{key}.quantity' must name a parameter of the model, e.g. "
                          "quantity = \"beta_g\" (every gene) or \"beta_g[0]\"")
+    try:
+        base, index = split_quantity(quantity)
+    except ValueError as exc:
+        raise StudyError(f"{path}: '{key}.quantity' = {quantity!r}: {exc}") from None
+    quantity = element_name(base, index)  # the form stored names take: "b[0,1]"
     criterion = entry.get("criterion")
     if criterion not in CRITERIA:
         guess = difflib.get_close_matches(str(criterion), CRITERIA, n=1)
@@ -335,8 +377,34 @@ def _parse_target(entry: Any, path: Path, key: str) -> Target:
     if over not in ("each", "all"):
         raise StudyError(f"{path}: '{key}.over' must be \"each\" (share of elements meeting "
                          "the criterion) or \"all\" (every element must meet it)")
+    label = entry.get("label", "")
+    if not isinstance(label, str):
+        raise StudyError(f"{path}: '{key}.label' must be a string (the target's description "
+                         f"in the report), got {label!r}")
     return Target(quantity=quantity, criterion=criterion, value=value, level=level, side=side,
-                  over=over, label=str(entry.get("label", "")))
+                  over=over, label=label)
+
+
+def split_quantity(quantity: str) -> tuple[str, tuple[int, ...] | None]:
+    """``"beta_g"`` -> ("beta_g", None); ``"beta_g[3]"`` -> ("beta_g", (3,));
+    ``"b[1, 2]"`` -> ("b", (1, 2)).  ValueError (with the fix) for anything else."""
+    text = quantity.strip()
+    if "[" not in text and "]" not in text:
+        return text, None
+    match = re.fullmatch(r"([^\[\]]+?)\s*\[([^\[\]]*)\]", text)
+    if match is None:
+        raise ValueError("write a parameter name, or one element as name[i] (name[i,j] for a "
+                         "matrix), e.g. \"beta_g[3]\"")
+    parts = [p.strip() for p in match.group(2).split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise ValueError(f"the index [{match.group(2)}] must be non-negative integers "
+                         "(0-based, e.g. \"beta_g[0]\" for the first element)")
+    return match.group(1).strip(), tuple(int(p) for p in parts)
+
+
+def element_name(base: str, index: tuple[int, ...] | None) -> str:
+    """The stored name of a quantity: ``base`` or ``base[i,j]`` (``scalar_names`` form)."""
+    return base if index is None else f"{base}[{','.join(map(str, index))}]"
 
 
 # ---------------------------------------------------------------------------------------
@@ -530,6 +598,7 @@ class Planner:
             if not csv.is_file():
                 raise StudyError(f"plan '{plan.name}': pilot csv {csv} not found; give a path "
                                  "relative to the plan file")
+            pilot_frame(csv)  # a malformed pilot is refused before the store is touched
             pilot_digest = hashlib.sha256(csv.read_bytes()).hexdigest()[:16]
         self.check_targets(design_ref)
         sources = {"model": self.fit_ref.source,
@@ -570,8 +639,15 @@ class Planner:
             self.records[(record["model"], record["design"], record["rep"])] = record
 
     def check_targets(self, design_ref) -> None:
-        """Every target quantity must exist in the analysis model (and the design model)."""
-        from sbc.spec import make_spec
+        """Every target quantity must exist in the analysis model (and the design model),
+        and an element (``beta_g[3]``) must exist on every design of the space.
+
+        Checked on the smallest design (the space is a full grid, so it is smallest in every
+        dimension and has the fewest elements) before anything is fitted: a target naming
+        no stored scalar would otherwise score 0 on every design ("no design meets the
+        target") instead of being refused.
+        """
+        from sbc.spec import make_spec, parameter_layouts
 
         smallest = min(self.plan.designs(), key=lambda d: d.n_rows)
         data = smallest.frame()
@@ -579,8 +655,11 @@ class Planner:
         if design_ref is not None:
             specs.append(("design_model", make_spec(design_ref, data)))
         for target in self.plan.targets:
-            base = target.quantity.split("[")[0]
+            base, index = split_quantity(target.quantity)
             for role, spec in specs:
+                if base in spec.parameters and index is not None:
+                    shape = parameter_layouts(spec.generative, [base])[base].shape
+                    self._check_index(target, base, index, shape, role, spec, smallest)
                 if base not in spec.parameters:
                     guess = difflib.get_close_matches(base, spec.parameters, n=1)
                     raise StudyError(
@@ -590,6 +669,24 @@ class Planner:
                         + f"its parameters are: {', '.join(spec.parameters)}. A contrast "
                         "(e.g. the difference of two genes) must be a pm.Deterministic in "
                         "the model, because stored quantiles are per scalar")
+
+    def _check_index(self, target: Target, base: str, index: tuple[int, ...],
+                     shape: tuple[int, ...], role: str, spec, design: Design) -> None:
+        """Refuse an element index that ``base`` (of ``shape`` on ``design``) lacks, listing
+        the valid ones."""
+        where = (f"plan '{self.plan.name}': target quantity '{target.quantity}' names an "
+                 f"element of '{base}' of the {role} '{spec.model.ref}'")
+        if not shape:
+            raise StudyError(f"{where}, but '{base}' is a scalar (no elements); write "
+                             f"quantity = \"{base}\"")
+        if len(index) != len(shape) or any(i >= n for i, n in zip(index, shape)):
+            names = [element_name(base, idx) for idx in np.ndindex(*shape)]
+            valid = ", ".join(names) if len(names) <= 12 else \
+                f"{', '.join(names[:3])}, ..., {names[-1]}"
+            raise StudyError(
+                f"{where}, which does not exist on design {design.label} (the smallest of "
+                f"the space): '{base}' has shape {shape} there; valid elements: {valid} "
+                f"(0-based), or quantity = \"{base}\" for every element")
 
     # --- fitting ------------------------------------------------------------------------
     def ensure(self, ref, simulate_ref, design: Design, n: int, client) -> None:
@@ -824,14 +921,10 @@ def moment_matched_priors(priors: dict, draws: dict[str, np.ndarray], widen: flo
 
 def pilot_frame(csv: Path) -> pd.DataFrame:
     """Read a pilot screen (columns logfc, gene, cell_line, optionally replicate/expt) as a
-    design frame sorted by cell line, gene, replicate (``sbc.design.screen_frame``)."""
-    from sbc.design import screen_frame
+    design frame sorted by cell line, gene, replicate (``sbc.design.read_screen_csv``)."""
+    from sbc.design import read_screen_csv
 
-    try:
-        frame = pd.read_csv(csv)
-    except (OSError, ValueError) as exc:
-        raise StudyError(f"pilot csv {csv} cannot be read: {exc}") from exc
-    return screen_frame(frame, f"pilot csv {csv}")
+    return read_screen_csv(read_text(csv, "pilot csv"), f"pilot csv {csv}")
 
 
 def pilot_design_model(plan: Plan, fit_ref, store, stream):

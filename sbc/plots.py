@@ -3,6 +3,10 @@
 Matplotlib with the Agg backend (no display needed).  Every function takes plain arrays or
 small dataclasses and returns the encoded PNG, so the report embeds it and stays
 self-contained.  Panels of a failing parameter get a red title.
+
+Every text that comes from the user (parameter, group, model and design names) goes through
+:func:`plain`, so it is drawn literally: a parameter named like mathtext (``$\\x{y}$``)
+cannot make a report fail to render.
 """
 
 from __future__ import annotations
@@ -50,6 +54,16 @@ class Panel:
     flagged: np.ndarray | None = None
 
 
+def plain(text) -> str:
+    """``text`` as a matplotlib label drawn literally, never parsed as mathtext.
+
+    Matplotlib parses text between two ``$`` as mathtext, and a name it cannot parse
+    (``$\\x{y}$``) raises when the figure is drawn; escaping every ``$`` keeps the label
+    plain text.  Use it for every label that holds a name from the user's model or study.
+    """
+    return str(text).replace("$", r"\$")
+
+
 def to_png_b64(fig) -> str:
     """Encode a figure as base64 PNG and close it."""
     buf = io.BytesIO()
@@ -74,7 +88,8 @@ def _grid(n: int, ncols: int = NCOLS, width: float = 2.9, height: float = 2.2):
 
 
 def _title(ax, panel: Panel) -> None:
-    ax.set_title(panel.title, fontsize=9, color=FAIL_COLOR if panel.failing else "black")
+    ax.set_title(plain(panel.title), fontsize=9,
+                 color=FAIL_COLOR if panel.failing else "black")
     ax.tick_params(labelsize=7)
     # few ticks: laying out tick labels is most of the drawing time
     ax.xaxis.set_major_locator(MaxNLocator(4))
@@ -187,7 +202,7 @@ def coverage_plot(rows: list[CoverageRow], levels=(0.5, 0.8, 0.9, 0.95)) -> str:
         ax.set_title(f"{level:.0%} interval", fontsize=9)
         ax.tick_params(labelsize=7)
         ax.set_xlabel("coverage - nominal", fontsize=8)
-    axes.flat[0].set_yticks(y, [r.label for r in rows], fontsize=8)
+    axes.flat[0].set_yticks(y, [plain(r.label) for r in rows], fontsize=8)
     for tick, row in zip(axes.flat[0].get_yticklabels(), rows):
         tick.set_color(FAIL_COLOR if row.failing else "black")
     return to_png_b64(fig)
@@ -260,11 +275,11 @@ def design_trend(groups: list[str], designs: list[str], n_rows: list[int],
         arr = np.asarray(values[title], float)[:, order]
         for i, g in enumerate(groups):
             ax.plot(x, arr[i], marker="o", ms=3, lw=1.2, color=cmap(i % 20),
-                    label=g, ls="--" if g in failing else "-")
+                    label=plain(g), ls="--" if g in failing else "-")
         ax.set_xscale("log")
-        ax.set_xticks(x, [f"{designs[k]}\n({n_rows[k]})" for k in order], fontsize=7)
+        ax.set_xticks(x, [plain(f"{designs[k]}\n({n_rows[k]})") for k in order], fontsize=7)
         ax.minorticks_off()
-        ax.set_title(title, fontsize=9)
+        ax.set_title(plain(title), fontsize=9)
         ax.tick_params(labelsize=7)
     axes.flat[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.supxlabel("design (observations)", fontsize=9)

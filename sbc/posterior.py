@@ -14,7 +14,6 @@ study fingerprint.  Replicates use the same store, report and verdicts as prior 
 from __future__ import annotations
 
 import hashlib
-import io
 import zlib
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,19 +22,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sbc.design import screen_frame
+from sbc.design import read_screen_csv
 from sbc.errors import StudyError
+from sbc.study import check_path_name, read_text, safe_name
+
 
 def read_observed(path: Path) -> pd.DataFrame:
-    """Read and validate an observed data set (see ``sbc.design.screen_frame``)."""
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError as exc:
+    """Read and validate an observed data set (see ``sbc.design.read_screen_csv``)."""
+    return read_screen_csv(_observed_text(path), f"observed data {path}")
+
+
+def _observed_text(path: Path) -> str:
+    if not Path(path).exists():
         raise StudyError(f"observed data file not found: {path}; give a CSV path relative to "
-                         "the study file") from exc
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise StudyError(f"cannot read observed data {path} as CSV: {exc}") from exc
-    return screen_frame(frame, f"observed data {path}")
+                         "the study file")
+    return read_text(path, "observed data file")
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class PosteriorDesign:
 
     @cached_property
     def observed(self) -> pd.DataFrame:
-        return screen_frame(pd.read_csv(io.StringIO(self.csv_text)), f"observed data {self.name}")
+        return read_screen_csv(self.csv_text, f"observed data {self.name}")
 
     @property
     def n_rows(self) -> int:
@@ -75,8 +76,14 @@ class PosteriorDesign:
 
 
 def posterior_design(path: Path) -> PosteriorDesign:
-    read_observed(path)  # validates with the file name in messages
-    return PosteriorDesign(name=path.stem, csv_text=path.read_text())
+    """The design of a posterior-SBC study from its observed CSV, validated with the file
+    name in messages; its label ``posterior-STEM`` names a store directory, so the file
+    name must be a safe path component (``sbc.study.check_path_name``)."""
+    text = _observed_text(path)
+    read_screen_csv(text, f"observed data {path}")
+    check_path_name(f"posterior-{path.stem}", f"observed data {path}: the design label",
+                    f"rename the file to e.g. {safe_name(path.stem, 'observed')}.csv")
+    return PosteriorDesign(name=path.stem, csv_text=text)
 
 
 class PosteriorSimulator:

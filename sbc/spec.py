@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sbc.errors import ModelError
+from sbc.study import check_path_name, read_text, safe_name
 
 RESPONSE_DATA_NAME = "sbc_observed"
 
@@ -58,7 +59,15 @@ def resolve_model(ref: str, base_dir: str | Path = ".") -> ModelRef:
             raise ModelError(f"model '{ref}': file {file_part} not found (looked in "
                              f"{', '.join(str(c.parent) for c in candidates)}); give a path "
                              "relative to the study file")
+        if not function.isidentifier():
+            raise ModelError(f"model '{ref}': {function!r} is not a function name; write "
+                             "'path/to/file.py:function' with the name of a function defined "
+                             "in the file (or leave ':function' out for build)")
         label = f"{path.stem}.{function}" if function != "build" else path.stem
+        check_path_name(label, f"model '{ref}': its label (the file name without .py"
+                        + (", then '.' and the function" if function != "build" else "") + ")",
+                        f"rename the file to e.g. {safe_name(path.stem, 'model')}.py",
+                        ModelError)
     else:
         if not ref.isidentifier():
             raise ModelError(f"model '{ref}' is neither a model name (a file in models/) nor "
@@ -75,11 +84,10 @@ def resolve_model(ref: str, base_dir: str | Path = ".") -> ModelRef:
             raise ModelError(f"unknown model '{ref}': no file {ref}.py in "
                              f"{', '.join(str(d) for d in dirs)}; {hint}known models: "
                              f"{', '.join(known) or 'none'}")
-        label = ref
-    try:
-        source = path.read_text()
-    except OSError as exc:
-        raise ModelError(f"model '{ref}': cannot read {path}: {exc.strerror}") from exc
+        label = check_path_name(ref, "model name", f"rename models/{ref}.py to e.g. "
+                                f"models/{safe_name(ref, 'model')}.py and use that name",
+                                ModelError)
+    source = read_text(path, f"model '{ref}': model file", ModelError)
     return ModelRef(ref=ref, label=label, path=str(path.resolve()), function=function, source=source)
 
 
@@ -127,6 +135,7 @@ def build_pymc_model(model: ModelRef, data: pd.DataFrame):
     if isinstance(built, pm.Model):
         return built
     if hasattr(built, "build") and hasattr(built, "backend"):  # a bambi.Model
+        _check_explicit_priors(model, built)
         try:
             built.build()
         except Exception as exc:
@@ -289,3 +298,48 @@ def _check_proper_priors(model: ModelRef, pm_model) -> None:
             raise ModelError(f"model '{model.ref}': parameter '{rv.name}' has an improper "
                              f"prior ({op_name}); SBC draws truths from the prior, so give it a "
                              "proper prior (e.g. Normal(0, 10) or HalfNormal(1))")
+
+
+def bambi_default_priors(bambi_model) -> list[str]:
+    """Terms and parameters of a Bambi model that use Bambi's default priors.
+
+    Bambi marks every prior it chose itself (``auto_scale`` true) and clears the mark on the
+    priors given in ``priors=`` (constants count as given).  Names are as ``priors=`` takes
+    them: ``Intercept``, ``1|gene``, ``sigma``; terms of a further distributional parameter
+    (``sigma ~ x``) as ``sigma.x``.
+    """
+    components = getattr(bambi_model, "_components", None)
+    parent = getattr(getattr(getattr(bambi_model, "family", None), "likelihood", None),
+                     "parent", None)
+    if not isinstance(components, dict):  # another Bambi version: nothing to check by
+        return []
+    out = []
+    for cname, component in components.items():
+        terms = getattr(component, "terms", None)
+        if terms is None:  # a constant parameter such as sigma
+            items = [(cname, getattr(component, "prior", None))]
+        else:
+            items = [(tname if cname == parent else f"{cname}.{tname}",
+                      getattr(term, "prior", None)) for tname, term in terms.items()
+                     if getattr(term, "kind", None) != "offset"]
+        out += [name for name, prior in items if getattr(prior, "auto_scale", False) is True]
+    return out
+
+
+def _check_explicit_priors(model: ModelRef, bambi_model) -> None:
+    """Refuse a Bambi model that relies on Bambi's default priors (README, rule 1).
+
+    Bambi scales its default priors by the data: on a design frame the placeholder
+    response is all zeros (so e.g. ``sigma`` gets ``HalfStudentT(sigma=0)`` and every fit
+    fails), and on simulated data they would change from replicate to replicate.
+    """
+    names = bambi_default_priors(bambi_model)
+    if not names:
+        return
+    example = ", ".join(f'"{n}": bmb.Prior(...)' for n in names[:3])
+    raise ModelError(
+        f"model '{model.ref}': the Bambi model relies on Bambi's default priors for "
+        f"{', '.join(names)}; Bambi scales those by the data, which in SBC differ from "
+        "replicate to replicate (and are all zeros when the model is built), so every fit "
+        "would fail or be miscalibrated. Give each of them an explicit, proper prior: "
+        f"bmb.Model(formula, data, priors={{{example}}}) (see models/crispr_screen.py)")

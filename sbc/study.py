@@ -2,6 +2,24 @@
 
 A study is plain data (frozen dataclasses).  Validation happens here, once, at the
 boundary: every problem is reported with the key, the offending value and a fix.
+
+Shared checks used by every input reader (study and plan files, model files, CSV data):
+
+- :func:`read_text`: the one reader of text files (UTF-8; a bad byte is reported with the
+  file, its byte offset, line and column).
+- :func:`check_path_name`: names that become a path component (the study or plan name,
+  model labels, design labels) must be letters, digits, ``.``, ``_`` or ``-``, not start
+  with a dot and not be empty, so no result is ever written outside the output directory.
+- :func:`parse_seed`: ``0 <= seed < 2**63`` (seeds are stored as 64-bit integers).
+- Resource limits (:data:`LIMITS`): a study may ask for at most 100,000 simulations per
+  model and design, 10,000,000 rows per design and 10,000 designs, so that a typo
+  (``simulations = 1000000000``) is refused at once instead of running silently for
+  minutes.  A study or plan file that really needs more raises the limit explicitly::
+
+      [limits]
+      simulations = 500000   # replicates per model and design (plans: per design)
+      rows = 50000000        # rows (measurements) of the largest design
+      designs = 20000        # designs in the study (plans: in the search space)
 """
 
 from __future__ import annotations
@@ -9,6 +27,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
@@ -22,7 +41,7 @@ SAMPLERS = ("nutpie", "pymc", "exact")
 
 TOP_KEYS = {"name", "seed", "simulations", "model", "models", "simulate_model", "thin",
             "grid", "designs", "sampler", "run", "description", "cluster", "posterior_sbc",
-            "parameter_map"}
+            "parameter_map", "limits"}
 SAMPLER_KEYS = {"name", "chains", "tune", "draws", "target_accept", "max_treedepth", "timeout",
                 "adaptation", "rescue"}
 ADAPTATIONS = ("diag", "low_rank", "draw_diag")  # nutpie's mass-matrix adaptation
@@ -35,6 +54,13 @@ SLURM_KEYS = {"queue", "account", "cores", "processes", "memory", "walltime",
               "log_directory", "python", "interface"}
 GRID_KEYS = {"cell_lines", "genes", "reps"}
 DESIGN_KEYS = {"cell_lines", "genes", "reps"}
+SEED_END = 2**63  # seeds are stored as signed 64-bit integers (JSON, Parquet): 0 <= seed < 2**63
+# Resource limits, raised per file with a [limits] table (see the module docstring).
+LIMITS = {"simulations": 100_000, "rows": 10_000_000, "designs": 10_000}
+LIMIT_WHAT = {"simulations": "simulations per model and design", "rows": "rows per design",
+              "designs": "designs"}
+# A name that becomes a path component: letters, digits, '.', '_', '-'; no leading dot.
+_PATH_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -195,16 +221,148 @@ def _int_list(value: Any, path: Path, key: str) -> list[int]:
     return [_positive_int(v, path, key) for v in value]
 
 
-def read_toml(path: Path) -> dict:
-    if not path.exists():
-        raise StudyError(f"study file not found: {path}; check the path "
-                         "(the reference study is studies/crispr_seed.toml)")
-    if path.is_dir():
-        raise StudyError(f"study file {path} is a directory; give the path of a .toml file")
+def read_text(path: Path, what: str, error: type[Exception] = StudyError) -> str:
+    """The text of a file the user gave (study, plan, model or data file), read as UTF-8.
+
+    The one reader of such files, so every one reports the same way: a file that is not
+    UTF-8 raises ``error`` naming the file, the byte offset, line and column of the first
+    bad byte and how to fix it (never a ``UnicodeDecodeError`` traceback).  A leading
+    byte-order mark is dropped and line endings are normalized to ``\\n``, as Python's
+    text mode does.
+
+    Parameters
+    ----------
+    path : the file.
+    what : what the file is, for messages ("study file", "model file", ...).
+    error : the ``SbcError`` subclass to raise.
+    """
     try:
-        text = path.read_text()
+        data = Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise error(f"{what} not found: {path}; check the path") from exc
+    except IsADirectoryError as exc:
+        raise error(f"{what} {path} is a directory; give the path of a file") from exc
     except OSError as exc:
-        raise StudyError(f"cannot read study file {path}: {exc.strerror}; check its permissions") from exc
+        raise error(f"cannot read {what} {path}: {exc.strerror}; check its permissions") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        bad = data[exc.start:exc.end].hex(" ")
+        raise error(f"{what} {path} is not valid UTF-8: byte 0x{bad} at byte offset "
+                    f"{exc.start} (line {line}, column {column}) ({exc.reason}); save the "
+                    "file as UTF-8, or remove or retype that character (comments count "
+                    "too)") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def check_path_name(value: str, what: str, fix: str, error: type[Exception] = StudyError) -> str:
+    """Refuse a name that becomes a path component unless it is safe as one.
+
+    Study and plan names (the default output directory), model labels (from model file
+    names and functions) and design labels name directories of the store and the report.
+    They must consist of letters, digits, ``.``, ``_`` and ``-``, must not start with a
+    dot (``.``, ``..`` and hidden names) and must not be empty: a name like ``../../x`` or
+    ``/tmp/x`` would otherwise write outside the output directory.
+
+    Parameters
+    ----------
+    value : the name.
+    what : where it comes from, for the message (e.g. "path/study.toml: key 'name'").
+    fix : how to fix it (e.g. "write e.g. name = \"my_study\"").
+    error : the ``SbcError`` subclass to raise.
+    """
+    if isinstance(value, str) and _PATH_NAME.fullmatch(value):
+        return value
+    bad = sorted({c for c in str(value) if not re.fullmatch(r"[A-Za-z0-9._-]", c)})
+    if not value:
+        problem = "is empty"
+    elif bad:
+        problem = "contains " + ", ".join(repr(c) for c in bad)
+    else:
+        problem = "starts with a dot"
+    raise error(f"{what} {value!r} {problem}; it becomes a directory name of the results, "
+                "so it may hold only letters, digits, '.', '_' and '-' and must not start "
+                f"with a dot; {fix}")
+
+
+def safe_name(value: str, default: str = "study") -> str:
+    """A suggestion for :func:`check_path_name` messages: ``value`` with every run of
+    unsafe characters replaced by ``_`` and leading dots and underscores removed."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", value).lstrip("._") or default
+
+
+def parse_seed(value: Any, path: Path, key: str = "seed") -> int:
+    """A seed: an integer with 0 <= seed < 2**63 (stored as a signed 64-bit integer)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_END:
+        raise StudyError(f"{_where(path, key)} must be an integer with 0 <= seed < 2**63 "
+                         f"(at most {SEED_END - 1}), got {value!r}; write e.g. "
+                         f"{key.split('.')[-1]} = 103")
+    return value
+
+
+def parse_limits(raw: dict, path: Path) -> dict[str, int]:
+    """The resource limits of a study or plan file: :data:`LIMITS`, raised by [limits]."""
+    table = raw.get("limits", {})
+    if not isinstance(table, dict):
+        raise StudyError(f"{_where(path, 'limits')} must be a table: [limits] simulations = "
+                         "500000 (see the keys simulations, rows, designs)")
+    _unknown_keys(table, set(LIMITS), path, "limits.")
+    return {k: _positive_int(table.get(k, v), path, f"limits.{k}") for k, v in LIMITS.items()}
+
+
+def check_limit(value: int, limits: dict[str, int], kind: str, where: str) -> None:
+    """Refuse ``value`` above ``limits[kind]`` with the limit and how to raise it.
+
+    where: what is too large, e.g. "path: key 'simulations' = 1000000000".
+    """
+    if value > limits[kind]:
+        raise StudyError(
+            f"{where} exceeds the limit of {limits[kind]:,} {LIMIT_WHAT[kind]} (a guard "
+            "against typos: it would run for hours or exhaust memory); lower it, or if you "
+            f"mean it, raise the limit in the same file: [limits] {kind} = {value}")
+
+
+def parse_run(table: Any, path: Path, allowed: set[str]) -> dict[str, Any]:
+    """The [run] table (how to run; not part of the results): every value type-checked.
+
+    Returns output (str | None), scheduler (str | None), workers (int | None) and, where
+    ``allowed`` has it, batch_size (int | None).
+    """
+    if not isinstance(table, dict):
+        raise StudyError(f"{_where(path, 'run')} must be a table ([run]), got {table!r}")
+    _unknown_keys(table, allowed, path, "run.")
+    out: dict[str, Any] = {}
+    output = table.get("output")
+    if output is not None and (not isinstance(output, str) or not output.strip()):
+        raise StudyError(f"{_where(path, 'run.output')} must be a directory path (a string), "
+                         f"got {output!r}; write e.g. output = \"reports/my_study\"")
+    out["output"] = output
+    scheduler = table.get("scheduler")
+    if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
+        raise StudyError(f"{_where(path, 'run.scheduler')} must be an address like "
+                         f"'tcp://host:8786' (a string), got {scheduler!r}; leave it out to "
+                         "start local workers")
+    out["scheduler"] = scheduler.strip() if scheduler else None
+    workers = table.get("workers")
+    if workers is not None:  # 0 runs in this process, as --workers 0
+        workers = _positive_int(workers, path, "run.workers", minimum=0)
+    out["workers"] = workers
+    if "batch_size" in allowed:
+        batch = table.get("batch_size")
+        out["batch_size"] = None if batch is None else \
+            _positive_int(batch, path, "run.batch_size")
+    return out
+
+
+def read_toml(path: Path, what: str = "study file") -> dict:
+    if not path.exists():
+        example = "studies/crispr_seed.toml" if what == "study file" else "studies/plan_screen.toml"
+        raise StudyError(f"{what} not found: {path}; check the path (an example: {example})")
+    if path.is_dir():
+        raise StudyError(f"{what} {path} is a directory; give the path of a .toml file")
+    text = read_text(path, what)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -220,9 +378,8 @@ def load_study(path: str | Path, *, sims: int | None = None) -> Study:
 
 def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
     _unknown_keys(raw, TOP_KEYS, path, "")
-    name = raw.get("name", path.stem)
-    if not isinstance(name, str) or not name.strip():
-        raise StudyError(f"{_where(path, 'name')} must be a non-empty string")
+    limits = parse_limits(raw, path)
+    name = parse_name(raw, path)
 
     if "model" in raw and "models" in raw:
         raise StudyError(f"{path}: give either 'model' or 'models', not both")
@@ -244,7 +401,7 @@ def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
     if seed is None:
         raise StudyError(f"{path}: missing key 'seed'; write e.g. seed = 103 "
                          "(results are reproducible from it)")
-    seed = _positive_int(seed, path, "seed", minimum=0)
+    seed = parse_seed(seed, path)
 
     n_sims = raw.get("simulations")
     if sims is not None:
@@ -253,8 +410,15 @@ def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
         raise StudyError(f"{path}: missing key 'simulations' (replicates per design); "
                          "write e.g. simulations = 100")
     n_sims = _positive_int(n_sims, path, "simulations")
+    check_limit(n_sims, limits, "simulations",
+                f"{_where(path, 'simulations')} = {n_sims}" if sims is None else
+                f"--sims {n_sims} (for {path})")
 
-    designs = _parse_posterior(raw, path) if "posterior_sbc" in raw else _parse_designs(raw, path)
+    designs = _parse_posterior(raw, path) if "posterior_sbc" in raw else \
+        _parse_designs(raw, path, limits)
+    for design in designs:
+        check_limit(design.n_rows, limits, "rows",
+                    f"{path}: design {design.label} has {design.n_rows:,} rows, which")
     sampler = _parse_sampler(raw.get("sampler", {}), path)
     thin = raw.get("thin", "auto")
     if thin != "auto":
@@ -265,22 +429,7 @@ def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
                 f"{sampler.chains} chain(s) x {sampler.draws} draws; lower 'thin', raise "
                 "'sampler.draws', or write thin = \"auto\" (thin by effective sample size)")
 
-    run = raw.get("run", {})
-    if not isinstance(run, dict):
-        raise StudyError(f"{_where(path, 'run')} must be a table ([run])")
-    _unknown_keys(run, RUN_KEYS, path, "run.")
-    output = run.get("output")
-    if output is not None and (not isinstance(output, str) or not output):
-        raise StudyError(f"{_where(path, 'run.output')} must be a directory path string")
-    batch = run.get("batch_size")
-    if batch is not None:
-        batch = _positive_int(batch, path, "run.batch_size")
-    scheduler = run.get("scheduler") or None
-    if scheduler is not None and not isinstance(scheduler, str):
-        raise StudyError(f"{_where(path, 'run.scheduler')} must be an address like 'tcp://host:8786'")
-    workers = run.get("workers")
-    if workers is not None:  # 0 runs in this process, as --workers 0
-        workers = _positive_int(workers, path, "run.workers", minimum=0)
+    run = parse_run(raw.get("run", {}), path, RUN_KEYS)
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise StudyError(f"{_where(path, 'description')} must be a string")
@@ -290,10 +439,27 @@ def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
 
     return Study(name=name.strip(), models=tuple(models), designs=tuple(designs),
                  simulations=n_sims, seed=seed, sampler=sampler, thin=thin,
-                 simulate_model=simulate_model, output=output, batch_size=batch,
-                 scheduler=scheduler, workers=workers,
+                 simulate_model=simulate_model, output=run["output"],
+                 batch_size=run["batch_size"], scheduler=run["scheduler"], workers=run["workers"],
                  base_dir=str(path.resolve().parent), description=description, cluster=cluster,
                  parameter_map=parameter_map)
+
+
+def parse_name(raw: dict, path: Path) -> str:
+    """The ``name`` of a study or plan file (default: the file's stem): the default output
+    directory reports/NAME, so it must be a safe path component (:func:`check_path_name`)."""
+    if "name" not in raw:
+        return check_path_name(path.stem, f"{path}: the name taken from the file name",
+                               f"add e.g. name = \"{safe_name(path.stem)}\" to the file, "
+                               "or rename the file")
+    name = raw["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise StudyError(f"{_where(path, 'name')} must be a non-empty string, got {name!r}; "
+                         f"write e.g. name = \"{safe_name(path.stem)}\"")
+    name = name.strip()
+    return check_path_name(name, f"{_where(path, 'name')} =",
+                           f"write e.g. name = \"{safe_name(name)}\" (choose where results "
+                           "go with [run] output or --out)")
 
 
 def _parse_parameter_map(table: Any, simulate_model: str | None,
@@ -376,7 +542,8 @@ def _parse_posterior(raw: dict, path: Path) -> list:
     return [posterior_design(csv)]
 
 
-def _parse_designs(raw: dict, path: Path) -> list[Design]:
+def _parse_designs(raw: dict, path: Path, limits: dict[str, int] | None = None) -> list[Design]:
+    limits = limits or LIMITS
     designs: list[Design] = []
     if "grid" in raw:
         grid = raw["grid"]
@@ -389,6 +556,9 @@ def _parse_designs(raw: dict, path: Path) -> list[Design]:
             raise StudyError(f"{path}: [grid] lacks {', '.join(sorted(missing))}; "
                              "give all of cell_lines, genes and reps")
         lists = [_int_list(grid[k], path, f"grid.{k}") for k in ("cell_lines", "genes", "reps")]
+        check_limit(math.prod(len(set(v)) for v in lists), limits, "designs",
+                    f"{path}: [grid] = {' x '.join(str(len(set(v))) for v in lists)} designs, "
+                    "which")
         designs += [Design(c, g, r) for c in lists[0] for g in lists[1] for r in lists[2]]
     if "designs" in raw:
         entries = raw["designs"]
@@ -412,6 +582,7 @@ def _parse_designs(raw: dict, path: Path) -> list[Design]:
         raise StudyError(f"{path}: the design grid is empty; add [grid] with cell_lines, genes "
                          "and reps lists, or [[designs]] entries")
     unique = list(dict.fromkeys(designs))
+    check_limit(len(unique), limits, "designs", f"{path}: {len(unique):,} designs, which")
     return unique
 
 
