@@ -468,6 +468,17 @@ def recommendation(diag: dict, sampler=None, names: tuple[str, ...] = (),
         tips.append("raise [sampler] " + ", ".join(more) + "; if the ESS of some parameters "
                     "stays low, reparametrize them (parameters identified only through their "
                     "sum, like two hyper-means, need a single intercept)")
+    failures = str(diag.get("failures") or "")
+    if "worker_died" in failures:
+        tips.append("some fits killed the process running them (worker_died: os.abort, a "
+                    "segfault or out of memory in the model or sampler); fit one such "
+                    "replicate's data in a plain Python session to see the crash, then "
+                    "`sbc run --retry-failed`")
+    if "timeout" in failures:
+        timeout = _setting(sampler, "timeout")
+        tips.append("some fits ran past [sampler] timeout" + (f" ({timeout:g} s)" if timeout
+                                                               else "")
+                    + ": raise it, then `sbc run --retry-failed` refits them with their seeds")
     if diag.get("failed", 0) > 0:
         tips.append("read the errors of the failed fits (replicates.parquet, column error)")
     return "; ".join(tips)

@@ -38,6 +38,23 @@ def _workers(text: str) -> int:
     return value
 
 
+def _tls_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("TLS for a tls:// scheduler (default: Dask's "
+                                      "distributed.comm.tls configuration)")
+    group.add_argument("--tls-ca-file", metavar="PEM", help="CA certificate the scheduler's "
+                       "certificate must be signed by")
+    group.add_argument("--tls-cert", metavar="PEM", help="this client's certificate")
+    group.add_argument("--tls-key", metavar="PEM", help="this client's private key (when not "
+                       "in the certificate file)")
+
+
+def tls_of(args):
+    """The TLS settings given on the command line (sbc.dispatch.TLS)."""
+    from sbc.dispatch import TLS
+
+    return TLS(ca_file=args.tls_ca_file, cert=args.tls_cert, key=args.tls_key)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sbc", description="Simulation-based calibration of Bayesian models and "
@@ -54,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "worker per core by default; 0 runs in this process without Dask")
     run.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. "
                                          "tcp://host:8786 (no local cluster is started)")
+    _tls_arguments(run)
     run.add_argument("--sims", type=_positive, help="simulations per model and design "
                      "(overrides the study file; raising it later extends a stored study)")
     run.add_argument("--retry-failed", action="store_true", help="refit the stored failed "
@@ -79,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--workers", type=_workers, help="local Dask workers (default: one per "
                       "core; 0 runs in this process)")
     plan.add_argument("--scheduler", help="address of a running Dask scheduler")
+    _tls_arguments(plan)
 
     seed = sub.add_parser("fit-seed", help="reproduce the seed notebook's single analysis",
                           description="Simulate the seed's design (10 cell lines x 3 genes x 3 "
@@ -129,7 +148,8 @@ def _cmd_run(args) -> int:
         raise StudyError("--fail-on needs the verdicts, which --no-report skips; drop one of "
                          "the two (or run `sbc report DIR --fail-on ...` afterwards)")
     summary = run_study(study, out, workers=args.workers, scheduler=args.scheduler,
-                        report=not args.no_report, retry_failed=args.retry_failed)
+                        report=not args.no_report, retry_failed=args.retry_failed,
+                        tls=tls_of(args))
     status = _print_verdicts(summary.calibration, args.fail_on)
     print(f"[sbc] {summary.new} new replicates ({summary.failed} failed fits kept as data), "
           f"{summary.already_done} resumed from the store, {summary.seconds:.1f} s; "

@@ -16,9 +16,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 from sbc.errors import SchedulerError
-from sbc.replicate import BatchTask, run_batch
+from sbc.replicate import BatchTask, run_batch, worker_died_record
 from sbc.study import ClusterSpec
 
 RETRIES = 3
@@ -93,61 +94,195 @@ class InProcess:
     """Stands in for a Dask client when ``workers=0``: batches run here, one after another."""
 
 
+# A replicate whose fit kills the process running it (os.abort, a segfault, out of memory) is
+# tried on this many workers, then recorded as failed ("worker_died").  A batch that kills a
+# worker this often is split, and each of its replicates is retried alone, so one crashing
+# replicate never takes innocent batchmates with it.  Applies to clusters this module starts
+# (Dask's ``distributed.scheduler.allowed-failures`` is set to one less); a scheduler given by
+# address keeps its own setting.
+WORKER_DEATHS = 2
+SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+_LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def check_scheduler_address(address: str | None) -> str | None:
+    """``address`` if it is a Dask scheduler address (``scheme://host:port``), else a
+    SchedulerError saying what is expected.  Warns (stderr) when plain TCP leaves this
+    machine: Dask sends pickled tasks and results over it, unencrypted and unauthenticated."""
+    if address is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address) if "://" in address else None
+    if parts is None or parts.scheme not in SCHEMES or (not parts.hostname and parts.scheme != "inproc"):
+        hint = (" (http:// is the dashboard; the scheduler listens on tcp://, port 8786 by "
+                "default)" if address.startswith(("http://", "https://")) else "")
+        raise SchedulerError(f"--scheduler/run.scheduler {address!r} is not a Dask scheduler "
+                             f"address{hint}; give scheme://host:port with scheme one of "
+                             f"{', '.join(SCHEMES)}, e.g. tcp://127.0.0.1:8786")
+    if parts.scheme in ("tcp", "ws") and parts.hostname not in _LOOPBACK:
+        print(f"[sbc] warning: {address} is plain {parts.scheme.upper()} beyond this machine: "
+              "anyone who can reach the scheduler can run code on its workers and read "
+              "results. Use tls:// with certificates (--tls-ca-file, --tls-cert, --tls-key) "
+              "on networks you do not control (README: 'What a scheduler address trusts')",
+              file=sys.stderr)
+    return address
+
+
+@dataclass(frozen=True)
+class TLS:
+    """Certificates for a ``tls://`` scheduler (PEM files); unset fields fall back to Dask's
+    configuration (``distributed.comm.tls.ca-file``, ``.client.cert``, ``.client.key``)."""
+
+    ca_file: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    def security(self):
+        from distributed.security import Security
+
+        for what, path in (("CA file", self.ca_file), ("certificate", self.cert),
+                           ("key", self.key)):
+            if path is not None and not os.path.isfile(path):
+                raise SchedulerError(f"TLS {what} {path} does not exist or is not a file")
+        kwargs = {k: v for k, v in (("tls_ca_file", self.ca_file),
+                                    ("tls_client_cert", self.cert),
+                                    ("tls_client_key", self.key)) if v is not None}
+        sec = Security(require_encryption=True, **kwargs)
+        if not sec.tls_ca_file or not sec.tls_client_cert:
+            raise SchedulerError("a tls:// scheduler needs a CA file and a client certificate: "
+                                 "give --tls-ca-file CA.pem --tls-cert CERT.pem [--tls-key "
+                                 "KEY.pem], or set distributed.comm.tls.ca-file and "
+                                 "distributed.comm.tls.client.cert in Dask's configuration")
+        return sec
+
+
+class _Deaths(logging.Handler):
+    """Remembers the last 'Worker process N was killed by signal S' line of the nannies that
+    this process runs (a LocalCluster's), to say how a crashing replicate died."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.last: str | None = None
+
+    def emit(self, record):
+        text = record.getMessage()
+        if text.startswith("Worker process") and ("signal" in text or "status" in text):
+            signal_no = text.rsplit(" ", 1)[-1]
+            name = ""
+            if "signal" in text and signal_no.isdigit():
+                import signal as _signal
+                with contextlib.suppress(ValueError):
+                    name = f" ({_signal.Signals(int(signal_no)).name})"
+            self.last = text.split(" ", 3)[-1].removeprefix("was ") + name
+
+
+def _ignore_interrupt_plugin():
+    """A worker plugin: workers ignore SIGINT, so Ctrl-C stops only the client (which then
+    closes the cluster) instead of printing every worker's traceback."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoreInterrupt(WorkerPlugin):
+        name = "sbc-ignore-sigint"
+
+        def setup(self, worker):
+            import signal
+            import threading
+
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreInterrupt()
+
+
 @contextlib.contextmanager
 def session(*, workers: int | None, scheduler: str | None,
-            cluster_spec: ClusterSpec | None = None) -> Iterator[object]:
+            cluster_spec: ClusterSpec | None = None, tls: TLS | None = None) -> Iterator[object]:
     """A Dask client (or ``InProcess``) that lives across several ``run_tasks`` calls, so
     workers keep their compiled models between calls (the planner runs many small rounds).
 
-    ``scheduler`` connects to a running scheduler; a SLURM ``cluster_spec`` starts jobs via
-    dask-jobqueue; otherwise a LocalCluster with one single-threaded worker per core is
-    started and closed.  ``workers=0`` without a scheduler runs in this process.
+    ``scheduler`` connects to a running scheduler (``tls://`` with ``tls`` certificates); a
+    SLURM ``cluster_spec`` starts jobs via dask-jobqueue; otherwise a LocalCluster with one
+    single-threaded worker per core is started and closed.  ``workers=0`` without a scheduler
+    runs in this process.  A cluster that cannot start is one SchedulerError line.
     """
     slurm = cluster_spec is not None and cluster_spec.kind == "slurm"
     if workers == 0 and not scheduler and not slurm:
         yield InProcess()
         return
 
+    import dask
     from dask.distributed import Client, LocalCluster
 
+    check_scheduler_address(scheduler)
     cluster = None
-    if scheduler:
+    deaths = _Deaths()
+    nanny_log = logging.getLogger("distributed.nanny")
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            security = tls.security() if scheduler.startswith("tls://") else None
+            try:
+                client = Client(scheduler, timeout="10s", security=security)
+            except (OSError, TimeoutError, ValueError, TypeError) as exc:
+                raise SchedulerError(
+                    f"cannot reach the Dask scheduler at {scheduler} within 10 s "
+                    f"({type(exc).__name__}: {exc}); check the address (e.g. "
+                    "tcp://host:8786), that `dask scheduler` is running, and for tls:// the "
+                    "certificates, or leave --scheduler out to run locally") from exc
+        else:
+            stack.enter_context(dask.config.set(
+                {"distributed.scheduler.allowed-failures": WORKER_DEATHS - 1}))
+            nanny_log.addHandler(deaths)
+            stack.callback(nanny_log.removeHandler, deaths)
+            try:
+                if slurm:
+                    cluster = slurm_cluster(cluster_spec)
+                    cluster.scale(jobs=cluster_spec.jobs)
+                else:
+                    n = workers or default_workers()
+                    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0",
+                                           silence_logs=logging.CRITICAL)
+                client = Client(cluster)
+            except SchedulerError:
+                raise
+            except Exception as exc:
+                if cluster is not None:
+                    with contextlib.suppress(Exception):
+                        cluster.close()
+                raise SchedulerError(
+                    f"the Dask workers could not start ({type(exc).__name__}: {exc}); "
+                    "try fewer workers (--workers), check free memory, or run in this "
+                    "process with --workers 0") from None
+        client.sbc_deaths = deaths
+        with contextlib.suppress(Exception):
+            client.register_plugin(_ignore_interrupt_plugin())
         try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError) as exc:
-            raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler} within 10 s "
-                                 f"({exc}); check the address (e.g. tcp://host:8786) and that "
-                                 "`dask scheduler` is running, or leave --scheduler out to run "
-                                 "locally") from exc
-    elif slurm:
-        cluster = slurm_cluster(cluster_spec)
-        cluster.scale(jobs=cluster_spec.jobs)
-        client = Client(cluster)
-    else:
-        cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
-                               processes=True, dashboard_address=":0",
-                               silence_logs=logging.ERROR)
-        client = Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+            yield client
+        finally:
+            with contextlib.suppress(Exception):
+                client.close()
+            if cluster is not None:
+                with contextlib.suppress(Exception):
+                    cluster.close()
 
 
 def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], None], *,
               workers: int | None = None, scheduler: str | None = None,
               progress: Progress | None = None, cluster_spec: ClusterSpec | None = None,
-              client: object | None = None) -> int:
+              client: object | None = None, tls: TLS | None = None) -> int:
     """Run batches and hand each batch's records to ``on_records`` as it completes.
 
     Pass ``client`` from ``session`` to reuse workers across calls; otherwise a session is
-    opened for this call.  Returns the number of batches that could not be run
-    (infrastructure errors); their replicates are simply missing and a rerun resumes them.
+    opened for this call.  A batch that kills its workers (``KilledWorker``) is split and its
+    replicates retried alone; a replicate that still kills them is recorded as failed
+    ("worker_died", with the signal when this process runs the nannies).  Returns the number
+    of batches that could not be run for other reasons (infrastructure errors); their
+    replicates are simply missing and a rerun resumes them.
     """
     if client is None:
-        with session(workers=workers, scheduler=scheduler, cluster_spec=cluster_spec) as own:
+        with session(workers=workers, scheduler=scheduler, cluster_spec=cluster_spec,
+                     tls=tls) as own:
             return run_tasks(tasks, on_records, progress=progress, client=own)
     if isinstance(client, InProcess):
         for task in tasks:
@@ -158,18 +293,46 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
         return 0
 
     from dask.distributed import as_completed
+    from distributed.scheduler import KilledWorker
 
     lost = 0
-    futures = []
     tag = uuid.uuid4().hex[:8]
+    task_of: dict[str, BatchTask] = {}
+
+    def submit(task: BatchTask, i: int | str):
+        key = f"sbc-{task.model.label}-{task.design.label}-{task.reps[0]}-{tag}-{i}"
+        task_of[key] = task
+        return client.submit(run_batch, task, key=key, pure=False, retries=RETRIES)
+
+    futures = [submit(task, i) for i, task in enumerate(tasks)]
+    pending = as_completed(futures)
     try:
-        for i, task in enumerate(tasks):
-            key = f"sbc-{task.model.label}-{task.design.label}-{task.reps[0]}-{tag}-{i}"
-            futures.append(client.submit(run_batch, task, key=key, pure=False, retries=RETRIES))
-        for future in as_completed(futures):
+        for future in pending:
+            task = task_of[future.key]
             try:
                 records = future.result()
-            except Exception as exc:  # a batch killed its workers repeatedly
+            except KilledWorker:
+                if len(task.reps) > 1:
+                    print(f"[sbc] a worker died while fitting replicates {task.reps[0]}-"
+                          f"{task.reps[-1]} of {task.model.label} {task.design.label}; "
+                          "retrying each alone", file=sys.stderr)
+                    for rep in task.reps:
+                        alone = replace(task, reps=(rep,))
+                        f = submit(alone, f"alone-{rep}")
+                        futures.append(f)
+                        pending.add(f)
+                    continue
+                how = getattr(getattr(client, "sbc_deaths", None), "last", None)
+                reason = (f"worker died: the process fitting this replicate died on "
+                          f"{WORKER_DEATHS} workers" + (f" (last: {how})" if how else "")
+                          + "; e.g. os.abort(), a segmentation fault or running out of "
+                          "memory in the model or sampler. `sbc run --retry-failed` tries it "
+                          "again")
+                print(f"[sbc] {task.model.label} {task.design.label} replicate "
+                      f"{task.reps[0]}: {reason.split(';')[0]}; recorded as failed",
+                      file=sys.stderr)
+                records = [worker_died_record(task, task.reps[0], reason)]
+            except Exception as exc:  # infrastructure: the scheduler lost the task
                 lost += 1
                 print(f"[sbc] a batch could not be run ({type(exc).__name__}: {exc}); "
                       "its replicates are left for the next run", file=sys.stderr)

@@ -7,6 +7,7 @@ replicate by swapping only the response data.  The contract (after R's SBC packa
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -20,34 +21,78 @@ class FitTimeout(RuntimeError):
     """A fit ran past the study's ``sampler.timeout``; the replicate is recorded as failed."""
 
 
-def call_with_timeout(fn, timeout: float | None):
-    """Run ``fn()`` and give up after ``timeout`` seconds.
+def call_stoppable(fn, timeout: float | None):
+    """Run ``fn()``; with a ``timeout`` (seconds), run it in a forked child process that is
+    killed (SIGKILL) when the time is up, so a timed-out fit stops using the CPU.
 
-    Used for backends that cannot be cancelled from outside (PyMC, user ``exact_posterior``
-    code).  The call runs in a daemon thread that is abandoned on timeout: the study goes on,
-    at the cost of a stuck thread until the worker exits.
+    Used for backends that cannot be cancelled from inside (PyMC, user ``exact_posterior``
+    code); nutpie is cancelled through its own sampler handle instead.  A thread could not be
+    stopped, only abandoned: it would keep a core busy until the worker exits.  ``fork`` (not
+    ``spawn``) keeps the compiled model, and costs a few milliseconds per fit.  The child
+    sends the result (or the exception it raised) back pickled over a pipe; it never
+    touches the store.  A child that dies without answering (os.abort, a segfault) becomes a
+    ``FitCrashed`` error of this replicate instead of killing the worker.
     """
     if timeout is None:
         return fn()
-    import threading
+    import pickle
+    import select
+    import signal
+    import warnings
 
-    box: dict = {}
-
-    def target():
+    read_fd, write_fd = os.pipe()
+    with warnings.catch_warnings():  # "process is multi-threaded": the child runs fn only
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 0
         try:
-            box["value"] = fn()
-        except BaseException as exc:  # re-raised in the caller
-            box["error"] = exc
+            os.close(read_fd)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                payload = pickle.dumps((True, fn()))
+            except BaseException as exc:
+                try:
+                    payload = pickle.dumps((False, exc))
+                except Exception:
+                    payload = pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(write_fd, view):]
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    deadline = time.monotonic() + timeout
+    chunks = []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read_fd], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                raise FitTimeout(f"fit did not finish within the per-fit timeout of {timeout:g} "
+                                 "s (sampler.timeout in the study file); it was stopped")
+            chunk = os.read(read_fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        _, status = os.waitpid(pid, 0)
+    if not chunks:
+        how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+               else f"exit status {os.WEXITSTATUS(status)}")
+        raise FitCrashed(f"the process running the fit died ({how}): a crash in the model or "
+                         "sampler code, e.g. os.abort() or a segmentation fault")
+    ok, value = pickle.loads(b"".join(chunks))  # from our own child, never from a file
+    if not ok:
+        raise value
+    return value
 
-    thread = threading.Thread(target=target, daemon=True, name="sbc-fit")
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise FitTimeout(f"fit did not finish within the per-fit timeout of {timeout:g} s "
-                         "(sampler.timeout in the study file)")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+
+class FitCrashed(RuntimeError):
+    """The child process running a stoppable fit died without an answer."""
 
 
 @dataclass
@@ -162,22 +207,23 @@ class PymcBackend:
         self._data.set_value(np.asarray(y, dtype=self._data.dtype))
         start = time.perf_counter()
 
-        def sample():
+        def sample() -> Fit:
             with self.spec.fit_model:
-                return pm.sample(draws=s.draws, tune=s.tune, chains=s.chains, cores=1,
-                                 random_seed=int(seed), target_accept=s.target_accept,
-                                 max_treedepth=s.max_treedepth, nuts_sampler="pymc",
-                                 progressbar=False, compute_convergence_checks=False,
-                                 var_names=list(self.spec.parameters))
-        trace = call_with_timeout(sample, s.timeout)
-        seconds = time.perf_counter() - start
-        post, stats = trace["posterior"], trace["sample_stats"]
-        draws = {name: np.asarray(post[name].values, dtype=float) for name in self.spec.parameters}
-        return Fit(draws=draws, diverging=np.asarray(stats["diverging"].values, dtype=bool),
-                   treedepth_hits=int(np.asarray(stats["reached_max_treedepth"].values).sum())
-                   if "reached_max_treedepth" in stats else 0,
-                   step_size=float(np.asarray(stats["step_size"].values).mean()),
-                   seconds=seconds)
+                trace = pm.sample(draws=s.draws, tune=s.tune, chains=s.chains, cores=1,
+                                  random_seed=int(seed), target_accept=s.target_accept,
+                                  max_treedepth=s.max_treedepth, nuts_sampler="pymc",
+                                  progressbar=False, compute_convergence_checks=False,
+                                  var_names=list(self.spec.parameters))
+            post, stats = trace["posterior"], trace["sample_stats"]
+            draws = {name: np.asarray(post[name].values, dtype=float)
+                     for name in self.spec.parameters}
+            return Fit(draws=draws, diverging=np.asarray(stats["diverging"].values, dtype=bool),
+                       treedepth_hits=int(np.asarray(stats["reached_max_treedepth"].values).sum())
+                       if "reached_max_treedepth" in stats else 0,
+                       step_size=float(np.asarray(stats["step_size"].values).mean()))
+        fit = call_stoppable(sample, s.timeout)
+        fit.seconds = time.perf_counter() - start
+        return fit
 
 
 class ExactBackend:
@@ -201,7 +247,7 @@ class ExactBackend:
         start = time.perf_counter()
         rng = np.random.default_rng(seed)
         n = self.settings.draws * self.settings.chains
-        raw = call_with_timeout(lambda: self._posterior(self.data, np.asarray(y), n, rng),
+        raw = call_stoppable(lambda: self._posterior(self.data, np.asarray(y), n, rng),
                                 self.settings.timeout)
         draws = {name: np.asarray(raw[name], dtype=float).reshape(
             (self.settings.chains, self.settings.draws) + np.shape(raw[name])[1:])

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from sbc.dispatch import Progress, auto_batch_size, default_workers, run_tasks
+from sbc.dispatch import TLS, Progress, auto_batch_size, check_scheduler_address, default_workers, run_tasks
 from sbc.errors import ModelError
 from sbc.fit import check_backend
 from sbc.replicate import BatchTask
@@ -169,24 +169,31 @@ def _where_run(scheduler: str | None, n_workers: int) -> str:
 
 def run_study(study: Study, out: str | Path, *, workers: int | None = None,
               scheduler: str | None = None, report: bool = True,
-              progress_stream=None, retry_failed: bool = False) -> RunSummary:
-    """Run (or resume) ``study`` into ``out`` and write its tables and report."""
+              progress_stream=None, retry_failed: bool = False,
+              tls: TLS | None = None) -> RunSummary:
+    """Run (or resume) ``study`` into ``out`` and write its tables and report.
+
+    ``tls``: certificates for a ``tls://`` scheduler.  Everything that can be checked
+    without running (models, scheduler address, certificates) is checked before the store is
+    created or touched."""
     start = time.monotonic()
+    scheduler = check_scheduler_address(scheduler or study.scheduler)
+    if scheduler and scheduler.startswith("tls://"):
+        (tls or TLS()).security()  # refuses missing certificates now, not after the store
     models, sim = resolve_models(study)
     manifest = manifest_for(study, models, sim)
     check_models_build(study, models, sim)  # before the store is touched or created
     store = Store.open_for_run(out, manifest)
     with store.exclusive():
         return _run_locked(study, store, models, sim, workers, scheduler, report,
-                           progress_stream, start, retry_failed)
+                           progress_stream, start, retry_failed, tls)
 
 
 def _run_locked(study, store, models, sim, workers, scheduler, report, progress_stream,
-                start, retry_failed=False) -> RunSummary:
+                start, retry_failed=False, tls=None) -> RunSummary:
     done = store.done(quarantine=True, retry_failed=retry_failed)
     if workers is None:
         workers = study.workers if study.workers is not None else default_workers()
-    scheduler = scheduler or study.scheduler
     n_workers = workers
     cores = default_workers()
     if not scheduler and study.cluster is None and n_workers > cores:
@@ -212,7 +219,7 @@ def _run_locked(study, store, models, sim, workers, scheduler, report, progress_
     if tasks:
         try:
             lost = run_tasks(tasks, write, workers=n_workers, scheduler=scheduler,
-                             progress=progress, cluster_spec=study.cluster)
+                             progress=progress, cluster_spec=study.cluster, tls=tls)
         finally:
             progress.close()
     calibration = None

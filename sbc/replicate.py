@@ -34,9 +34,11 @@ QUANTILES = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
 # ("prepare"), the simulated data were not finite ("simulation"), the sampler returned
 # non-finite draws ("nonfinite") or did not move ("degenerate"), truths and draws of a
 # parameter differ in shape ("shape_mismatch"), the fit ran past sampler.timeout
-# ("timeout"), anything else raised ("exception").  None for ok records (and old records).
+# ("timeout"), the process fitting it died, again and again ("worker_died": os.abort, a
+# segfault, out of memory), anything else raised ("exception").  None for ok records (and
+# old records).
 FAILURE_CODES = ("prepare", "simulation", "nonfinite", "degenerate", "shape_mismatch",
-                 "timeout", "exception")
+                 "timeout", "worker_died", "exception")
 # A ranked scalar whose posterior sd is at most this times max(1, |posterior mean|) has not
 # been explored: the sampler sat at one point (e.g. ESS 0, sd ~1e-14).
 DEGENERATE_SD = 1e-10
@@ -235,6 +237,11 @@ def _base_record(task: BatchTask, rep: int) -> dict:
             "rep": int(rep), "seed_entropy": int(seed.entropy), "seed_key": list(seed.spawn_key)}
 
 
+def worker_died_record(task: BatchTask, rep: int, reason: str) -> dict:
+    """The record of a replicate whose fit killed the process running it, every time."""
+    return _failed_record(task, rep, reason, float("nan"), "worker_died")
+
+
 def _failed_record(task: BatchTask, rep: int, error: str, wall: float,
                    failure: str = "exception") -> dict:
     return {**_base_record(task, rep), "status": "failed", "failure": failure,
@@ -248,12 +255,13 @@ def run_replicate(prepared: Prepared, task: BatchTask, rep: int) -> dict:
     except ReplicateFailure as exc:
         return _failed_record(task, rep, str(exc), time.perf_counter() - start, exc.code)
     except Exception as exc:
-        from sbc.fit import FitTimeout
+        from sbc.fit import FitCrashed, FitTimeout
 
         text = "".join(traceback.format_exception(exc)[-3:])
+        code = ("timeout" if isinstance(exc, FitTimeout)
+                else "worker_died" if isinstance(exc, FitCrashed) else "exception")
         return _failed_record(task, rep, f"{type(exc).__name__}: {exc}\n{text}",
-                              time.perf_counter() - start,
-                              "timeout" if isinstance(exc, FitTimeout) else "exception")
+                              time.perf_counter() - start, code)
 
 
 def degenerate_reason(flat: np.ndarray, diag: dict, truth: np.ndarray,

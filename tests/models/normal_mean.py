@@ -5,7 +5,11 @@
 ``exact_posterior`` returns exact posterior draws (sampler "exact"), so the framework can be
 tested without MCMC.  Setting the environment variable SBC_TEST_FAULT makes the backend
 misbehave on purpose for fault tests: "raise", "nan" or "hang" on about every third
-replicate's data; "slow" makes every fit take 50 ms (to interrupt a run mid-study).
+replicate's data ("spin" busy-loops there forever); "slow" makes every fit take 50 ms (to
+interrupt a run mid-study).
+"abort", "exit" and "segfault" kill the fitting process on those replicates (``os.abort()``,
+``os._exit(3)``, a real segmentation fault); "abort-once" does so only on the first attempt
+at a replicate, remembered as a file in the directory SBC_TEST_FAULT_DIR (a transient crash).
 """
 
 import os
@@ -26,6 +30,15 @@ def build(data):
     return model
 
 
+def _die(how):
+    if how == "abort":
+        os.abort()
+    if how == "exit":
+        os._exit(3)
+    import ctypes
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+
 def exact_posterior(data, y, n_draws, rng):
     gene = data["gene"].cat.codes.to_numpy()
     n_genes = len(data["gene"].cat.categories)
@@ -39,6 +52,16 @@ def exact_posterior(data, y, n_draws, rng):
             return {"mu": np.full((n_draws, n_genes), np.nan)}
         if fault == "hang":
             time.sleep(3600)
+        if fault == "spin":  # a stuck computation that keeps a core busy
+            while True:
+                pass
+        if fault in ("abort", "exit", "segfault"):
+            _die(fault)
+    if fault == "abort-once" and int(abs(y[0]) * 1e6) % 2 == 0:
+        marker = os.path.join(os.environ["SBC_TEST_FAULT_DIR"], f"{abs(y[0]):.12f}")
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            _die("abort")
     counts = np.bincount(gene, minlength=n_genes)
     sums = np.bincount(gene, weights=y, minlength=n_genes)
     precision = 1 / PRIOR_SD**2 + counts / NOISE_SD**2
