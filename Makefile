@@ -1,9 +1,10 @@
 # Two commands on a fresh clone:  make study   and   make test
-.PHONY: study test test-all bench report-check clean-venv
+.PHONY: study test test-all bench bench-quick report-check clean-venv
 
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 # Python 3.12 or newer, found on PATH (pyenv installs are also looked at).
 CANDIDATES := python3.14 python3.13 python3.12 python3 python $(wildcard $(HOME)/.pyenv/versions/3.1[2-9]*/bin/python3) $(wildcard /root/.pyenv/versions/3.1[2-9]*/bin/python3)
 FIND_PYTHON := for p in $(CANDIDATES); do if $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then command -v $$p || echo $$p; break; fi; done
@@ -29,8 +30,15 @@ test-all: $(STAMP)
 report-check: $(STAMP)
 	$(PY) tools/check_report.py reports/crispr_seed/report.html --screenshot reports/crispr_seed/report.png
 
-bench: $(STAMP)
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py
+
+bench-quick: $(BENCH_STAMP)
+	$(PY) benchmarks/run.py --quick --out $${OUT:-/tmp/sbc-bench-quick}
 
 clean-venv:
 	rm -rf $(VENV)

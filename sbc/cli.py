@@ -158,6 +158,13 @@ def _cmd_run(args) -> int:
         print(f"[sbc] {summary.lost_batches} batches could not run; run the same command to "
               "resume them", file=sys.stderr)
         return 1
+    if summary.new and summary.failed == summary.new:
+        print(f"[sbc] error: all {summary.new} fits of this run failed, so nothing was "
+              "learned; the reasons:\n" + "\n".join(f"[sbc]   {line}"
+                                                    for line in summary.failure_lines())
+              + "\n[sbc] fix the cause, then `sbc run --retry-failed` refits them with "
+              "their own seeds", file=sys.stderr)
+        return 1
     return status
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -28,6 +28,16 @@ class RunSummary:
     lost_batches: int
     seconds: float
     calibration: object = None  # sbc.calibration.Calibration of the whole store, if judged
+    # failed fits of this run by failure code: (count, the first one's error)
+    failures: dict = field(default_factory=dict)
+
+    def failure_lines(self) -> list[str]:
+        """The failures of this run, grouped by reason, with one error text each."""
+        lines = []
+        for code, (n, error) in sorted(self.failures.items(), key=lambda kv: -kv[1][0]):
+            first = error.strip().splitlines()[0] if error.strip() else "no message"
+            lines.append(f"{n} x {code}: {first[:300]}")
+        return lines
 
 
 def resolve_models(study: Study) -> tuple[list[ModelRef], ModelRef | None]:
@@ -53,10 +63,35 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def manifest_for(study: Study, models: list[ModelRef], sim: ModelRef | None) -> dict:
+def _sources(models: list[ModelRef], sim: ModelRef | None) -> dict[str, str]:
     sources = {m.label: m.source for m in models}
     if sim:
         sources[f"simulate:{sim.label}"] = sim.source
+    return sources
+
+
+def _accept_legacy_fingerprint(manifest: dict, out: Path, study: Study,
+                               models: list[ModelRef], sim: ModelRef | None) -> None:
+    """Stores written when the per-fit timeout was part of the fingerprint: when the store's
+    fingerprint is this study's with the store's own timeout, it is the same study; the run
+    goes on under the store's fingerprint (its study.json is left as it is)."""
+    import json
+    from dataclasses import replace
+
+    try:
+        old = json.loads((out / "study.json").read_text())
+        old_fp, old_timeout = old["fingerprint"], old["study"]["sampler"]["timeout"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no store, or a damaged one: the store says so when it opens
+    if old_fp == manifest["fingerprint"] or old_timeout is None:
+        return
+    legacy = replace(study, sampler=replace(study.sampler, timeout=old_timeout))
+    if legacy.fingerprint(_sources(models, sim), legacy_timeout=True) == old_fp:
+        manifest["fingerprint"] = old_fp
+
+
+def manifest_for(study: Study, models: list[ModelRef], sim: ModelRef | None) -> dict:
+    sources = _sources(models, sim)
     return {
         "fingerprint": study.fingerprint(sources),
         "study": study.to_dict(),
@@ -182,6 +217,7 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
         (tls or TLS()).security()  # refuses missing certificates now, not after the store
     models, sim = resolve_models(study)
     manifest = manifest_for(study, models, sim)
+    _accept_legacy_fingerprint(manifest, Path(out), study, models, sim)
     check_models_build(study, models, sim)  # before the store is touched or created
     store = Store.open_for_run(out, manifest)
     with store.exclusive():
@@ -211,9 +247,15 @@ def _run_locked(study, store, models, sim, workers, scheduler, report, progress_
               f"{len(tasks)} tasks on {_where_run(scheduler, n_workers)}",
               file=stream)
 
+    failures: dict[str, list] = {}  # failure code -> [count, first error]
+
     def write(records):
         for record in records:
             store.write_record(record)
+            if record["status"] != "ok":
+                entry = failures.setdefault(record.get("failure") or "exception",
+                                            [0, str(record.get("error") or "")])
+                entry[0] += 1
 
     lost = 0
     if tasks:
@@ -230,4 +272,5 @@ def _run_locked(study, store, models, sim, workers, scheduler, report, progress_
         store.write_tables()
     return RunSummary(out=store.root, total=total, already_done=already, new=progress.new,
                       failed=progress.failed, lost_batches=lost, seconds=time.monotonic() - start,
-                      calibration=calibration)
+                      calibration=calibration,
+                      failures={k: (n, e) for k, (n, e) in failures.items()})

@@ -1073,13 +1073,16 @@ class PlanResult:
 
 
 def run_plan(plan: Plan, out: str | Path, *, workers: int | None = None,
-             scheduler: str | None = None, stream=None) -> PlanResult:
-    """Run (or resume) a plan into ``out``; writes plan.csv, plan.json and report.html."""
-    from sbc.dispatch import default_workers
+             scheduler: str | None = None, stream=None, tls=None) -> PlanResult:
+    """Run (or resume) a plan into ``out``; writes plan.csv, plan.json and report.html.
+    ``tls``: certificates (sbc.dispatch.TLS) for a ``tls://`` scheduler."""
+    from sbc.dispatch import TLS, check_scheduler_address, default_workers
 
     workers = workers if workers is not None else (plan.workers if plan.workers is not None
                                                    else default_workers())
-    scheduler = scheduler or plan.scheduler
+    scheduler = check_scheduler_address(scheduler or plan.scheduler)
+    if scheduler and scheduler.startswith("tls://"):
+        (tls or TLS()).security()  # missing certificates: refused before the store opens
     planner = Planner(plan, Path(out), workers, scheduler, stream)
     planner.open()
     planner.log(f"{plan.name}: {len(planner.results)} candidate designs, "
@@ -1087,7 +1090,7 @@ def run_plan(plan: Plan, out: str | Path, *, workers: int | None = None,
                 f"{'scheduler ' + scheduler if scheduler else f'{workers} worker(s)'}")
     from sbc.dispatch import session
 
-    with session(workers=workers, scheduler=scheduler) as client:
+    with session(workers=workers, scheduler=scheduler, tls=tls) as client:
         recommended = planner.search(client)
     table = result_table(list(planner.results.values()))
     separate = planner.design_ref is not None
@@ -1128,7 +1131,10 @@ def cli_plan(args) -> int:
     """``sbc plan PLAN [--out DIR] [--workers N] [--scheduler ADDR]``."""
     plan = load_plan(args.plan)
     out = Path(args.out or plan.output or Path("reports") / plan.name)
-    result = run_plan(plan, out, workers=args.workers, scheduler=args.scheduler)
+    from sbc.cli import tls_of
+
+    result = run_plan(plan, out, workers=args.workers, scheduler=args.scheduler,
+                      tls=tls_of(args))
     r = result.recommended
     if r is None:
         print(f"[sbc plan] no design meets the target with the stated confidence; see "

@@ -104,10 +104,16 @@ class SamplerSettings:
             out = replace(out, draws=2 * self.draws)
         return out
 
-    def fingerprint_dict(self) -> dict[str, Any]:
+    def fingerprint_dict(self, legacy_timeout: bool = False) -> dict[str, Any]:
         """What changes results; fields added later are left out at their old default, so
-        stores written before they existed keep their fingerprint."""
+        stores written before they existed keep their fingerprint.  ``timeout`` is a
+        run-time limit, not a property of results (a fit that finishes gives the same draws
+        under any limit), so it is fixed at None: raising it and `sbc run --retry-failed` repairs
+        timed-out replicates in place.  ``legacy_timeout``: the form stores written before
+        that used, which included it."""
         out = asdict(self)
+        if not legacy_timeout:
+            out["timeout"] = None  # as stores without a timeout always had it
         for key, old in _LEGACY_SAMPLER.items():
             if out.get(key) == old:
                 out.pop(key)
@@ -160,16 +166,18 @@ class Study:
     # parameters not listed pair by name
     parameter_map: tuple[tuple[str, str], ...] = ()
 
-    def fingerprint(self, model_sources: dict[str, str]) -> str:
+    def fingerprint(self, model_sources: dict[str, str], legacy_timeout: bool = False) -> str:
         """Hash of everything that changes results (not the number of simulations,
-        output, workers or scheduler: those may change between resumes)."""
+        output, workers, scheduler or the per-fit timeout: those may change between
+        resumes).  ``legacy_timeout``: the fingerprint as stores written when the timeout
+        was part of it have it (see ``SamplerSettings.fingerprint_dict``)."""
         payload = {
             "models": list(self.models),
             "simulate_model": self.simulate_model,
             "designs": [d.label for d in self.designs],
             "observed_data": [d.digest for d in self.designs if hasattr(d, "digest")],
             "seed": self.seed,
-            "sampler": self.sampler.fingerprint_dict(),
+            "sampler": self.sampler.fingerprint_dict(legacy_timeout),
             "thin": self.thin,
             "model_sources": {k: hashlib.sha256(v.encode()).hexdigest()
                               for k, v in sorted(model_sources.items())},

@@ -199,5 +199,58 @@ def test_many_local_workers_are_capped_at_the_core_count(exact_study, tmp_path):
     assert f"on {cores} local Dask worker(s)" in proc.stderr
 
 
+def test_raising_the_timeout_and_retry_failed_repair_a_study_in_place(exact_study, tmp_path,
+                                                                     monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setenv("SBC_TEST_FAULT", "hang")
+    first = run_study(load_study(exact_study(sims=6, extra="timeout = 0.3")), out, workers=0,
+                      report=False)
+    assert first.failed > 0
+    monkeypatch.delenv("SBC_TEST_FAULT")
+    # the same study with another timeout is the same study: resumed, not refused
+    fixed = load_study(exact_study(sims=6, extra="timeout = 60"))
+    repaired = run_study(fixed, out, workers=0, report=False, retry_failed=True)
+    assert repaired.new == first.failed and repaired.failed == 0
+    reference = tmp_path / "reference"
+    run_study(load_study(exact_study(sims=6)), reference, workers=0, report=False)
+    pd.testing.assert_frame_equal(ranks_of(out), ranks_of(reference))
+
+
+def test_stores_whose_fingerprint_held_the_timeout_still_resume(exact_study, tmp_path):
+    import json
+
+    from sbc.pipeline import _sources, resolve_models
+
+    study = load_study(exact_study(sims=4, extra="timeout = 120"))
+    out = tmp_path / "out"
+    run_study(study, out, workers=0, report=False)
+    manifest = json.loads((out / "study.json").read_text())
+    legacy = study.fingerprint(_sources(*resolve_models(study)), legacy_timeout=True)
+    assert legacy != manifest["fingerprint"]
+    manifest["fingerprint"] = legacy  # as such a store has it
+    (out / "study.json").write_text(json.dumps(manifest))
+    again = run_study(load_study(exact_study(sims=6, extra="timeout = 120")), out, workers=0,
+                      report=False)
+    assert again.already_done == 8 and again.new == 4
+
+
+def test_a_run_whose_fits_all_fail_exits_non_zero_with_the_reasons(exact_study, tmp_path,
+                                                                   capsys, monkeypatch):
+    from sbc.cli import main
+
+    broken = tmp_path / "broken.py"
+    broken.write_text((ROOT / "tests/models/normal_mean.py").read_text().replace(
+        "    counts = np.bincount(", "    raise ValueError('every fit fails here')\n"
+        "    counts = np.bincount("))
+    path = exact_study(sims=3)
+    path.write_text(path.read_text().replace(str(ROOT / "tests/models/normal_mean.py"),
+                                             str(broken)))
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--workers", "0",
+                 "--no-report"]) == 1
+    err = capsys.readouterr().err
+    assert "all 6 fits of this run failed" in err
+    assert "6 x exception: ValueError: every fit fails here" in err
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
