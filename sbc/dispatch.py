@@ -299,10 +299,18 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
     tag = uuid.uuid4().hex[:8]
     task_of: dict[str, BatchTask] = {}
 
+    shipped: dict[int, object] = {}  # id(design) -> its future on the cluster
+
     def submit(task: BatchTask, i: int | str):
         key = f"sbc-{task.model.label}-{task.design.label}-{task.reps[0]}-{tag}-{i}"
         task_of[key] = task
-        return client.submit(run_batch, task, key=key, pure=False, retries=RETRIES)
+        if _data_size(task.design) < SCATTER_BYTES:
+            return client.submit(run_batch, task, key=key, pure=False, retries=RETRIES)
+        # large observed data (posterior SBC): sent to the cluster once, not with every task
+        if id(task.design) not in shipped:
+            shipped[id(task.design)] = client.scatter(task.design, broadcast=True, hash=False)
+        return client.submit(_run_with_design, replace(task, design=None),
+                             shipped[id(task.design)], key=key, pure=False, retries=RETRIES)
 
     futures = [submit(task, i) for i, task in enumerate(tasks)]
     pending = as_completed(futures)
@@ -345,6 +353,18 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
         for f in futures:
             f.cancel()
     return lost
+
+
+# Designs that carry data (posterior SBC's observed CSV) above this size are scattered once.
+SCATTER_BYTES = 1_000_000
+
+
+def _data_size(design) -> int:
+    return len(getattr(design, "csv_text", ""))
+
+
+def _run_with_design(task: BatchTask, design) -> list[dict]:
+    return run_batch(replace(task, design=design))
 
 
 def _tick(progress: Progress, records: list[dict]) -> None:

@@ -63,3 +63,27 @@ def test_observed_data_are_validated(observed):
     (observed / "observed.csv").write_text("gene,logfc\ng0,1.0\n")
     with pytest.raises(StudyError, match="lacks column"):
         load_study(observed / "study.toml")
+
+
+def test_large_observed_data_are_sent_to_the_workers_once(observed, monkeypatch):
+    """Observed data above SCATTER_BYTES are scattered once (here: every size), and the
+    results equal an in-process run's."""
+    import sbc.dispatch
+
+    study = load_study(observed / "study.toml")
+    small = study.__class__(**{**study.__dict__, "simulations": 12})
+    run_study(small, observed / "local", workers=0, report=False)
+    submitted = []
+    monkeypatch.setattr(sbc.dispatch, "SCATTER_BYTES", 0)
+    real_submit = __import__("distributed").Client.submit
+
+    def spy(self, fn, *args, **kwargs):
+        submitted.append((fn.__name__, args[0].design))
+        return real_submit(self, fn, *args, **kwargs)
+    monkeypatch.setattr("distributed.Client.submit", spy)
+    run_study(small, observed / "dask", workers=2, report=False)
+    assert submitted and all(name == "_run_with_design" and design is None
+                             for name, design in submitted)
+    _, local = Store(observed / "local").tables()
+    _, dask = Store(observed / "dask").tables()
+    pd.testing.assert_frame_equal(local, dask)
