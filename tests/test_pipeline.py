@@ -7,6 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -41,6 +42,24 @@ def test_small_study_end_to_end_through_cli(exact_study, tmp_path):
     import xarray as xr
     tree = xr.open_datatree(out / "ranks.nc", engine="h5netcdf")
     assert tree["normal_mean/4x3x2/prior_sbc"]["mu"].dims == ("chain", "draw", "mu_dim_0")
+    # ... and holds the values of the Parquet table: integer ranks, and the fractional
+    # ranks the engine tests (sbc.stats.table_fractional_ranks)
+    from sbc.stats import table_fractional_ranks
+    params = params.assign(u=table_fractional_ranks(params))
+    for design in ("4x3x2", "6x2x2"):
+        node = tree[f"normal_mean/{design}"]
+        block = params[params.design == design]
+        for name in ("mu[0]", "mu[1]", "loglik"):
+            rows = block[block.name == name].sort_values("rep")
+            group, element = (name[:2], name[3:-1]) if name.startswith("mu") else (name, None)
+            frac, raw = node["prior_sbc"][group], node["sbc_ranks"][group]
+            if element is not None:
+                frac, raw = frac.sel(mu_dim_0=element), raw.sel(mu_dim_0=element)
+            assert raw.sel(chain=0, draw=rows.rep.to_numpy()).values.tolist() == \
+                rows["rank"].tolist(), (design, name)
+            np.testing.assert_array_equal(frac.sel(chain=0, draw=rows.rep.to_numpy()).values,
+                                          rows["u"].to_numpy())
+        assert (node["sbc_ranks"]["n_ranked"].values == 99).all()
     # A second run of the same command finds everything stored and refits nothing.
     again = subprocess.run(sbc_cmd("run", exact_study(sims=12), "--out", out, "--workers", "0"),
                            capture_output=True, text=True, env=ENV, timeout=300)
@@ -82,7 +101,28 @@ batch_size = 2
     study = load_study(path)
     run_study(study, tmp_path / "one", workers=1, report=False)
     run_study(study, tmp_path / "two", workers=2, report=False)
-    pd.testing.assert_frame_equal(ranks_of(tmp_path / "one"), ranks_of(tmp_path / "two"))
+    for out in ("one", "two"):  # two empty frames would compare equal: every fit must be here
+        reps, _ = Store(tmp_path / out).tables()
+        assert len(reps) == 6 and (reps["status"] == "ok").all(), reps[["rep", "error"]]
+    one = ranks_of(tmp_path / "one")
+    assert len(one) == 6 * one.name.nunique() and one.name.nunique() >= 8
+    pd.testing.assert_frame_equal(one, ranks_of(tmp_path / "two"))
+
+
+def test_seeds_do_not_depend_on_the_other_designs_of_the_study(exact_study, tmp_path):
+    """A design run alone gives the same truths and ranks as inside a larger study (and the
+    order of designs in the file does not matter)."""
+    both = load_study(exact_study(sims=6))
+    alone = both.__class__(**{**both.__dict__, "designs": both.designs[1:]})
+    swapped = both.__class__(**{**both.__dict__, "designs": both.designs[::-1]})
+    for name, study in (("both", both), ("alone", alone), ("swapped", swapped)):
+        run_study(study, tmp_path / name, workers=0, report=False)
+    label = both.designs[1].label
+    inside = ranks_of(tmp_path / "both")
+    inside = inside[inside.design == label].reset_index(drop=True)
+    assert len(inside) > 0
+    pd.testing.assert_frame_equal(inside, ranks_of(tmp_path / "alone"))
+    pd.testing.assert_frame_equal(ranks_of(tmp_path / "both"), ranks_of(tmp_path / "swapped"))
 
 
 def test_more_simulations_extend_a_study_without_changing_stored_ones(exact_study, tmp_path):

@@ -189,16 +189,6 @@ def test_workers_that_cannot_start_give_one_clear_line(monkeypatch):
             pass
 
 
-def test_many_local_workers_are_capped_at_the_core_count(exact_study, tmp_path):
-    proc = subprocess.run(sbc_cmd("run", exact_study(sims=2), "--out", tmp_path / "o",
-                                  "--workers", "100", "--no-report"),
-                          capture_output=True, text=True, env=ENV, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    cores = len(os.sched_getaffinity(0))
-    assert f"100 local workers asked for, but this machine has {cores} cores" in proc.stderr
-    assert f"on {cores} local Dask worker(s)" in proc.stderr
-
-
 def test_raising_the_timeout_and_retry_failed_repair_a_study_in_place(exact_study, tmp_path,
                                                                      monkeypatch):
     out = tmp_path / "out"
