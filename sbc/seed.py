@@ -30,19 +30,25 @@ def seed_data(n_cell_lines: int = 10, n_genes: int = 3, n_reps: int = 3) -> tupl
     return data, truth
 
 
-def fit_seed(model: str = "crispr_seed", draws: int = 2000, tune: int = 1000, chains: int = 4) -> str:
-    """Fit the seed's data and return a text table of posterior summaries beside the truth."""
+def seed_posterior(model: str = "crispr_seed", draws: int = 2000, tune: int = 1000,
+                   chains: int = 4):
+    """nutpie's posterior (a DataTree) of the seed's data under ``model``, seeded with 103."""
     import nutpie
-    from arviz_stats import summary
 
     from sbc.spec import build_pymc_model, resolve_model
 
-    data, truth = seed_data()
-    ref = resolve_model(model)
-    pm_model = build_pymc_model(ref, data)
-    compiled = nutpie.compile_pymc_model(pm_model)
-    trace = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=1, seed=SEED,
-                          progress_bar=False)
+    data, _ = seed_data()
+    compiled = nutpie.compile_pymc_model(build_pymc_model(resolve_model(model), data))
+    return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=1, seed=SEED,
+                         progress_bar=False)
+
+
+def fit_seed(model: str = "crispr_seed", draws: int = 2000, tune: int = 1000, chains: int = 4) -> str:
+    """Fit the seed's data and return a text table of posterior summaries beside the truth."""
+    from arviz_stats import summary
+
+    _, truth = seed_data()
+    trace = seed_posterior(model, draws, tune, chains)
     if model == "crispr_seed":
         names = ["mu_alpha", "sigma_alpha", "mu_beta", "sigma_beta", "sigma", "alpha_g", "beta_c"]
         real = {**truth}
