@@ -8,36 +8,85 @@
                                           posterior_sbc for posterior SBC)
     OUT/report.html, summary.csv, summary.md
 
-Each replicate file is written atomically (temporary file, fsync, rename), so killing the
-process at any moment loses at most the replicates in flight.  Only data formats are used
-(JSON, Parquet, NetCDF); nothing stored is ever unpickled.
+Every file is written atomically (a fresh temporary file from ``tempfile.mkstemp`` in the same
+directory, created with O_EXCL so nothing planted there is followed, then fsync and rename), so
+killing the process at any moment loses at most the replicates in flight.  Only data formats
+are used (JSON, Parquet, NetCDF); nothing stored is ever unpickled.
+
+The store trusts no file it reads:
+
+- study.json is checked field by field (:func:`check_manifest`); a damaged one is a
+  ``StoreError`` naming the file and the field, never a KeyError further on.
+- Every record is checked against one schema (:func:`record_problem`) and must be this
+  study's own (model and design of the study, path = its model/design/replicate, the seed
+  the study derives for it, the study's fingerprint) and, when it carries one (records
+  written since digests exist), match the SHA-256 of its bytes written as its last field
+  (:func:`record_bytes`), so a file changed by even one byte shows.  A file that fails is
+  named on stderr in one line with its reason and never counted; a resumed run renames it
+  aside (``NAME.corrupt-TIME``: unreadable, not JSON, or changed since written;
+  ``NAME.invalid-TIME``: not a regular file, e.g. a symbolic link, or not a record;
+  ``NAME.foreign-TIME``: another study's or another replicate's record) and refits the
+  replicate.  What is written is checked the same way first (:meth:`Store.write_record`).
+- Nothing is read or written through a symbolic link: a store whose own files or
+  directories (OWN_FILES, replicates/ and its model/design directories) are links is
+  refused; a record file that is a link is set aside unread.
+- A run holds an flock on the store directory itself (:meth:`Store.exclusive`), and probes
+  that it can write there before fitting anything.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import io
 import json
 import math
 import os
+import stat
+import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from sbc.errors import StoreError, StudyMismatchError
-from sbc.replicate import RECORD_SCHEMA
+from sbc.replicate import FAILURE_CODES, RECORD_SCHEMA
 
 STUDY_FILE = "study.json"
+REPLICATES = "replicates"
+# Files the store (and `sbc plan`, through Store.write_text) keeps at its top level: none may
+# be a symbolic link, and the temporary files of their atomic writes are `.NAME.*.tmp`.
+OWN_FILES = (STUDY_FILE, "replicates.parquet", "parameters.parquet", "ranks.nc", "report.html",
+             "summary.csv", "summary.md", "plan.csv", "plan.json", "pilot_posterior.json",
+             "design_prior.py")
+PROBE = ".sbc-write-probe"  # prefix of the file that tests whether a directory is writable
+MAX_RECORD_BYTES = 256 * 2**20  # far above any real record (a few kB per ranked scalar)
+MAX_STUDY_BYTES = 16 * 2**20
+MAX_INT = 2**53  # counts and replicate numbers beyond this are not real (nor exact as floats)
+# Columns of the parameters table that come from the record itself, not from "parameters".
+RESERVED_COLUMNS = ("model", "design", "rep", "kind", "n_ranked")
+# Fields of a record (either status), checked when present: numbers (finite) or null,
+# counts (integers >= 0) or null, flags (true/false) or null, text or null.
+NUMBER_FIELDS = ("wall_seconds", "sampler_seconds", "ess_bulk_min", "ess_tail_min", "rhat_max")
+COUNT_FIELDS = ("n_draws", "thin", "n_divergent", "n_treedepth")
+FLAG_FIELDS = ("flag_divergent", "flag_low_ess", "flag_rhat", "rescued")
+TEXT_FIELDS = ("error", "quantities_skipped", "stage", "fingerprint", "digest")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-REQUIRED_KEYS = {"schema", "model", "design", "rep", "status"}
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that readers see the old file or the whole new one."""
+    """Write ``payload`` to ``path`` so that readers see the old file or the whole new one.
+
+    The temporary file is a fresh name from ``tempfile.mkstemp`` in the same directory
+    (created with O_EXCL: a file or link planted under a predictable name is never opened),
+    and ``os.replace`` swaps it in (a link at ``path`` is replaced, never followed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -65,24 +114,467 @@ def _json_default(value):
     raise TypeError(f"cannot store {type(value).__name__} in a record")
 
 
-def _dumps(obj) -> bytes:
+def _clean(v):
     # NaN is stored as null so the files are strict JSON.
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    return v
+
+
+def _dumps(obj) -> bytes:
+    return json.dumps(_clean(obj), default=_json_default, allow_nan=False).encode()
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not strict JSON")
+
+
+def _loads(data: bytes):
+    """Strict JSON (no NaN/Infinity, which the store never writes)."""
+    return json.loads(data, parse_constant=_reject_constant)
+
+
+def record_bytes(record: dict) -> bytes:
+    """A record as the store writes it: its JSON (NaN as null, any ``digest`` field dropped)
+    with ``"digest"``, the SHA-256 of every byte before it, appended as the last field.  A
+    file changed after it was written, by even one byte, no longer matches
+    (:func:`_digest_problem`); hashing the bytes costs far less than reading the JSON."""
+    content = _dumps({k: v for k, v in record.items() if k != "digest"})[:-1]  # without "}"
+    digest = hashlib.sha256(content).hexdigest()
+    return content + (b", " if content != b"{" else b"") + _DIGEST_TAIL.format(digest).encode()
+
+
+_DIGEST_TAIL = '"digest": "{}"}}'
+
+
+def _digest_problem(data: bytes, record) -> str | None:
+    """Why the bytes ``data`` of a record file are not as :func:`record_bytes` wrote them, or
+    None.  A record without a digest is accepted (written before digests existed) unless it
+    has a ``fingerprint``, which is written together with one."""
+    if not isinstance(record, dict):
+        return None
+    digest = record.get("digest")
+    if digest is None:
+        if "fingerprint" in record:
+            return ("it has a fingerprint but no digest, which are written together (changed "
+                    "after it was written)")
+        return None
+    tail = _DIGEST_TAIL.format(digest).encode() if isinstance(digest, str) else b""
+    if not tail or not data.endswith(tail):
+        return "its digest is not the last field, as written (changed after it was written)"
+    content = data[:-len(tail)]
+    content = content[:-2] if content.endswith(b", ") else content
+    if hashlib.sha256(content).hexdigest() != digest:
+        return ("its content differs from the digest written with it (changed after it was "
+                "written)")
+    return None
+
+
+class _Unreadable(Exception):
+    """A file the store will not read: ``kind`` ("corrupt" or "invalid") and why."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind, self.reason = kind, reason
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, opened with O_NOFOLLOW (a
+    symbolic link is never followed) and O_NONBLOCK (a FIFO or device never blocks)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or path.is_symlink():
+            raise _Unreadable("invalid", "it is a symbolic link (never followed)") from None
+        raise _Unreadable("corrupt", f"it cannot be read ({exc.strerror})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = "a directory" if stat.S_ISDIR(mode) else "a special file"
+            raise _Unreadable("invalid", f"it is {what}, not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise _Unreadable("corrupt", f"it cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise _Unreadable("invalid", f"it is larger than {limit} bytes, more than any such file")
+    return data
+
+
+# --- values as the schema sees them -----------------------------------------------------
+def _show(value) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _is_int(v, lo: int = 0, hi: int = MAX_INT) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _is_number(v) -> bool:
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return -MAX_INT <= v <= MAX_INT
+    return isinstance(v, float) and math.isfinite(v)
+
+
+def _is_label(v) -> bool:
+    """A name the store can use as a column value and a NetCDF variable or group name."""
+    return isinstance(v, str) and bool(v) and "/" not in v and v.isprintable()
+
+
+# --- study.json ---------------------------------------------------------------------------
+def check_manifest(manifest, path: Path) -> dict:
+    """``manifest`` (study.json as read) if it has every field the store and the report use,
+    with its type; else a StoreError naming the file and the field."""
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise StoreError(f"{path} is damaged: {problem}. It is written by `sbc run` and must not "
+                         "be edited: restore it (from a backup or version control), or move "
+                         f"{path.parent} away and run the study again to start afresh")
+    return manifest
+
+
+def _manifest_problem(m) -> str | None:
+    if not isinstance(m, dict):
+        return f"it holds {_json_type(m)} instead of a JSON object"
+    if not isinstance(m.get("fingerprint"), str) or not m["fingerprint"]:
+        return f"'fingerprint' must be a non-empty string, got {_show(m.get('fingerprint'))}"
+    study = m.get("study")
+    if not isinstance(study, dict):
+        return f"'study' must be an object, got {_show(study)}"
+    if not isinstance(study.get("name"), str):
+        return f"'study.name' must be a string, got {_show(study.get('name'))}"
+    for key, ok in (("models", lambda v: isinstance(v, str) and v), ("designs", _is_label)):
+        value = study.get(key)  # models: as the study file gives them (names or paths)
+        if not isinstance(value, list) or not value or not all(ok(v) for v in value):
+            return f"'study.{key}' must be a non-empty list of names, got {_show(value)}"
+    if not _is_int(study.get("seed"), 0, 2**64):
+        return f"'study.seed' must be a non-negative integer, got {_show(study.get('seed'))}"
+    if study.get("simulate_model") is not None and not isinstance(study["simulate_model"], str):
+        return f"'study.simulate_model' must be a string or null, got {_show(study['simulate_model'])}"
+    sampler = study.get("sampler")
+    if sampler is not None:
+        if not isinstance(sampler, dict):
+            return f"'study.sampler' must be an object, got {_show(sampler)}"
+        for key in ("chains", "tune", "draws", "max_treedepth"):
+            if key in sampler and not _is_int(sampler[key]):
+                return f"'study.sampler.{key}' must be an integer, got {_show(sampler[key])}"
+        if "target_accept" in sampler and not _is_number(sampler["target_accept"]):
+            return f"'study.sampler.target_accept' must be a number, got {_show(sampler['target_accept'])}"
+        if "rescue" in sampler and not isinstance(sampler["rescue"], bool):
+            return f"'study.sampler.rescue' must be true or false, got {_show(sampler['rescue'])}"
+        if "name" in sampler and not isinstance(sampler["name"], str):
+            return f"'study.sampler.name' must be a string, got {_show(sampler['name'])}"
+    refs = m.get("model_refs")
+    if refs is not None and not (isinstance(refs, dict) and refs and all(
+            _is_label(k) and isinstance(v, str) for k, v in refs.items())):
+        return f"'model_refs' must map model labels to references, got {_show(refs)}"
+    digests = m.get("model_digests")
+    if digests is not None and not (isinstance(digests, dict) and all(
+            v is None or isinstance(v, str) for v in digests.values())):
+        return f"'model_digests' must map models to digests, got {_show(digests)}"
+    return None
+
+
+@dataclass(frozen=True)
+class _Expected:
+    """What this study's records must say, from its study.json: the model labels
+    (``model_refs``, else ``study.models`` for stores written before model_refs), the design
+    labels, the seed and the fingerprint.  A plan store (``kind = "plan"``) also holds the
+    power streams ``LABEL~DESIGN_MODEL`` and designs of a grid that may grow between
+    resumes, so there any design of the form CxGxR counts."""
+
+    fingerprint: str
+    seed: int
+    models: tuple[str, ...]
+    designs: tuple[str, ...]
+    plan: bool
+
+    @classmethod
+    def of(cls, manifest: dict) -> _Expected:
+        study = manifest["study"]
+        models = tuple(manifest["model_refs"]) if manifest.get("model_refs") else tuple(study["models"])
+        return cls(manifest["fingerprint"], study["seed"], models, tuple(study["designs"]),
+                   manifest.get("kind") == "plan")
+
+    def model_problem(self, model: str) -> str | None:
+        if model in self.models or (self.plan and any(model.startswith(f"{m}~") for m in self.models)):
             return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        return v
-    return json.dumps(clean(obj), default=_json_default, allow_nan=False).encode()
+        return f"model {_show(model)} is no model of this study (its models: {', '.join(self.models)})"
+
+    def design_problem(self, design: str) -> str | None:
+        if design in self.designs:
+            return None
+        if self.plan:
+            from sbc.design import Design
+
+            try:
+                Design.from_label(design)
+                return None
+            except ValueError:
+                pass
+        return f"design {_show(design)} is no design of this study (its designs: {', '.join(self.designs)})"
+
+
+# --- records ------------------------------------------------------------------------------
+def record_problem(record) -> str | None:
+    """Why ``record`` (as read from JSON) is not a replicate record, or None.
+
+    The one record schema: an object with ``schema`` == RECORD_SCHEMA; ``model`` and
+    ``design`` names; ``rep`` an integer >= 0; ``status`` "ok" or "failed"; ``seed_entropy``
+    and ``seed_key`` (3 integers); NUMBER_FIELDS finite numbers or null, COUNT_FIELDS
+    integers >= 0 or null, FLAG_FIELDS true/false or null, TEXT_FIELDS strings or null,
+    ``failure`` one of FAILURE_CODES or null.  An ok record also has ``n_ranked`` (an
+    integer >= 1) and ``parameters``: an object of equal-length lists with ``name`` (unique
+    names, each its ``group`` or an element ``group[...]``), ``group``, ``truth`` (finite
+    numbers) and ``rank`` (integers in 0..n_ranked), every other list numbers or null, no
+    column named like RESERVED_COLUMNS; and, if present, ``quantities``: an object of
+    name -> {truth, rank, ...} with the same rules, names apart from the parameters'.
+    Whether the record is this study's, and this path's, is :func:`_foreign_problem`'s."""
+    if not isinstance(record, dict):
+        return f"it holds {_json_type(record)} instead of a record (a JSON object)"
+    if not _is_int(record.get("schema")) or record["schema"] != RECORD_SCHEMA:
+        return f"'schema' is {_show(record.get('schema'))}, not {RECORD_SCHEMA}"
+    for key in ("model", "design"):
+        if not _is_label(record.get(key)):
+            return f"'{key}' must be a name, got {_show(record.get(key))}"
+    if not _is_int(record.get("rep")):
+        return f"'rep' must be an integer >= 0, got {_show(record.get('rep'))}"
+    status = record.get("status")
+    if not isinstance(status, str) or status not in ("ok", "failed"):
+        return f"'status' is {_show(status)}, neither \"ok\" nor \"failed\""
+    if not _is_int(record.get("seed_entropy"), 0, 2**128):
+        return f"'seed_entropy' must be an integer >= 0, got {_show(record.get('seed_entropy'))}"
+    key = record.get("seed_key")
+    if not isinstance(key, list) or len(key) != 3 or not all(_is_int(k) for k in key):
+        return f"'seed_key' must be a list of 3 integers, got {_show(key)}"
+    for fields, ok, what in ((NUMBER_FIELDS, _is_number, "a finite number"),
+                             (COUNT_FIELDS, _is_int, "an integer >= 0"),
+                             (FLAG_FIELDS, lambda v: isinstance(v, bool), "true or false"),
+                             (TEXT_FIELDS, lambda v: isinstance(v, str), "a string")):
+        for field in fields:
+            value = record.get(field)
+            if value is not None and not ok(value):
+                return f"'{field}' must be {what} or null, got {_show(value)}"
+    failure = record.get("failure")
+    if failure is not None and (not isinstance(failure, str) or failure not in FAILURE_CODES):
+        return f"'failure' is {_show(failure)}, none of {', '.join(FAILURE_CODES)}"
+    if status != "ok":
+        return None
+    n_ranked = record.get("n_ranked")
+    if not _is_int(n_ranked, 1):
+        return f"'n_ranked' must be an integer >= 1, got {_show(n_ranked)}"
+    return _parameters_problem(record.get("parameters"), n_ranked) or \
+        _quantities_problem(record, n_ranked)
+
+
+def _first_bad(values: list, ok) -> int | None:
+    for i, v in enumerate(values):
+        if not ok(v):
+            return i
+    return None
+
+
+def _values_problem(where: str, field: str, values: list, n_ranked: int) -> str | None:
+    """truth: finite numbers; rank: integers in 0..n_ranked; any other field numbers or null.
+    Whole lists are checked at C speed first (types, sum, min, max); only a list that fails
+    is walked to name its first bad value."""
+    types = set(map(type, values))
+    try:
+        if field == "rank":
+            if types <= {int} and (not values or (min(values) >= 0 and max(values) <= n_ranked)):
+                return None
+        elif types <= ({int, float} if field == "truth" else {int, float, type(None)}):
+            numbers = [v for v in values if v is not None] if type(None) in types else values
+            if math.isfinite(sum(numbers)) and (int not in types or not numbers or
+                                                -MAX_INT <= min(numbers) <= max(numbers) <= MAX_INT):
+                return None
+    except OverflowError:  # an integer too large for a float: found below
+        pass
+    if field == "truth":
+        ok, what = _is_number, "is not a finite number"
+    elif field == "rank":
+        ok, what = (lambda v: _is_int(v) and v <= n_ranked), f"is not an integer in 0..n_ranked ({n_ranked})"
+    else:
+        ok, what = (lambda v: v is None or _is_number(v)), "is not a number or null"
+    i = _first_bad(values, ok)
+    return None if i is None else f"{where}[{i}] = {_show(values[i])} {what}"
+
+
+def _parameters_problem(p, n_ranked: int) -> str | None:
+    if not isinstance(p, dict):
+        return f"'parameters' must be an object of equal-length lists, got {_json_type(p)}"
+    missing = [k for k in ("name", "group", "truth", "rank") if k not in p]
+    if missing:
+        return f"'parameters' lacks {', '.join(missing)}"
+    length = None
+    for key, values in p.items():
+        if key in RESERVED_COLUMNS:
+            return f"'parameters' has a list '{key}', a name reserved for the record's own field"
+        if not isinstance(values, list):
+            return f"parameters.{key} must be a list, got {_json_type(values)}"
+        if length is None:
+            length, first = len(values), key
+        elif len(values) != length:
+            return (f"parameters.{key} has {len(values)} value(s) but parameters.{first} has "
+                    f"{length}")
+    names, groups = p["name"], p["group"]
+    for what, values in (("name", names), ("group", groups)):
+        i = _first_bad(values, _is_label)
+        if i is not None:
+            return f"parameters.{what}[{i}] = {_show(values[i])} is not a name"
+    for i, (n, g) in enumerate(zip(names, groups)):
+        if n != g and not (n.startswith(f"{g}[") and n.endswith("]")):
+            return f"parameters.name[{i}] = {_show(n)} is no element of its group {_show(g)}"
+    if len(set(names)) != len(names):
+        seen = set()
+        dup = next(n for n in names if n in seen or seen.add(n))
+        return f"parameters.name lists {_show(dup)} more than once"
+    for key, values in p.items():
+        if key not in ("name", "group"):
+            problem = _values_problem(f"parameters.{key}", key, values, n_ranked)
+            if problem:
+                return problem
+    return None
+
+
+def _quantities_problem(record: dict, n_ranked: int) -> str | None:
+    if "quantities" not in record:
+        return None
+    q = record["quantities"]
+    if not isinstance(q, dict):
+        return f"'quantities' must be an object, got {_json_type(q)}"
+    names = set(record["parameters"]["name"])
+    for name, fields in q.items():
+        if not _is_label(name) or name in names or name in RESERVED_COLUMNS:
+            return f"quantity name {_show(name)} is not a name apart from the parameters'"
+        if not isinstance(fields, dict) or "truth" not in fields or "rank" not in fields:
+            return f"quantities.{name} must be an object with truth and rank, got {_show(fields)}"
+        for field, value in fields.items():
+            problem = _values_problem(f"quantities.{name}.{field}", field, [value], n_ranked)
+            if problem:
+                return problem.replace("[0] =", " =")
+    return None
+
+
+def _foreign_problem(record: dict, path: Path | None, expected: _Expected) -> str | None:
+    """Why a well-formed record is not this study's record of the replicate ``path`` names
+    (MODEL/DESIGN/rNNNNNN.json), or None.  Its model and design must be the study's, its
+    path its own, its seed the one this study derives for that replicate
+    (``sbc.replicate.replicate_seed``: entropy = study seed, spawn key = (crc32 of the
+    model label, crc32 of the design label, replicate)) and, when it carries one (records
+    written since it was added), its fingerprint the study's.  A record copied from a study
+    with another seed or fingerprint, or from another replicate, fails this check."""
+    model, design, rep = record["model"], record["design"], record["rep"]
+    problem = expected.model_problem(model) or expected.design_problem(design)
+    if problem:
+        return problem
+    if path is not None and (path.parent.parent.name, path.parent.name, path.name) != \
+            (model, design, f"r{rep:06d}.json"):
+        return (f"it holds replicate {rep} of {model}/{design}, not the replicate its path "
+                "names (copied or renamed)")
+    key = [zlib.crc32(model.encode()), zlib.crc32(design.encode()), rep]
+    if record["seed_entropy"] != expected.seed or record["seed_key"] != key:
+        return "its seed is not the one this study derives for that replicate (another study's)"
+    fingerprint = record.get("fingerprint")
+    if fingerprint is not None and fingerprint != expected.fingerprint:
+        return (f"it was written by another study (fingerprint {_show(fingerprint)}, this "
+                f"study's {expected.fingerprint})")
+    return None
+
+
+def _load_record(path: Path, expected: _Expected) -> tuple[dict | None, str, str]:
+    """(record, "", "") for a valid record of this study at ``path``, else (None, kind,
+    reason) with kind "corrupt", "invalid" or "foreign" (the suffix it is set aside with)."""
+    try:
+        data = _read_regular(path, MAX_RECORD_BYTES)
+    except _Unreadable as exc:
+        return None, exc.kind, exc.reason
+    try:
+        record = _loads(data)
+    except (ValueError, RecursionError) as exc:
+        return None, "corrupt", f"it is not valid JSON ({exc})"
+    problem = _digest_problem(data, record)
+    if problem:
+        return None, "corrupt", problem
+    problem = record_problem(record)
+    if problem:
+        return None, "invalid", problem
+    problem = _foreign_problem(record, path, expected)
+    if problem:
+        return None, "foreign", problem
+    return record, "", ""
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, for one-line messages about file names."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def _aside_name(path: Path, kind: str) -> Path:
+    base = f"{path.name}.{kind}-{int(time.time())}"
+    target, n = path.with_name(base), 1
+    while os.path.lexists(target):
+        target, n = path.with_name(f"{base}.{n}"), n + 1
+    return target
+
+
+def _link_message(links: list[Path]) -> str:
+    shown = ", ".join(map(str, links[:5])) + (f" and {len(links) - 5} more" if len(links) > 5 else "")
+    return (f"{shown} {'is a symbolic link' if len(links) == 1 else 'are symbolic links'}; sbc "
+            "never reads or writes a store's results through links (they could point into "
+            "another study or anywhere else). Replace each link with a copy of what it points "
+            "to, or remove it (tables and reports are rewritten by `sbc report`, missing "
+            "replicates refitted by `sbc run`), then run again")
+
+
+def _check_writable(directory: Path, probe: bool = True) -> None:
+    """StoreError unless files can be created in ``directory``: with ``probe``, create and
+    remove a temporary file there (the truth, whatever the file system); else ask the kernel
+    (``access(W_OK)``: one call, for the many replicate directories)."""
+    why = None
+    if probe:
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f"{PROBE}.", suffix=".tmp", dir=directory)
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            why = exc.strerror
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        why = "not writable"
+    if why:
+        raise StoreError(f"cannot write to {directory} ({why}); nothing was changed. Make it "
+                         f"writable (e.g. chmod u+w {directory}) or choose another output "
+                         "directory with --out, then run again")
 
 
 class Store:
-    """A study's output directory."""
+    """A study's output directory.  ``stream``: where files that are not counted are named
+    (default: stderr)."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, stream=None):
         self.root = Path(root)
+        self.stream = stream
+        self._expected: _Expected | None = None  # of study.json, read once for writing
+        self._opened_fingerprint: str | None = None
 
     # --- opening -----------------------------------------------------------------------
     @classmethod
@@ -90,25 +582,34 @@ class Store:
         """Create the store, or reopen it for resuming when it holds the same study.
 
         Refuses (without touching anything) a path that is a file, a directory holding
-        something else, or a store of a different study.
+        something else, a store of a different study, a damaged study.json, a store whose
+        own files are symbolic links, and a directory that cannot be created or written.
         """
         store = cls(root)
         root = store.root
-        if root.exists() and not root.is_dir():
-            raise StoreError(f"output path {root} is a file, not a directory; choose another "
-                             "path with --out")
-        existing = store.read_manifest() if (root / STUDY_FILE).exists() else None
-        if existing is not None:
-            if existing.get("fingerprint") != manifest["fingerprint"]:
-                changed = _diff_manifests(existing.get("study", {}), manifest["study"],
-                                          existing.get("model_digests", {}),
+        try:
+            if root.exists() and not root.is_dir():
+                raise StoreError(f"output path {root} is a file, not a directory; choose another "
+                                 "path with --out")
+            has_study = os.path.lexists(root / STUDY_FILE)
+            foreign = not has_study and root.is_dir() and \
+                any(p.name != ".gitkeep" for p in root.iterdir())
+        except OSError as exc:
+            raise StoreError(f"cannot use output directory {root}: {exc.strerror}; check its "
+                             "permissions or choose another --out") from exc
+        if has_study:
+            existing = store.read_manifest()
+            if existing["fingerprint"] != manifest["fingerprint"]:
+                changed = _diff_manifests(existing["study"], manifest["study"],
+                                          existing.get("model_digests") or {},
                                           manifest["model_digests"])
                 raise StudyMismatchError(
                     f"{root} holds results of a different study ({changed}); results of "
                     "different studies are never mixed. Run with --out NEW_DIR to start "
                     f"fresh, or move {root} away first")
+            store._opened_fingerprint = existing["fingerprint"]
             return store
-        if root.is_dir() and any(p.name != ".gitkeep" for p in root.iterdir()):
+        if foreign:
             raise StoreError(f"output directory {root} is not empty and holds no sbc study "
                              f"({STUDY_FILE} missing); choose an empty or new directory with --out")
         try:
@@ -117,79 +618,199 @@ class Store:
         except OSError as exc:
             raise StoreError(f"cannot write to output directory {root}: {exc.strerror}; "
                              "check permissions and free disk space, or choose another --out") from exc
+        store._opened_fingerprint = manifest["fingerprint"]
         return store
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[Store]:
         """Hold the store's lock for a run: a second ``sbc run`` on the same directory is
-        refused instead of interleaving with this one.  The lock is an ``flock`` on
-        OUT/.lock, so the kernel drops it when the process dies, even by SIGKILL.  Temporary
-        files that a killed run left behind (its own ``.*.tmp``) are removed once the lock is held."""
+        refused instead of interleaving with this one.
+
+        The lock is an ``flock`` on the store directory itself, opened O_RDONLY|O_DIRECTORY.
+        Unlike a lock file it cannot be deleted or replaced away while held (removing,
+        renaming or planting entries inside the directory does not touch the directory's
+        own inode), it needs no write permission and no file of its own, and the kernel
+        drops it when the process dies, even by SIGKILL.  (Renaming the whole directory
+        away and creating a new one at its path makes a new store, with a lock of its own.)
+
+        Once the lock is held: study.json is checked again against the study the store was
+        opened for (two runs creating one store at once: the second is refused), every
+        directory the run writes to is probed (a read-only store is refused before any
+        fit, nothing changed), and the temporary files that a killed run left behind
+        (``.NAME.*.tmp``) are removed."""
         import fcntl
 
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StoreError(f"cannot open output directory {self.root} to lock it "
+                             f"({exc.strerror}); check that it exists and is readable") from exc
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
                 raise StoreError(f"another sbc process is writing to {self.root}; wait for it to "
                                  "finish (or stop it), then run the same command to resume") from exc
-            for stale in self.root.glob("replicates/*/*/.r*.json.*.tmp"):
-                stale.unlink(missing_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot lock output directory {self.root} ({exc.strerror}); "
+                                 "its file system does not support flock on directories: "
+                                 "use an output directory on a local disk") from exc
+            if self._opened_fingerprint is not None:
+                found = self.read_manifest()["fingerprint"]
+                if found != self._opened_fingerprint:
+                    raise StudyMismatchError(
+                        f"{self.root} was taken over by another study (fingerprint {found}) "
+                        "while this run started; results of different studies are never "
+                        "mixed: run with --out NEW_DIR")
+            self.check_layout()
+            dirs = [self.root, *self._record_dirs(all_levels=True)]
+            for i, directory in enumerate(dirs):
+                _check_writable(directory, probe=i == 0)
+            for directory in dirs:
+                for pattern in (".r*.json.*.tmp", f"{PROBE}.*.tmp", *(f".{n}.*.tmp" for n in OWN_FILES)):
+                    for stale in directory.glob(pattern):
+                        with contextlib.suppress(OSError):
+                            stale.unlink()
             yield self
         finally:
             os.close(fd)
 
-    def read_manifest(self) -> dict:
-        path = self.root / STUDY_FILE
+    def check_layout(self) -> None:
+        """Refuse (StoreError) a store whose own files (OWN_FILES), replicates/ or its
+        model/design directories are symbolic links, or whose replicates/ is no directory."""
+        base = self.root / REPLICATES
         try:
-            return json.loads(path.read_text())
-        except FileNotFoundError as exc:
+            links = [p for p in (self.root / n for n in (*OWN_FILES, REPLICATES)) if p.is_symlink()]
+            if not links and os.path.lexists(base) and not base.is_dir():
+                raise StoreError(f"{base} is not a directory; it holds the replicate records of "
+                                 "the study: move it away and run again")
+            if not links and base.is_dir():
+                for model in os.scandir(base):
+                    if model.is_symlink():
+                        links.append(Path(model.path))
+                    elif model.is_dir(follow_symlinks=False):
+                        links += [Path(d.path) for d in os.scandir(model.path) if d.is_symlink()]
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.root}: {exc.strerror}; check its permissions") from exc
+        if links:
+            raise StoreError(_link_message(sorted(links)))
+
+    def _record_dirs(self, all_levels: bool = False) -> list[Path]:
+        """The MODEL/DESIGN directories under replicates/ (with ``all_levels``, also
+        replicates/ and the MODEL directories), sorted; never entered through links."""
+        base = self.root / REPLICATES
+        if base.is_symlink() or not base.is_dir():
+            return []
+        out = [base] if all_levels else []
+        try:
+            for model in sorted(os.scandir(base), key=lambda e: e.name):
+                if model.is_dir(follow_symlinks=False):
+                    out += [Path(model.path)] if all_levels else []
+                    out += [Path(d.path) for d in sorted(os.scandir(model.path), key=lambda e: e.name)
+                            if d.is_dir(follow_symlinks=False)]
+        except OSError as exc:
+            raise StoreError(f"cannot read {base}: {exc.strerror}; check its permissions") from exc
+        return out
+
+    def read_manifest(self) -> dict:
+        """study.json, checked (:func:`check_manifest`); StoreError when it is missing,
+        unreadable, not JSON, damaged, or when the store's own files are links."""
+        path = self.root / STUDY_FILE
+        self.check_layout()
+        if not os.path.lexists(path):
             raise StoreError(f"{self.root} holds no sbc study ({STUDY_FILE} missing); "
-                             "give the output directory of `sbc run`") from exc
-        except (OSError, json.JSONDecodeError) as exc:
+                             "give the output directory of `sbc run`")
+        try:
+            manifest = _loads(_read_regular(path, MAX_STUDY_BYTES))
+        except _Unreadable as exc:
+            raise StoreError(f"{path} is unusable: {exc.reason}; it is written by `sbc run`: "
+                             "restore it, or move the directory away and start afresh") from None
+        except (ValueError, RecursionError) as exc:
             raise StoreError(f"{path} is unreadable or corrupt ({exc}); it was written by "
                              "`sbc run` and should not be edited") from exc
+        return check_manifest(manifest, path)
+
+    def _expect(self, fresh: bool = False) -> _Expected:
+        if fresh or self._expected is None:
+            self._expected = _Expected.of(self.read_manifest())
+        return self._expected
 
     # --- replicates --------------------------------------------------------------------
     def replicate_path(self, model: str, design: str, rep: int) -> Path:
-        return self.root / "replicates" / model / design / f"r{rep:06d}.json"
+        return self.root / REPLICATES / model / design / f"r{rep:06d}.json"
 
     def write_record(self, record: dict) -> None:
-        path = self.replicate_path(record["model"], record["design"], record["rep"])
+        """Store one replicate's record atomically, with the study's ``fingerprint`` and a
+        ``digest`` of its bytes (:func:`record_bytes`).  The record is checked as it will
+        be read back (:func:`record_problem`): one that fails (e.g. a non-finite truth) is
+        stored as a failed replicate ("exception") that says why, never as a file the next
+        run would set aside and refit forever."""
+        expected = self._expect()
+        stored = json.loads(_dumps({**record, "fingerprint": expected.fingerprint}))
+        stored.pop("digest", None)
+        problem = record_problem(stored)
+        if problem:
+            keep = ("schema", "model", "design", "rep", "seed_entropy", "seed_key", "fingerprint")
+            wall = stored.get("wall_seconds")
+            stored = {**{k: stored[k] for k in keep if k in stored}, "status": "failed",
+                      "failure": "exception", "error": f"the fit's record cannot be stored: {problem}",
+                      "wall_seconds": wall if _is_number(wall) else None}
+        problem = record_problem(stored) or _foreign_problem(stored, None, expected)
+        if problem:
+            raise StoreError(f"refusing to store a record in {self.root}: {problem}; this is a bug "
+                             "in the caller (records are made by sbc.replicate)")
+        path = self.replicate_path(stored["model"], stored["design"], stored["rep"])
+        links = [p for p in (path.parent.parent.parent, path.parent.parent, path.parent) if p.is_symlink()]
+        if links:
+            raise StoreError(_link_message(links))
         try:
-            atomic_write_bytes(path, _dumps(record))
+            atomic_write_bytes(path, record_bytes(stored))
         except OSError as exc:
             raise StoreError(f"cannot write {path}: {exc.strerror}; results stored so far are "
                              "intact; free disk space or fix permissions and run again to resume") from exc
 
     def iter_records(self, quarantine: bool = False) -> Iterator[dict]:
-        """Every valid stored record.  A corrupt file (e.g. a truncated write from a crash
-        outside the atomic path) is skipped, and with ``quarantine`` renamed aside so the
-        replicate is recomputed; nothing else is touched."""
-        base = self.root / "replicates"
-        if not base.is_dir():
-            return
-        seed = self._study_seed()
-        for path in sorted(base.glob("*/*/r*.json")):
-            record = _load_record(path)
+        """Every valid record of this study (see the module docstring and
+        :func:`record_problem`, :func:`_foreign_problem`).  A file that is not one is named
+        on ``stream`` in one line with its reason and never counted; with ``quarantine`` (a
+        resumed run) it is also renamed aside (NAME.KIND-TIME) so the replicate is
+        recomputed; nothing else is touched."""
+        expected = self._expect(fresh=True)
+        for path in self._record_paths():
+            record, kind, reason = _load_record(path, expected)
             if record is None:
-                if quarantine:
-                    path.rename(path.with_name(f"{path.name}.corrupt-{int(time.time())}"))
-                continue
-            if not _belongs_here(record, path, seed):
-                # a record of another study or another replicate (copied, moved, renamed):
-                # never counted; set aside on a resume so the replicate is recomputed here
-                if quarantine:
-                    path.rename(path.with_name(f"{path.name}.foreign-{int(time.time())}"))
+                self._not_counted(path, kind, reason, quarantine)
                 continue
             yield record
 
-    def _study_seed(self) -> int | None:
+    def _record_paths(self) -> list[Path]:
+        """MODEL/DESIGN/r*.json under replicates/, sorted; directories are never entered
+        through links (a linked file is listed: it is set aside unread)."""
+        out = []
+        for directory in self._record_dirs():
+            try:
+                names = sorted(e.name for e in os.scandir(directory))
+            except OSError as exc:
+                raise StoreError(f"cannot read {directory}: {exc.strerror}; check its permissions") from exc
+            out += [directory / n for n in names if n.startswith("r") and n.endswith(".json")]
+        return out
+
+    def _not_counted(self, path: Path, kind: str, reason: str, quarantine: bool) -> None:
+        stream = self.stream or sys.stderr
+        reason, name = _printable(" ".join(reason.split())), _printable(str(path))
+        if not quarantine:
+            print(f"[sbc] skipped {name}: {kind}: {reason}; not counted (`sbc run` sets it "
+                  "aside and refits the replicate)", file=stream)
+            return
+        target = _aside_name(path, kind)
         try:
-            return int(self.read_manifest()["study"]["seed"])
-        except (StoreError, KeyError, TypeError, ValueError):
-            return None
+            os.rename(path, target)
+        except OSError as exc:
+            raise StoreError(f"cannot set aside {name} ({kind}: {reason}): {exc.strerror}; make "
+                             f"{path.parent} writable, or move the file away yourself, and run "
+                             "again") from exc
+        print(f"[sbc] set aside {name} as {_printable(target.name)}: {kind}: {reason}; not "
+              "counted (the replicate is refitted if the study has it)", file=stream)
 
     def done(self, quarantine: bool = True, retry_failed: bool = False) -> set[tuple[str, str, int]]:
         """Replicates a resumed run skips: every stored record except failures of the
@@ -207,52 +828,27 @@ class Store:
 
     def write_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         reps, params = self.tables()
-        for name, frame in (("replicates.parquet", reps), ("parameters.parquet", params)):
-            tmp = self.root / f".{name}.tmp"
-            frame.to_parquet(tmp, index=False)
-            os.replace(tmp, self.root / name)
-        write_rank_tree(params, self.root / "ranks.nc")
+        self._write("replicates.parquet", reps.to_parquet(index=False))
+        self._write("parameters.parquet", params.to_parquet(index=False))
+        self._write("ranks.nc", rank_tree_bytes(params))
         return reps, params
 
     def write_text(self, name: str, text: str) -> Path:
+        return self._write(name, text.encode())
+
+    def _write(self, name: str, payload: bytes) -> Path:
+        """Write one of the store's top-level files atomically; StoreError with a fix if the
+        directory is not writable or the disk is full."""
         path = self.root / name
-        atomic_write_bytes(path, text.encode())
+        if name == STUDY_FILE:
+            self._expected = None
+        try:
+            atomic_write_bytes(path, payload)
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror}; the stored replicates are "
+                             f"intact: free disk space or make {self.root} writable, then run the "
+                             "same command again") from exc
         return path
-
-
-def _belongs_here(record: dict, path: Path, seed: int | None) -> bool:
-    """Is this the record of the replicate its path names, drawn from this study's seed?
-
-    The path (MODEL/DESIGN/rNNNNNN.json) must match the record's own model, design and
-    replicate, and the record's seed must be the one this study derives for that replicate
-    (``sbc.replicate.replicate_seed``: entropy = study seed, spawn key = (crc32 of the model
-    label, crc32 of the design label, replicate)).  A record copied from a study with another
-    seed, or from another replicate, fails this check.
-    """
-    import zlib
-
-    model, design, rep = record.get("model"), record.get("design"), record.get("rep")
-    if not isinstance(model, str) or not isinstance(design, str) or not isinstance(rep, int):
-        return False
-    if (path.parent.parent.name, path.parent.name, path.name) != (model, design, f"r{rep:06d}.json"):
-        return False
-    if seed is None:
-        return True
-    key = [zlib.crc32(model.encode()), zlib.crc32(design.encode()), rep]
-    return record.get("seed_entropy") == seed and list(record.get("seed_key", [])) == key
-
-
-def _load_record(path: Path) -> dict | None:
-    try:
-        record = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or not REQUIRED_KEYS <= record.keys() \
-            or record["schema"] != RECORD_SCHEMA:
-        return None
-    if record["status"] == "ok" and "parameters" not in record:
-        return None
-    return record
 
 
 def _diff_manifests(old: dict, new: dict, old_digests: dict, new_digests: dict) -> str:
@@ -319,6 +915,11 @@ def records_to_tables(records: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFra
 
 
 def write_rank_tree(params: pd.DataFrame, path: Path) -> None:
+    """Write :func:`rank_tree_bytes` to ``path`` atomically."""
+    atomic_write_bytes(path, rank_tree_bytes(params))
+
+
+def rank_tree_bytes(params: pd.DataFrame) -> bytes:
     """Ranks as an xarray DataTree with one ``prior_sbc`` group per (model, design), the layout
     ``arviz_plots.plot_ecdf_pit`` reads: one variable per parameter (vector parameters keep
     an element dimension), dims (chain=1, draw=replicate, ...), holding fractional ranks
@@ -358,6 +959,9 @@ def write_rank_tree(params: pd.DataFrame, path: Path) -> None:
         tree[f"/{model}/{design}/{kind}"] = xr.Dataset(frac)
         tree[f"/{model}/{design}/sbc_ranks"] = xr.Dataset(raw)
     dt = xr.DataTree.from_dict(tree) if tree else xr.DataTree()
-    tmp = path.with_name(f".{path.name}.tmp")
-    dt.to_netcdf(tmp, engine="h5netcdf")
-    os.replace(tmp, path)
+    try:  # in memory: the file is then written like every other (atomic_write_bytes)
+        return bytes(dt.to_netcdf(engine="h5netcdf"))
+    except TypeError:  # an xarray that needs a target
+        buffer = io.BytesIO()
+        dt.to_netcdf(buffer, engine="h5netcdf")
+        return buffer.getvalue()
