@@ -1,5 +1,5 @@
 # Two commands on a fresh clone:  make study   and   make test
-.PHONY: study test test-all bench bench-quick report-check clean-venv
+.PHONY: study test test-slice browser test-all bench bench-quick report-check clean-venv
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,6 +23,17 @@ study: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# CI: Debian's Chromium for the report check, then the default suite (browser test required)
+# and the CI slice of the slow tests (marker "ci": validation slice, broken control).
+browser:
+	@if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then echo "chromium: $$(command -v chromium || echo /usr/bin/chromium)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+	else echo "error: Chromium is needed for the report check: sudo apt-get install -y chromium" >&2; exit 1; fi
+
+test-slice: $(STAMP)
+	$(PY) -m pytest -q -m ci
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"

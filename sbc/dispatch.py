@@ -230,8 +230,18 @@ def session(*, workers: int | None, scheduler: str | None,
                     "tcp://host:8786), that `dask scheduler` is running, and for tls:// the "
                     "certificates, or leave --scheduler out to run locally") from exc
         else:
-            stack.enter_context(dask.config.set(
-                {"distributed.scheduler.allowed-failures": WORKER_DEATHS - 1}))
+            # worker-saturation 1.0: a single-threaded worker holds only the task it runs, so
+            # a worker's death is charged to that task alone, never to one queued behind it.
+            # lost-worker-timeout: a LocalCluster closes for good any nanny whose worker is
+            # not registered 15 s after some earlier death of it, even while the nanny is
+            # restarting it; with fits that crash every few seconds this closed every nanny
+            # and the run waited forever with no workers.  The nannies restart their workers
+            # themselves, so they are never closed here (SLURM jobs keep Dask's default).
+            options = {"distributed.scheduler.allowed-failures": WORKER_DEATHS - 1,
+                       "distributed.scheduler.worker-saturation": 1.0}
+            if not slurm:
+                options["distributed.deploy.lost-worker-timeout"] = "3650d"
+            stack.enter_context(dask.config.set(options))
             nanny_log.addHandler(deaths)
             stack.callback(nanny_log.removeHandler, deaths)
             try:

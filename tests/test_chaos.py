@@ -54,7 +54,7 @@ def stored(out: Path) -> int:
 
 @pytest.mark.slow
 def test_study_survives_random_kills_of_client_and_workers(exact_study, tmp_path):
-    path = exact_study(sims=40, extra="[run]\nbatch_size = 3")
+    path = exact_study(sims=20, extra="[run]\nbatch_size = 3")
     reference = tmp_path / "reference"
     run_study(load_study(path), reference, workers=0, report=False)
 
