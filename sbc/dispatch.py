@@ -195,6 +195,20 @@ def _ignore_interrupt_plugin():
     return IgnoreInterrupt()
 
 
+def _local_cluster(factory, n: int, attempts: int = 2):
+    """A LocalCluster of ``n`` single-threaded workers; a start that fails (a worker killed
+    or crashed while starting) is tried once more before the error is raised."""
+    for attempt in range(attempts):
+        try:
+            return factory(n_workers=n, threads_per_worker=1, processes=True,
+                           dashboard_address=":0", silence_logs=logging.CRITICAL)
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            print("[sbc] the Dask workers did not start; trying once more", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
 @contextlib.contextmanager
 def session(*, workers: int | None, scheduler: str | None,
             cluster_spec: ClusterSpec | None = None, tls: TLS | None = None) -> Iterator[object]:
@@ -249,10 +263,7 @@ def session(*, workers: int | None, scheduler: str | None,
                     cluster = slurm_cluster(cluster_spec)
                     cluster.scale(jobs=cluster_spec.jobs)
                 else:
-                    n = workers or default_workers()
-                    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                           dashboard_address=":0",
-                                           silence_logs=logging.CRITICAL)
+                    cluster = _local_cluster(LocalCluster, workers or default_workers())
                 client = Client(cluster)
             except SchedulerError:
                 raise

@@ -22,6 +22,7 @@ from sbc.study import load_study
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 ROUNDS = 10
+STEP = 25  # simulations per design added in each round
 
 
 def ranks_of(out: Path) -> pd.DataFrame:
@@ -54,7 +55,9 @@ def stored(out: Path) -> int:
 
 @pytest.mark.slow
 def test_study_survives_random_kills_of_client_and_workers(exact_study, tmp_path):
-    path = exact_study(sims=20, extra="[run]\nbatch_size = 3")
+    # every round extends the study (--sims grows by STEP), so every round has work to
+    # disturb; the reference is an undisturbed in-process run of the final size
+    path = exact_study(sims=STEP * ROUNDS, extra="[run]\nbatch_size = 3")
     reference = tmp_path / "reference"
     run_study(load_study(path), reference, workers=0, report=False)
 
@@ -65,13 +68,14 @@ def test_study_survives_random_kills_of_client_and_workers(exact_study, tmp_path
     rng = np.random.default_rng(20261126)
     log = []
     for round_no in range(ROUNDS):
+        sims = STEP * (round_no + 1)
         proc = subprocess.Popen(sbc_cmd("run", path, "--out", out, "--workers", "2",
-                                        "--no-report"),
+                                        "--no-report", "--sims", sims),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=env, start_new_session=True)
         # kill a worker at a random moment, then (in most rounds) the client later on
         worker_at, client_at = rng.uniform(4.0, 10.0), rng.uniform(6.0, 16.0)
-        kill_client = rng.random() < 0.7
+        kill_client = rng.random() < 0.8
         start, killed = time.monotonic(), []
         while proc.poll() is None:
             now = time.monotonic() - start
@@ -91,6 +95,7 @@ def test_study_survives_random_kills_of_client_and_workers(exact_study, tmp_path
             time.sleep(0.05)
         _, err = proc.communicate(timeout=60)
         assert "Traceback" not in err, err
+        assert proc.returncode in (0, -signal.SIGKILL), (round_no, killed, err)
         log.append((round_no, killed, proc.returncode, stored(out)))
     # finish: one undisturbed run (the abort-once faults stay armed for replicates not yet
     # tried), then the results must be those of the reference
@@ -98,6 +103,7 @@ def test_study_survives_random_kills_of_client_and_workers(exact_study, tmp_path
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, (log, done.stderr)
     assert any(faults.iterdir()), "no fit aborted: the fault was not injected"
+    assert all(killed for _, killed, _, _ in log), log  # every round was disturbed
     assert sum("client" in killed for _, killed, _, _ in log) >= 5, log
     assert sum("worker" in killed for _, killed, _, _ in log) >= 5, log
     pd.testing.assert_frame_equal(ranks_of(out), ranks_of(reference))
