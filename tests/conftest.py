@@ -1,10 +1,8 @@
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT, sbc_cmd  # noqa: F401  (re-exported for older imports)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 EXACT_STUDY = """
@@ -42,5 +40,3 @@ def exact_study(tmp_path):
     return make
 
 
-def sbc_cmd(*args):
-    return [sys.executable, "-m", "sbc.cli", *map(str, args)]

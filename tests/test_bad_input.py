@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 from sbc.cli import main
 
 MODEL = ROOT / "tests/models/normal_mean.py"

@@ -3,12 +3,13 @@
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 from sbc.pipeline import run_study
 from sbc.study import load_study
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_wrong_sigma_prior_fails_naming_sigma(tmp_path):
     study = load_study(ROOT / "studies/crispr_broken.toml")
     run_study(study, tmp_path / "out", workers=2, report=True)

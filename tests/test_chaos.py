@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, sbc_cmd
+from support import ROOT, sbc_cmd
 from sbc.pipeline import run_study
 from sbc.store import Store
 from sbc.study import load_study

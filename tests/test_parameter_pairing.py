@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 from sbc.cli import main
 from sbc.store import Store
 

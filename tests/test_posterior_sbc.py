@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 from sbc.errors import StudyError
 from sbc.pipeline import run_study
 from sbc.stats import fractional_ranks, uniformity_test

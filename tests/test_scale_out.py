@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 from sbc.pipeline import run_study
 from sbc.store import Store
 from sbc.study import load_study

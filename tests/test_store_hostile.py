@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT
+from support import ROOT
 from sbc.cli import main
 from sbc.errors import StudyMismatchError
 from sbc.replicate import RECORD_SCHEMA

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, sbc_cmd
+from support import ROOT, sbc_cmd
 from sbc.plan import calibration_verdict
 from sbc.report import write_report_with_calibration
 from sbc.store import Store

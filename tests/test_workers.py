@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, sbc_cmd
+from support import ROOT, sbc_cmd
 from sbc.errors import SchedulerError
 from sbc.fit import FitCrashed, FitTimeout, PymcBackend, call_stoppable
 from sbc.pipeline import run_study
