@@ -106,8 +106,11 @@ def test_a_fit_that_crashes_under_a_timeout_is_a_failed_record_in_process(
     assert failed["error"].str.contains("killed by signal 6").all()
 
 
-@pytest.mark.parametrize("fault,how", [("abort", "SIGABRT"), ("segfault", "SIGSEGV"),
-                                       ("exit", "exited with status 3")])
+# abort runs by default; the other ways to die take the same path and run with -m slow
+@pytest.mark.parametrize("fault,how", [
+    ("abort", "SIGABRT"),
+    pytest.param("segfault", "SIGSEGV", marks=pytest.mark.slow),
+    pytest.param("exit", "exited with status 3", marks=pytest.mark.slow)])
 def test_fits_that_kill_their_worker_are_recorded_and_the_study_finishes(
         exact_study, tmp_path, monkeypatch, fault, how):
     path = exact_study(sims=6, extra="[run]\nbatch_size = 3")
