@@ -726,8 +726,14 @@ class Planner:
         """Sequential looks at one design until its interval clears the target probability."""
         plan, s = self.plan, self.plan.search
         res = self.results[design]
+        res.note = ""  # a runner-up may have been inferred meanwhile: it is measured now
         n = 0
-        estimate = self.projected_minutes(design)
+        # A design with fits already stored was admitted by the run that stored them: a
+        # resume (perhaps with fewer workers) continues it rather than refusing it, so it
+        # walks the same path and refits nothing.
+        started = any((self.power_ref.label, design.label, rep) in self.records
+                      for rep in range(s.max_simulations))
+        estimate = None if started else self.projected_minutes(design)
         if estimate is not None and estimate > s.max_minutes_per_design:
             res.status = "too large"
             res.note = (f"projected {estimate:.0f} min for {s.max_simulations} full-MCMC fits "
