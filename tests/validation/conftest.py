@@ -1,8 +1,17 @@
-"""Validation suite support: collect each result and write tests/validation/RESULTS.md.
+"""Validation suite support: the fit cache, and collecting each result into
+tests/validation/RESULTS.md.
 
-Run with ``pytest -m slow tests/validation``.  The table is rewritten at the end of a session
-that produced at least one result; fits are cached under tests/validation/.sbc_cache, so a
-rerun with unchanged models only recomputes statistics.
+Run with ``pytest -m slow tests/validation``.  RESULTS.md is rewritten at the end of a
+session in which every validation test produced its row; a partial session (``-m ci``, ``-k``,
+a single test, an error) writes its rows to ``.sbc_cache/RESULTS.partial.md`` instead, so it
+never replaces the committed table with a partial one.  ``python tools/readme_tables.py``
+then copies the tables into the README.
+
+Fits are cached under ``tests/validation/.sbc_cache/env-<key>`` (``$SBC_VALIDATION_CACHE``
+moves the base): the key covers the sbc version, every sbc source file and the versions of
+pymc, pytensor, nutpie, numpy and bambi (validation_support.cache_key), on top of what each
+store's own key covers (study, model sources).  A rerun in an unchanged environment only
+recomputes statistics; any change to sbc or to those libraries refits everything.
 
 Each bug model in models/ repeats the build code of its correct twin on purpose: a model's
 source travels to the workers as text and runs on its own (sbc.spec), so it cannot import a
@@ -15,50 +24,113 @@ import time
 from pathlib import Path
 
 import pytest
+from validation_support import cell, current_cache_key, environment_line, prepare_cache_dir
 
 HERE = Path(__file__).resolve().parent
 RESULTS_FILE = HERE / "RESULTS.md"
-CACHE_DIR = HERE / ".sbc_cache"
 
-_ROWS: dict[str, list[dict]] = {"bugs": [], "controls": [], "false_alarms": []}
+SECTIONS = ("bugs", "controls", "false_alarms")
+
+
+class Results:
+    """Rows of the three tables, each at its index, with each section's expected count."""
+
+    def __init__(self):
+        self.rows: dict[str, dict[int, dict]] = {s: {} for s in SECTIONS}
+        self.expected: dict[str, int] = {}
+        self.cache_dir: Path | None = None
+        self.cache_key: str | None = None
+
+    def add(self, section: str, index: int, total: int, row: dict) -> None:
+        self.rows[section][index] = row
+        self.expected[section] = total
+
+    def complete(self) -> bool:
+        return all(self.expected.get(s) and len(self.rows[s]) == self.expected[s]
+                   for s in SECTIONS)
+
+    def any(self) -> bool:
+        return any(self.rows.values())
+
+    def table(self, section: str) -> str:
+        rows = [r for _, r in sorted(self.rows[section].items())]
+        if not rows:
+            return "_not run in this session_\n"
+        cols = list(rows[0])
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows]
+        return "\n".join(lines) + "\n"
+
+
+_RESULTS = Results()
 
 
 @pytest.fixture(scope="session")
-def validation_results() -> dict[str, list[dict]]:
-    """Tests append rows here (sections: bugs, controls, false_alarms)."""
-    return _ROWS
+def validation_results() -> Results:
+    """Tests add rows here (sections: bugs, controls, false_alarms)."""
+    return _RESULTS
 
 
 @pytest.fixture(scope="session")
 def cache_dir() -> Path:
-    return CACHE_DIR
+    """This environment's fit cache (see the module docstring)."""
+    if _RESULTS.cache_dir is None:
+        # The key is taken once, when the session starts: the fits are cached under it even
+        # when sbc's sources change while the suite runs, so RESULTS.md states that key.
+        _RESULTS.cache_key = current_cache_key()
+        _RESULTS.cache_dir = prepare_cache_dir(_RESULTS.cache_key)
+    return _RESULTS.cache_dir
 
 
-def _table(rows: list[dict]) -> str:
-    if not rows:
-        return "_not run in this session_\n"
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+BUGS_NOTE = """\
+A bug counts as detected at n simulations when `check_calibration` of the buggy model fails
+(Holm over parameter groups, family-wise alpha 0.05) and its correct twin, run with the same
+study seed (2025) and n, passes; n grows through the bug's schedule (exact backend 25, 50,
+100, 200, 400; the flagship `crispr_screen` bugs 25, 50 with nutpie at the default settings).
+`asserted`: the detection n the test accepts ("exactly": the stated n, no other), derived
+from the spread of the detection n over other seeds (tests/validation/DETECTION_MC.md).
+`asserted signature`: checks that must fail at the detection n, with their shape (a name
+matches a scalar or its whole group).  `failing checks`: all that fail there.
+`flagged fits`: share of successful fits with a sampler warning after the rescue.
+"""
+
+CONTROLS_NOTE = """\
+Each must pass at the stated number of simulations.  The controls are one family: each runs
+at alpha 0.05 / (number of controls), so the chance of any false 'fail' among them is at
+most 5 %.
+"""
+
+FALSE_ALARMS_NOTE = """\
+Seeds 0, 1, ... of each correct model, one `check_calibration` each at alpha 0.05.  The test
+is two-sided: the number of false alarms must lie in the pass region; `P(pass), correct`: the
+chance that a checker at exactly the nominal rate passes; `P(fail), rate 2 alpha`: the chance
+that one at twice the nominal rate fails; one that never rejects always fails (scipy.stats.binom).
+"""
+
+
+def results_text(results: Results, when: str, environment: str) -> str:
+    how = ("Written by `pytest -m slow tests/validation`" if results.complete() else
+           "PARTIAL (not every validation test ran; RESULTS.md was left alone): written")
+    return (
+        "# Validation results\n\n"
+        f"{how} on {when}\n({environment}).\n\n"
+        "## Known bugs\n\n" + BUGS_NOTE + "\n" + results.table("bugs") +
+        "\n## Correct models (controls)\n\n" + CONTROLS_NOTE + "\n" + results.table("controls") +
+        "\n## False-alarm rate of assert_calibrated (exact backend, many seeds)\n\n" +
+        FALSE_ALARMS_NOTE + "\n" + results.table("false_alarms"))
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if not any(_ROWS.values()):
+    if not _RESULTS.any():
         return
-    text = (
-        "# Validation results\n\n"
-        f"Written by `pytest -m slow tests/validation` on {time.strftime('%Y-%m-%d %H:%M')}.\n"
-        "A bug counts as detected at n simulations when `check_calibration` of the buggy\n"
-        "model fails (the calibration engine: Holm over parameter groups, family-wise alpha\n"
-        "0.05) and the correct twin, run with the same study seed and n, passes; n grows\n"
-        "through the bug's schedule (exact backend 25, 50, 100, 200, 400; the flagship\n"
-        "`crispr_screen` bugs 25, 50 with nutpie at the default settings; cached fits are\n"
-        "extended, not refitted). `flagged fits`: share of successful fits with a sampler\n"
-        "warning after the rescue. The controls are one family: each runs at alpha 0.05 / (number\n"
-        "of controls), so the chance of any false 'fail' among them is at most 5 %.\n\n"
-        "## Known bugs\n\n" + _table(_ROWS["bugs"]) +
-        "\n## Correct models (controls)\n\n" + _table(_ROWS["controls"]) +
-        "\n## False-alarm rate of assert_calibrated (exact backend, many seeds)\n\n" +
-        _table(_ROWS["false_alarms"]))
-    RESULTS_FILE.write_text(text)
+    text = results_text(_RESULTS, time.strftime("%Y-%m-%d %H:%M"), environment_line(_RESULTS.cache_key))
+    if _RESULTS.complete():
+        RESULTS_FILE.write_text(text)
+        target = RESULTS_FILE
+    else:
+        target = (_RESULTS.cache_dir or HERE / ".sbc_cache").parent / "RESULTS.partial.md"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"validation results written to {target}")

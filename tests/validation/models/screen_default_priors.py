@@ -4,8 +4,9 @@ The generator (crispr_screen) has explicit priors; this fitter has the same form
 Bambi's defaults, which Bambi scales by the response it is given.  The design frame's
 placeholder response is all zeros (zero-width priors), so, as a user fitting a pilot screen
 would, the defaults are scaled by a fixed pilot data set (mean -1, sd 2).  Generator and
-fitter then disagree on every prior.  Expected SBC signature: group sds and the intercept
-fail (their prior matters at small designs).
+fitter then disagree on every prior.  sbc refuses such a model when a study is checked,
+before any simulation (sbc.spec: Bambi default priors are refused at load), so the
+validation suite asserts that ModelError instead of a detection n.
 """
 
 import bambi as bmb

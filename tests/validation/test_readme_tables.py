@@ -1,0 +1,192 @@
+"""Fast tests (default run): the README's validation tables are the committed RESULTS.md's,
+and RESULTS.md states what the slow validation tests assert."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from validation_support import FalseAlarmDesign, parse_tables
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = ROOT / "tools" / "readme_tables.py"
+RESULTS = ROOT / "tests" / "validation" / "RESULTS.md"
+README = ROOT / "README.md"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("readme_tables", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT)
+
+
+def test_readme_tables_agree_with_committed_results():
+    proc = run_tool("--check")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+
+
+RESULTS_TEXT = """\
+# Validation results
+
+Written by `pytest -m slow tests/validation` on 2026-01-01 00:00 (sbc 0.1.0).
+
+## Known bugs
+
+| bug | simulations to detection | failing checks |
+|---|---|---|
+| a | 25 | 1\\|gene[0] (too_narrow) |
+
+## Correct models (controls)
+
+_not run in this session_
+"""
+
+README_TEXT = """\
+# Title
+
+```python
+# a comment in a code block, not a heading
+```
+
+### Validation results
+
+old text
+
+#### Known bugs
+
+| bug | simulations to detection |
+|---|---|
+| a | 50 |
+
+## Scale-out and faults
+
+kept
+"""
+
+
+@pytest.fixture
+def files(tmp_path):
+    results, readme = tmp_path / "RESULTS.md", tmp_path / "README.md"
+    results.write_text(RESULTS_TEXT)
+    readme.write_text(README_TEXT)
+    return results, readme
+
+
+def test_check_fails_with_a_diff_and_writing_fixes_it(files):
+    results, readme = files
+    args = ("--readme", readme, "--results", results)
+    proc = run_tool("--check", *args)
+    assert proc.returncode == 1
+    assert "-| a | 50 |" in proc.stdout and "+| a | 25 | 1\\|gene[0] (too_narrow) |" in proc.stdout
+    assert readme.read_text() == README_TEXT  # --check writes nothing
+    assert run_tool(*args).returncode == 0
+    text = readme.read_text()
+    assert run_tool("--check", *args).returncode == 0
+    # only the section changed: what precedes and follows it is kept byte for byte
+    head, tail = README_TEXT.split("### Validation results")[0], README_TEXT.split(
+        "## Scale-out and faults")[1]
+    assert text.startswith(head + "### Validation results\n\n")
+    assert text.endswith("\n\n## Scale-out and faults" + tail)
+    assert "#### Known bugs" in text and "#### Correct models (controls)" in text
+    assert "old text" not in text and "| a | 50 |" not in text
+    # a change in RESULTS.md is a difference again
+    results.write_text(RESULTS_TEXT.replace("| 25 |", "| 100 |"))
+    assert run_tool("--check", *args).returncode == 1
+
+
+def test_missing_heading_or_file_is_exit_2(files, tmp_path):
+    results, readme = files
+    readme.write_text(README_TEXT.replace("### Validation results", "### Something else"))
+    proc = run_tool("--check", "--readme", readme, "--results", results)
+    assert proc.returncode == 2 and "Validation results" in proc.stderr
+    proc = run_tool("--check", "--readme", readme, "--results", tmp_path / "missing.md")
+    assert proc.returncode == 2
+
+
+def test_section_ends_at_the_next_heading_of_level_3_or_less():
+    tool = _tool()
+    section = tool.section_from_results(RESULTS_TEXT)
+    readme = README_TEXT.replace("## Scale-out and faults", "### Next subsection")
+    out = tool.replace_section(readme, section)
+    assert out.endswith("### Next subsection\n\nkept\n") and "old text" not in out
+
+
+# ---- RESULTS.md states what the slow tests assert ------------------------------------
+
+
+def _tables():
+    return parse_tables(RESULTS.read_text(encoding="utf-8"))
+
+
+def _section(tables, prefix):
+    (name,) = [k for k in tables if k.startswith(prefix)]
+    return tables[name]
+
+
+def _failing(cell: str) -> list[tuple[str, str]]:
+    return [(n.strip(), s) for n, s in re.findall(r"([^,]+?) \((\w+)\)", cell)]
+
+
+def test_results_state_the_asserted_detection_and_signatures():
+    import test_validation as tv
+
+    rows = {(r["bug"], r["design"]): r for r in _section(_tables(), "Known bugs")}
+    assert len(rows) == len(tv.BUGS) + 1
+    for bug in tv.BUGS:
+        row = rows[(bug.name, bug.label)]
+        assert row["simulations to detection"] == tv._n_text(bug.recorded, bug), bug.name
+        assert bug.recorded in bug.tolerance
+        assert row["asserted"] == bug.tolerance_text(), bug.name
+        assert row["asserted signature"] == (bug.signature.text() if bug.signature
+                                             else "none asserted"), bug.name
+        failing = _failing(row["failing checks"])
+        if bug.signature:
+            for name, shapes in bug.signature.fails:  # the recorded failures show it
+                assert any(s in shapes and (n == name or n.startswith(name + "["))
+                           for n, s in failing), (bug.name, name, shapes)
+            if bug.signature.only is not None:
+                assert all(n.split("[")[0] in bug.signature.only for n, _ in failing), bug.name
+            if bug.signature.confine is not None:
+                group, names = bug.signature.confine
+                assert all(n in names for n, _ in failing if n.startswith(group + "[")), bug.name
+        elif bug.recorded is None:
+            assert row["failing checks"] == "none"
+    default = rows[("fitter keeps Bambi's default priors", "3x3x1")]
+    assert default["simulations to detection"] == "0 (refused)"
+
+
+def test_results_state_the_controls_at_their_asserted_simulations():
+    import test_validation as tv
+
+    rows = {r["model"]: r for r in _section(_tables(), "Correct models")}
+    assert len(rows) == len(tv.CONTROLS)
+    for c in tv.CONTROLS:
+        name, _, design, _, n_sims = c.values if hasattr(c, "values") else c
+        assert rows[name]["simulations"] == str(n_sims)
+        assert rows[name]["design"] == "x".join(map(str, design))
+        assert rows[name]["verdict"].startswith("pass")
+        assert float(rows[name]["alpha"]) == tv.CONTROL_ALPHA
+
+
+def test_results_state_the_false_alarm_designs():
+    import test_validation as tv
+
+    rows = {r["model"]: r for r in _section(_tables(), "False-alarm rate")}
+    assert len(rows) == len(tv.FALSE_ALARMS)
+    for case in tv.FALSE_ALARMS:
+        row, d = rows[case.label], case.test
+        assert isinstance(d, FalseAlarmDesign)
+        assert int(row["checks (seeds)"]) == d.n_seeds
+        assert int(row["simulations per check"]) == case.n_sims
+        assert {k: row[k] for k in d.summary()} == d.summary()
+        assert d.passes(int(row["false alarms"]))
