@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from sbc.dispatch import TLS, Progress, auto_batch_size, check_scheduler_address, default_workers, run_tasks
+from sbc.dispatch import TLS, check_scheduler_address
 from sbc.errors import ModelError
 from sbc.fit import check_backend
-from sbc.replicate import BatchTask
+from sbc.runner import Job, Runner, manifest
 from sbc.spec import (ModelRef, build_pymc_model, make_spec, pair_parameters, ranked_layouts,
                       resolve_model)
-from sbc.store import Store
 from sbc.study import Study
 
 
@@ -53,16 +50,6 @@ def resolve_models(study: Study) -> tuple[list[ModelRef], ModelRef | None]:
     return models, sim
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for pkg in ("sbc-screens", "pymc", "bambi", "nutpie", "pytensor", "arviz-stats", "dask"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
 def _sources(models: list[ModelRef], sim: ModelRef | None) -> dict[str, str]:
     sources = {m.label: m.source for m in models}
     if sim:
@@ -91,17 +78,12 @@ def _accept_legacy_fingerprint(manifest: dict, out: Path, study: Study,
 
 
 def manifest_for(study: Study, models: list[ModelRef], sim: ModelRef | None) -> dict:
-    sources = _sources(models, sim)
-    return {
-        "fingerprint": study.fingerprint(sources),
-        "study": study.to_dict(),
-        "model_digests": {m.label: m.digest for m in models} |
-                         ({f"simulate:{sim.label}": sim.digest} if sim else {}),
-        "model_refs": {m.label: m.ref for m in models},
-        "simulate_model": sim.label if sim else None,
-        "versions": _versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    return manifest(
+        fingerprint=study.fingerprint(_sources(models, sim)), study=study.to_dict(),
+        model_refs={m.label: m.ref for m in models},
+        model_digests={m.label: m.digest for m in models}
+        | ({f"simulate:{sim.label}": sim.digest} if sim else {}),
+        simulate_model=sim.label if sim else None)
 
 
 def check_models_build(study: Study, models: list[ModelRef], sim: ModelRef | None) -> None:
@@ -180,26 +162,11 @@ def check_parameter_pairing(study: Study, models: list[ModelRef], sim: ModelRef,
             "[parameter_map] fitter_name = \"generator_name\" (their shapes must match)")
 
 
-def plan_tasks(study: Study, models: list[ModelRef], sim: ModelRef | None, done: set,
-               workers: int) -> tuple[list[BatchTask], int]:
-    tasks, total = [], 0
-    for model in models:
-        for design in study.designs:
-            missing = [r for r in range(study.simulations)
-                       if (model.label, design.label, r) not in done]
-            total += study.simulations
-            size = study.batch_size or auto_batch_size(len(missing), workers, design.n_rows)
-            for i in range(0, len(missing), size):
-                tasks.append(BatchTask(model, sim, design, study.sampler, study.thin,
-                                       study.seed, tuple(missing[i:i + size]),
-                                       study.parameter_map if sim else ()))
-    return tasks, total
-
-
-def _where_run(scheduler: str | None, n_workers: int) -> str:
-    if scheduler:
-        return f"scheduler {scheduler}"
-    return "this process (no Dask)" if n_workers == 0 else f"{n_workers} local Dask worker(s)"
+def jobs_of(study: Study, models: list[ModelRef], sim: ModelRef | None) -> list[Job]:
+    """Every (model, design) of the study as a runner job of ``study.simulations``."""
+    return [Job(model, design, study.simulations, study.sampler, study.thin, study.seed,
+                simulate=sim, parameter_map=study.parameter_map if sim else ())
+            for model in models for design in study.designs]
 
 
 def run_study(study: Study, out: str | Path, *, workers: int | None = None,
@@ -219,58 +186,20 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
     manifest = manifest_for(study, models, sim)
     _accept_legacy_fingerprint(manifest, Path(out), study, models, sim)
     check_models_build(study, models, sim)  # before the store is touched or created
-    store = Store.open_for_run(out, manifest)
-    with store.exclusive():
-        return _run_locked(study, store, models, sim, workers, scheduler, report,
-                           progress_stream, start, retry_failed, tls)
-
-
-def _run_locked(study, store, models, sim, workers, scheduler, report, progress_stream,
-                start, retry_failed=False, tls=None) -> RunSummary:
-    done = store.done(quarantine=True, retry_failed=retry_failed)
     if workers is None:
-        workers = study.workers if study.workers is not None else default_workers()
-    n_workers = workers
-    cores = default_workers()
-    if not scheduler and study.cluster is None and n_workers > cores:
-        # single-threaded workers beyond the cores only add processes (each ~0.5 GB) and
-        # slow every fit; a cluster or scheduler brings its own cores
-        print(f"[sbc] {n_workers} local workers asked for, but this machine has {cores} "
-              f"cores: using {cores}", file=progress_stream or sys.stderr)
-        n_workers = cores
-    tasks, total = plan_tasks(study, models, sim, done, n_workers)
-    already = total - sum(len(t.reps) for t in tasks)
-    progress = Progress(total, already, stream=progress_stream or sys.stderr)
-    stream = progress.stream
-    if tasks:
-        print(f"[sbc] {study.name}: {total} replicates ({already} already stored), "
-              f"{len(tasks)} tasks on {_where_run(scheduler, n_workers)}",
-              file=stream)
-
-    failures: dict[str, list] = {}  # failure code -> [count, first error]
-
-    def write(records):
-        for record in records:
-            store.write_record(record)
-            if record["status"] != "ok":
-                entry = failures.setdefault(record.get("failure") or "exception",
-                                            [0, str(record.get("error") or "")])
-                entry[0] += 1
-
-    lost = 0
-    if tasks:
-        try:
-            lost = run_tasks(tasks, write, workers=n_workers, scheduler=scheduler,
-                             progress=progress, cluster_spec=study.cluster, tls=tls)
-        finally:
-            progress.close()
-    calibration = None
-    if report:
-        from sbc.report import write_report_with_calibration
-        _, calibration = write_report_with_calibration(store)
-    else:  # the tables are data, not the report: always keep them current
-        store.write_tables()
-    return RunSummary(out=store.root, total=total, already_done=already, new=progress.new,
-                      failed=progress.failed, lost_batches=lost, seconds=time.monotonic() - start,
-                      calibration=calibration,
-                      failures={k: (n, e) for k, (n, e) in failures.items()})
+        workers = study.workers
+    runner = Runner(out, manifest, workers=workers, scheduler=scheduler, cluster=study.cluster,
+                    tls=tls, batch_size=study.batch_size, stream=progress_stream,
+                    retry_failed=retry_failed)
+    with runner:
+        counts = runner.ensure(jobs_of(study, models, sim), announce=study.name)
+        calibration = None
+        if report:
+            from sbc.report import write_report_with_calibration
+            _, calibration = write_report_with_calibration(runner.store)
+        else:  # the tables are data, not the report: always keep them current
+            runner.store.write_tables()
+    return RunSummary(out=runner.store.root, total=counts.total, already_done=counts.already,
+                      new=counts.new, failed=counts.failed, lost_batches=counts.lost_batches,
+                      seconds=time.monotonic() - start, calibration=calibration,
+                      failures={k: (n, e) for k, (n, e) in counts.failures.items()})

@@ -20,7 +20,7 @@ from sbc import stats
 from sbc.cli import main
 from sbc.design import Design
 from sbc.errors import StudyError
-from sbc.plan import (Target, decide, dominated, load_plan, moment_matched_priors,
+from sbc.plan import (Target, plan_decision, dominated, load_plan, moment_matched_priors,
                       replicate_success, run_plan)
 
 MODEL = Path(__file__).resolve().parent / "plan_models" / "normal_mean.py"
@@ -170,9 +170,9 @@ def test_bad_target_is_rejected_with_a_fix(tmp_path, target, message):
 
 
 def test_decide_and_dominance():
-    assert decide(0.85, 0.99, 0.8) == "pass"
-    assert decide(0.10, 0.79, 0.8) == "fail"
-    assert decide(0.70, 0.90, 0.8) is None
+    assert plan_decision(0.85, 0.99, 0.8) == "pass"
+    assert plan_decision(0.10, 0.79, 0.8) == "fail"
+    assert plan_decision(0.70, 0.90, 0.8) is None
     mono = ("cell_lines", "reps")
     assert dominated(Design(4, 100, 2), Design(8, 100, 3), mono)
     assert not dominated(Design(4, 100, 4), Design(8, 100, 3), mono)

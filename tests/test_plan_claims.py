@@ -26,8 +26,9 @@ from support import ROOT
 from sbc import replicate, stats
 from sbc.cli import main
 from sbc.design import Design
-from sbc.plan import (LEVELS, CostModel, DesignResult, Planner, Target, decide, element_success,
-                      load_plan, moment_matched_priors, pilot_frame, replicate_success, run_plan)
+from sbc.plan import (INTERVALS, CostModel, DesignResult, Planner, Search, Target,
+                      element_success, load_plan, moment_matched_priors, pilot_frame,
+                      plan_decision, replicate_success, run_plan)
 
 MODEL = ROOT / "tests" / "plan_models" / "normal_mean.py"
 
@@ -490,7 +491,7 @@ def test_search_probes_and_monotone_inference(tmp_path, monotone):
     for label, row in rows.items():
         if label in order:  # deterministic outcomes: decided at the first look
             assert row["status"] == outcome[label] and row["simulations"] == 20
-            assert decide(row["p_lower"], row["p_upper"], 0.8) == outcome[label]
+            assert plan_decision(row["p_lower"], row["p_upper"], 0.8) == outcome[label]
         if row["status"] == "inferred fail":
             assert not meets[label] and row["simulations"] == 0
             assert any(rows[f]["status"] == "fail" and larger_or_equal(label, f, monotone)
@@ -569,7 +570,7 @@ def test_criteria_levels_and_sides():
               "q0.05": [-3.0], "q0.95": [3.0], "q0.025": [-4.0], "q0.975": [4.0]})
     rows = _rows(sd=[0.3], **q)
     for level, width in ((0.5, 2), (0.8, 4), (0.9, 6), (0.95, 8)):
-        assert LEVELS[level] == (f"q{(1 - level) / 2:g}", f"q{(1 + level) / 2:g}")
+        assert INTERVALS[level] == (f"q{(1 - level) / 2:g}", f"q{(1 + level) / 2:g}")
         assert element_success(rows, Target("x", "width", width + 0.1, level=level))[0]
         assert not element_success(rows, Target("x", "width", width - 0.1, level=level))[0]
     assert element_success(rows, Target("x", "sd", 0.31))[0]
@@ -720,8 +721,7 @@ def readme_plan_result() -> tuple[dict, dict[str, dict]]:
     return summary, table
 
 
-def test_readme_plan_screen_result_is_what_the_search_does_with_its_table(tmp_path,
-                                                                          monkeypatch):
+def test_readme_plan_screen_result_is_what_the_search_does_with_its_table(tmp_path):
     """README ("The result for studies/plan_screen.toml"): the recommendation 12x100x3 at
     78 kUSD, its P(target met) and interval, the table of evaluated designs, "fits used 400
     ... vs 2100 for the full grid (81% saved)", "16 lines in duplicate also meets the target
@@ -733,8 +733,6 @@ def test_readme_plan_screen_result_is_what_the_search_does_with_its_table(tmp_pa
     exactly the tabled designs, settle every other one by inference, and recommend the
     README's design; each row's interval must be the Wilson interval of its P and n, its
     status what that interval decides.  (The fits themselves: the slow test below.)"""
-    from sbc.dispatch import InProcess
-
     summary, table = readme_plan_result()
     plan = load_plan(STUDY_PLAN)
     s = plan.search
@@ -743,9 +741,9 @@ def test_readme_plan_screen_result_is_what_the_search_does_with_its_table(tmp_pa
     assert (plan.sampler.chains, plan.sampler.draws) == (1, 3000)  # "one chain of 3,000 draws"
     probed = []
 
-    def answer(self, design, client):  # the README's measurement for this design
+    def answer(design):  # the README's measurement for this design
         assert design.label in table, f"the search probes {design.label}, not in the README table"
-        row, res = table[design.label], self.results[design]
+        row, res = table[design.label], results[design]
         res.status, res.n, res.probability = row["status"], row["n"], row["p"]
         lo, hi = stats.wilson_interval(row["p"] * row["n"], row["n"], s.confidence)
         res.lower, res.upper, res.flagged = float(lo), float(hi), row["flagged"]
@@ -753,19 +751,20 @@ def test_readme_plan_screen_result_is_what_the_search_does_with_its_table(tmp_pa
         probed.append(design.label)
         return res
 
-    monkeypatch.setattr(Planner, "evaluate", answer)
-    planner = Planner(plan, tmp_path / "out", 0, None, io.StringIO())
-    planner.open()  # checks the targets against models/crispr_plan.py
-    best = planner.search(InProcess())
+    with Planner(plan, tmp_path / "out", 0, None, io.StringIO()):
+        pass  # checks the targets against models/crispr_plan.py
+    results = {d: DesignResult(d, plan.cost(d)) for d in plan.designs()}
+    best = Search(results, plan.monotone, answer, strategy=s.strategy,
+                  runners_up=s.runners_up).run()
     assert sorted(probed) == sorted(table)
     assert best.design.label == summary["design"] == "12x100x3"
     assert plan.cost(best.design) == float(summary["cost"]) == table["12x100x3"]["cost"]
     for label, row in table.items():
-        res = planner.results[Design.from_label(label)]
+        res = results[Design.from_label(label)]
         assert plan.cost(res.design) == row["cost"], label
         assert (round(res.lower, 2), round(res.upper, 2)) == \
             pytest.approx((row["lower"], row["upper"]), abs=0.011), label
-        verdict = decide(res.lower, res.upper, plan.probability)
+        verdict = plan_decision(res.lower, res.upper, plan.probability)
         if row["status"] == "inconclusive":
             assert verdict is None and row["n"] == s.max_simulations, label
         else:
@@ -774,7 +773,7 @@ def test_readme_plan_screen_result_is_what_the_search_does_with_its_table(tmp_pa
     row = table[summary["design"]]
     assert (float(summary["p"]), float(summary["lower"]), float(summary["upper"]),
             int(summary["n"])) == (row["p"], row["lower"], row["upper"], row["n"])
-    others = [r for d, r in planner.results.items() if d.label not in table]
+    others = [r for d, r in results.items() if d.label not in table]
     assert len(others) == summary["settled"] == 14
     assert all(r.status.startswith("inferred") for r in others)
     # fits: the probability fits plus analysis-prior top-ups to calibration_simulations for

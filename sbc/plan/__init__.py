@@ -1,0 +1,25 @@
+"""Design-size planning: the cheapest screen that meets a precision or decision target.
+
+    plan file (config) -> candidate designs (cost order) -> search (adaptive or grid)
+    -> per design: simulated screens through the replicate runner (planner)
+    -> target success per replicate from stored posterior quantiles (criteria)
+    -> Wilson interval -> pass / fail / more simulations -> SBC verdict -> recommendation
+    -> plan.csv, plan.json, report.html (output)
+
+Modules: :mod:`~sbc.plan.config` (the plan file), :mod:`~sbc.plan.criteria` (pure success
+criteria), :mod:`~sbc.plan.search` (the search, against an ``evaluate`` callback),
+:mod:`~sbc.plan.pilot` (a pilot screen as the design prior), :mod:`~sbc.plan.planner`
+(running it), :mod:`~sbc.plan.output` (what it writes).
+"""
+
+from sbc.plan.config import CostModel, Pilot, Plan, SearchSettings, Target, load_plan, parse_plan
+from sbc.plan.criteria import (INTERVALS, dominated, element_success, plan_decision,
+                               replicate_success, success_interval)
+from sbc.plan.pilot import moment_matched_priors, pilot_frame
+from sbc.plan.planner import PlanResult, Planner, calibration_verdict, cli_plan, run_plan
+from sbc.plan.search import DesignResult, Search
+
+__all__ = ["INTERVALS", "CostModel", "DesignResult", "Pilot", "Plan", "PlanResult", "Planner",
+           "Search", "SearchSettings", "Target", "calibration_verdict", "cli_plan",
+           "dominated", "element_success", "load_plan", "moment_matched_priors", "parse_plan",
+           "pilot_frame", "plan_decision", "replicate_success", "run_plan", "success_interval"]

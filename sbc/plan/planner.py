@@ -1,0 +1,421 @@
+"""Running a plan: each design's simulated screens through the replicate runner
+(:mod:`sbc.runner`: store, lock, batching, Dask), their evaluation against the targets, the
+SBC verdict of each design, the time projection, and the entry points ``run_plan`` and
+``sbc plan``.
+
+Every fit is an ordinary replicate record in the store (OUT/replicates/...), written by the
+same machinery as ``sbc run``; criteria are evaluated from the stored quantiles, so a
+resumed plan walks the same path and refits nothing.  Two streams of replicates exist when
+the design prior differs from the analysis prior: design-prior fits (for the probability of
+success) and analysis-prior fits (for the calibration verdict, because ranks are uniform
+only when truths come from the prior used to fit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sbc.calibration import MIN_FITS
+from sbc.design import Design
+from sbc.dispatch import TLS, check_scheduler_address
+from sbc.errors import ModelError, StudyError
+from sbc.plan.config import Plan, Target, load_plan
+from sbc.plan.criteria import (INTERVALS, contraction, element_name, plan_decision,
+                               replicate_success, select_quantity, split_quantity,
+                               success_interval)
+from sbc.plan.output import jsonable, report_html, result_table
+from sbc.plan.pilot import pilot_design_model, pilot_frame
+from sbc.plan.search import DesignResult, Search
+from sbc.runner import Job, Runner
+from sbc.runner import manifest as make_manifest
+from sbc.spec import resolve_model
+
+
+def calibration_verdict(reps: pd.DataFrame, params: pd.DataFrame, alpha: float,
+                        sampler=None) -> tuple[str, float, str]:
+    """SBC verdict of one design from its stored fits: (verdict, smallest Holm-adjusted p,
+    failing groups), from the one engine (:func:`sbc.calibration.calibrate`, family "cell":
+    each design is judged on its own at level ``alpha``).  "calibrated" / "miscalibrated" /
+    "not checked" are the engine's pass / fail / inconclusive."""
+    from sbc.calibration import calibrate
+
+    if params.empty or reps.empty:
+        return "not checked", math.nan, ""
+    cal = calibrate(reps, params, alpha=alpha, family="cell", sampler=sampler)
+    (verdict,) = cal.verdicts.values()
+    word = {"pass": "calibrated", "fail": "miscalibrated"}.get(verdict.status, "not checked")
+    p = float(cal.groups["p_holm"].min()) if len(cal.groups) else math.nan
+    return word, p, ", ".join(verdict.failing)
+
+
+class Planner:
+    """Runs a plan: model references, the store (through :class:`sbc.runner.Runner`, which
+    holds its lock, the records and the Dask session), the evaluation of each design and
+    the search.  Use as a context manager (or call :meth:`open` and :meth:`close`)."""
+
+    def __init__(self, plan: Plan, out: Path, workers: int | None, scheduler: str | None,
+                 stream=None, tls=None):
+        self.plan, self.out = plan, Path(out)
+        self.workers, self.scheduler, self.tls = workers, scheduler, tls
+        self.stream = stream or sys.stderr
+        self.results = {d: DesignResult(d, plan.cost(d)) for d in plan.designs()}
+        self.prior_sd: dict[Design, dict[str, float]] = {}
+        self.started = time.monotonic()
+        self.runner: Runner | None = None
+
+    # --- setup --------------------------------------------------------------------------
+    def open(self) -> None:
+        plan = self.plan
+        try:
+            self.fit_ref = resolve_model(plan.model, plan.base_dir)
+        except ModelError as exc:
+            raise StudyError(f"plan '{plan.name}': {exc}") from exc
+        design_ref = None
+        pilot_digest = None
+        if plan.design_model:
+            design_ref = resolve_model(plan.design_model, plan.base_dir)
+        elif plan.pilot:
+            csv = Path(plan.base_dir) / plan.pilot.csv
+            if not csv.is_file():
+                raise StudyError(f"plan '{plan.name}': pilot csv {csv} not found; give a path "
+                                 "relative to the plan file")
+            pilot_frame(csv)  # a malformed pilot is refused before the store is touched
+            pilot_digest = hashlib.sha256(csv.read_bytes()).hexdigest()[:16]
+        self.check_targets(design_ref)
+        sources = {"model": self.fit_ref.source,
+                   "design_model": design_ref.source if design_ref else None,
+                   "pilot": pilot_digest}
+        plan_dict = plan.to_dict()
+        # The search settings change which replicates exist, not what any replicate is, so
+        # they may change between resumes; the seed, models, sampler and thinning may not.
+        fixed = {k: plan_dict[k] for k in ("seed", "model", "design_model", "pilot", "sampler",
+                                            "thin")}
+        fingerprint = hashlib.sha256(json.dumps({"plan": fixed, "sources": sources},
+                                                sort_keys=True, default=str).encode()
+                                     ).hexdigest()[:16]
+        manifest = make_manifest(
+            fingerprint=fingerprint, kind="plan",
+            study={**fixed, "name": plan.name, "models": [self.fit_ref.label],
+                   "designs": [d.label for d in plan.designs()]},
+            plan=plan_dict,
+            model_digests={"model": self.fit_ref.digest,
+                           "design_model": design_ref.digest if design_ref else None,
+                           "pilot": pilot_digest},
+            model_refs={self.fit_ref.label: self.fit_ref.ref})
+        self.runner = Runner(self.out, manifest, workers=self.workers, scheduler=self.scheduler,
+                             tls=self.tls, stream=self.stream, keep_records=True)
+        self.runner.__enter__()
+        try:
+            if plan.pilot:
+                design_ref = pilot_design_model(plan, self.fit_ref, self.store, self.stream)
+        except BaseException:
+            self.close()
+            raise
+        self.design_ref = design_ref
+        # Label of the stream whose truths come from the design prior (= the analysis
+        # stream when no separate design prior is given).
+        if design_ref is None:
+            self.power_ref = self.fit_ref
+        else:
+            self.power_ref = dataclasses.replace(
+                self.fit_ref, label=f"{self.fit_ref.label}~{design_ref.label}")
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.__exit__(None, None, None)
+            self.runner = None
+
+    def __enter__(self) -> Planner:
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def store(self):
+        return self.runner.store
+
+    @property
+    def records(self) -> dict[tuple[str, str, int], dict]:
+        return self.runner.records if self.runner is not None else {}
+
+    @property
+    def new_fits(self) -> int:
+        return self.runner.new_fits if self.runner is not None else 0
+
+    def check_targets(self, design_ref) -> None:
+        """Every target quantity must exist in the analysis model (and the design model),
+        and an element (``beta_g[3]``) must exist on every design of the space.
+
+        Checked on the smallest design (the space is a full grid, so it is smallest in every
+        dimension and has the fewest elements) before anything is fitted: a target naming
+        no stored scalar would otherwise score 0 on every design ("no design meets the
+        target") instead of being refused.
+        """
+        from sbc.spec import make_spec, parameter_layouts
+
+        smallest = min(self.plan.designs(), key=lambda d: d.n_rows)
+        data = smallest.frame()
+        specs = [("model", make_spec(self.fit_ref, data))]
+        if design_ref is not None:
+            specs.append(("design_model", make_spec(design_ref, data)))
+        for target in self.plan.targets:
+            base, index = split_quantity(target.quantity)
+            for role, spec in specs:
+                if base in spec.parameters and index is not None:
+                    shape = parameter_layouts(spec.generative, [base])[base].shape
+                    self._check_index(target, base, index, shape, role, spec, smallest)
+                if base not in spec.parameters:
+                    guess = difflib.get_close_matches(base, spec.parameters, n=1)
+                    raise StudyError(
+                        f"plan '{self.plan.name}': target quantity '{target.quantity}' is not a "
+                        f"parameter of the {role} '{spec.model.ref}'; "
+                        + (f"did you mean '{guess[0]}'? " if guess else "")
+                        + f"its parameters are: {', '.join(spec.parameters)}. A contrast "
+                        "(e.g. the difference of two genes) must be a pm.Deterministic in "
+                        "the model, because stored quantiles are per scalar")
+
+    def _check_index(self, target: Target, base: str, index: tuple[int, ...],
+                     shape: tuple[int, ...], role: str, spec, design: Design) -> None:
+        """Refuse an element index that ``base`` (of ``shape`` on ``design``) lacks, listing
+        the valid ones."""
+        where = (f"plan '{self.plan.name}': target quantity '{target.quantity}' names an "
+                 f"element of '{base}' of the {role} '{spec.model.ref}'")
+        if not shape:
+            raise StudyError(f"{where}, but '{base}' is a scalar (no elements); write "
+                             f"quantity = \"{base}\"")
+        if len(index) != len(shape) or any(i >= n for i, n in zip(index, shape)):
+            names = [element_name(base, idx) for idx in np.ndindex(*shape)]
+            valid = ", ".join(names) if len(names) <= 12 else \
+                f"{', '.join(names[:3])}, ..., {names[-1]}"
+            raise StudyError(
+                f"{where}, which does not exist on design {design.label} (the smallest of "
+                f"the space): '{base}' has shape {shape} there; valid elements: {valid} "
+                f"(0-based), or quantity = \"{base}\" for every element")
+
+    # --- fitting ------------------------------------------------------------------------
+    def ensure(self, ref, simulate_ref, design: Design, n: int) -> None:
+        """Make sure replicates 0..n-1 of (ref, design) are stored; fit only missing ones."""
+        plan = self.plan
+        counts = self.runner.ensure([Job(ref, design, n, plan.sampler, plan.thin, plan.seed,
+                                         simulate=simulate_ref)], progress=False)
+        if counts.lost_batches:
+            raise StudyError(f"{counts.lost_batches} batches of design {design.label} could not "
+                             "run; the stored fits are kept: run the same command again to "
+                             "resume")
+
+    def tables(self, label: str, design: Design, n: int | None = None):
+        from sbc.store import records_to_tables
+
+        recs = [r for (m, d, rep), r in sorted(self.records.items())
+                if m == label and d == design.label and (n is None or rep < n)]
+        return records_to_tables(recs)
+
+    # --- evaluation ---------------------------------------------------------------------
+    def evaluate(self, design: Design) -> DesignResult:
+        """Sequential looks at one design until its interval clears the target probability."""
+        plan, s = self.plan, self.plan.search
+        res = self.results[design]
+        res.note = ""  # a runner-up may have been inferred meanwhile: it is measured now
+        n = 0
+        # A design with fits already stored was admitted by the run that stored them: a
+        # resume (perhaps with fewer workers) continues it rather than refusing it, so it
+        # walks the same path and refits nothing.
+        started = any((self.power_ref.label, design.label, rep) in self.records
+                      for rep in range(s.max_simulations))
+        estimate = None if started else self.projected_minutes(design)
+        if estimate is not None and estimate > s.max_minutes_per_design:
+            res.status = "too large"
+            res.note = (f"projected {estimate:.0f} min for {s.max_simulations} full-MCMC fits "
+                        f"exceeds search.max_minutes_per_design = {s.max_minutes_per_design:g}; "
+                        "raise it, add workers (--scheduler), or lower sampler.draws/tune (ESS "
+                        "is still checked per fit and low-ESS fits count as flagged)")
+            self.log(f"{design.label}: skipped, {res.note}")
+            return res
+        while True:
+            n = min(n + s.batch, s.max_simulations) if s.strategy == "adaptive" \
+                else s.max_simulations
+            self.ensure(self.power_ref, self.design_ref, design, n)
+            self.summarize(design, n)
+            verdict = plan_decision(res.lower, res.upper, plan.probability)
+            if s.strategy == "adaptive" and verdict is not None:
+                res.status = verdict
+                break
+            if n >= s.max_simulations:
+                res.status = verdict or "inconclusive"
+                break
+        if res.status == "pass" or s.strategy == "grid":
+            # the calibration verdict uses analysis-prior fits: the same stream when the
+            # design prior is the analysis prior, else a separate one
+            n_cal = max(s.calibration_simulations, n if self.design_ref is None else 0)
+            self.ensure(self.fit_ref, None, design, n_cal)
+        self.calibrate(design)
+        self.log(f"{design.label} (cost {res.cost:g}): P(success) = {res.probability:.2f} "
+                 f"[{res.lower:.2f}, {res.upper:.2f}] from {res.n} simulations -> {res.status}; "
+                 f"SBC {res.calibration}")
+        return res
+
+    def summarize(self, design: Design, n: int) -> None:
+        res = self.results[design]
+        reps, params = self.tables(self.power_ref.label, design, n)
+        prior_sd = self.prior_sds(design) if any(
+            t.criterion == "contraction" for t in self.plan.targets) else None
+        scores = replicate_success(params, reps, self.plan.targets, prior_sd)
+        res.n = len(scores)
+        res.probability, res.lower, res.upper = success_interval(
+            scores["success"].to_numpy(), self.plan.search.confidence)
+        res.per_target = [float(scores[f"target{i}"].mean())
+                          for i in range(len(self.plan.targets))]
+        res.failed = int((reps["status"] != "ok").sum())
+        ok = reps[reps["status"] == "ok"]
+        res.flagged = int((ok["flag_divergent"].astype(bool) | ok["flag_low_ess"].astype(bool)
+                           | ok["flag_rhat"].astype(bool)).sum()) if len(ok) else 0
+        res.fit_seconds = float(ok["sampler_seconds"].median()) if len(ok) else math.nan
+        rows = select_quantity(params, self.plan.targets[0].quantity)
+        if len(rows):
+            lo, hi = INTERVALS[self.plan.targets[0].level]
+            res.posterior_sd = float(rows["sd"].mean())
+            res.width = float((rows[hi] - rows[lo]).mean())
+            res.bias = float((rows["mean"] - rows["truth"]).mean())
+            res.rmse = float(np.sqrt(((rows["mean"] - rows["truth"]) ** 2).mean()))
+            if prior_sd is None and self.design_ref is None:
+                # truths are analysis-prior draws here: their spread is the prior sd,
+                # which saves compiling a prior simulator just for a descriptive column
+                prior_sd = rows.groupby("name")["truth"].std().to_dict()
+            res.contraction = float(np.nanmean(contraction(rows, prior_sd or
+                                                           self.prior_sds(design))))
+
+    def calibrate(self, design: Design) -> None:
+        res = self.results[design]
+        reps, params = self.tables(self.fit_ref.label, design)
+        res.calibration_n = int((reps["status"] == "ok").sum()) if len(reps) else 0
+        if res.calibration_n < MIN_FITS:
+            res.calibration = "not checked"
+            return
+        res.calibration, res.calibration_p, res.calibration_failing = calibration_verdict(
+            reps, params, self.plan.search.alpha, self.plan.sampler)
+        n_bad = res.failed + res.flagged
+        if res.n and n_bad / res.n > self.plan.search.max_flagged:
+            res.calibration = "unreliable fits"
+            res.calibration_failing = (f"{res.failed} failed and {res.flagged} flagged "
+                                       f"(divergences, low ESS or R-hat) of {res.n} fits")
+
+    def prior_sds(self, design: Design) -> dict[str, float]:
+        """Analysis-prior sd of every ranked scalar (400 prior draws), for contraction."""
+        if design not in self.prior_sd:
+            from sbc.diagnostics import scalar_names
+            from sbc.simulate import Simulator
+            from sbc.spec import make_spec
+
+            sim = Simulator(make_spec(self.fit_ref, design.frame()))
+            base = np.random.SeedSequence(self.plan.seed, spawn_key=(7, 7))
+            draws = [sim.draw(s)[0] for s in base.spawn(400)]
+            out = {}
+            for name in sim.names:
+                arr = np.stack([d[name] for d in draws])
+                sd = arr.reshape(len(draws), -1).std(axis=0, ddof=1)
+                labels = scalar_names({name: arr[None]}, [name])
+                out.update(dict(zip(labels, sd)))
+            self.prior_sd[design] = out
+        return self.prior_sd[design]
+
+    def projected_minutes(self, design: Design) -> float | None:
+        """Wall minutes for max_simulations fits, scaled by rows from designs already fitted."""
+        rates = [r.fit_seconds / r.design.n_rows for r in self.results.values()
+                 if r.n and np.isfinite(r.fit_seconds)]
+        if not rates:
+            return None
+        per_fit = float(np.median(rates)) * design.n_rows
+        return per_fit * self.plan.search.max_simulations / max(1, self.workers or 1) / 60
+
+    # --- the search ---------------------------------------------------------------------
+    def search(self) -> DesignResult | None:
+        """The cheapest passing, calibrated design (None if there is none)."""
+        s = self.plan.search
+        return Search(self.results, self.plan.monotone, self.evaluate, strategy=s.strategy,
+                      runners_up=s.runners_up).run()
+
+    def log(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[sbc plan {elapsed:5.0f}s] {text}", file=self.stream, flush=True)
+
+
+@dataclass
+class PlanResult:
+    recommended: DesignResult | None
+    table: pd.DataFrame
+    fits: dict
+    seconds: float
+    out: Path
+
+
+def run_plan(plan: Plan, out: str | Path, *, workers: int | None = None,
+             scheduler: str | None = None, stream=None, tls=None) -> PlanResult:
+    """Run (or resume) a plan into ``out``; writes plan.csv, plan.json and report.html.
+    ``tls``: certificates (sbc.dispatch.TLS) for a ``tls://`` scheduler."""
+    workers = workers if workers is not None else plan.workers
+    scheduler = check_scheduler_address(scheduler or plan.scheduler)
+    if scheduler and scheduler.startswith("tls://"):
+        (tls or TLS()).security()  # missing certificates: refused before the store opens
+    with Planner(plan, Path(out), workers, scheduler, stream, tls) as planner:
+        runner = planner.runner
+        planner.log(f"{plan.name}: {len(planner.results)} candidate designs, "
+                    f"{len(planner.records)} fits already stored, {runner.where()}")
+        recommended = planner.search()
+        table = result_table(list(planner.results.values()))
+        separate = planner.design_ref is not None
+        per_design = plan.search.max_simulations + (plan.search.calibration_simulations
+                                                    if separate else 0)
+        labels = {planner.power_ref.label, planner.fit_ref.label}
+        used = sum(1 for (m, d, _) in planner.records if m in labels)
+        full = per_design * len(planner.results)
+        fits = {"used": used, "new": planner.new_fits, "full_grid": full,
+                "designs": len(planner.results), "separate": separate,
+                "saved_share": 1 - used / full if full else 0.0,
+                "design_prior": planner.design_ref.ref if separate else
+                f"{plan.model} (its prior)"}
+        seconds = time.monotonic() - planner.started
+        store = planner.store
+        store.write_text("plan.csv", table.to_csv(index=False))
+        store.write_text("plan.json", json.dumps(jsonable({
+            "plan": plan.to_dict(), "targets": [t.describe() for t in plan.targets],
+            "recommended": recommended.row() if recommended else None,
+            "fits": fits, "seconds": seconds, "designs": table.to_dict(orient="records")}),
+            indent=2))
+        store.write_text("report.html", report_html(plan, table, recommended, fits))
+    return PlanResult(recommended, table, fits, seconds, Path(out))
+
+
+def cli_plan(args) -> int:
+    """``sbc plan PLAN [--out DIR] [--workers N] [--scheduler ADDR]``."""
+    plan = load_plan(args.plan)
+    out = Path(args.out or plan.output or Path("reports") / plan.name)
+    from sbc.cli import tls_of
+
+    result = run_plan(plan, out, workers=args.workers, scheduler=args.scheduler,
+                      tls=tls_of(args))
+    r = result.recommended
+    if r is None:
+        print(f"[sbc plan] no design meets the target with the stated confidence; see "
+              f"{out / 'report.html'}")
+    else:
+        print(f"[sbc plan] recommended {r.design.label} (cell lines x genes x replicates), "
+              f"cost {r.cost:g} {plan.cost.unit}: P(target met) = {r.probability:.2f} "
+              f"[{r.lower:.2f}, {r.upper:.2f}], n = {r.n}; SBC {r.calibration}")
+    f = result.fits
+    print(f"[sbc plan] fits used {f['used']} ({f['new']} new) vs {f['full_grid']} for the full "
+          f"grid ({f['saved_share']:.0%} saved); {result.seconds:.0f} s; report: "
+          f"{out / 'report.html'}")
+    return 0

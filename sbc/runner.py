@@ -1,0 +1,230 @@
+"""The replicate runner: the one way ``sbc run``, ``sbc plan`` and ``sbc.testing`` fit replicates.
+
+For one store it owns
+
+- the manifest's common fields (:func:`manifest`: versions, creation time, model digests)
+  and opening the store against it (the store refuses another study's fingerprint);
+- the store's exclusive lock, held from opening to closing, so two runs (or two plans) on
+  one directory never interleave;
+- the set of finished replicates (read once, each record checked; unusable files set aside);
+- batching, from the number of workers the Dask client really has;
+- progress (replicates done, rate, ETA, failures) and failure counts;
+- the Dask session (a local cluster, a scheduler address, SLURM), started on the first
+  replicate that must be fitted and kept across calls, so workers keep compiled models.
+
+Callers describe what must exist as :class:`Job` s (the first ``n`` replicates of one model on
+one design) and call :meth:`Runner.ensure`; only missing replicates are fitted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from sbc.design import Design
+from sbc.dispatch import TLS, Progress, auto_batch_size, default_workers, run_tasks, session
+from sbc.replicate import BatchTask
+from sbc.spec import ModelRef
+from sbc.store import Store
+from sbc.study import ClusterSpec, SamplerSettings
+
+VERSIONED = ("sbc-screens", "pymc", "bambi", "nutpie", "pytensor", "arviz-stats", "dask")
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of sbc and the libraries that decide a fit."""
+    out = {}
+    for pkg in VERSIONED:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def manifest(*, fingerprint: str, study: dict, model_refs: dict, model_digests: dict,
+             **extra) -> dict:
+    """A store's study.json: what was run (``study``), its fingerprint, the models'
+    references and digests, the versions and the time; ``extra`` adds kind-specific
+    fields (e.g. ``kind="plan"``)."""
+    return {"fingerprint": fingerprint, **extra, "study": study,
+            "model_digests": model_digests, "model_refs": model_refs,
+            "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+@dataclass(frozen=True)
+class Job:
+    """Replicates ``0 .. n-1`` of ``model`` on ``design`` must be stored."""
+
+    model: ModelRef
+    design: Design
+    n: int
+    sampler: SamplerSettings
+    thin: int | str
+    seed: int
+    simulate: ModelRef | None = None
+    parameter_map: tuple = ()
+
+
+@dataclass
+class Counts:
+    """What one :meth:`Runner.ensure` call did."""
+
+    total: int = 0
+    already: int = 0
+    new: int = 0
+    failed: int = 0
+    lost_batches: int = 0
+    # failure code -> [count, the first one's error text]
+    failures: dict[str, list] = field(default_factory=dict)
+
+
+class Runner:
+    """Fits the missing replicates of a store; use as a context manager::
+
+        with Runner(out, manifest, workers=2) as runner:
+            runner.ensure([Job(model, design, 100, settings, "auto", seed)])
+
+    ``workers``: local single-threaded Dask workers (0: in this process, no Dask; None:
+    one per core); local workers beyond the cores are capped with a note.  ``scheduler``,
+    ``cluster`` and ``tls`` select a running scheduler or SLURM instead.  ``batch_size``
+    fixes the replicates per task (default: from the design size and the worker count).
+    ``keep_records``: keep every record in memory (:attr:`records`) for callers that
+    evaluate them between calls (the planner).  ``retry_failed``: failed records count as
+    missing and are refitted with their own seeds.
+    """
+
+    def __init__(self, out: str | Path, manifest: dict, *, workers: int | None = None,
+                 scheduler: str | None = None, cluster: ClusterSpec | None = None,
+                 tls: TLS | None = None, batch_size: int | None = None, stream=None,
+                 keep_records: bool = False, retry_failed: bool = False):
+        self.out, self.manifest = Path(out), manifest
+        self.scheduler, self.cluster, self.tls = scheduler, cluster, tls
+        self.batch_size, self.keep_records, self.retry_failed = batch_size, keep_records, \
+            retry_failed
+        self.stream = stream or sys.stderr
+        self.workers = self._local_workers(workers)
+        self.records: dict[tuple[str, str, int], dict] = {}
+        self.finished: set[tuple[str, str, int]] = set()
+        self.new_fits = 0
+        self._stack = contextlib.ExitStack()
+        self._client = None
+
+    def _local_workers(self, workers: int | None) -> int:
+        workers = default_workers() if workers is None else workers
+        cores = default_workers()
+        if not self.scheduler and self.cluster is None and workers > cores:
+            # single-threaded workers beyond the cores only add processes (each ~0.5 GB) and
+            # slow every fit; a cluster or scheduler brings its own cores
+            print(f"[sbc] {workers} local workers asked for, but this machine has {cores} "
+                  f"cores: using {cores}", file=self.stream)
+            return cores
+        return workers
+
+    # --- opening and closing ---------------------------------------------------------
+    def __enter__(self) -> Runner:
+        self.store = Store.open_for_run(self.out, self.manifest)
+        self._stack.enter_context(self.store.exclusive())
+        try:
+            for record in self.store.iter_records(quarantine=True):
+                key = (record["model"], record["design"], record["rep"])
+                if self.keep_records:
+                    self.records[key] = record
+                if record.get("stage") != "prepare" and not (
+                        self.retry_failed and record.get("status") != "ok"):
+                    self.finished.add(key)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    @property
+    def client(self):
+        """The Dask client (or in-process stand-in), started on first use."""
+        if self._client is None:
+            self._client = self._stack.enter_context(session(
+                workers=self.workers, scheduler=self.scheduler, cluster_spec=self.cluster,
+                tls=self.tls))
+        return self._client
+
+    def n_workers(self) -> int:
+        """Workers the client has now (at least 1); the asked-for count before it starts."""
+        if self._client is None or not hasattr(self._client, "scheduler_info"):
+            return max(1, self.workers)
+        try:
+            return max(1, len(self._client.scheduler_info().get("workers", {})))
+        except Exception:  # a scheduler that does not answer: the asked-for count
+            return max(1, self.workers)
+
+    def where(self) -> str:
+        if self.scheduler:
+            return f"scheduler {self.scheduler}"
+        if self.cluster is not None and self.cluster.kind == "slurm":
+            return f"SLURM ({self.cluster.jobs} jobs)"
+        return "this process (no Dask)" if self.workers == 0 else \
+            f"{self.workers} local Dask worker(s)"
+
+    # --- fitting -----------------------------------------------------------------------
+    def missing(self, job: Job) -> list[int]:
+        return [r for r in range(job.n)
+                if (job.model.label, job.design.label, r) not in self.finished]
+
+    def tasks(self, jobs: Iterable[Job]) -> tuple[list[BatchTask], int]:
+        """The batches that fit every missing replicate of ``jobs``, and the jobs' total."""
+        tasks, total = [], 0
+        workers = self.n_workers()
+        for job in jobs:
+            total += job.n
+            missing = self.missing(job)
+            size = self.batch_size or auto_batch_size(len(missing), workers, job.design.n_rows)
+            for i in range(0, len(missing), size):
+                tasks.append(BatchTask(job.model, job.simulate, job.design, job.sampler,
+                                       job.thin, job.seed, tuple(missing[i:i + size]),
+                                       job.parameter_map))
+        return tasks, total
+
+    def ensure(self, jobs: Iterable[Job], *, announce: str | None = None,
+               progress: bool = True) -> Counts:
+        """Fit every missing replicate of ``jobs`` and store it; returns what was done.
+        ``announce``: a name for the one-line summary printed before fitting starts."""
+        jobs = list(jobs)
+        if any(self.missing(job) for job in jobs):
+            self.client  # noqa: B018  (start workers before batching by their number)
+        tasks, total = self.tasks(jobs)
+        counts = Counts(total=total, already=total - sum(len(t.reps) for t in tasks))
+        if not tasks:
+            return counts
+        if announce:
+            print(f"[sbc] {announce}: {total} replicates ({counts.already} already stored), "
+                  f"{len(tasks)} tasks on {self.where()}", file=self.stream)
+        bar = Progress(total, counts.already, stream=self.stream) if progress else None
+
+        def write(records):
+            for record in records:
+                self.store.write_record(record)
+                key = (record["model"], record["design"], record["rep"])
+                self.finished.add(key)
+                if self.keep_records:
+                    self.records[key] = record
+                if record["status"] != "ok":
+                    entry = counts.failures.setdefault(record.get("failure") or "exception",
+                                                       [0, str(record.get("error") or "")])
+                    entry[0] += 1
+                    counts.failed += 1
+            counts.new += len(records)
+            self.new_fits += len(records)
+
+        try:
+            counts.lost_batches = run_tasks(tasks, write, progress=bar, client=self.client)
+        finally:
+            if bar is not None:
+                bar.close()
+        return counts
