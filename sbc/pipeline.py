@@ -193,6 +193,7 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
                     retry_failed=retry_failed)
     with runner:
         counts = runner.ensure(jobs_of(study, models, sim), announce=study.name)
+        runner.close_session()
         calibration = None
         if report:
             from sbc.report import write_report_with_calibration

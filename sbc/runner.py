@@ -112,7 +112,8 @@ class Runner:
         self.records: dict[tuple[str, str, int], dict] = {}
         self.finished: set[tuple[str, str, int]] = set()
         self.new_fits = 0
-        self._stack = contextlib.ExitStack()
+        self._stack = contextlib.ExitStack()  # the lock
+        self._session = contextlib.ExitStack()  # the Dask session, closed first
         self._client = None
 
     def _local_workers(self, workers: int | None) -> int:
@@ -144,13 +145,22 @@ class Runner:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stack.close()
+        try:
+            self.close_session()
+        finally:
+            self._stack.close()
+
+    def close_session(self) -> None:
+        """Stop the Dask workers (the lock stays held).  Call it before writing tables: with
+        a Dask client alive, xarray would take a cluster-wide lock to write NetCDF."""
+        self._session.close()
+        self._client = None
 
     @property
     def client(self):
         """The Dask client (or in-process stand-in), started on first use."""
         if self._client is None:
-            self._client = self._stack.enter_context(session(
+            self._client = self._session.enter_context(session(
                 workers=self.workers, scheduler=self.scheduler, cluster_spec=self.cluster,
                 tls=self.tls))
         return self._client

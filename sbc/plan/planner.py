@@ -374,6 +374,7 @@ def run_plan(plan: Plan, out: str | Path, *, workers: int | None = None,
         planner.log(f"{plan.name}: {len(planner.results)} candidate designs, "
                     f"{len(planner.records)} fits already stored, {runner.where()}")
         recommended = planner.search()
+        runner.close_session()
         table = result_table(list(planner.results.values()))
         separate = planner.design_ref is not None
         per_design = plan.search.max_simulations + (plan.search.calibration_simulations
