@@ -15,12 +15,14 @@ from typing import Any
 from sbc.design import Design
 from sbc.errors import StudyError
 from sbc.plan.criteria import CRITERIA, INTERVALS, element_name, split_quantity
-from sbc.study import (SamplerSettings, _parse_sampler, _positive_int, _unknown_keys,
-                       check_limit, parse_limits, parse_name, parse_run, parse_seed, read_toml)
+from sbc.study import (ClusterSpec, SamplerSettings, _parse_cluster, _parse_sampler,
+                       _positive_int, _unknown_keys, check_limit, parse_limits, parse_name,
+                       parse_run, parse_seed, read_toml)
 
 DIMENSIONS = ("cell_lines", "genes", "reps")
 TOP_KEYS = {"name", "description", "seed", "model", "design_model", "pilot", "space", "target",
-            "targets", "probability", "cost", "search", "sampler", "thin", "run", "limits"}
+            "targets", "probability", "cost", "search", "sampler", "thin", "run", "limits",
+            "cluster"}
 TARGET_KEYS = {"quantity", "criterion", "below", "above", "threshold", "side", "level", "over",
                "label"}
 SPACE_KEYS = {"cell_lines", "genes", "reps", "monotone"}
@@ -29,7 +31,7 @@ COST_KEYS = {"fixed", "per_cell_line", "per_gene", "per_replicate", "per_screen"
 SEARCH_KEYS = {"strategy", "batch", "max_simulations", "confidence", "runners_up",
                "calibration_simulations", "alpha", "max_minutes_per_design", "max_flagged"}
 PILOT_KEYS = {"csv", "draws", "tune", "chains", "widen"}
-RUN_KEYS = {"output", "scheduler", "workers"}
+RUN_KEYS = {"output", "scheduler", "workers", "batch_size"}
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,8 @@ class Plan:
     output: str | None = None
     scheduler: str | None = None
     workers: int | None = None
+    batch_size: int | None = None
+    cluster: ClusterSpec | None = None
     base_dir: str = "."
     description: str = ""
 
@@ -301,6 +305,7 @@ def parse_plan(raw: dict, path: Path) -> Plan:
     if thin != "auto":
         thin = _positive_int(thin, path, "thin")
     run = parse_run(raw.get("run", {}), path, RUN_KEYS)
+    cluster = _parse_cluster(raw["cluster"], path) if "cluster" in raw else None
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise StudyError(f"{path}: key 'description' must be a string, got {description!r}")
@@ -308,6 +313,7 @@ def parse_plan(raw: dict, path: Path) -> Plan:
                 pilot=pilot, **dims, monotone=tuple(monotone), targets=targets,
                 probability=probability, cost=cost, search=search, sampler=sampler, thin=thin,
                 output=run["output"], scheduler=run["scheduler"], workers=run["workers"],
+                batch_size=run["batch_size"], cluster=cluster,
                 base_dir=str(path.resolve().parent), description=description)
 
 

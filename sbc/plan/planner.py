@@ -114,7 +114,8 @@ class Planner:
                            "pilot": pilot_digest},
             model_refs={self.fit_ref.label: self.fit_ref.ref})
         self.runner = Runner(self.out, manifest, workers=self.workers, scheduler=self.scheduler,
-                             tls=self.tls, stream=self.stream, keep_records=True)
+                             cluster=plan.cluster, tls=self.tls, batch_size=plan.batch_size,
+                             stream=self.stream, keep_records=True)
         self.runner.__enter__()
         try:
             if plan.pilot:
@@ -338,7 +339,9 @@ class Planner:
         if not rates:
             return None
         per_fit = float(np.median(rates)) * design.n_rows
-        return per_fit * self.plan.search.max_simulations / max(1, self.workers or 1) / 60
+        workers = self.runner.n_workers() if self.runner is not None else \
+            max(1, self.workers or 1)
+        return per_fit * self.plan.search.max_simulations / workers / 60
 
     # --- the search ---------------------------------------------------------------------
     def search(self) -> DesignResult | None:
