@@ -12,6 +12,7 @@ from sbc.fit import check_backend
 from sbc.runner import Job, Runner, manifest
 from sbc.spec import (ModelRef, build_pymc_model, make_spec, pair_parameters, ranked_layouts,
                       resolve_model)
+from sbc.store import STUDY_FILE
 from sbc.study import Study
 
 
@@ -66,7 +67,7 @@ def _accept_legacy_fingerprint(manifest: dict, out: Path, study: Study,
     from dataclasses import replace
 
     try:
-        old = json.loads((out / "study.json").read_text())
+        old = json.loads((out / STUDY_FILE).read_text())
         old_fp, old_timeout = old["fingerprint"], old["study"]["sampler"]["timeout"]
     except (OSError, ValueError, KeyError, TypeError):
         return  # no store, or a damaged one: the store says so when it opens

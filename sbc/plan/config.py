@@ -14,7 +14,7 @@ from typing import Any
 
 from sbc.design import Design
 from sbc.errors import StudyError
-from sbc.plan.criteria import CRITERIA, INTERVALS, element_name, split_quantity
+from sbc.plan.criteria import CRITERIA, INTERVALS, Target, element_name, split_quantity
 from sbc.study import (ClusterSpec, SamplerSettings, _parse_cluster, _parse_sampler,
                        _positive_int, _unknown_keys, check_limit, parse_limits, parse_name,
                        parse_run, parse_seed, read_toml)
@@ -32,41 +32,6 @@ SEARCH_KEYS = {"strategy", "batch", "max_simulations", "confidence", "runners_up
                "calibration_simulations", "alpha", "max_minutes_per_design", "max_flagged"}
 PILOT_KEYS = {"csv", "draws", "tune", "chains", "widen"}
 RUN_KEYS = {"output", "scheduler", "workers", "batch_size"}
-
-
-@dataclass(frozen=True)
-class Target:
-    """One criterion on one posterior quantity, evaluated per simulated screen.
-
-    quantity: a parameter or deterministic of the analysis model (``beta_g``: every element;
-    ``beta_g[3]``: one element).  criterion: ``sd`` / ``width`` (posterior sd or central
-    interval width below ``value``), ``excludes`` (interval excludes ``value`` on ``side``),
-    ``contraction`` (1 - posterior var / prior var above ``value``).  over: for vector
-    quantities, ``each`` scores the fraction of elements meeting it, ``all`` needs every one.
-    """
-
-    quantity: str
-    criterion: str
-    value: float
-    level: float = 0.95
-    side: str = "either"
-    over: str = "each"
-    label: str = ""
-
-    def describe(self) -> str:
-        if self.label:
-            return self.label
-        q = self.quantity
-        if self.criterion == "sd":
-            text = f"posterior sd of {q} < {self.value:g}"
-        elif self.criterion == "width":
-            text = f"{self.level:.0%} interval width of {q} < {self.value:g}"
-        elif self.criterion == "excludes":
-            where = {"either": "excludes", "below": "lies below", "above": "lies above"}[self.side]
-            text = f"{self.level:.0%} interval of {q} {where} {self.value:g}"
-        else:
-            text = f"contraction of {q} > {self.value:g}"
-        return text + (f" ({self.over} element)" if "[" not in q else "")
 
 
 @dataclass(frozen=True)

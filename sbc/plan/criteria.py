@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -14,13 +14,45 @@ import pandas as pd
 from sbc import stats
 from sbc.design import Design
 
-if TYPE_CHECKING:
-    from sbc.plan.config import Target
-
 CRITERIA = ("sd", "width", "excludes", "contraction")
 # central interval level -> the stored quantile columns that bound it
 INTERVALS = {0.95: ("q0.025", "q0.975"), 0.9: ("q0.05", "q0.95"), 0.8: ("q0.1", "q0.9"),
              0.5: ("q0.25", "q0.75")}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One criterion on one posterior quantity, evaluated per simulated screen.
+
+    quantity: a parameter or deterministic of the analysis model (``beta_g``: every element;
+    ``beta_g[3]``: one element).  criterion: ``sd`` / ``width`` (posterior sd or central
+    interval width below ``value``), ``excludes`` (interval excludes ``value`` on ``side``),
+    ``contraction`` (1 - posterior var / prior var above ``value``).  over: for vector
+    quantities, ``each`` scores the fraction of elements meeting it, ``all`` needs every one.
+    """
+
+    quantity: str
+    criterion: str
+    value: float
+    level: float = 0.95
+    side: str = "either"
+    over: str = "each"
+    label: str = ""
+
+    def describe(self) -> str:
+        if self.label:
+            return self.label
+        q = self.quantity
+        if self.criterion == "sd":
+            text = f"posterior sd of {q} < {self.value:g}"
+        elif self.criterion == "width":
+            text = f"{self.level:.0%} interval width of {q} < {self.value:g}"
+        elif self.criterion == "excludes":
+            where = {"either": "excludes", "below": "lies below", "above": "lies above"}[self.side]
+            text = f"{self.level:.0%} interval of {q} {where} {self.value:g}"
+        else:
+            text = f"contraction of {q} > {self.value:g}"
+        return text + (f" ({self.over} element)" if "[" not in q else "")
 
 
 def split_quantity(quantity: str) -> tuple[str, tuple[int, ...] | None]:
