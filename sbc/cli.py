@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             from sbc.plan import cli_plan
             return cli_plan(args)
         if args.command == "fit-seed":
-            from sbc.seed import fit_seed
+            from sbc.notebook import fit_seed
             print(fit_seed(model=args.model, draws=args.draws, tune=args.tune, chains=args.chains))
             return 0
     except SbcError as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sbc.seed import seed_data, seed_posterior
+from sbc.notebook import seed_data, seed_posterior
 
 # The notebook's printed data: the first ten rows (cell line, gene, experiment, logfc).
 NOTEBOOK_ROWS = [(0, 0, 0, -1.73762), (0, 0, 1, -1.87747), (0, 0, 2, -1.88619),
