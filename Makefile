@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 study: $(STAMP)
 	$(VENV)/bin/sbc run studies/crispr_seed.toml
 
+# the default suite in TEST_JOBS processes (pytest-xdist); TEST_JOBS=0 runs it in this one
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS)
 
 # CI: Debian's Chromium for the report check, then the default suite (browser test required)
 # and the CI slice of the slow tests (marker "ci": validation slice, broken control).
@@ -33,7 +35,7 @@ browser:
 	else echo "error: Chromium is needed for the report check: sudo apt-get install -y chromium" >&2; exit 1; fi
 
 test-slice: $(STAMP)
-	$(PY) -m pytest -q -m ci
+	$(PY) -m pytest -q -m ci -n $(TEST_JOBS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"

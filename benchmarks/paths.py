@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+# Every path fits with these (the other sampler settings at sbc's defaults).
+TUNE, DRAWS = 1000, 1000
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

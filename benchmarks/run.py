@@ -27,10 +27,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from paths import Block, naive_block, run_python, sbc_cli, simuk_block  # noqa: E402
+from paths import (DRAWS, TUNE, Block, naive_block, run_python, sbc_cli,  # noqa: E402
+                   simuk_block)
 
 SEED_DESIGN = (10, 3, 3)
-TUNE, DRAWS = 1000, 1000
 TARGETS = {"sbc_vs_simuk": 40, "sbc_vs_naive": 25, "two_vs_one_worker": 1.8,
            "study_1000_seconds_2_workers": 300, "overhead_frac_90_rows": 0.10}
 # (design, replicates): 90 to 40,000 rows; 9,000 rows is where the seed's form mixes badly
@@ -126,7 +126,9 @@ def measure(quick: bool) -> dict:
         "targets": TARGETS,
         "settings": {"model": "crispr_seed", "design": "x".join(map(str, SEED_DESIGN)),
                      "chains": 1, "tune": TUNE, "draws": DRAWS, "study_replicates": n_study,
-                     "slow_path_replicates": 2 * n_slow, "quick": quick},
+                     "slow_path_replicates": 2 * n_slow, "quick": quick,
+                     "sbc_sampler": sampler_settings()},
+        "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(),
                     "versions": {p: version(p) for p in ("pymc", "nutpie", "simuk", "pytensor",
@@ -135,6 +137,13 @@ def measure(quick: bool) -> dict:
         "load_end": os.getloadavg()[0],
     })
     return result
+
+
+def sampler_settings() -> dict:
+    """The settings of every sbc fit here: SamplerSettings' defaults with TUNE and DRAWS."""
+    from sbc.study import SamplerSettings
+
+    return asdict(SamplerSettings(chains=1, tune=TUNE, draws=DRAWS))
 
 
 def fmt(x: float, digits: int = 3) -> str:

@@ -25,11 +25,13 @@ def _task(model: str, size: str, n: int):
     from sbc.design import Design
     from sbc.replicate import BatchTask
     from sbc.spec import resolve_model
+    from paths import DRAWS, TUNE
+
     from sbc.study import SamplerSettings
 
     c, g, r = (int(x) for x in size.split("x"))
     return BatchTask(resolve_model(model, ROOT / "studies"), None, Design(c, g, r),
-                     SamplerSettings(), "auto", 20260, tuple(range(n)))
+                     SamplerSettings(chains=1, tune=TUNE, draws=DRAWS), "auto", 20260, tuple(range(n)))
 
 
 def _peak_rss_mb() -> float:

@@ -848,9 +848,9 @@ def check_plan_screen_reproduced(result, summary: dict, table: dict) -> None:
 def test_readme_plan_screen_result_reproduces(tmp_path):
     """README: `sbc plan studies/plan_screen.toml` recommends 12x100x3 at 78 kUSD with
     P(target met) = 0.90 [0.82, 0.95], and the table's designs, statuses and P(met).
-    The full plan (nutpie, about 400 fits: 193 s on 2 dedicated cores per the README, 41 min
-    on a shared, loaded 2-core machine), run fresh; each P must agree with the README within
-    the Monte Carlo intervals."""
+    The full plan (nutpie, 400 fits: 831 s on the 2-core machine under a load of 2 to 3 per
+    the README), run fresh; each P must agree with the README within the Monte Carlo
+    intervals."""
     summary, table = readme_plan_result()
     result = run_plan(load_plan(STUDY_PLAN), tmp_path / "out", workers=2,
                       stream=io.StringIO())

@@ -1,9 +1,11 @@
-"""Fast tests (default run): the README's validation tables are the committed RESULTS.md's,
-and RESULTS.md states what the slow validation tests assert."""
+"""Fast tests (default run): the README's validation and benchmark tables are the committed
+RESULTS.md's and benchmarks/results.json's, and RESULTS.md states what the slow validation
+tests assert."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from validation_support import FalseAlarmDesign, parse_tables
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "readme_tables.py"
 RESULTS = ROOT / "tests" / "validation" / "RESULTS.md"
+BENCH = ROOT / "benchmarks" / "results.json"
 README = ROOT / "README.md"
 
 
@@ -84,7 +87,7 @@ def files(tmp_path):
 
 def test_check_fails_with_a_diff_and_writing_fixes_it(files):
     results, readme = files
-    args = ("--readme", readme, "--results", results)
+    args = ("--only", "validation", "--readme", readme, "--results", results)
     proc = run_tool("--check", *args)
     assert proc.returncode == 1
     assert "-| a | 50 |" in proc.stdout and "+| a | 25 | 1\\|gene[0] (too_narrow) |" in proc.stdout
@@ -107,10 +110,15 @@ def test_check_fails_with_a_diff_and_writing_fixes_it(files):
 def test_missing_heading_or_file_is_exit_2(files, tmp_path):
     results, readme = files
     readme.write_text(README_TEXT.replace("### Validation results", "### Something else"))
-    proc = run_tool("--check", "--readme", readme, "--results", results)
+    proc = run_tool("--check", "--only", "validation", "--readme", readme, "--results", results)
     assert proc.returncode == 2 and "Validation results" in proc.stderr
-    proc = run_tool("--check", "--readme", readme, "--results", tmp_path / "missing.md")
+    proc = run_tool("--check", "--only", "validation", "--readme", readme, "--results",
+                    tmp_path / "missing.md")
     assert proc.returncode == 2
+    # without --only, the benchmark section is required too
+    readme.write_text(README_TEXT)
+    proc = run_tool("--check", "--readme", readme, "--results", results)
+    assert proc.returncode == 2 and "Latest benchmark run" in proc.stderr
 
 
 def test_section_ends_at_the_next_heading_of_level_3_or_less():
@@ -119,6 +127,45 @@ def test_section_ends_at_the_next_heading_of_level_3_or_less():
     readme = README_TEXT.replace("## Scale-out and faults", "### Next subsection")
     out = tool.replace_section(readme, section)
     assert out.endswith("### Next subsection\n\nkept\n") and "old text" not in out
+
+
+BENCH_README = """\
+# Title
+
+## Performance
+
+kept prose
+
+### Latest benchmark run
+
+old
+"""
+
+
+def test_benchmark_table_is_generated_from_results_json(tmp_path):
+    bench = json.loads(BENCH.read_text())
+    readme, source = tmp_path / "README.md", tmp_path / "results.json"
+    readme.write_text(BENCH_README)
+    source.write_text(json.dumps(bench))
+    args = ("--only", "bench", "--readme", readme, "--bench", source)
+    assert run_tool("--check", *args).returncode == 1
+    assert run_tool(*args).returncode == 0
+    text = readme.read_text()
+    assert run_tool("--check", *args).returncode == 0
+    assert text.startswith(BENCH_README.split("old")[0]) and "\nold\n" not in text
+    ratio = f"{bench['sbc_vs_simuk']:.1f}, {bench['sbc_vs_naive']:.1f}"
+    assert f"| `sbc_vs_simuk`, `sbc_vs_naive` (replicates per core-second, setup included) | " \
+           f"{ratio} |" in text
+    # a changed number in results.json makes the README stale again
+    bench["sbc_vs_simuk"] += 1.0
+    source.write_text(json.dumps(bench))
+    proc = run_tool("--check", *args)
+    assert proc.returncode == 1 and "-| `sbc_vs_simuk`" in proc.stdout
+    # a results.json that lacks a headline key is exit 2, naming it
+    del bench["paths"]
+    source.write_text(json.dumps(bench))
+    proc = run_tool("--check", *args)
+    assert proc.returncode == 2 and "paths" in proc.stderr
 
 
 # ---- RESULTS.md states what the slow tests assert ------------------------------------
