@@ -687,7 +687,7 @@ def test_readme_seed_fit_is_4_chains_with_seed_103():
     """README: "`sbc fit-seed` reproduces the seed notebook's single analysis (its data,
     simulated with seed 103 and the notebook's true values, then a 4-chain fit)"."""
     from sbc.cli import build_parser
-    from sbc.seed import SEED, fit_seed, seed_posterior
+    from sbc.notebook import SEED, fit_seed, seed_posterior
 
     seed, chains = stated(r"simulated with seed (\d+) and the notebook's true values, then a "
                           r"(\d+)-chain fit")
