@@ -100,7 +100,7 @@ def overhead(model: str, size: str, n: int) -> dict:
     """Round-robin over CONFIGS, one replicate each in turn, so load drift hits all alike."""
     import rawfit
 
-    from sbc import diagnostics, replicate
+    from sbc import diagnostics, replicate, seeding
 
     task = _task(model, size, n)
     prepared = replicate.prepare(task)
@@ -122,7 +122,7 @@ def overhead(model: str, size: str, n: int) -> dict:
     # Same answers: the vectorized ESS against arviz_stats on this design's real fits.
     for rep in task.reps[:10]:
         fit = prepared.backend.fit(prepared.simulator.draw(
-            replicate.replicate_seed(1, "x", task.design, rep))[1], rep)
+            seeding.replicate(1, "x", task.design.label, rep))[1], rep)
         matrix = diagnostics.stack_scalars(fit.draws, list(prepared.ranked))
         a, b = legacy_convergence(matrix), diagnostics.convergence(matrix)
         for key in ("ess_bulk", "ess_tail"):

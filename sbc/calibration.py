@@ -35,6 +35,10 @@ evidence (counts, the clean-fit test and the association test).
 
 Recommendations are computed from the sampler settings in use and what went wrong, and never
 repeat a setting that is already in place.
+
+This module is long because it is the one engine every reader of a store calls: the
+tests, the verdict, its cause and the recommendation are kept together so that no two
+readers can disagree; the statistics themselves are pure functions in :mod:`sbc.stats`.
 """
 
 from __future__ import annotations
@@ -413,7 +417,7 @@ def _failure_counts(block: pd.DataFrame) -> str:
 def _setting(sampler, name: str):
     """A sampler setting in use: from SamplerSettings, its dict (a store's manifest), or,
     when unknown, the default."""
-    from sbc.study import SamplerSettings
+    from sbc.fit import SamplerSettings
 
     default = getattr(SamplerSettings(), name)
     if sampler is None:

@@ -1,20 +1,92 @@
-"""Fit: the backends that turn one simulated data set into posterior draws.
+"""Fit: the samplers, their settings, and the backends that turn one simulated data set into
+posterior draws.
 
 A backend is compiled once per (model, design) on each worker and then fits replicate after
 replicate by swapping only the response data.  The contract (after R's SBC package) is small:
-``fit(y, seed) -> Fit`` with draws by parameter name and the sampler's own diagnostics.
+``fit(y, seed) -> Fit`` with draws by parameter name and the sampler's own diagnostics, and
+``with_settings(settings)`` for a rescue refit with stronger settings.
+
+Samplers are found by name in a registry (:func:`samplers`): nutpie, PyMC and "exact" (a
+model's own ``exact_posterior``) are built in; another package adds one through the entry
+point group ``sbc.samplers``, whose entries load a :class:`Sampler`, without any change here
+or in the pipeline.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from functools import cache
+from typing import Any
 
 import numpy as np
 
 from sbc.spec import RESPONSE_DATA_NAME, ModelSpec, load_module
-from sbc.study import SamplerSettings
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How each replicate is fitted.
+
+    adaptation: nutpie's mass-matrix adaptation ("diag", or "low_rank", which also learns
+        the strongest posterior correlations; ignored by the other samplers).
+    rescue: refit a fit flagged by the sampler (divergences, low ESS, R-hat, tree depth)
+        on the same data: in the model's ``RESCUE`` forms in order (at most two refits) or,
+        without any, once in its own form, with :meth:`rescued` settings; every attempt is
+        recorded and the last is ranked.  Given the data, each refit is a fresh posterior sample
+        whatever prompted it, so ranks stay uniform (tested on a model with a known
+        posterior, with rescues chosen by a data-dependent rule).
+    """
+
+    name: str = "nutpie"
+    chains: int = 1
+    tune: int = 500
+    draws: int = 1000
+    target_accept: float = 0.9
+    max_treedepth: int = 10
+    timeout: float | None = None  # seconds per fit; None = no limit
+    adaptation: str = "low_rank"
+    rescue: bool = True
+
+    def rescued(self, divergent: bool = True, low_ess: bool = True) -> SamplerSettings:
+        """The stronger settings of a rescue fit, aimed at what went wrong.
+
+        After divergences: twice the tuning and a smaller step size (target_accept 0.99, or
+        halfway from the current value to 1 when it is already 0.99).  After a low ESS (or
+        R-hat, tree depth): twice the draws, so that ranks thinned to the ESS keep
+        their resolution.  More draws do not cure divergences (they add chances to
+        diverge), so they are not added for those alone.
+        """
+        out = replace(self, rescue=False)
+        if divergent:
+            smaller_step = max(0.99, 1.0 - (1.0 - self.target_accept) / 2.0)
+            out = replace(out, tune=2 * self.tune, target_accept=smaller_step)
+        if low_ess:
+            out = replace(out, draws=2 * self.draws)
+        return out
+
+    def fingerprint_dict(self, legacy_timeout: bool = False) -> dict[str, Any]:
+        """What changes results; fields added later are left out at their old default, so
+        stores written before they existed keep their fingerprint.  ``timeout`` is a
+        run-time limit, not a property of results (a fit that finishes gives the same draws
+        under any limit), so it is fixed at None: raising it and `sbc run --retry-failed` repairs
+        timed-out replicates in place.  ``legacy_timeout``: the form stores written before
+        that used, which included it."""
+        out = asdict(self)
+        if not legacy_timeout:
+            out["timeout"] = None  # as stores without a timeout always had it
+        for key, old in _LEGACY_SAMPLER.items():
+            if out.get(key) == old:
+                out.pop(key)
+        return out
+
+
+# Sampler fields added after stores were first written, with the value they implicitly had.
+_LEGACY_SAMPLER = {"adaptation": "diag", "rescue": False}
+
+
+
 
 
 class FitTimeout(RuntimeError):
@@ -256,23 +328,81 @@ class ExactBackend:
                    seconds=time.perf_counter() - start)
 
 
-def check_backend(spec: ModelSpec, settings: SamplerSettings) -> None:
-    """What a backend needs from a model, checked before any work is sent out (cheap: no
-    compilation), so a wrong sampler choice fails at once with a message."""
+def _check_exact(spec: ModelSpec, settings: SamplerSettings) -> None:
     from sbc.errors import ModelError
 
-    if settings.name == "exact" and not callable(getattr(load_module(spec.model),
-                                                         "exact_posterior", None)):
+    if not callable(getattr(load_module(spec.model), "exact_posterior", None)):
         raise ModelError(f"model '{spec.model.ref}' has no exact_posterior(data, y, n_draws, "
                          "rng) function, so sampler 'exact' cannot fit it; use sampler "
                          "'nutpie' or 'pymc', or add exact_posterior to the model file")
 
 
+@dataclass(frozen=True)
+class Sampler:
+    """A sampler sbc can fit with.
+
+    name: what ``[sampler] name`` says.  make(spec, settings, data): a backend (``fit(y,
+    seed) -> Fit`` and ``with_settings(settings)``), compiled for the model on ``data``'s
+    design.  check(spec, settings): what the sampler needs from a model, checked before any
+    work is sent out (cheap: no compilation); raise ``ModelError`` with the fix.
+    rescue: whether flagged fits are refitted with stronger settings (a sampler without
+    sampler diagnostics has nothing to rescue).
+    """
+
+    name: str
+    make: Callable[[ModelSpec, SamplerSettings, object], object]
+    check: Callable[[ModelSpec, SamplerSettings], None] | None = None
+    rescue: bool = True
+
+
+BUILT_IN = (
+    Sampler("nutpie", lambda spec, settings, data: NutpieBackend(spec, settings)),
+    Sampler("pymc", lambda spec, settings, data: PymcBackend(spec, settings)),
+    Sampler("exact", lambda spec, settings, data: ExactBackend(spec, settings, data),
+            check=_check_exact, rescue=False),
+)
+ENTRY_POINT_GROUP = "sbc.samplers"
+_REGISTERED: dict[str, Sampler] = {}
+
+
+def register(sampler: Sampler) -> Sampler:
+    """Make ``sampler`` available by its name (in this process; workers import the module
+    that registers it, or find it through the ``sbc.samplers`` entry point group)."""
+    _REGISTERED[sampler.name] = sampler
+    samplers.cache_clear()
+    return sampler
+
+
+@cache
+def samplers() -> dict[str, Sampler]:
+    """Every sampler by name: the built-in ones, those of installed packages (entry point
+    group ``sbc.samplers``) and those registered in this process."""
+    from importlib.metadata import entry_points
+
+    found = {s.name: s for s in BUILT_IN}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        sampler = entry.load()
+        found[getattr(sampler, "name", entry.name)] = sampler
+    return found | _REGISTERED
+
+
+def sampler_names() -> tuple[str, ...]:
+    return tuple(samplers())
+
+
+def get_sampler(name: str) -> Sampler:
+    try:
+        return samplers()[name]
+    except KeyError:
+        raise ValueError(f"unknown sampler {name!r}; known: {', '.join(samplers())}") from None
+
+
+def check_backend(spec: ModelSpec, settings: SamplerSettings) -> None:
+    """What the sampler needs from a model, checked before any work is sent out."""
+    s = get_sampler(settings.name)
+    if s.check is not None:
+        s.check(spec, settings)
+
+
 def make_backend(spec: ModelSpec, settings: SamplerSettings, data=None):
-    if settings.name == "nutpie":
-        return NutpieBackend(spec, settings)
-    if settings.name == "pymc":
-        return PymcBackend(spec, settings)
-    if settings.name == "exact":
-        return ExactBackend(spec, settings, data)
-    raise ValueError(f"unknown sampler {settings.name!r}")
+    return get_sampler(settings.name).make(spec, settings, data)

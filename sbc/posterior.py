@@ -14,7 +14,6 @@ study fingerprint.  Replicates use the same store, report and verdicts as prior 
 from __future__ import annotations
 
 import hashlib
-import zlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sbc import seeding
 from sbc.design import read_screen_csv
 from sbc.errors import StudyError
-from sbc.study import check_path_name, read_text, safe_name
+from sbc.config import check_path_name, read_text, safe_name
 
 
 def read_observed(path: Path) -> pd.DataFrame:
@@ -103,8 +103,7 @@ class PosteriorSimulator:
         self.y_obs = observed["logfc"].to_numpy(float)
         obs_spec = make_spec(model, observed)
         backend = make_backend(obs_spec, sampler, observed)
-        seed = np.random.SeedSequence(study_seed, spawn_key=(zlib.crc32(b"observed-posterior"),))
-        fit = backend.fit(self.y_obs, int(seed.generate_state(1)[0]))
+        fit = backend.fit(self.y_obs, seeding.integer(seeding.observed_posterior(study_seed)))
         self.observed_fit_divergences = int(fit.diverging.sum())
         free = [rv.name for rv in obs_spec.generative.free_RVs]
         self.draws = {n: fit.draws[n].reshape((-1,) + fit.draws[n].shape[2:]) for n in free}
@@ -121,7 +120,7 @@ class PosteriorSimulator:
     def draw(self, seed: np.random.SeedSequence) -> tuple[dict[str, np.ndarray], np.ndarray]:
         import pymc as pm
 
-        pick_seed, data_seed = seed.spawn(2)
+        pick_seed, data_seed = seeding.posterior_truth_children(seed)
         index = int(np.random.default_rng(pick_seed).integers(self.n_draws))
         for name, shared in self._fixed.items():
             shared.set_value(self.draws[name][index])

@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 import time
 import traceback
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from sbc import seeding
+from sbc.record import RECORD_SCHEMA
 from sbc.design import Design
 from sbc.diagnostics import ESS_MIN, RHAT_MAX, convergence, scalar_names, stack_scalars
 from sbc.posterior import PosteriorDesign, PosteriorSimulator
@@ -26,19 +27,9 @@ from sbc.quantities import QUANTITIES, LoglikEvaluator, derived_quantities
 from sbc.rank import rank_of_truth, thin_draws, thin_factor
 from sbc.errors import ModelError
 from sbc.spec import ModelRef, make_spec, pair_parameters, parameter_layouts
-from sbc.study import SamplerSettings
+from sbc.fit import SamplerSettings, get_sampler
 
-RECORD_SCHEMA = 1
 QUANTILES = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
-# record["failure"] of a failed replicate: the model could not be built on the worker
-# ("prepare"), the simulated data were not finite ("simulation"), the sampler returned
-# non-finite draws ("nonfinite") or did not move ("degenerate"), truths and draws of a
-# parameter differ in shape ("shape_mismatch"), the fit ran past sampler.timeout
-# ("timeout"), the process fitting it died, again and again ("worker_died": os.abort, a
-# segfault, out of memory), anything else raised ("exception").  None for ok records (and
-# old records).
-FAILURE_CODES = ("prepare", "simulation", "nonfinite", "degenerate", "shape_mismatch",
-                 "timeout", "worker_died", "exception")
 # A ranked scalar whose posterior sd is at most this times max(1, |posterior mean|) has not
 # been explored: the sampler sat at one point (e.g. ESS 0, sd ~1e-14).
 DEGENERATE_SD = 1e-10
@@ -65,16 +56,6 @@ class BatchTask:
     reps: tuple[int, ...]
     # (fitter name, generator name) pairs from the study's [parameter_map]; others pair by name
     parameter_map: tuple[tuple[str, str], ...] = ()
-
-
-def replicate_seed(study_seed: int, model_label: str, design: Design, rep: int) -> np.random.SeedSequence:
-    """The seed of one replicate, fixed by (study seed, model, design, replicate number) alone.
-
-    Derived with a spawn key rather than by spawning in order, so results do not depend on
-    worker count, scheduling, interruptions, or which other designs the study has.
-    """
-    key = (zlib.crc32(model_label.encode()), zlib.crc32(design.label.encode()), rep)
-    return np.random.SeedSequence(study_seed, spawn_key=key)
 
 
 @dataclass
@@ -190,7 +171,8 @@ def _rescue_specs(task: BatchTask, data, ranked) -> list:
     from sbc.fit import make_backend
     from sbc.spec import load_module
 
-    if not task.sampler.rescue or task.sampler.name == "exact" or task.model.function != "build":
+    if not task.sampler.rescue or not get_sampler(task.sampler.name).rescue or \
+            task.model.function != "build":
         return []
     names = getattr(load_module(task.model), "RESCUE", ())
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):
@@ -232,7 +214,7 @@ def run_batch(task: BatchTask) -> list[dict]:
 
 
 def _base_record(task: BatchTask, rep: int) -> dict:
-    seed = replicate_seed(task.study_seed, task.model.label, task.design, rep)
+    seed = seeding.replicate(task.study_seed, task.model.label, task.design.label, rep)
     return {"schema": RECORD_SCHEMA, "model": task.model.label, "design": task.design.label,
             "rep": int(rep), "seed_entropy": int(seed.entropy), "seed_key": list(seed.spawn_key)}
 
@@ -289,13 +271,13 @@ def degenerate_reason(flat: np.ndarray, diag: dict, truth: np.ndarray,
 
 
 def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) -> dict:
-    seed = replicate_seed(task.study_seed, task.model.label, task.design, rep)
-    sim_seed, fit_seed, tie_seed = seed.spawn(3)
+    seed = seeding.replicate(task.study_seed, task.model.label, task.design.label, rep)
+    sim_seed, fit_seed, tie_seed = seeding.replicate_children(seed)
     truths, y = prepared.simulator.draw(sim_seed)
     if not np.all(np.isfinite(y)):
         raise ReplicateFailure("simulation", "FloatingPointError: simulated data contain "
                                "non-finite values; check the priors")
-    fit = prepared.backend.fit(y, int(fit_seed.generate_state(1)[0]))
+    fit = prepared.backend.fit(y, seeding.integer(fit_seed))
     names = list(prepared.ranked)
     checked = assess(fit, names, task.thin)
     attempts = []
@@ -389,7 +371,7 @@ def _rescue(prepared: Prepared, task: BatchTask, seed, y, fit, checked, names):
     flags = checked.flags
     attempts = [{**flags, "build": "build", "target_accept": task.sampler.target_accept,
                  "tune": task.sampler.tune, "draws": task.sampler.draws, "seconds": fit.seconds}]
-    seeds = seed.spawn(len(forms))  # children 3, 4 of the replicate's seed
+    seeds = seeding.rescue_children(seed, len(forms))
     stronger = task.sampler
     for (form, backend_of), child in zip(forms, seeds):
         if not flags["flagged"]:
@@ -398,7 +380,7 @@ def _rescue(prepared: Prepared, task: BatchTask, seed, y, fit, checked, names):
         stronger = stronger.rescued(
             divergent=flags["n_divergent"] > 0,
             low_ess=flags["slow_mixing"] and stronger.draws < 4 * task.sampler.draws)
-        fit = backend_of().with_settings(stronger).fit(y, int(child.generate_state(1)[0]))
+        fit = backend_of().with_settings(stronger).fit(y, seeding.integer(child))
         checked = assess(fit, names, task.thin)
         flags = checked.flags
         attempts.append({**flags, "build": form, "target_accept": stronger.target_accept,

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from sbc.store import Store
+from sbc.summarize import calibrate_store_tables, summary_frame, summary_markdown
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;margin:2em auto;
@@ -102,7 +103,6 @@ def write_report(store: Store) -> Path:
 def write_report_with_calibration(store: Store):
     """:func:`write_report`, also returning the engine's result (None when nothing is
     stored), so that a command can print the verdicts it wrote."""
-    from sbc.summarize import build_report_body, summary_frame, summary_markdown
 
     manifest = store.read_manifest()
     reps, params = store.write_tables()
@@ -119,6 +119,16 @@ def write_report_with_calibration(store: Store):
 # --------------------------------------------------------------------------------------
 
 WORST_LISTED = 10  # individual elements listed / plotted per model x design
+
+
+def build_report_body(manifest: dict, reps: pd.DataFrame, params: pd.DataFrame):
+    """HTML body of report.html and the engine's result (None when nothing is stored)."""
+    from sbc.calibration import with_fractional_ranks
+
+    if reps.empty or params.empty:
+        return empty_body(manifest, reps), None
+    cal = calibrate_store_tables(manifest, reps, params)
+    return summary_body(manifest, cal, with_fractional_ranks(params, reps)), cal
 
 
 def _design_rows(label: str) -> int:

@@ -31,7 +31,8 @@ from sbc.dispatch import TLS, Progress, auto_batch_size, default_workers, run_ta
 from sbc.replicate import BatchTask
 from sbc.spec import ModelRef
 from sbc.store import Store
-from sbc.study import ClusterSpec, SamplerSettings
+from sbc.fit import SamplerSettings
+from sbc.study import ClusterSpec
 
 VERSIONED = ("sbc-screens", "pymc", "bambi", "nutpie", "pytensor", "arviz-stats", "dask")
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sbc.errors import ModelError
-from sbc.study import check_path_name, read_text, safe_name
+from sbc.config import check_path_name, read_text, safe_name
 
 RESPONSE_DATA_NAME = "sbc_observed"
 

@@ -11,6 +11,9 @@ kept draws be pooled.  Uniformity is judged with the simultaneous ECDF band and 
 "gamma" test of Säilynoja, Bürkner & Vehtari (2022), "Graphical test for discrete uniformity
 and its applications in goodness-of-fit evaluation and multiple sample comparison",
 Statistics and Computing 32:32.
+
+This module is long because the ECDF test, its simultaneous bands, its null tables and
+its power share their computations; each function is short and pure.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import gammaln
 from scipy.stats import beta, norm
+
+from sbc import seeding
 
 __all__ = [
     "CoverageResult",
@@ -47,7 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_N_SIM = 4000
-DEFAULT_SEED = 20220332  # fixed, so that bands and p-values are reproducible
+DEFAULT_SEED = seeding.NULL_SEED  # fixed, so that bands and p-values are reproducible
 MAX_N_EVAL = 999  # finer grids add time but (almost) no power
 
 SHAPES = ("ok", "too_narrow", "too_wide", "biased_high", "biased_low")
@@ -62,18 +67,6 @@ _VAR_OF_VAR_U = 1.0 / 80.0 - 1.0 / 144.0
 # --------------------------------------------------------------------------------------
 
 
-def keyed_uniforms(*keys) -> np.ndarray:
-    """One U(0, 1) value per row, a fixed function of the row's keys (e.g. model, design,
-    replicate, parameter name): the V of the randomised PIT.  Keyed rather than drawn in
-    table order, so a replicate's value never changes when others are added (resume, more
-    designs) and every reader of the store (report, ranks.nc, tests, planner) agrees."""
-    import pandas as pd
-
-    frame = pd.DataFrame({f"k{i}": np.asarray(k) for i, k in enumerate(keys)})
-    h = pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
-    return (h >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
-
-
 def fractional_ranks(ranks, n_ranked, rng: np.random.Generator | None = None,
                      offset=None) -> np.ndarray:
     """PIT-like values in (0, 1) from ranks with a per-replicate number of ranked draws.
@@ -83,7 +76,7 @@ def fractional_ranks(ranks, n_ranked, rng: np.random.Generator | None = None,
         (typically (n_rep,) per replicate, given as (n_rep, 1, ...) or (n_rep,) for 1-D ranks).
     rng: if given, returns the randomised PIT (rank + V) / (n_ranked + 1), V ~ U(0, 1), which
         is exactly uniform under correct inference; ``offset`` gives V explicitly (e.g.
-        from ``keyed_uniforms``); by default the midpoint
+        from ``sbc.seeding.pit_offsets``); by default the midpoint
         (rank + 1/2) / (n_ranked + 1), whose distribution differs from uniform by at most
         1 / (2 (n_ranked + 1)) in CDF.
 
@@ -122,7 +115,7 @@ def table_fractional_ranks(params) -> np.ndarray:
     discrete and the gamma test rejects exactly uniform ranks."""
     keys = [params[c] for c in ("model", "design", "rep", "name") if c in params]
     return fractional_ranks(params["rank"].to_numpy(float), params["n_ranked"].to_numpy(float),
-                            offset=keyed_uniforms(*keys))
+                            offset=seeding.pit_offsets(*keys))
 
 
 def pooled_fractional_ranks(u) -> np.ndarray:

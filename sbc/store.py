@@ -32,31 +32,33 @@ The store trusts no file it reads:
   refused; a record file that is a link is set aside unread.
 - A run holds an flock on the store directory itself (:meth:`Store.exclusive`), and probes
   that it can write there before fitting anything.
+
+This module is long because every rule of trusting the disk lives here and nowhere
+else: atomic writes, the lock, quarantine of files that fail their checks, and the
+manifest's field-by-field check; the record's own schema is :mod:`sbc.record`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import io
 import json
-import math
 import os
 import stat
 import sys
 import tempfile
 import time
-import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from sbc import seeding
 from sbc.errors import StoreError, StudyMismatchError
-from sbc.replicate import FAILURE_CODES, RECORD_SCHEMA
+from sbc.record import (digest_problem, dumps, is_int, is_label, is_number, json_type,
+                        loads, rank_tree_bytes, record_bytes, record_problem, records_to_tables,
+                        show)
 
 STUDY_FILE = "study.json"
 REPLICATES = "replicates"
@@ -68,15 +70,6 @@ OWN_FILES = (STUDY_FILE, "replicates.parquet", "parameters.parquet", "ranks.nc",
 PROBE = ".sbc-write-probe"  # prefix of the file that tests whether a directory is writable
 MAX_RECORD_BYTES = 256 * 2**20  # far above any real record (a few kB per ranked scalar)
 MAX_STUDY_BYTES = 16 * 2**20
-MAX_INT = 2**53  # counts and replicate numbers beyond this are not real (nor exact as floats)
-# Columns of the parameters table that come from the record itself, not from "parameters".
-RESERVED_COLUMNS = ("model", "design", "rep", "kind", "n_ranked")
-# Fields of a record (either status), checked when present: numbers (finite) or null,
-# counts (integers >= 0) or null, flags (true/false) or null, text or null.
-NUMBER_FIELDS = ("wall_seconds", "sampler_seconds", "ess_bulk_min", "ess_tail_min", "rhat_max")
-COUNT_FIELDS = ("n_draws", "thin", "n_divergent", "n_treedepth")
-FLAG_FIELDS = ("flag_divergent", "flag_low_ess", "flag_rhat", "rescued")
-TEXT_FIELDS = ("error", "quantities_skipped", "stage", "fingerprint", "digest")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -102,76 +95,6 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in a record")
-
-
-def _clean(v):
-    # NaN is stored as null so the files are strict JSON.
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    return v
-
-
-def _dumps(obj) -> bytes:
-    return json.dumps(_clean(obj), default=_json_default, allow_nan=False).encode()
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not strict JSON")
-
-
-def _loads(data: bytes):
-    """Strict JSON (no NaN/Infinity, which the store never writes)."""
-    return json.loads(data, parse_constant=_reject_constant)
-
-
-def record_bytes(record: dict) -> bytes:
-    """A record as the store writes it: its JSON (NaN as null, any ``digest`` field dropped)
-    with ``"digest"``, the SHA-256 of every byte before it, appended as the last field.  A
-    file changed after it was written, by even one byte, no longer matches
-    (:func:`_digest_problem`); hashing the bytes costs far less than reading the JSON."""
-    content = _dumps({k: v for k, v in record.items() if k != "digest"})[:-1]  # without "}"
-    digest = hashlib.sha256(content).hexdigest()
-    return content + (b", " if content != b"{" else b"") + _DIGEST_TAIL.format(digest).encode()
-
-
-_DIGEST_TAIL = '"digest": "{}"}}'
-
-
-def _digest_problem(data: bytes, record) -> str | None:
-    """Why the bytes ``data`` of a record file are not as :func:`record_bytes` wrote them, or
-    None.  A record without a digest is accepted (written before digests existed) unless it
-    has a ``fingerprint``, which is written together with one."""
-    if not isinstance(record, dict):
-        return None
-    digest = record.get("digest")
-    if digest is None:
-        if "fingerprint" in record:
-            return ("it has a fingerprint but no digest, which are written together (changed "
-                    "after it was written)")
-        return None
-    tail = _DIGEST_TAIL.format(digest).encode() if isinstance(digest, str) else b""
-    if not tail or not data.endswith(tail):
-        return "its digest is not the last field, as written (changed after it was written)"
-    content = data[:-len(tail)]
-    content = content[:-2] if content.endswith(b", ") else content
-    if hashlib.sha256(content).hexdigest() != digest:
-        return ("its content differs from the digest written with it (changed after it was "
-                "written)")
-    return None
 
 
 class _Unreadable(Exception):
@@ -207,40 +130,6 @@ def _read_regular(path: Path, limit: int) -> bytes:
     return data
 
 
-# --- values as the schema sees them -----------------------------------------------------
-def _show(value) -> str:
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _json_type(value) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
-
-
-def _is_int(v, lo: int = 0, hi: int = MAX_INT) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
-
-
-def _is_number(v) -> bool:
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, int):
-        return -MAX_INT <= v <= MAX_INT
-    return isinstance(v, float) and math.isfinite(v)
-
-
-def _is_label(v) -> bool:
-    """A name the store can use as a column value and a NetCDF variable or group name."""
-    return isinstance(v, str) and bool(v) and "/" not in v and v.isprintable()
-
-
-# --- study.json ---------------------------------------------------------------------------
 def check_manifest(manifest, path: Path) -> dict:
     """``manifest`` (study.json as read) if it has every field the store and the report use,
     with its type; else a StoreError naming the file and the field."""
@@ -254,43 +143,43 @@ def check_manifest(manifest, path: Path) -> dict:
 
 def _manifest_problem(m) -> str | None:
     if not isinstance(m, dict):
-        return f"it holds {_json_type(m)} instead of a JSON object"
+        return f"it holds {json_type(m)} instead of a JSON object"
     if not isinstance(m.get("fingerprint"), str) or not m["fingerprint"]:
-        return f"'fingerprint' must be a non-empty string, got {_show(m.get('fingerprint'))}"
+        return f"'fingerprint' must be a non-empty string, got {show(m.get('fingerprint'))}"
     study = m.get("study")
     if not isinstance(study, dict):
-        return f"'study' must be an object, got {_show(study)}"
+        return f"'study' must be an object, got {show(study)}"
     if not isinstance(study.get("name"), str):
-        return f"'study.name' must be a string, got {_show(study.get('name'))}"
-    for key, ok in (("models", lambda v: isinstance(v, str) and v), ("designs", _is_label)):
+        return f"'study.name' must be a string, got {show(study.get('name'))}"
+    for key, ok in (("models", lambda v: isinstance(v, str) and v), ("designs", is_label)):
         value = study.get(key)  # models: as the study file gives them (names or paths)
         if not isinstance(value, list) or not value or not all(ok(v) for v in value):
-            return f"'study.{key}' must be a non-empty list of names, got {_show(value)}"
-    if not _is_int(study.get("seed"), 0, 2**64):
-        return f"'study.seed' must be a non-negative integer, got {_show(study.get('seed'))}"
+            return f"'study.{key}' must be a non-empty list of names, got {show(value)}"
+    if not is_int(study.get("seed"), 0, 2**64):
+        return f"'study.seed' must be a non-negative integer, got {show(study.get('seed'))}"
     if study.get("simulate_model") is not None and not isinstance(study["simulate_model"], str):
-        return f"'study.simulate_model' must be a string or null, got {_show(study['simulate_model'])}"
+        return f"'study.simulate_model' must be a string or null, got {show(study['simulate_model'])}"
     sampler = study.get("sampler")
     if sampler is not None:
         if not isinstance(sampler, dict):
-            return f"'study.sampler' must be an object, got {_show(sampler)}"
+            return f"'study.sampler' must be an object, got {show(sampler)}"
         for key in ("chains", "tune", "draws", "max_treedepth"):
-            if key in sampler and not _is_int(sampler[key]):
-                return f"'study.sampler.{key}' must be an integer, got {_show(sampler[key])}"
-        if "target_accept" in sampler and not _is_number(sampler["target_accept"]):
-            return f"'study.sampler.target_accept' must be a number, got {_show(sampler['target_accept'])}"
+            if key in sampler and not is_int(sampler[key]):
+                return f"'study.sampler.{key}' must be an integer, got {show(sampler[key])}"
+        if "target_accept" in sampler and not is_number(sampler["target_accept"]):
+            return f"'study.sampler.target_accept' must be a number, got {show(sampler['target_accept'])}"
         if "rescue" in sampler and not isinstance(sampler["rescue"], bool):
-            return f"'study.sampler.rescue' must be true or false, got {_show(sampler['rescue'])}"
+            return f"'study.sampler.rescue' must be true or false, got {show(sampler['rescue'])}"
         if "name" in sampler and not isinstance(sampler["name"], str):
-            return f"'study.sampler.name' must be a string, got {_show(sampler['name'])}"
+            return f"'study.sampler.name' must be a string, got {show(sampler['name'])}"
     refs = m.get("model_refs")
     if refs is not None and not (isinstance(refs, dict) and refs and all(
-            _is_label(k) and isinstance(v, str) for k, v in refs.items())):
-        return f"'model_refs' must map model labels to references, got {_show(refs)}"
+            is_label(k) and isinstance(v, str) for k, v in refs.items())):
+        return f"'model_refs' must map model labels to references, got {show(refs)}"
     digests = m.get("model_digests")
     if digests is not None and not (isinstance(digests, dict) and all(
             v is None or isinstance(v, str) for v in digests.values())):
-        return f"'model_digests' must map models to digests, got {_show(digests)}"
+        return f"'model_digests' must map models to digests, got {show(digests)}"
     return None
 
 
@@ -318,7 +207,7 @@ class _Expected:
     def model_problem(self, model: str) -> str | None:
         if model in self.models or (self.plan and any(model.startswith(f"{m}~") for m in self.models)):
             return None
-        return f"model {_show(model)} is no model of this study (its models: {', '.join(self.models)})"
+        return f"model {show(model)} is no model of this study (its models: {', '.join(self.models)})"
 
     def design_problem(self, design: str) -> str | None:
         if design in self.designs:
@@ -331,155 +220,14 @@ class _Expected:
                 return None
             except ValueError:
                 pass
-        return f"design {_show(design)} is no design of this study (its designs: {', '.join(self.designs)})"
-
-
-# --- records ------------------------------------------------------------------------------
-def record_problem(record) -> str | None:
-    """Why ``record`` (as read from JSON) is not a replicate record, or None.
-
-    The one record schema: an object with ``schema`` == RECORD_SCHEMA; ``model`` and
-    ``design`` names; ``rep`` an integer >= 0; ``status`` "ok" or "failed"; ``seed_entropy``
-    and ``seed_key`` (3 integers); NUMBER_FIELDS finite numbers or null, COUNT_FIELDS
-    integers >= 0 or null, FLAG_FIELDS true/false or null, TEXT_FIELDS strings or null,
-    ``failure`` one of FAILURE_CODES or null.  An ok record also has ``n_ranked`` (an
-    integer >= 1) and ``parameters``: an object of equal-length lists with ``name`` (unique
-    names, each its ``group`` or an element ``group[...]``), ``group``, ``truth`` (finite
-    numbers) and ``rank`` (integers in 0..n_ranked), every other list numbers or null, no
-    column named like RESERVED_COLUMNS; and, if present, ``quantities``: an object of
-    name -> {truth, rank, ...} with the same rules, names apart from the parameters'.
-    Whether the record is this study's, and this path's, is :func:`_foreign_problem`'s."""
-    if not isinstance(record, dict):
-        return f"it holds {_json_type(record)} instead of a record (a JSON object)"
-    if not _is_int(record.get("schema")) or record["schema"] != RECORD_SCHEMA:
-        return f"'schema' is {_show(record.get('schema'))}, not {RECORD_SCHEMA}"
-    for key in ("model", "design"):
-        if not _is_label(record.get(key)):
-            return f"'{key}' must be a name, got {_show(record.get(key))}"
-    if not _is_int(record.get("rep")):
-        return f"'rep' must be an integer >= 0, got {_show(record.get('rep'))}"
-    status = record.get("status")
-    if not isinstance(status, str) or status not in ("ok", "failed"):
-        return f"'status' is {_show(status)}, neither \"ok\" nor \"failed\""
-    if not _is_int(record.get("seed_entropy"), 0, 2**128):
-        return f"'seed_entropy' must be an integer >= 0, got {_show(record.get('seed_entropy'))}"
-    key = record.get("seed_key")
-    if not isinstance(key, list) or len(key) != 3 or not all(_is_int(k) for k in key):
-        return f"'seed_key' must be a list of 3 integers, got {_show(key)}"
-    for fields, ok, what in ((NUMBER_FIELDS, _is_number, "a finite number"),
-                             (COUNT_FIELDS, _is_int, "an integer >= 0"),
-                             (FLAG_FIELDS, lambda v: isinstance(v, bool), "true or false"),
-                             (TEXT_FIELDS, lambda v: isinstance(v, str), "a string")):
-        for field in fields:
-            value = record.get(field)
-            if value is not None and not ok(value):
-                return f"'{field}' must be {what} or null, got {_show(value)}"
-    failure = record.get("failure")
-    if failure is not None and (not isinstance(failure, str) or failure not in FAILURE_CODES):
-        return f"'failure' is {_show(failure)}, none of {', '.join(FAILURE_CODES)}"
-    if status != "ok":
-        return None
-    n_ranked = record.get("n_ranked")
-    if not _is_int(n_ranked, 1):
-        return f"'n_ranked' must be an integer >= 1, got {_show(n_ranked)}"
-    return _parameters_problem(record.get("parameters"), n_ranked) or \
-        _quantities_problem(record, n_ranked)
-
-
-def _first_bad(values: list, ok) -> int | None:
-    for i, v in enumerate(values):
-        if not ok(v):
-            return i
-    return None
-
-
-def _values_problem(where: str, field: str, values: list, n_ranked: int) -> str | None:
-    """truth: finite numbers; rank: integers in 0..n_ranked; any other field numbers or null.
-    Whole lists are checked at C speed first (types, sum, min, max); only a list that fails
-    is walked to name its first bad value."""
-    types = set(map(type, values))
-    try:
-        if field == "rank":
-            if types <= {int} and (not values or (min(values) >= 0 and max(values) <= n_ranked)):
-                return None
-        elif types <= ({int, float} if field == "truth" else {int, float, type(None)}):
-            numbers = [v for v in values if v is not None] if type(None) in types else values
-            if math.isfinite(sum(numbers)) and (int not in types or not numbers or
-                                                -MAX_INT <= min(numbers) <= max(numbers) <= MAX_INT):
-                return None
-    except OverflowError:  # an integer too large for a float: found below
-        pass
-    if field == "truth":
-        ok, what = _is_number, "is not a finite number"
-    elif field == "rank":
-        ok, what = (lambda v: _is_int(v) and v <= n_ranked), f"is not an integer in 0..n_ranked ({n_ranked})"
-    else:
-        ok, what = (lambda v: v is None or _is_number(v)), "is not a number or null"
-    i = _first_bad(values, ok)
-    return None if i is None else f"{where}[{i}] = {_show(values[i])} {what}"
-
-
-def _parameters_problem(p, n_ranked: int) -> str | None:
-    if not isinstance(p, dict):
-        return f"'parameters' must be an object of equal-length lists, got {_json_type(p)}"
-    missing = [k for k in ("name", "group", "truth", "rank") if k not in p]
-    if missing:
-        return f"'parameters' lacks {', '.join(missing)}"
-    length = None
-    for key, values in p.items():
-        if key in RESERVED_COLUMNS:
-            return f"'parameters' has a list '{key}', a name reserved for the record's own field"
-        if not isinstance(values, list):
-            return f"parameters.{key} must be a list, got {_json_type(values)}"
-        if length is None:
-            length, first = len(values), key
-        elif len(values) != length:
-            return (f"parameters.{key} has {len(values)} value(s) but parameters.{first} has "
-                    f"{length}")
-    names, groups = p["name"], p["group"]
-    for what, values in (("name", names), ("group", groups)):
-        i = _first_bad(values, _is_label)
-        if i is not None:
-            return f"parameters.{what}[{i}] = {_show(values[i])} is not a name"
-    for i, (n, g) in enumerate(zip(names, groups)):
-        if n != g and not (n.startswith(f"{g}[") and n.endswith("]")):
-            return f"parameters.name[{i}] = {_show(n)} is no element of its group {_show(g)}"
-    if len(set(names)) != len(names):
-        seen = set()
-        dup = next(n for n in names if n in seen or seen.add(n))
-        return f"parameters.name lists {_show(dup)} more than once"
-    for key, values in p.items():
-        if key not in ("name", "group"):
-            problem = _values_problem(f"parameters.{key}", key, values, n_ranked)
-            if problem:
-                return problem
-    return None
-
-
-def _quantities_problem(record: dict, n_ranked: int) -> str | None:
-    if "quantities" not in record:
-        return None
-    q = record["quantities"]
-    if not isinstance(q, dict):
-        return f"'quantities' must be an object, got {_json_type(q)}"
-    names = set(record["parameters"]["name"])
-    for name, fields in q.items():
-        if not _is_label(name) or name in names or name in RESERVED_COLUMNS:
-            return f"quantity name {_show(name)} is not a name apart from the parameters'"
-        if not isinstance(fields, dict) or "truth" not in fields or "rank" not in fields:
-            return f"quantities.{name} must be an object with truth and rank, got {_show(fields)}"
-        for field, value in fields.items():
-            problem = _values_problem(f"quantities.{name}.{field}", field, [value], n_ranked)
-            if problem:
-                return problem.replace("[0] =", " =")
-    return None
+        return f"design {show(design)} is no design of this study (its designs: {', '.join(self.designs)})"
 
 
 def _foreign_problem(record: dict, path: Path | None, expected: _Expected) -> str | None:
     """Why a well-formed record is not this study's record of the replicate ``path`` names
     (MODEL/DESIGN/rNNNNNN.json), or None.  Its model and design must be the study's, its
     path its own, its seed the one this study derives for that replicate
-    (``sbc.replicate.replicate_seed``: entropy = study seed, spawn key = (crc32 of the
+    (``sbc.seeding.replicate``: entropy = study seed, spawn key = (crc32 of the
     model label, crc32 of the design label, replicate)) and, when it carries one (records
     written since it was added), its fingerprint the study's.  A record copied from a study
     with another seed or fingerprint, or from another replicate, fails this check."""
@@ -491,12 +239,12 @@ def _foreign_problem(record: dict, path: Path | None, expected: _Expected) -> st
             (model, design, f"r{rep:06d}.json"):
         return (f"it holds replicate {rep} of {model}/{design}, not the replicate its path "
                 "names (copied or renamed)")
-    key = [zlib.crc32(model.encode()), zlib.crc32(design.encode()), rep]
+    key = seeding.replicate_key(model, design, rep)
     if record["seed_entropy"] != expected.seed or record["seed_key"] != key:
         return "its seed is not the one this study derives for that replicate (another study's)"
     fingerprint = record.get("fingerprint")
     if fingerprint is not None and fingerprint != expected.fingerprint:
-        return (f"it was written by another study (fingerprint {_show(fingerprint)}, this "
+        return (f"it was written by another study (fingerprint {show(fingerprint)}, this "
                 f"study's {expected.fingerprint})")
     return None
 
@@ -509,10 +257,10 @@ def _load_record(path: Path, expected: _Expected) -> tuple[dict | None, str, str
     except _Unreadable as exc:
         return None, exc.kind, exc.reason
     try:
-        record = _loads(data)
+        record = loads(data)
     except (ValueError, RecursionError) as exc:
         return None, "corrupt", f"it is not valid JSON ({exc})"
-    problem = _digest_problem(data, record)
+    problem = digest_problem(data, record)
     if problem:
         return None, "corrupt", problem
     problem = record_problem(record)
@@ -721,7 +469,7 @@ class Store:
             raise StoreError(f"{self.root} holds no sbc study ({STUDY_FILE} missing); "
                              "give the output directory of `sbc run`")
         try:
-            manifest = _loads(_read_regular(path, MAX_STUDY_BYTES))
+            manifest = loads(_read_regular(path, MAX_STUDY_BYTES))
         except _Unreadable as exc:
             raise StoreError(f"{path} is unusable: {exc.reason}; it is written by `sbc run`: "
                              "restore it, or move the directory away and start afresh") from None
@@ -746,7 +494,7 @@ class Store:
         stored as a failed replicate ("exception") that says why, never as a file the next
         run would set aside and refit forever."""
         expected = self._expect()
-        stored = json.loads(_dumps({**record, "fingerprint": expected.fingerprint}))
+        stored = json.loads(dumps({**record, "fingerprint": expected.fingerprint}))
         stored.pop("digest", None)
         problem = record_problem(stored)
         if problem:
@@ -754,7 +502,7 @@ class Store:
             wall = stored.get("wall_seconds")
             stored = {**{k: stored[k] for k in keep if k in stored}, "status": "failed",
                       "failure": "exception", "error": f"the fit's record cannot be stored: {problem}",
-                      "wall_seconds": wall if _is_number(wall) else None}
+                      "wall_seconds": wall if is_number(wall) else None}
         problem = record_problem(stored) or _foreign_problem(stored, None, expected)
         if problem:
             raise StoreError(f"refusing to store a record in {self.root}: {problem}; this is a bug "
@@ -861,107 +609,3 @@ def _diff_manifests(old: dict, new: dict, old_digests: dict, new_digests: dict) 
     return "changed: " + ", ".join(changed) if changed else "different fingerprint"
 
 
-# "failure": the short reason code of a failed replicate (sbc.replicate.FAILURE_CODES),
-# None for ok records and for records written before it existed (read with .get).
-# "rescued": the fit was flagged and refitted once with stronger settings (the record's
-# "attempts" list has both); its flags are those of the refit.
-REPLICATE_COLUMNS = ["model", "design", "rep", "status", "failure", "error", "wall_seconds",
-                     "sampler_seconds", "n_draws", "thin", "n_ranked", "n_divergent",
-                     "n_treedepth", "ess_bulk_min", "ess_tail_min", "rhat_max",
-                     "flag_divergent", "flag_low_ess", "flag_rhat", "seed_entropy",
-                     "quantities_skipped", "rescued"]
-
-
-def _record_columns(r: dict) -> dict[str, list]:
-    """One ok record as columns: its ranked scalars, then its derived quantities."""
-    p, quantities = r["parameters"], r.get("quantities", {})
-    q_names = list(quantities)
-    cols = {field: list(values) + [quantities[q].get(field) for q in q_names]
-            for field, values in p.items()}
-    cols["name"] = list(p["name"]) + q_names
-    cols["group"] = list(p["group"]) + q_names
-    cols["kind"] = ["parameter"] * len(p["name"]) + ["quantity"] * len(q_names)
-    n = len(cols["name"])
-    for field in ("model", "design", "rep", "n_ranked"):
-        cols[field] = [r[field]] * n
-    return cols
-
-
-def records_to_tables(records: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(replicates, parameters) DataFrames from records.  Columns are gathered as lists and
-    turned into one frame at the end: a frame per record costs seconds on large studies."""
-    rep_rows, columns, n_rows = [], {}, 0
-    for r in records:
-        rep_rows.append({k: r.get(k) for k in REPLICATE_COLUMNS})
-        if r["status"] != "ok":
-            continue
-        cols = _record_columns(r)
-        n = len(cols["name"])
-        for field in columns.keys() | cols.keys():
-            columns.setdefault(field, [None] * n_rows).extend(cols.get(field, [None] * n))
-        n_rows += n
-    reps = pd.DataFrame(rep_rows, columns=REPLICATE_COLUMNS)
-    if len(reps):
-        reps = reps.sort_values(["model", "design", "rep"], ignore_index=True)
-    lead = ["model", "design", "rep", "name", "group", "kind"]
-    if not n_rows:
-        return reps, pd.DataFrame(columns=[*lead, "truth", "rank", "n_ranked", "mean", "sd"])
-    params = pd.DataFrame({c: columns[c] for c in lead + sorted(set(columns) - set(lead))})
-    for col in params.columns.difference(["model", "design", "name", "group", "kind"]):
-        params[col] = pd.to_numeric(params[col], errors="coerce")
-    params = params.astype({"rep": "int64", "rank": "int64", "n_ranked": "int64"})
-    params = params.sort_values(["model", "design", "rep"], kind="stable", ignore_index=True)
-    return reps, params
-
-
-def write_rank_tree(params: pd.DataFrame, path: Path) -> None:
-    """Write :func:`rank_tree_bytes` to ``path`` atomically."""
-    atomic_write_bytes(path, rank_tree_bytes(params))
-
-
-def rank_tree_bytes(params: pd.DataFrame) -> bytes:
-    """Ranks as an xarray DataTree with one ``prior_sbc`` group per (model, design), the layout
-    ``arviz_plots.plot_ecdf_pit`` reads: one variable per parameter (vector parameters keep
-    an element dimension), dims (chain=1, draw=replicate, ...), holding fractional ranks
-    (rank + V) / (n_ranked + 1) with V keyed by the row (``sbc.stats.table_fractional_ranks``,
-    the values the report tests).  Randomized rather than midpoint values, because with few
-    ranked draws midpoints are visibly discrete and fail continuous uniformity checks
-    although the ranks are exactly uniform.  ``sbc_ranks`` holds
-    the raw integer ranks and the number of ranked draws per replicate."""
-    import xarray as xr
-
-    from sbc.stats import table_fractional_ranks
-
-    tree = {}
-    params = params.assign(u=table_fractional_ranks(params))
-    for (model, design), block in params.groupby(["model", "design"], sort=True):
-        wide = block.pivot(index="rep", columns="name", values="rank")
-        wide_u = block.pivot(index="rep", columns="name", values="u")
-        n_ranked = block.groupby("rep")["n_ranked"].first().reindex(wide.index).to_numpy(float)
-        reps = wide.index.to_numpy()
-        groups = block.drop_duplicates("name").groupby("group", sort=False)["name"].apply(list)
-        frac, raw = {}, {"n_ranked": xr.DataArray(n_ranked[None].astype(int), dims=("chain", "draw"),
-                                                  coords={"chain": [0], "draw": reps})}
-        for group, names in groups.items():
-            ranks = wide[names].to_numpy(float)  # (reps, elements)
-            u = wide_u[names].to_numpy(float)
-            coords = {"chain": [0], "draw": reps}
-            if len(names) == 1 and names[0] == group:
-                dims, values_u, values_r = ("chain", "draw"), u[None, :, 0], ranks[None, :, 0]
-            else:
-                dim = f"{group}_dim_0"
-                coords[dim] = [n[len(group) + 1:-1] for n in names]
-                dims, values_u, values_r = ("chain", "draw", dim), u[None], ranks[None]
-            frac[group] = xr.DataArray(values_u, dims=dims, coords=coords)
-            raw[group] = xr.DataArray(np.nan_to_num(values_r, nan=-1).astype(int), dims=dims,
-                                      coords=coords)
-        kind = "posterior_sbc" if str(design).startswith("posterior-") else "prior_sbc"
-        tree[f"/{model}/{design}/{kind}"] = xr.Dataset(frac)
-        tree[f"/{model}/{design}/sbc_ranks"] = xr.Dataset(raw)
-    dt = xr.DataTree.from_dict(tree) if tree else xr.DataTree()
-    try:  # in memory: the file is then written like every other (atomic_write_bytes)
-        return bytes(dt.to_netcdf(engine="h5netcdf"))
-    except TypeError:  # an xarray that needs a target
-        buffer = io.BytesIO()
-        dt.to_netcdf(buffer, engine="h5netcdf")
-        return buffer.getvalue()

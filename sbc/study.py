@@ -29,15 +29,17 @@ import hashlib
 import json
 import math
 import re
-import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sbc.config import (AUTO, LIMITS, check_limit, check_path_name, int_list, parse_limits,
+                        parse_run, parse_seed, parse_thin, positive_int, read_toml, safe_name,
+                        unknown_keys, where)
 from sbc.design import Design
+from sbc.fit import SamplerSettings, sampler_names
 from sbc.errors import StudyError
 
-SAMPLERS = ("nutpie", "pymc", "exact")
 
 TOP_KEYS = {"name", "seed", "simulations", "model", "models", "simulate_model", "thin",
             "grid", "designs", "sampler", "run", "description", "cluster", "posterior_sbc",
@@ -54,74 +56,6 @@ SLURM_KEYS = {"queue", "account", "cores", "processes", "memory", "walltime",
               "log_directory", "python", "interface"}
 GRID_KEYS = {"cell_lines", "genes", "reps"}
 DESIGN_KEYS = {"cell_lines", "genes", "reps"}
-SEED_END = 2**63  # seeds are stored as signed 64-bit integers (JSON, Parquet): 0 <= seed < 2**63
-# Resource limits, raised per file with a [limits] table (see the module docstring).
-LIMITS = {"simulations": 100_000, "rows": 10_000_000, "designs": 10_000}
-LIMIT_WHAT = {"simulations": "simulations per model and design", "rows": "rows per design",
-              "designs": "designs"}
-# A name that becomes a path component: letters, digits, '.', '_', '-'; no leading dot.
-_PATH_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    """How each replicate is fitted.
-
-    adaptation: nutpie's mass-matrix adaptation ("diag", or "low_rank", which also learns
-        the strongest posterior correlations; ignored by the other samplers).
-    rescue: refit a fit flagged by the sampler (divergences, low ESS, R-hat, tree depth)
-        on the same data: in the model's ``RESCUE`` forms in order (at most two refits) or,
-        without any, once in its own form, with :meth:`rescued` settings; every attempt is
-        recorded and the last is ranked.  Given the data, each refit is a fresh posterior sample
-        whatever prompted it, so ranks stay uniform (tested on a model with a known
-        posterior, with rescues chosen by a data-dependent rule).
-    """
-
-    name: str = "nutpie"
-    chains: int = 1
-    tune: int = 500
-    draws: int = 1000
-    target_accept: float = 0.9
-    max_treedepth: int = 10
-    timeout: float | None = None  # seconds per fit; None = no limit
-    adaptation: str = "low_rank"
-    rescue: bool = True
-
-    def rescued(self, divergent: bool = True, low_ess: bool = True) -> SamplerSettings:
-        """The stronger settings of a rescue fit, aimed at what went wrong.
-
-        After divergences: twice the tuning and a smaller step size (target_accept 0.99, or
-        halfway from the current value to 1 when it is already 0.99).  After a low ESS (or
-        R-hat, tree depth): twice the draws, so that ranks thinned to the ESS keep
-        their resolution.  More draws do not cure divergences (they add chances to
-        diverge), so they are not added for those alone.
-        """
-        out = replace(self, rescue=False)
-        if divergent:
-            smaller_step = max(0.99, 1.0 - (1.0 - self.target_accept) / 2.0)
-            out = replace(out, tune=2 * self.tune, target_accept=smaller_step)
-        if low_ess:
-            out = replace(out, draws=2 * self.draws)
-        return out
-
-    def fingerprint_dict(self, legacy_timeout: bool = False) -> dict[str, Any]:
-        """What changes results; fields added later are left out at their old default, so
-        stores written before they existed keep their fingerprint.  ``timeout`` is a
-        run-time limit, not a property of results (a fit that finishes gives the same draws
-        under any limit), so it is fixed at None: raising it and `sbc run --retry-failed` repairs
-        timed-out replicates in place.  ``legacy_timeout``: the form stores written before
-        that used, which included it."""
-        out = asdict(self)
-        if not legacy_timeout:
-            out["timeout"] = None  # as stores without a timeout always had it
-        for key, old in _LEGACY_SAMPLER.items():
-            if out.get(key) == old:
-                out.pop(key)
-        return out
-
-
-# Sampler fields added after stores were first written, with the value they implicitly had.
-_LEGACY_SAMPLER = {"adaptation": "diag", "rescue": False}
 
 
 @dataclass(frozen=True)
@@ -198,185 +132,6 @@ class Study:
         return out
 
 
-def _where(path: Path, key: str) -> str:
-    return f"{path}: key '{key}'"
-
-
-def _unknown_keys(table: dict, allowed: set[str], path: Path, prefix: str) -> None:
-    for key in table:
-        if key not in allowed:
-            guess = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f"did you mean '{prefix}{guess[0]}'?" if guess else \
-                f"valid keys are: {', '.join(sorted(allowed))}"
-            raise StudyError(f"{path}: unknown key '{prefix}{key}'; {hint}")
-
-
-def _positive_int(value: Any, path: Path, key: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise StudyError(f"{_where(path, key)} must be an integer, got {value!r}; "
-                         f"write e.g. {key.split('.')[-1]} = {max(minimum, 10)}")
-    if value < minimum:
-        raise StudyError(f"{_where(path, key)} must be >= {minimum}, got {value}")
-    return value
-
-
-def _int_list(value: Any, path: Path, key: str) -> list[int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise StudyError(f"{_where(path, key)} must be a non-empty list of positive integers, "
-                         f"got {value!r}; write e.g. {key.split('.')[-1]} = [10, 20]")
-    return [_positive_int(v, path, key) for v in value]
-
-
-def read_text(path: Path, what: str, error: type[Exception] = StudyError) -> str:
-    """The text of a file the user gave (study, plan, model or data file), read as UTF-8.
-
-    The one reader of such files, so every one reports the same way: a file that is not
-    UTF-8 raises ``error`` naming the file, the byte offset, line and column of the first
-    bad byte and how to fix it (never a ``UnicodeDecodeError`` traceback).  A leading
-    byte-order mark is dropped and line endings are normalized to ``\\n``, as Python's
-    text mode does.
-
-    Parameters
-    ----------
-    path : the file.
-    what : what the file is, for messages ("study file", "model file", ...).
-    error : the ``SbcError`` subclass to raise.
-    """
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError as exc:
-        raise error(f"{what} not found: {path}; check the path") from exc
-    except IsADirectoryError as exc:
-        raise error(f"{what} {path} is a directory; give the path of a file") from exc
-    except OSError as exc:
-        raise error(f"cannot read {what} {path}: {exc.strerror}; check its permissions") from exc
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        bad = data[exc.start:exc.end].hex(" ")
-        raise error(f"{what} {path} is not valid UTF-8: byte 0x{bad} at byte offset "
-                    f"{exc.start} (line {line}, column {column}) ({exc.reason}); save the "
-                    "file as UTF-8, or remove or retype that character (comments count "
-                    "too)") from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def check_path_name(value: str, what: str, fix: str, error: type[Exception] = StudyError) -> str:
-    """Refuse a name that becomes a path component unless it is safe as one.
-
-    Study and plan names (the default output directory), model labels (from model file
-    names and functions) and design labels name directories of the store and the report.
-    They must consist of letters, digits, ``.``, ``_`` and ``-``, must not start with a
-    dot (``.``, ``..`` and hidden names) and must not be empty: a name like ``../../x`` or
-    ``/tmp/x`` would otherwise write outside the output directory.
-
-    Parameters
-    ----------
-    value : the name.
-    what : where it comes from, for the message (e.g. "path/study.toml: key 'name'").
-    fix : how to fix it (e.g. "write e.g. name = \"my_study\"").
-    error : the ``SbcError`` subclass to raise.
-    """
-    if isinstance(value, str) and _PATH_NAME.fullmatch(value):
-        return value
-    bad = sorted({c for c in str(value) if not re.fullmatch(r"[A-Za-z0-9._-]", c)})
-    if not value:
-        problem = "is empty"
-    elif bad:
-        problem = "contains " + ", ".join(repr(c) for c in bad)
-    else:
-        problem = "starts with a dot"
-    raise error(f"{what} {value!r} {problem}; it becomes a directory name of the results, "
-                "so it may hold only letters, digits, '.', '_' and '-' and must not start "
-                f"with a dot; {fix}")
-
-
-def safe_name(value: str, default: str = "study") -> str:
-    """A suggestion for :func:`check_path_name` messages: ``value`` with every run of
-    unsafe characters replaced by ``_`` and leading dots and underscores removed."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", value).lstrip("._") or default
-
-
-def parse_seed(value: Any, path: Path, key: str = "seed") -> int:
-    """A seed: an integer with 0 <= seed < 2**63 (stored as a signed 64-bit integer)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_END:
-        raise StudyError(f"{_where(path, key)} must be an integer with 0 <= seed < 2**63 "
-                         f"(at most {SEED_END - 1}), got {value!r}; write e.g. "
-                         f"{key.split('.')[-1]} = 103")
-    return value
-
-
-def parse_limits(raw: dict, path: Path) -> dict[str, int]:
-    """The resource limits of a study or plan file: :data:`LIMITS`, raised by [limits]."""
-    table = raw.get("limits", {})
-    if not isinstance(table, dict):
-        raise StudyError(f"{_where(path, 'limits')} must be a table: [limits] simulations = "
-                         "500000 (see the keys simulations, rows, designs)")
-    _unknown_keys(table, set(LIMITS), path, "limits.")
-    return {k: _positive_int(table.get(k, v), path, f"limits.{k}") for k, v in LIMITS.items()}
-
-
-def check_limit(value: int, limits: dict[str, int], kind: str, where: str) -> None:
-    """Refuse ``value`` above ``limits[kind]`` with the limit and how to raise it.
-
-    where: what is too large, e.g. "path: key 'simulations' = 1000000000".
-    """
-    if value > limits[kind]:
-        raise StudyError(
-            f"{where} exceeds the limit of {limits[kind]:,} {LIMIT_WHAT[kind]} (a guard "
-            "against typos: it would run for hours or exhaust memory); lower it, or if you "
-            f"mean it, raise the limit in the same file: [limits] {kind} = {value}")
-
-
-def parse_run(table: Any, path: Path, allowed: set[str]) -> dict[str, Any]:
-    """The [run] table (how to run; not part of the results): every value type-checked.
-
-    Returns output (str | None), scheduler (str | None), workers (int | None) and, where
-    ``allowed`` has it, batch_size (int | None).
-    """
-    if not isinstance(table, dict):
-        raise StudyError(f"{_where(path, 'run')} must be a table ([run]), got {table!r}")
-    _unknown_keys(table, allowed, path, "run.")
-    out: dict[str, Any] = {}
-    output = table.get("output")
-    if output is not None and (not isinstance(output, str) or not output.strip()):
-        raise StudyError(f"{_where(path, 'run.output')} must be a directory path (a string), "
-                         f"got {output!r}; write e.g. output = \"reports/my_study\"")
-    out["output"] = output
-    scheduler = table.get("scheduler")
-    if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
-        raise StudyError(f"{_where(path, 'run.scheduler')} must be an address like "
-                         f"'tcp://host:8786' (a string), got {scheduler!r}; leave it out to "
-                         "start local workers")
-    out["scheduler"] = scheduler.strip() if scheduler else None
-    workers = table.get("workers")
-    if workers is not None:  # 0 runs in this process, as --workers 0
-        workers = _positive_int(workers, path, "run.workers", minimum=0)
-    out["workers"] = workers
-    if "batch_size" in allowed:
-        batch = table.get("batch_size")
-        out["batch_size"] = None if batch is None else \
-            _positive_int(batch, path, "run.batch_size")
-    return out
-
-
-def read_toml(path: Path, what: str = "study file") -> dict:
-    if not path.exists():
-        example = "studies/crispr_seed.toml" if what == "study file" else "studies/plan_screen.toml"
-        raise StudyError(f"{what} not found: {path}; check the path (an example: {example})")
-    if path.is_dir():
-        raise StudyError(f"{what} {path} is a directory; give the path of a .toml file")
-    text = read_text(path, what)
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise StudyError(f"{path} is not valid TOML: {exc}; fix the syntax at that line") from exc
-
-
 def load_study(path: str | Path, *, sims: int | None = None) -> Study:
     """Read and validate a study file; ``sims`` overrides ``simulations``."""
     path = Path(path)
@@ -385,7 +140,7 @@ def load_study(path: str | Path, *, sims: int | None = None) -> Study:
 
 
 def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
-    _unknown_keys(raw, TOP_KEYS, path, "")
+    unknown_keys(raw, TOP_KEYS, path, "")
     limits = parse_limits(raw, path)
     name = parse_name(raw, path)
 
@@ -398,12 +153,12 @@ def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
     if isinstance(models, str):
         models = [models]
     if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
-        raise StudyError(f"{_where(path, 'models')} must be a model name or a list of names, got {models!r}")
+        raise StudyError(f"{where(path, 'models')} must be a model name or a list of names, got {models!r}")
     if len(set(models)) != len(models):
-        raise StudyError(f"{_where(path, 'models')} lists a model twice: {models}")
+        raise StudyError(f"{where(path, 'models')} lists a model twice: {models}")
     simulate_model = raw.get("simulate_model")
     if simulate_model is not None and (not isinstance(simulate_model, str) or not simulate_model):
-        raise StudyError(f"{_where(path, 'simulate_model')} must be a model name, got {simulate_model!r}")
+        raise StudyError(f"{where(path, 'simulate_model')} must be a model name, got {simulate_model!r}")
 
     seed = raw.get("seed")
     if seed is None:
@@ -417,9 +172,9 @@ def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
     if n_sims is None:
         raise StudyError(f"{path}: missing key 'simulations' (replicates per design); "
                          "write e.g. simulations = 100")
-    n_sims = _positive_int(n_sims, path, "simulations")
+    n_sims = positive_int(n_sims, path, "simulations")
     check_limit(n_sims, limits, "simulations",
-                f"{_where(path, 'simulations')} = {n_sims}" if sims is None else
+                f"{where(path, 'simulations')} = {n_sims}" if sims is None else
                 f"--sims {n_sims} (for {path})")
 
     designs = _parse_posterior(raw, path) if "posterior_sbc" in raw else \
@@ -428,19 +183,12 @@ def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
         check_limit(design.n_rows, limits, "rows",
                     f"{path}: design {design.label} has {design.n_rows:,} rows, which")
     sampler = _parse_sampler(raw.get("sampler", {}), path)
-    thin = raw.get("thin", "auto")
-    if thin != "auto":
-        thin = _positive_int(thin, path, "thin")
-        if thin > sampler.draws * sampler.chains // 10:
-            raise StudyError(
-                f"{_where(path, 'thin')} = {thin} leaves fewer than 10 draws to rank from "
-                f"{sampler.chains} chain(s) x {sampler.draws} draws; lower 'thin', raise "
-                "'sampler.draws', or write thin = \"auto\" (thin by effective sample size)")
+    thin = parse_thin(raw.get("thin", AUTO), path, sampler.chains, sampler.draws)
 
     run = parse_run(raw.get("run", {}), path, RUN_KEYS)
     description = raw.get("description", "")
     if not isinstance(description, str):
-        raise StudyError(f"{_where(path, 'description')} must be a string")
+        raise StudyError(f"{where(path, 'description')} must be a string")
 
     cluster = _parse_cluster(raw["cluster"], path) if "cluster" in raw else None
     parameter_map = _parse_parameter_map(raw.get("parameter_map"), simulate_model, path)
@@ -462,10 +210,10 @@ def parse_name(raw: dict, path: Path) -> str:
                                "or rename the file")
     name = raw["name"]
     if not isinstance(name, str) or not name.strip():
-        raise StudyError(f"{_where(path, 'name')} must be a non-empty string, got {name!r}; "
+        raise StudyError(f"{where(path, 'name')} must be a non-empty string, got {name!r}; "
                          f"write e.g. name = \"{safe_name(path.stem)}\"")
     name = name.strip()
-    return check_path_name(name, f"{_where(path, 'name')} =",
+    return check_path_name(name, f"{where(path, 'name')} =",
                            f"write e.g. name = \"{safe_name(name)}\" (choose where results "
                            "go with [run] output or --out)")
 
@@ -479,16 +227,16 @@ def _parse_parameter_map(table: Any, simulate_model: str | None,
         return ()
     example = '[parameter_map] "1|gene" = "gene_effect"  (fitter name = "generator name")'
     if not isinstance(table, dict):
-        raise StudyError(f"{_where(path, 'parameter_map')} must be a table: {example}")
+        raise StudyError(f"{where(path, 'parameter_map')} must be a table: {example}")
     if simulate_model is None:
-        raise StudyError(f"{_where(path, 'parameter_map')}: a parameter map pairs the "
+        raise StudyError(f"{where(path, 'parameter_map')}: a parameter map pairs the "
                          "parameters of a different generator (simulate_model) with the "
                          "fitter's; without simulate_model both are the same model, so "
                          "remove [parameter_map]")
     targets: dict[str, str] = {}
     for fit_name, gen_name in table.items():
         if not isinstance(gen_name, str) or not gen_name:
-            raise StudyError(f"{_where(path, 'parameter_map.' + fit_name)} must be the name "
+            raise StudyError(f"{where(path, 'parameter_map.' + fit_name)} must be the name "
                              f"of a simulate_model parameter (a string), got {gen_name!r}; "
                              f"write e.g. {example}")
         if gen_name in targets:
@@ -501,31 +249,31 @@ def _parse_parameter_map(table: Any, simulate_model: str | None,
 
 def _parse_cluster(table: Any, path: Path) -> ClusterSpec:
     if not isinstance(table, dict):
-        raise StudyError(f"{_where(path, 'cluster')} must be a table: [cluster] kind = \"slurm\"")
+        raise StudyError(f"{where(path, 'cluster')} must be a table: [cluster] kind = \"slurm\"")
     kind = table.get("kind", "local")
     if kind not in CLUSTER_KINDS:
-        raise StudyError(f"{_where(path, 'cluster.kind')}: unknown cluster kind {kind!r}; "
+        raise StudyError(f"{where(path, 'cluster.kind')}: unknown cluster kind {kind!r}; "
                          f"choose one of {', '.join(CLUSTER_KINDS)}")
     allowed = {"kind", "jobs"} | (SLURM_KEYS if kind == "slurm" else set())
-    _unknown_keys(table, allowed, path, "cluster.")
-    jobs = _positive_int(table.get("jobs", 1), path, "cluster.jobs")
+    unknown_keys(table, allowed, path, "cluster.")
+    jobs = positive_int(table.get("jobs", 1), path, "cluster.jobs")
     options = {k: v for k, v in table.items() if k not in ("kind", "jobs")}
     for key in ("cores", "processes"):
         if key in options:
-            _positive_int(options[key], path, f"cluster.{key}")
+            positive_int(options[key], path, f"cluster.{key}")
     for key in ("queue", "account", "memory", "walltime", "python", "interface",
                 "local_directory", "log_directory"):
         if key in options and not isinstance(options[key], str):
-            raise StudyError(f"{_where(path, 'cluster.' + key)} must be a string")
+            raise StudyError(f"{where(path, 'cluster.' + key)} must be a string")
     if "walltime" in options and not re.fullmatch(r"(\d+-)?\d{1,2}:\d{2}(:\d{2})?", options["walltime"]):
-        raise StudyError(f"{_where(path, 'cluster.walltime')} = {options['walltime']!r} is not a "
+        raise StudyError(f"{where(path, 'cluster.walltime')} = {options['walltime']!r} is not a "
                          "SLURM time; write e.g. \"04:00:00\" or \"1-00:00:00\"")
     if "memory" in options and not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", options["memory"]):
-        raise StudyError(f"{_where(path, 'cluster.memory')} = {options['memory']!r}; write e.g. \"16GB\"")
+        raise StudyError(f"{where(path, 'cluster.memory')} = {options['memory']!r}; write e.g. \"16GB\"")
     for key in ("job_extra_directives", "job_script_prologue"):
         if key in options and not (isinstance(options[key], list)
                                    and all(isinstance(x, str) for x in options[key])):
-            raise StudyError(f"{_where(path, 'cluster.' + key)} must be a list of strings")
+            raise StudyError(f"{where(path, 'cluster.' + key)} must be a list of strings")
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     return ClusterSpec(kind=kind, jobs=jobs, options=tuple(sorted(options.items())))
 
@@ -536,15 +284,15 @@ def _parse_posterior(raw: dict, path: Path) -> list:
 
     table = raw["posterior_sbc"]
     if not isinstance(table, dict):
-        raise StudyError(f"{_where(path, 'posterior_sbc')} must be a table: "
+        raise StudyError(f"{where(path, 'posterior_sbc')} must be a table: "
                          "[posterior_sbc] data = \"observed.csv\"")
-    _unknown_keys(table, {"data"}, path, "posterior_sbc.")
+    unknown_keys(table, {"data"}, path, "posterior_sbc.")
     if "grid" in raw or "designs" in raw:
         raise StudyError(f"{path}: [posterior_sbc] takes its design from the observed data; "
                          "remove [grid] / [[designs]]")
     data = table.get("data")
     if not isinstance(data, str) or not data:
-        raise StudyError(f"{_where(path, 'posterior_sbc.data')} must be the path of a CSV with "
+        raise StudyError(f"{where(path, 'posterior_sbc.data')} must be the path of a CSV with "
                          "columns logfc, gene, cell_line")
     csv = Path(data) if Path(data).is_absolute() else path.resolve().parent / data
     return [posterior_design(csv)]
@@ -556,14 +304,14 @@ def _parse_designs(raw: dict, path: Path, limits: dict[str, int] | None = None) 
     if "grid" in raw:
         grid = raw["grid"]
         if not isinstance(grid, dict):
-            raise StudyError(f"{_where(path, 'grid')} must be a table: "
+            raise StudyError(f"{where(path, 'grid')} must be a table: "
                              "[grid] cell_lines = [10, 20] genes = [3] reps = [3]")
-        _unknown_keys(grid, GRID_KEYS, path, "grid.")
+        unknown_keys(grid, GRID_KEYS, path, "grid.")
         missing = GRID_KEYS - set(grid)
         if missing:
             raise StudyError(f"{path}: [grid] lacks {', '.join(sorted(missing))}; "
                              "give all of cell_lines, genes and reps")
-        lists = [_int_list(grid[k], path, f"grid.{k}") for k in ("cell_lines", "genes", "reps")]
+        lists = [int_list(grid[k], path, f"grid.{k}") for k in ("cell_lines", "genes", "reps")]
         check_limit(math.prod(len(set(v)) for v in lists), limits, "designs",
                     f"{path}: [grid] = {' x '.join(str(len(set(v))) for v in lists)} designs, "
                     "which")
@@ -571,20 +319,20 @@ def _parse_designs(raw: dict, path: Path, limits: dict[str, int] | None = None) 
     if "designs" in raw:
         entries = raw["designs"]
         if not isinstance(entries, list):
-            raise StudyError(f"{_where(path, 'designs')} must be an array of tables: "
+            raise StudyError(f"{where(path, 'designs')} must be an array of tables: "
                              "[[designs]] cell_lines = 10 genes = 3 reps = 3")
         for i, entry in enumerate(entries):
             key = f"designs[{i}]"
             if isinstance(entry, list) and len(entry) == 3:
                 entry = dict(zip(("cell_lines", "genes", "reps"), entry))
             if not isinstance(entry, dict):
-                raise StudyError(f"{_where(path, key)} must be a table with cell_lines, genes, reps "
+                raise StudyError(f"{where(path, key)} must be a table with cell_lines, genes, reps "
                                  f"or a list [cell_lines, genes, reps], got {entry!r}")
-            _unknown_keys(entry, DESIGN_KEYS, path, f"{key}.")
+            unknown_keys(entry, DESIGN_KEYS, path, f"{key}.")
             missing = DESIGN_KEYS - set(entry)
             if missing:
                 raise StudyError(f"{path}: {key} lacks {', '.join(sorted(missing))}")
-            designs.append(Design(*(_positive_int(entry[k], path, f"{key}.{k}")
+            designs.append(Design(*(positive_int(entry[k], path, f"{key}.{k}")
                                     for k in ("cell_lines", "genes", "reps"))))
     if not designs:
         raise StudyError(f"{path}: the design grid is empty; add [grid] with cell_lines, genes "
@@ -596,38 +344,38 @@ def _parse_designs(raw: dict, path: Path, limits: dict[str, int] | None = None) 
 
 def _parse_sampler(table: Any, path: Path) -> SamplerSettings:
     if not isinstance(table, dict):
-        raise StudyError(f"{_where(path, 'sampler')} must be a table ([sampler])")
-    _unknown_keys(table, SAMPLER_KEYS, path, "sampler.")
+        raise StudyError(f"{where(path, 'sampler')} must be a table ([sampler])")
+    unknown_keys(table, SAMPLER_KEYS, path, "sampler.")
     name = table.get("name", "nutpie")
-    if name not in SAMPLERS:
-        guess = difflib.get_close_matches(str(name), SAMPLERS, n=1)
+    if name not in sampler_names():
+        guess = difflib.get_close_matches(str(name), sampler_names(), n=1)
         hint = f"did you mean '{guess[0]}'? " if guess else ""
-        raise StudyError(f"{_where(path, 'sampler.name')}: unknown sampler {name!r}; {hint}"
-                         f"choose one of {', '.join(SAMPLERS)}")
+        raise StudyError(f"{where(path, 'sampler.name')}: unknown sampler {name!r}; {hint}"
+                         f"choose one of {', '.join(sampler_names())}")
     d = SamplerSettings()  # defaults in one place
-    chains = _positive_int(table.get("chains", d.chains), path, "sampler.chains")
-    tune = _positive_int(table.get("tune", d.tune), path, "sampler.tune", minimum=0)
-    draws = _positive_int(table.get("draws", d.draws), path, "sampler.draws", minimum=10)
+    chains = positive_int(table.get("chains", d.chains), path, "sampler.chains")
+    tune = positive_int(table.get("tune", d.tune), path, "sampler.tune", minimum=0)
+    draws = positive_int(table.get("draws", d.draws), path, "sampler.draws", minimum=10)
     target = table.get("target_accept", d.target_accept)
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
-        raise StudyError(f"{_where(path, 'sampler.target_accept')} must be a number strictly "
+        raise StudyError(f"{where(path, 'sampler.target_accept')} must be a number strictly "
                          f"between 0 and 1, got {target!r}; typical values are 0.8 to 0.99")
-    depth = _positive_int(table.get("max_treedepth", d.max_treedepth), path,
+    depth = positive_int(table.get("max_treedepth", d.max_treedepth), path,
                           "sampler.max_treedepth")
     timeout = table.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or not 0 < timeout <= MAX_TIMEOUT):  # also refuses nan and inf
-        raise StudyError(f"{_where(path, 'sampler.timeout')} must be a positive number of "
+        raise StudyError(f"{where(path, 'sampler.timeout')} must be a positive number of "
                          f"seconds, at most {MAX_TIMEOUT:g} (a week), got {timeout!r}; leave it "
                          "out for no limit")
     adaptation = table.get("adaptation", d.adaptation)
     if adaptation not in ADAPTATIONS:
-        raise StudyError(f"{_where(path, 'sampler.adaptation')}: unknown adaptation "
+        raise StudyError(f"{where(path, 'sampler.adaptation')}: unknown adaptation "
                          f"{adaptation!r}; choose one of {', '.join(ADAPTATIONS)} (nutpie's "
                          "mass-matrix adaptation; low_rank also learns posterior correlations)")
     rescue = table.get("rescue", d.rescue)
     if not isinstance(rescue, bool):
-        raise StudyError(f"{_where(path, 'sampler.rescue')} must be true or false, got "
+        raise StudyError(f"{where(path, 'sampler.rescue')} must be true or false, got "
                          f"{rescue!r}")
     return SamplerSettings(name=name, chains=chains, tune=tune, draws=draws,
                            target_accept=float(target), max_treedepth=depth,

@@ -1,7 +1,7 @@
 """Summaries for files: the calibration engine's result -> summary.csv and summary.md.
 
 Statistics and verdicts come from :mod:`sbc.calibration` (the one engine every reader of a
-store uses); HTML comes from :mod:`sbc.report`, figures from :mod:`sbc.plots`.
+store uses); the HTML report (:mod:`sbc.report`) is built on these, never the reverse.
 """
 
 from __future__ import annotations
@@ -46,17 +46,6 @@ def summary_frame(cal: Calibration) -> pd.DataFrame:
     out["recommendation"] = [x.recommendation for x in v]
     out["family"] = cal.family
     return out
-
-
-def build_report_body(manifest: dict, reps: pd.DataFrame, params: pd.DataFrame):
-    """HTML body of report.html and the engine's result (None when nothing is stored)."""
-    from sbc import report
-    from sbc.calibration import with_fractional_ranks
-
-    if reps.empty or params.empty:
-        return report.empty_body(manifest, reps), None
-    cal = calibrate_store_tables(manifest, reps, params)
-    return report.summary_body(manifest, cal, with_fractional_ranks(params, reps)), cal
 
 
 def _md(text: str) -> str:

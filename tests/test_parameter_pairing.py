@@ -110,12 +110,12 @@ def test_declared_parameter_map_pairs_truths_with_draws_end_to_end(tmp_path, cap
     assert record["quantities_skipped"] is None
     # the truths are the generator's draws: re-simulate replicate 0 and compare
     from sbc.design import Design
-    from sbc.replicate import replicate_seed
+    from sbc.seeding import replicate
     from sbc.simulate import Simulator
     from sbc.spec import make_spec, resolve_model
 
     design = Design(3, 2, 2)
-    seed = replicate_seed(11, "normal_mean", design, 0)
+    seed = replicate(11, "normal_mean", design.label, 0)
     truths, _ = Simulator(make_spec(resolve_model(str(sim)), design.frame())).draw(seed.spawn(3)[0])
     np.testing.assert_allclose(record["parameters"]["truth"], truths["gene_effect"])
 

@@ -15,7 +15,7 @@ import pytest
 from sbc.replicate import RECORD_SCHEMA
 from sbc.report import page, write_report
 from sbc.store import Store
-from sbc.summarize import build_report_body
+from sbc.report import build_report_body
 from test_calibration import EXACT, QUANTILE_COLUMNS, synthetic_tables
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,7 +34,8 @@ from support import ROOT
 from sbc.cli import main
 from sbc.errors import StudyMismatchError
 from sbc.replicate import RECORD_SCHEMA
-from sbc.store import Store, record_bytes
+from sbc.record import record_bytes
+from sbc.store import Store
 
 MODEL = ROOT / "tests/models/normal_mean.py"
 SIMS = 8

@@ -15,9 +15,10 @@ from typing import Any
 from sbc.design import Design
 from sbc.errors import StudyError
 from sbc.plan.criteria import CRITERIA, INTERVALS, Target, element_name, split_quantity
-from sbc.study import (ClusterSpec, SamplerSettings, _parse_cluster, _parse_sampler,
-                       _positive_int, _unknown_keys, check_limit, parse_limits, parse_name,
-                       parse_run, parse_seed, read_toml)
+from sbc.config import (AUTO, check_limit, parse_limits, parse_run, parse_seed, parse_thin,
+                        positive_int, read_toml, unknown_keys)
+from sbc.fit import SamplerSettings
+from sbc.study import ClusterSpec, _parse_cluster, _parse_sampler, parse_name
 
 DIMENSIONS = ("cell_lines", "genes", "reps")
 TOP_KEYS = {"name", "description", "seed", "model", "design_model", "pilot", "space", "target",
@@ -119,7 +120,7 @@ def _table(raw: dict, key: str, path: Path, allowed: set[str]) -> dict:
     value = raw.get(key, {})
     if not isinstance(value, dict):
         raise StudyError(f"{path}: key '{key}' must be a table ([{key}])")
-    _unknown_keys(value, allowed, path, f"{key}.")
+    unknown_keys(value, allowed, path, f"{key}.")
     return value
 
 
@@ -140,12 +141,12 @@ def _int_tuple(value: Any, path: Path, key: str, limits: dict[str, int]) -> tupl
         value = [value]
     if isinstance(value, dict):  # a range table
         example = "{from = 2, to = 12, by = 2}"
-        _unknown_keys(value, {"from", "to", "by"}, path, f"{key}.")
+        unknown_keys(value, {"from", "to", "by"}, path, f"{key}.")
         if "from" not in value or "to" not in value:
             raise StudyError(f"{path}: key '{key}' as a range needs integer 'from' and 'to' "
                              f"(and optionally 'by'), e.g. {key.split('.')[-1]} = {example}")
-        start = _positive_int(value["from"], path, f"{key}.from")
-        stop = _positive_int(value["to"], path, f"{key}.to")
+        start = positive_int(value["from"], path, f"{key}.from")
+        stop = positive_int(value["to"], path, f"{key}.to")
         step = value.get("by", 1)
         if isinstance(step, bool) or not isinstance(step, int) or step < 1:
             raise StudyError(f"{path}: key '{key}.by' (the step between values) must be an "
@@ -161,7 +162,7 @@ def _int_tuple(value: Any, path: Path, key: str, limits: dict[str, int]) -> tupl
     if not isinstance(value, list) or not value:
         raise StudyError(f"{path}: key '{key}' must be a non-empty list of positive integers, "
                          f"got {value!r}; write e.g. {key.split('.')[-1]} = [2, 3, 4]")
-    return tuple(sorted({_positive_int(v, path, key) for v in value}))
+    return tuple(sorted({positive_int(v, path, key) for v in value}))
 
 
 def parse_plan(raw: dict, path: Path) -> Plan:
@@ -172,7 +173,7 @@ def parse_plan(raw: dict, path: Path) -> Plan:
     design and 100,000 simulations per design (search.max_simulations,
     search.calibration_simulations); a ``[limits]`` table raises them.
     """
-    _unknown_keys(raw, TOP_KEYS, path, "")
+    unknown_keys(raw, TOP_KEYS, path, "")
     limits = parse_limits(raw, path)
     name = parse_name(raw, path)
     if "seed" not in raw:
@@ -197,9 +198,9 @@ def parse_plan(raw: dict, path: Path) -> Plan:
             raise StudyError(f"{path}: [pilot] needs csv = \"pilot.csv\" (columns logfc, gene, "
                              "cell_line and optionally replicate)")
         pilot = Pilot(csv=table["csv"],
-                      draws=_positive_int(table.get("draws", 1000), path, "pilot.draws"),
-                      tune=_positive_int(table.get("tune", 1000), path, "pilot.tune"),
-                      chains=_positive_int(table.get("chains", 2), path, "pilot.chains"),
+                      draws=positive_int(table.get("draws", 1000), path, "pilot.draws"),
+                      tune=positive_int(table.get("tune", 1000), path, "pilot.tune"),
+                      chains=positive_int(table.get("chains", 2), path, "pilot.chains"),
                       widen=_number(table.get("widen", 1.0), path, "pilot.widen", 1.0, 10.0))
 
     space = _table(raw, "space", path, SPACE_KEYS)
@@ -247,12 +248,12 @@ def parse_plan(raw: dict, path: Path) -> Plan:
                          f"got {strategy!r}")
     search = SearchSettings(
         strategy=strategy,
-        batch=_positive_int(s.get("batch", 20), path, "search.batch"),
-        max_simulations=_positive_int(s.get("max_simulations", 100), path,
+        batch=positive_int(s.get("batch", 20), path, "search.batch"),
+        max_simulations=positive_int(s.get("max_simulations", 100), path,
                                       "search.max_simulations"),
         confidence=_number(s.get("confidence", 0.95), path, "search.confidence", 0.5, 0.999),
-        runners_up=_positive_int(s.get("runners_up", 2), path, "search.runners_up", 0),
-        calibration_simulations=_positive_int(s.get("calibration_simulations", 40), path,
+        runners_up=positive_int(s.get("runners_up", 2), path, "search.runners_up", 0),
+        calibration_simulations=positive_int(s.get("calibration_simulations", 40), path,
                                               "search.calibration_simulations", 0),
         alpha=_number(s.get("alpha", 0.01), path, "search.alpha", 0.001, 0.5),
         max_minutes_per_design=_number(s.get("max_minutes_per_design", 20.0), path,
@@ -266,9 +267,7 @@ def parse_plan(raw: dict, path: Path) -> Plan:
                          f"({search.max_simulations}); lower the batch")
 
     sampler = _parse_sampler(raw.get("sampler", {}), path)
-    thin = raw.get("thin", "auto")
-    if thin != "auto":
-        thin = _positive_int(thin, path, "thin")
+    thin = parse_thin(raw.get("thin", AUTO), path, sampler.chains, sampler.draws)
     run = parse_run(raw.get("run", {}), path, RUN_KEYS)
     cluster = _parse_cluster(raw["cluster"], path) if "cluster" in raw else None
     description = raw.get("description", "")
@@ -285,7 +284,7 @@ def parse_plan(raw: dict, path: Path) -> Plan:
 def _parse_target(entry: Any, path: Path, key: str) -> Target:
     if not isinstance(entry, dict):
         raise StudyError(f"{path}: '{key}' must be a table with quantity and criterion")
-    _unknown_keys(entry, TARGET_KEYS, path, f"{key}.")
+    unknown_keys(entry, TARGET_KEYS, path, f"{key}.")
     quantity = entry.get("quantity")
     if not isinstance(quantity, str) or not quantity.strip():
         raise StudyError(f"{path}: '{key}.quantity' must name a parameter of the model, e.g. "

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from sbc.errors import StudyError
-from sbc.study import read_text
+from sbc.config import read_text
 
 POSITIVE_FAMILIES = {"LogNormal", "HalfNormal", "Exponential", "Gamma", "HalfCauchy",
                      "HalfStudentT", "InverseGamma", "Weibull"}

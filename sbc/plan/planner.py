@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sbc import seeding
 from sbc.calibration import MIN_FITS
 from sbc.design import Design
 from sbc.dispatch import TLS, check_scheduler_address
@@ -218,7 +219,7 @@ class Planner:
                              "resume")
 
     def tables(self, label: str, design: Design, n: int | None = None):
-        from sbc.store import records_to_tables
+        from sbc.record import records_to_tables
 
         recs = [r for (m, d, rep), r in sorted(self.records.items())
                 if m == label and d == design.label and (n is None or rep < n)]
@@ -321,8 +322,7 @@ class Planner:
             from sbc.spec import make_spec
 
             sim = Simulator(make_spec(self.fit_ref, design.frame()))
-            base = np.random.SeedSequence(self.plan.seed, spawn_key=(7, 7))
-            draws = [sim.draw(s)[0] for s in base.spawn(400)]
+            draws = [sim.draw(s)[0] for s in seeding.plan_prior_draws(self.plan.seed, 400)]
             out = {}
             for name in sim.names:
                 arr = np.stack([d[name] for d in draws])

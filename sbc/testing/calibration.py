@@ -30,7 +30,8 @@ from sbc.calibration import SHAPE_TEXT as _ENGINE_SHAPES
 from sbc.calibration import Verdict, calibrate, flagged_mask, scalar_adjusted
 from sbc.design import Design
 from sbc.errors import StudyError
-from sbc.study import SAMPLERS, SamplerSettings, Study
+from sbc.fit import SamplerSettings, sampler_names
+from sbc.study import Study
 
 DEFAULT_CACHE_DIR = ".sbc_cache"
 
@@ -232,8 +233,8 @@ def as_design(design: Design | Sequence[int] | str) -> Design:
 def as_sampler(sampler: str | SamplerSettings, **overrides) -> SamplerSettings:
     if isinstance(sampler, SamplerSettings):
         return sampler
-    if sampler not in SAMPLERS:
-        raise StudyError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)} "
+    if sampler not in sampler_names():
+        raise StudyError(f"unknown sampler {sampler!r}; choose one of {', '.join(sampler_names())} "
                          "or pass a sbc.study.SamplerSettings")
     return SamplerSettings(name=sampler, **overrides)
 
