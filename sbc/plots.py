@@ -1,8 +1,10 @@
-"""Figures of the calibration report, each returned as a base64 PNG string.
+"""Figures of the calibration report and the plan page, each returned as a matplotlib
+``Figure``.
 
-Matplotlib with the Agg backend (no display needed).  Every function takes plain arrays or
-small dataclasses and returns the encoded PNG, so the report embeds it and stays
-self-contained.  Panels of a failing parameter get a red title.
+Figures are built as ``matplotlib.figure.Figure`` objects, without pyplot's global state and
+without switching matplotlib's backend, so they can be shown in a notebook, saved by the
+caller, or encoded by the HTML renderer (:mod:`sbc.render`).  Every function takes plain
+arrays or small dataclasses.  Panels of a failing parameter get a red title.
 
 Every text that comes from the user (parameter, group, model and design names) goes through
 :func:`plain`, so it is drawn literally: a parameter named like mathtext (``$\\x{y}$``)
@@ -11,16 +13,12 @@ cannot make a report fail to render.
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from dataclasses import dataclass, field
 
 import matplotlib
-
-matplotlib.use("Agg")  # no display; pyplot is imported after choosing the backend
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy.stats import binom
 
@@ -64,19 +62,11 @@ def plain(text) -> str:
     return str(text).replace("$", r"\$")
 
 
-def to_png_b64(fig) -> str:
-    """Encode a figure as base64 PNG and close it."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def _grid(n: int, ncols: int = NCOLS, width: float = 2.9, height: float = 2.2):
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.5),
-                             squeeze=False)
+    fig = Figure(figsize=(width * ncols, height * nrows + 0.5))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     # fixed margins: tight_layout would cost a full extra draw per figure
     total_height = height * nrows + 0.5
     fig.subplots_adjust(left=0.45 / (width * ncols) + 0.03, right=0.99,
@@ -101,7 +91,7 @@ def _clean(a) -> np.ndarray:
     return a[~np.isnan(a)]
 
 
-def ecdf_difference_grid(panels: list[Panel], prob: float = 0.95) -> str:
+def ecdf_difference_grid(panels: list[Panel], prob: float = 0.95) -> Figure:
     """ECDF(u) - u per panel with the simultaneous `prob` band for one element's sample size.
 
     A group panel overlays one thin line per element (each should stay inside the band) and
@@ -129,10 +119,10 @@ def ecdf_difference_grid(panels: list[Panel], prob: float = 0.95) -> str:
         ax.set_xlim(0, 1)
     fig.supxlabel("fractional rank u", fontsize=9)
     fig.supylabel("ECDF(u) - u", fontsize=9)
-    return to_png_b64(fig)
+    return fig
 
 
-def rank_histogram_grid(panels: list[Panel]) -> str:
+def rank_histogram_grid(panels: list[Panel]) -> Figure:
     """Histogram of fractional ranks per panel (average over elements for a group), with the
     pointwise 95 % range of a bin count for one element under uniformity (grey)."""
     fig, axes = _grid(len(panels))
@@ -153,7 +143,7 @@ def rank_histogram_grid(panels: list[Panel]) -> str:
         ax.set_xlim(0, 1)
     fig.supxlabel("fractional rank u", fontsize=9)
     fig.supylabel("count per bin", fontsize=9)
-    return to_png_b64(fig)
+    return fig
 
 
 @dataclass(frozen=True)
@@ -169,7 +159,7 @@ class CoverageRow:
     failing: bool = False
 
 
-def coverage_plot(rows: list[CoverageRow], levels=(0.5, 0.8, 0.9, 0.95)) -> str:
+def coverage_plot(rows: list[CoverageRow], levels=(0.5, 0.8, 0.9, 0.95)) -> Figure:
     """Empirical minus nominal coverage of central intervals, one column per level.
 
     Grey: where a calibrated parameter's coverage falls with 95 % probability (binomial,
@@ -178,7 +168,8 @@ def coverage_plot(rows: list[CoverageRow], levels=(0.5, 0.8, 0.9, 0.95)) -> str:
     """
     m = len(levels)
     width, height = 3.0 * m + 1.5, 1.0 + 0.32 * len(rows)
-    fig, axes = plt.subplots(1, m, figsize=(width, height), sharey=True, squeeze=False)
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(1, m, sharey=True, squeeze=False)
     label_inches = 0.07 * max((len(r.label) for r in rows), default=4) + 0.2
     fig.subplots_adjust(left=label_inches / width, right=0.98, bottom=0.55 / height,
                         top=1 - 0.3 / height, wspace=0.12)
@@ -205,14 +196,14 @@ def coverage_plot(rows: list[CoverageRow], levels=(0.5, 0.8, 0.9, 0.95)) -> str:
     axes.flat[0].set_yticks(y, [plain(r.label) for r in rows], fontsize=8)
     for tick, row in zip(axes.flat[0].get_yticklabels(), rows):
         tick.set_color(FAIL_COLOR if row.failing else "black")
-    return to_png_b64(fig)
+    return fig
 
 
 def _subsample(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.arange(n) if n <= MAX_POINTS else np.sort(rng.choice(n, MAX_POINTS, replace=False))
 
 
-def zscore_contraction_grid(panels: list[Panel]) -> str:
+def zscore_contraction_grid(panels: list[Panel]) -> Figure:
     """Posterior z-score (mean - truth) / sd against contraction 1 - sd^2 / prior_sd^2
     (Betancourt's diagnostic plot); orange: fits with sampler warnings.  |z| > 2 often:
     overconfident or biased; contraction near 0: the data say little."""
@@ -232,10 +223,10 @@ def zscore_contraction_grid(panels: list[Panel]) -> str:
         ax.set_ylim(-6.2, 6.2)
     fig.supxlabel("posterior contraction (blue: clean fit, orange: sampler warning)", fontsize=9)
     fig.supylabel("posterior z-score", fontsize=9)
-    return to_png_b64(fig)
+    return fig
 
 
-def truth_estimate_grid(panels: list[Panel]) -> str:
+def truth_estimate_grid(panels: list[Panel]) -> Figure:
     """Posterior mean with its central 90 % interval against the simulated truth; the line
     is y = x.  Orange: fits with sampler warnings."""
     fig, axes = _grid(len(panels))
@@ -256,21 +247,22 @@ def truth_estimate_grid(panels: list[Panel]) -> str:
             ax.plot([a, b], [a, b], color="0.3", lw=0.8)
     fig.supxlabel("truth (simulated)", fontsize=9)
     fig.supylabel("posterior mean, 90 % interval", fontsize=9)
-    return to_png_b64(fig)
+    return fig
 
 
 def design_trend(groups: list[str], designs: list[str], n_rows: list[int],
-                 values: dict[str, np.ndarray], failing: set[str] = frozenset()) -> str:
+                 values: dict[str, np.ndarray], failing: set[str] = frozenset()) -> Figure:
     """Statistics against design size (number of observations), one line per group.
 
     values: panel title -> (len(groups), len(designs)) array.
     """
     titles = list(values)
-    fig, axes = plt.subplots(1, len(titles), figsize=(3.6 * len(titles) + 2.0, 3.2), squeeze=False)
+    fig = Figure(figsize=(3.6 * len(titles) + 2.0, 3.2))
+    axes = fig.subplots(1, len(titles), squeeze=False)
     fig.subplots_adjust(left=0.05, right=0.84, bottom=0.25, top=0.9, wspace=0.3)
     order = np.argsort(n_rows)
     x = np.asarray(n_rows)[order]
-    cmap = plt.get_cmap("tab20")
+    cmap = matplotlib.colormaps["tab20"]
     for ax, title in zip(axes.flat, titles):
         arr = np.asarray(values[title], float)[:, order]
         for i, g in enumerate(groups):
@@ -283,4 +275,32 @@ def design_trend(groups: list[str], designs: list[str], n_rows: list[int],
         ax.tick_params(labelsize=7)
     axes.flat[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.supxlabel("design (observations)", fontsize=9)
-    return to_png_b64(fig)
+    return fig
+
+
+PLAN_DIMENSIONS = ("cell_lines", "genes", "reps")
+
+
+def plan_curves(table, probability: float) -> Figure:
+    """``sbc plan``: P(target met) with its Monte Carlo interval against each design
+    dimension that varies, one line per setting of the others; dashed: the required
+    probability."""
+    done = table[table["simulations"] > 0]
+    dims = [d for d in PLAN_DIMENSIONS if done[d].nunique() > 1] or ["cell_lines"]
+    fig = Figure(figsize=(5 * len(dims), 3.6))
+    axes = fig.subplots(1, len(dims), squeeze=False)
+    for ax, dim in zip(axes[0], dims):
+        others = [d for d in PLAN_DIMENSIONS if d != dim]
+        for key, block in done.groupby(others):
+            block = block.sort_values(dim)
+            label = ", ".join(f"{o}={v}" for o, v in zip(others, key))
+            x, p = block[dim].to_numpy(), block["p_success"].to_numpy()
+            err = np.vstack([p - block["p_lower"], block["p_upper"] - p])
+            ax.errorbar(x, p, yerr=err, marker="o", capsize=3, label=label)
+        ax.axhline(probability, color="grey", ls="--", lw=1)
+        ax.set_xlabel(dim.replace("_", " "))
+        ax.set_ylabel("P(target met)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from sbc.replicate import RECORD_SCHEMA
-from sbc.report import page, write_report
+from sbc.render.html import page
+from sbc.report import write_report
 from sbc.store import Store
 from sbc.report import build_report_body
 from test_calibration import EXACT, QUANTILE_COLUMNS, synthetic_tables

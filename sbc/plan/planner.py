@@ -35,7 +35,8 @@ from sbc.plan.config import Plan, Target, load_plan
 from sbc.plan.criteria import (INTERVALS, contraction, element_name, plan_decision,
                                replicate_success, select_quantity, split_quantity,
                                success_interval)
-from sbc.plan.output import jsonable, report_html, result_table
+from sbc.plan.output import jsonable, result_table
+from sbc.render.plan import plan_page
 from sbc.plan.pilot import pilot_design_model, pilot_frame
 from sbc.plan.search import DesignResult, Search
 from sbc.runner import Job, Runner
@@ -398,7 +399,7 @@ def run_plan(plan: Plan, out: str | Path, *, workers: int | None = None,
             "recommended": recommended.row() if recommended else None,
             "fits": fits, "seconds": seconds, "designs": table.to_dict(orient="records")}),
             indent=2))
-        store.write_text("report.html", report_html(plan, table, recommended, fits))
+        store.write_text("report.html", plan_page(plan, table, recommended, fits))
     return PlanResult(recommended, table, fits, seconds, Path(out))
 
 
