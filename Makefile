@@ -35,7 +35,7 @@ browser:
 	else echo "error: Chromium is needed for the report check: sudo apt-get install -y chromium" >&2; exit 1; fi
 
 test-slice: $(STAMP)
-	$(PY) -m pytest -q -m ci -n $(TEST_JOBS)
+	$(PY) -m pytest -q -m ci
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
