@@ -281,7 +281,8 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) 
     names = list(prepared.ranked)
     checked = assess(fit, names, task.thin)
     attempts = []
-    if task.sampler.rescue and hasattr(prepared.backend, "with_settings"):
+    if task.sampler.rescue and get_sampler(task.sampler.name).rescue and \
+            hasattr(prepared.backend, "with_settings"):
         fit, checked, attempts = _rescue(prepared, task, seed, y, fit, checked, names)
     truth_of = prepared.truth_of or {n: n for n in names}
     for n in names:  # never compare a truth with draws of another layout

@@ -648,7 +648,7 @@ def exact_posterior(data, y, n_draws, rng):
 def test_readme_failure_codes_are_the_records():
     """README: failed fits carry "a short reason code `failure`: `degenerate`, `nonfinite`,
     `timeout`, `worker_died`, `exception`, `simulation`, `shape_mismatch` or `prepare`"."""
-    from sbc.replicate import FAILURE_CODES
+    from sbc.record import FAILURE_CODES
 
     (codes,) = stated(r"a short reason code `failure`: ((?:`\w+`,? )+or `\w+`)\)")
     assert sorted(re.findall(r"`(\w+)`", codes)) == sorted(FAILURE_CODES)
