@@ -1,5 +1,5 @@
 # Two commands on a fresh clone:  make study   and   make test
-.PHONY: study test test-slice browser test-all bench bench-quick report-check clean-venv
+.PHONY: study test test-slice test-ci browser test-all bench bench-quick report-check clean-venv
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -36,6 +36,11 @@ browser:
 
 test-slice: $(STAMP)
 	$(PY) -m pytest -q -m ci
+
+# CI: the default suite and the CI slice in one session of TEST_JOBS processes, so the slice's
+# long tests overlap with the many short ones
+test-ci: $(STAMP)
+	$(PY) -m pytest -q -n $(TEST_JOBS) -m "not slow or ci"
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"

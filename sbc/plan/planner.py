@@ -251,7 +251,7 @@ class Planner:
             n = min(n + s.batch, s.max_simulations) if s.strategy == "adaptive" \
                 else s.max_simulations
             self.ensure(self.power_ref, self.design_ref, design, n)
-            self.summarize(design, n)
+            self.measure(design, n)
             verdict = plan_decision(res.lower, res.upper, plan.probability)
             if s.strategy == "adaptive" and verdict is not None:
                 res.status = verdict
@@ -270,7 +270,9 @@ class Planner:
                  f"SBC {res.calibration}")
         return res
 
-    def summarize(self, design: Design, n: int) -> None:
+    def measure(self, design: Design, n: int) -> None:
+        """P(target met) with its interval and the precision columns of ``design`` from its
+        first ``n`` design-prior fits."""
         res = self.results[design]
         reps, params = self.tables(self.power_ref.label, design, n)
         prior_sd = self.prior_sds(design) if any(
