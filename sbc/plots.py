@@ -1,10 +1,9 @@
-"""Figures of the calibration report and the plan page, each returned as a matplotlib
-``Figure``.
+"""Figures of the calibration report and the plan page, each a :class:`matplotlib.figure.Figure`.
 
-Figures are built as ``matplotlib.figure.Figure`` objects, without pyplot's global state and
-without switching matplotlib's backend, so they can be shown in a notebook, saved by the
-caller, or encoded by the HTML renderer (:mod:`sbc.render`).  Every function takes plain
-arrays or small dataclasses.  Panels of a failing parameter get a red title.
+Every function takes plain arrays, tables or small dataclasses and returns a Figure built
+without pyplot (no global figure registry, no backend switch), so a caller can show it, save
+it or embed it; :mod:`sbc.render` encodes figures as PNG only when it writes a page.  Each
+figure carries its resolution (``dpi``).  Panels of a failing parameter get a red title.
 
 Every text that comes from the user (parameter, group, model and design names) goes through
 :func:`plain`, so it is drawn literally: a parameter named like mathtext (``$\\x{y}$``)
@@ -14,10 +13,12 @@ cannot make a report fail to render.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import matplotlib
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy.stats import binom
@@ -25,6 +26,8 @@ from scipy.stats import binom
 from sbc import seeding, stats
 
 DPI = 80
+PLAN_DPI = 90
+PLAN_DIMENSIONS = ("cell_lines", "genes", "reps")  # design columns of a plan table
 NCOLS = 5
 FAIL_COLOR = "#cf222e"
 FLAG_COLOR = "#e36209"
@@ -65,7 +68,7 @@ def plain(text) -> str:
 def _grid(n: int, ncols: int = NCOLS, width: float = 2.9, height: float = 2.2):
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(width * ncols, height * nrows + 0.5))
+    fig = Figure(figsize=(width * ncols, height * nrows + 0.5), dpi=DPI)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     # fixed margins: tight_layout would cost a full extra draw per figure
     total_height = height * nrows + 0.5
@@ -168,7 +171,7 @@ def coverage_plot(rows: list[CoverageRow], levels=(0.5, 0.8, 0.9, 0.95)) -> Figu
     """
     m = len(levels)
     width, height = 3.0 * m + 1.5, 1.0 + 0.32 * len(rows)
-    fig = Figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height), dpi=DPI)
     axes = fig.subplots(1, m, sharey=True, squeeze=False)
     label_inches = 0.07 * max((len(r.label) for r in rows), default=4) + 0.2
     fig.subplots_adjust(left=label_inches / width, right=0.98, bottom=0.55 / height,
@@ -257,7 +260,7 @@ def design_trend(groups: list[str], designs: list[str], n_rows: list[int],
     values: panel title -> (len(groups), len(designs)) array.
     """
     titles = list(values)
-    fig = Figure(figsize=(3.6 * len(titles) + 2.0, 3.2))
+    fig = Figure(figsize=(3.6 * len(titles) + 2.0, 3.2), dpi=DPI)
     axes = fig.subplots(1, len(titles), squeeze=False)
     fig.subplots_adjust(left=0.05, right=0.84, bottom=0.25, top=0.9, wspace=0.3)
     order = np.argsort(n_rows)
@@ -278,29 +281,31 @@ def design_trend(groups: list[str], designs: list[str], n_rows: list[int],
     return fig
 
 
-PLAN_DIMENSIONS = ("cell_lines", "genes", "reps")
+def plan_curves_figure(table: pd.DataFrame, probability: float,
+                       dimensions: Sequence[str] = PLAN_DIMENSIONS) -> Figure:
+    """P(target met) with its Monte Carlo interval against each design dimension the plan
+    varies, one line per combination of the other dimensions; dashed: ``probability``.
 
-
-def plan_curves(table, probability: float) -> Figure:
-    """``sbc plan``: P(target met) with its Monte Carlo interval against each design
-    dimension that varies, one line per setting of the others; dashed: the required
-    probability."""
+    table: the plan table (one row per design) with ``simulations``, ``p_success``,
+    ``p_lower``, ``p_upper`` and the ``dimensions`` columns; designs without simulations are
+    left out.
+    """
+    dimensions = list(dimensions)
     done = table[table["simulations"] > 0]
-    dims = [d for d in PLAN_DIMENSIONS if done[d].nunique() > 1] or ["cell_lines"]
-    fig = Figure(figsize=(5 * len(dims), 3.6))
+    dims = [d for d in dimensions if done[d].nunique() > 1] or dimensions[:1]
+    fig = Figure(figsize=(5 * len(dims), 3.6), dpi=PLAN_DPI, layout="tight")
     axes = fig.subplots(1, len(dims), squeeze=False)
     for ax, dim in zip(axes[0], dims):
-        others = [d for d in PLAN_DIMENSIONS if d != dim]
+        others = [d for d in dimensions if d != dim]
         for key, block in done.groupby(others):
             block = block.sort_values(dim)
             label = ", ".join(f"{o}={v}" for o, v in zip(others, key))
             x, p = block[dim].to_numpy(), block["p_success"].to_numpy()
             err = np.vstack([p - block["p_lower"], block["p_upper"] - p])
-            ax.errorbar(x, p, yerr=err, marker="o", capsize=3, label=label)
+            ax.errorbar(x, p, yerr=err, marker="o", capsize=3, label=plain(label))
         ax.axhline(probability, color="grey", ls="--", lw=1)
         ax.set_xlabel(dim.replace("_", " "))
         ax.set_ylabel("P(target met)")
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=7)
-    fig.tight_layout()
     return fig

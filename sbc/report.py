@@ -1,17 +1,132 @@
-"""The calibration report of a store: recompute every statistic from the stored records (no
-refitting) and write report.html, summary.csv and summary.md.  The HTML itself is built by
-:mod:`sbc.render`."""
+"""The study report as data, and the files a store's report consists of.
+
+:func:`build_report` arranges the engine's result (:mod:`sbc.calibration`) into a
+:class:`Report`: a header, the summary verdicts and one section per model and design, each
+a set of tables (DataFrames whose verdict cells are :class:`~sbc.summarize.Badge`), verdict
+boxes and figures (:mod:`sbc.plots`).  It holds no HTML: :mod:`sbc.render` turns a Report
+into report.html.  :func:`write_report` runs the whole flow for a store: statistics ->
+summaries -> rendered text -> report.html, summary.csv and summary.md.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from sbc.render.html import page
-from sbc.render.report import empty_body, summary_body
+from sbc import plots, render
+from sbc.calibration import (LEVELS, MIN_FITS, SHAPE_TEXT, Calibration, Verdict, combine,
+                             with_fractional_ranks)
 from sbc.store import Store
-from sbc.summarize import calibrate_store_tables, summary_frame, summary_markdown
+from sbc.summarize import Badge, Plot, calibrate_store_tables, study_summary, summary_frame
+
+
+WORST_LISTED = 10  # individual elements listed / plotted per model x design
+
+
+@dataclass(frozen=True)
+class VerdictBox:
+    """A verdict with its reason and advice; title: what it judges ("Overall:", ...)."""
+
+    badge: Badge
+    reason: str
+    recommendation: str = ""
+    title: str = ""
+
+    @classmethod
+    def of(cls, verdict: Verdict, title: str = "") -> VerdictBox:
+        return cls(Badge.of(verdict), verdict.reason, verdict.recommendation, title)
+
+
+@dataclass(frozen=True)
+class StudyHeader:
+    """What was run: the study's name, models, designs, seed and sampler settings.
+    fitted_elsewhere: fitted models that differ from the simulating model ``simulated_from``."""
+
+    name: str
+    description: str
+    models: list[str]
+    designs: list[str]
+    seed: object
+    sampler: dict
+    thin: object
+    simulated_from: str = ""
+    fitted_elsewhere: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SummarySection:
+    """The verdicts of the study: overall, per model (when several), per model x design, and
+    the facts the method paragraph states."""
+
+    overall: VerdictBox
+    per_model: list[VerdictBox]
+    table: pd.DataFrame
+    n_sim: int
+    n_tests: int
+    family_text: str
+    min_fits: int = MIN_FITS
+
+
+@dataclass(frozen=True)
+class ComputationCheck:
+    """Model bug or computation: the worst element of each failing group in flagged and
+    clean fits, the cause the engine names, and the verdict without flagged fits."""
+
+    table: pd.DataFrame
+    cause_kind: str
+    cause_evidence: str
+    n_flagged: int
+    changes: bool
+    clean: Badge
+
+
+@dataclass(frozen=True)
+class DesignSection:
+    """One model x design: verdict, group and element tables, diagnostics and figures."""
+
+    model: str
+    design: str
+    verdict: VerdictBox
+    groups: pd.DataFrame
+    worst: pd.DataFrame
+    computation: ComputationCheck | None
+    diagnostics: pd.DataFrame
+    plots: list[Plot]
+    worst_elements: Plot | None
+    scalars: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class TrendSection:
+    """How calibration and recovery change with design size, for one model."""
+
+    table: pd.DataFrame
+    plot: Plot
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    name: str
+    trend: TrendSection | None
+    designs: list[DesignSection]
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything report.html shows.  summary is None when no fit succeeded; then
+    failed_fits lists what is stored instead."""
+
+    header: StudyHeader
+    summary: SummarySection | None = None
+    models: list[ModelSection] = field(default_factory=list)
+    failed_fits: pd.DataFrame | None = None
+
+    @property
+    def title(self) -> str:
+        return f"SBC report: {self.header.name}"
 
 
 def write_report(store: Store) -> Path:
@@ -20,27 +135,238 @@ def write_report(store: Store) -> Path:
     return write_report_with_calibration(store)[0]
 
 
-def write_report_with_calibration(store: Store):
+def write_report_with_calibration(store: Store) -> tuple[Path, Calibration | None]:
     """:func:`write_report`, also returning the engine's result (None when nothing is
     stored), so that a command can print the verdicts it wrote."""
-
     manifest = store.read_manifest()
     reps, params = store.write_tables()
-    body, cal = build_report_body(manifest, reps, params)
+    report, cal = build_report(manifest, reps, params)
     if cal is not None:
         store.write_text("summary.csv", summary_frame(cal).to_csv(index=False))
-        store.write_text("summary.md", summary_markdown(manifest, cal))
-    path = store.write_text("report.html", page(f"SBC report: {manifest['study']['name']}", body))
+        store.write_text("summary.md", render.summary_markdown(study_summary(manifest, cal)))
+    path = store.write_text("report.html", render.report_html(report))
     return path, cal
 
 
-def build_report_body(manifest: dict, reps: pd.DataFrame, params: pd.DataFrame):
-    """HTML body of report.html and the engine's result (None when nothing is stored)."""
-    from sbc.calibration import with_fractional_ranks
-
+def build_report(manifest: dict, reps: pd.DataFrame, params: pd.DataFrame
+                 ) -> tuple[Report, Calibration | None]:
+    """The report of a store's tables and the engine's result (None when nothing is stored)."""
+    header = study_header(manifest)
     if reps.empty or params.empty:
-        return empty_body(manifest, reps), None
+        failed = None
+        if len(reps):
+            failed = reps.loc[reps["status"] != "ok", ["model", "design", "rep", "error"]].head(20)
+        return Report(header, failed_fits=failed), None
     cal = calibrate_store_tables(manifest, reps, params)
-    return summary_body(manifest, cal, with_fractional_ranks(params, reps)), cal
+    return study_report(header, cal, with_fractional_ranks(params, reps)), cal
 
 
+def study_header(manifest: dict) -> StudyHeader:
+    study = manifest["study"]
+    sim = study.get("simulate_model") or ""
+    elsewhere = [m for m in study["models"] if sim and m != sim]
+    return StudyHeader(study["name"], study.get("description") or "", list(study["models"]),
+                       list(study["designs"]), study["seed"], study.get("sampler", {}),
+                       study.get("thin"), sim if elsewhere else "", elsewhere)
+
+
+def study_report(header: StudyHeader, cal: Calibration, params: pd.DataFrame) -> Report:
+    """The report of a calibration.  params: the parameters table with fractional ranks
+    ``u`` and ``flagged`` columns (:func:`sbc.calibration.with_fractional_ranks`)."""
+    models = []
+    for model in dict.fromkeys(m for m, _ in cal.verdicts):
+        designs = [design_section(m, d, cal, params) for m, d in cal.verdicts
+                   if m == model and not cal.scalars.query("model == @m and design == @d").empty]
+        models.append(ModelSection(model, trend_section(model, cal), designs))
+    return Report(header, summary_section(cal), models)
+
+
+def summary_section(cal: Calibration) -> SummarySection:
+    v = cal.verdicts
+    models = list(dict.fromkeys(m for m, _ in v))
+    rows = []
+    for (m, d), x in v.items():
+        diag = cal.diagnostics.query("model == @m and design == @d").iloc[0]
+        clean = cal.verdicts_clean[(m, d)]
+        rows.append({"model": m, "design": d, "verdict": Badge.of(x),
+                     "cause": x.cause.kind if x.cause else "",
+                     "reason": x.reason, "fits ok / total": f"{diag['ok']} / {diag['fits']}",
+                     "clean fits": f"{diag['clean']} ({1 - diag['flagged']:.0%})",
+                     "median ranked draws": diag["median_ranked"],
+                     "without flagged fits": Badge(clean.status, note=clean.reason),
+                     "changes": "no" if clean.status == x.status else "yes"})
+    per_model = [VerdictBox.of(combine([(d, x) for (mm, d), x in v.items() if mm == m]),
+                               f"Model {m}:") for m in models] if len(models) > 1 else []
+    return SummarySection(VerdictBox.of(cal.overall(), "Overall:"), per_model,
+                          pd.DataFrame(rows), cal.n_sim, len(cal.groups), cal.family_text())
+
+
+def _design_rows(label: str) -> int:
+    try:
+        return int(np.prod([int(x) for x in str(label).split("x")]))
+    except ValueError:
+        return 0
+
+
+def _panel(params: pd.DataFrame, title: str, failing: bool) -> plots.Panel:
+    """A plots.Panel for the rows of one scalar or group of one (model, design)."""
+    us = [rows["u"].to_numpy(float) for _, rows in params.groupby("name", sort=True)]
+    prior_sd = params.groupby("name")["truth"].transform(lambda t: t.std(ddof=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (params["mean"] - params["truth"]) / params["sd"]
+        contraction = 1 - params["sd"] ** 2 / prior_sd ** 2
+    return plots.Panel(title=title, failing=failing, u=us, truth=params["truth"].to_numpy(float),
+                       mean=params["mean"].to_numpy(float), lo=params["q0.05"].to_numpy(float),
+                       hi=params["q0.95"].to_numpy(float), contraction=contraction.to_numpy(float),
+                       z=z.to_numpy(float), flagged=params["flagged"].to_numpy(bool))
+
+
+def _coverage_rows(groups: pd.DataFrame, scalars: pd.DataFrame) -> list[plots.CoverageRow]:
+    tags = [f"cov{round(level * 100)}" for level in LEVELS]
+    rows = []
+    for g in groups.itertuples():
+        s = scalars[scalars["group"] == g.group]
+        cov = s[tags].to_numpy(float)
+        one = len(s) == 1
+        lower = s[[f"{t}_lo" for t in tags]].to_numpy(float)[0] if one else None
+        upper = s[[f"{t}_hi" for t in tags]].to_numpy(float)[0] if one else None
+        label = g.group if one else f"{g.group} [{len(s)}]"
+        rows.append(plots.CoverageRow(label, int(s["n_used"].median()), cov, lower, upper,
+                                      bool(g.fails)))
+    return rows
+
+
+def group_table(groups: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "parameter / group": groups["group"], "kind": groups["kind"],
+        "elements": groups["elements"], "p (pooled)": groups["p_pooled"],
+        "Holm p": groups["p_holm"],
+        "result": [Badge("fail" if f else "pass") for f in groups["fails"]],
+        "worst element": groups["worst"], "worst p": groups["worst_p"],
+        "shape": [SHAPE_TEXT.get(s, s) if f else "" for s, f in
+                  zip(groups["worst_shape"], groups["fails"])],
+        "cov 50%": groups["cov50"], "cov 80%": groups["cov80"], "cov 90%": groups["cov90"],
+        "cov 95%": groups["cov95"],
+        "robust sd(z)": groups["z_sd"], "contraction": groups["contraction"], "RMSE": groups["rmse"]})
+
+
+SCALAR_COLUMNS = {"name": "name", "n_used": "n", "p_value": "p", "shape": "shape (p<0.05)",
+                  "rank_mean": "mean u", "rank_var": "var u", "cov50": "cov 50%",
+                  "cov80": "cov 80%", "cov90": "cov 90%", "cov95": "cov 95%", "bias": "bias",
+                  "rmse": "RMSE", "z_median": "median z", "z_sd": "robust sd(z)",
+                  "contraction_median": "contraction", "p_clean": "p clean",
+                  "n_clean": "n clean"}
+
+
+def scalar_table(scalars: pd.DataFrame) -> pd.DataFrame:
+    return scalars[list(SCALAR_COLUMNS)].rename(columns=SCALAR_COLUMNS)
+
+
+def computation_check(groups: pd.DataFrame, scalars: pd.DataFrame, verdict: Verdict,
+                      clean_verdict: Verdict, diag) -> ComputationCheck | None:
+    """None when no group fails."""
+    failing = groups[groups["fails"]]
+    if failing.empty:
+        return None
+    worst = scalars.set_index("name").loc[failing["worst"]].reset_index()
+    frame = pd.DataFrame({
+        "element": worst["name"], "p all fits": worst["p_value"],
+        "n flagged": worst["n_flagged"], "p flagged": worst["p_flagged"],
+        "n clean": worst["n_clean"], "p clean": worst["p_clean"],
+        "extremeness flagged": worst["extreme_flagged"],
+        "extremeness clean": worst["extreme_clean"],
+        "Mann-Whitney p": worst["assoc_p"], "correlation": worst["assoc_r"]})
+    cause = verdict.cause
+    return ComputationCheck(frame, cause.kind if cause else "", cause.evidence if cause else "",
+                            diag["ok"] - diag["clean"], clean_verdict.status != verdict.status,
+                            Badge(clean_verdict.status, note=clean_verdict.reason))
+
+
+def diagnostics_table(diag) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "fits": diag["fits"], "failed": diag["failed"], "ok": diag["ok"],
+        "divergent": f"{diag['divergent']:.0%}", "max treedepth hit": f"{diag['treedepth']:.0%}",
+        "R-hat > 1.01": f"{diag['rhat']:.0%}", "low ESS": f"{diag['low_ess']:.0%}",
+        "rescued (refitted)": f"{diag.get('rescued', 0.0):.0%}",
+        "any warning (after rescue)": f"{diag['flagged']:.0%}",
+        "failed fits by reason": diag.get("failures", "") or "none",
+        "median ranked draws": diag["median_ranked"],
+        "median seconds / fit": diag["median_seconds"]}])
+
+
+def design_plots(groups: pd.DataFrame, scalars: pd.DataFrame, block: pd.DataFrame) -> list[Plot]:
+    panels = [_panel(block[block["group"] == g.group], g.group if g.elements == 1 else
+                     f"{g.group} [{g.elements}]", bool(g.fails)) for g in groups.itertuples()]
+    return [
+        Plot(plots.ecdf_difference_grid(panels), "ECDF difference plots",
+             "ECDF difference of fractional ranks with simultaneous 95% bands (grey) for one "
+             "element; groups: thin line per element, black = pooled (display only). Red "
+             "title: the group fails."),
+        Plot(plots.rank_histogram_grid(panels), "rank histograms",
+             "Rank histograms (groups: mean over elements); grey: 95% range of a bin for one "
+             "element under uniformity. U shape: posterior too narrow; hump: too wide; slope: "
+             "biased."),
+        Plot(plots.coverage_plot(_coverage_rows(groups, scalars)), "coverage",
+             "Coverage of central posterior intervals minus nominal, with Wilson 95% bars "
+             "(scalars) or one dot per element (groups, [k] = elements); grey: range expected "
+             "under calibration."),
+        Plot(plots.zscore_contraction_grid(panels), "z-score vs contraction",
+             "Posterior z-score against posterior contraction, one point per fit and element "
+             "(at most 600 shown)."),
+        Plot(plots.truth_estimate_grid(panels), "truth vs estimate",
+             "Posterior mean and 90% interval against the truth."),
+    ]
+
+
+def worst_elements_plot(groups: pd.DataFrame, scalars: pd.DataFrame,
+                        block: pd.DataFrame) -> Plot | None:
+    """ECDF of the worst individual elements of vector parameters (None without any)."""
+    worst = scalars[scalars["group"].map(groups.set_index("group")["elements"]) > 1]
+    worst = worst.sort_values("p_value").head(WORST_LISTED)
+    if worst.empty:
+        return None
+    failing = set(groups.loc[groups["fails"], "group"])
+    panels = [_panel(block[block["name"] == r.name], f"{r.name} (p={r.p_value:.2g})",
+                     r.group in failing) for r in worst.itertuples()]
+    return Plot(plots.ecdf_difference_grid(panels), "worst elements ECDF")
+
+
+def design_section(model: str, design: str, cal: Calibration,
+                   params: pd.DataFrame) -> DesignSection:
+    sel = "model == @model and design == @design"
+    groups = cal.groups.query(sel)
+    scalars = cal.scalars.query(sel)
+    block = params.query(sel)
+    diag = cal.diagnostics.query(sel).iloc[0]
+    verdict = cal.verdicts[(model, design)]
+    clean_verdict = cal.verdicts_clean[(model, design)]
+    return DesignSection(
+        model, design, VerdictBox.of(verdict), group_table(groups),
+        scalar_table(scalars.sort_values("p_value").head(WORST_LISTED)),
+        computation_check(groups, scalars, verdict, clean_verdict, diag),
+        diagnostics_table(diag), design_plots(groups, scalars, block),
+        worst_elements_plot(groups, scalars, block), scalar_table(scalars))
+
+
+def trend_section(model: str, cal: Calibration) -> TrendSection | None:
+    """None when the model was run at fewer than two designs."""
+    groups = cal.groups[cal.groups["model"] == model]
+    designs = list(dict.fromkeys(groups["design"]))
+    if len(designs) < 2:
+        return None
+    names = list(dict.fromkeys(groups["group"]))
+    pivot = {col: groups.pivot(index="group", columns="design", values=col)
+             .reindex(index=names, columns=designs) for col in
+             ("contraction", "rmse", "cov90", "p_holm")}
+    table = pivot["contraction"].round(3).astype(str) + " / " + \
+        pivot["rmse"].map(lambda x: f"{x:.3g}") + " / " + pivot["p_holm"].map(lambda x: f"{x:.2g}")
+    table = table.reset_index().rename(columns={"group": "group (contraction / RMSE / Holm p)"})
+    figure = plots.design_trend(
+        names, designs, [_design_rows(d) for d in designs],
+        {"median posterior contraction": pivot["contraction"].to_numpy(),
+         "RMSE of posterior mean": pivot["rmse"].to_numpy(),
+         "90% interval coverage": pivot["cov90"].to_numpy()},
+        set(groups.loc[groups["fails"], "group"]))
+    return TrendSection(table, Plot(figure, "design trend", "Per group (mean over elements) "
+                                    "against the number of observations; dashed: the group "
+                                    "fails somewhere."))

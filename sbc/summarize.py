@@ -1,23 +1,61 @@
-"""Summaries for files: the calibration engine's result -> summary.csv and summary.md.
+"""Summaries of a calibration as data: summary.csv's table and summary.md's content.
 
 Statistics and verdicts come from :mod:`sbc.calibration` (the one engine every reader of a
-store uses); the HTML report (:mod:`sbc.report`) is built on these, never the reverse.
+store uses); this module only selects and arranges them.  It also holds the two small value
+types every page uses, :class:`Badge` (a verdict as a coloured label) and :class:`Plot` (a
+figure with its alt text and caption).  Text and HTML come from :mod:`sbc.render`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from sbc import stats
-from sbc.calibration import Calibration, calibrate
+from sbc.calibration import ALPHA, Calibration, Verdict, calibrate
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["Badge", "MarkdownRow", "Plot", "StudySummary", "calibrate_store_tables",
+           "study_summary", "summary_frame"]
+
+
+@dataclass(frozen=True)
+class Badge:
+    """A verdict shown as a coloured label.
+
+    status: "pass", "fail", "inconclusive" or "warned" (a pass that carries warnings, never
+    shown green); any other status is shown uncoloured.  label: the text, by default the
+    status.  note: plain text shown after the label.
+    """
+
+    status: str
+    label: str = ""
+    note: str = ""
+
+    @classmethod
+    def of(cls, verdict: Verdict, note: str = "") -> Badge:
+        """The badge of an engine verdict, with its label ("pass, with warnings", ...)."""
+        status = "warned" if verdict.status == "pass" and verdict.warnings else verdict.status
+        return cls(status, verdict.label, note)
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A figure of a page with its alt text and (optional) caption."""
+
+    figure: Figure
+    alt: str
+    caption: str = ""
 
 
 def calibrate_store_tables(manifest: dict, reps: pd.DataFrame, params: pd.DataFrame,
                            alpha: float | None = None, family: str = "study") -> Calibration:
     """The engine on a store's tables, with the study's own sampler settings (for
     recommendations that never repeat a setting in place)."""
-    from sbc.calibration import ALPHA
-
     sampler = manifest.get("study", {}).get("sampler")
     return calibrate(reps, params, alpha=ALPHA if alpha is None else alpha, family=family,
                      sampler=sampler)
@@ -48,39 +86,63 @@ def summary_frame(cal: Calibration) -> pd.DataFrame:
     return out
 
 
-def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+@dataclass(frozen=True)
+class MarkdownRow:
+    """One (model, design) of summary.md: its verdict, fit counts and advice."""
+
+    model: str
+    design: str
+    label: str
+    clean: int
+    fits: int
+    clean_status: str
+    reason: str
+    recommendation: str = ""
 
 
-def summary_markdown(manifest: dict, cal: Calibration | None) -> str:
-    """summary.md: verdicts per model x design and overall, and the failing parameters."""
+@dataclass(frozen=True)
+class FailingGroup:
+    """A failing parameter group of summary.md, p-values already formatted."""
+
+    model: str
+    design: str
+    group: str
+    p_holm: str
+    worst: str
+    worst_p: str
+    worst_shape: str
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """What summary.md says: the overall verdict, one row per (model, design) and the
+    failing groups.  overall is None when no successful fit is stored.  simulated_from: the
+    simulating model when no fitted model is it (else empty)."""
+
+    name: str
+    models: list[str]
+    simulated_from: str = ""
+    overall: Verdict | None = None
+    family_text: str = ""
+    rows: list[MarkdownRow] = field(default_factory=list)
+    failing: list[FailingGroup] = field(default_factory=list)
+
+
+def study_summary(manifest: dict, cal: Calibration | None) -> StudySummary:
+    """The content of summary.md, from the study's manifest and the engine's result."""
     study = manifest["study"]
-    lines = [f"# SBC summary: {study['name']}", ""]
     sim = study.get("simulate_model")
-    if sim and sim not in study["models"]:
-        lines += [f"**Data simulated from `{sim}`, fitted with {', '.join(study['models'])}.**", ""]
+    base = {"name": study["name"], "models": list(study["models"]),
+            "simulated_from": sim if sim and sim not in study["models"] else ""}
     if cal is None or cal.scalars.empty:
-        return "\n".join(lines + ["No successful fits stored."]) + "\n"
-    overall = cal.overall()
-    lines += [f"**Overall: {overall.label}** ({_md(overall.reason)}).", "",
-              f"{cal.family_text()}.", "",
-              "| model | design | verdict | clean / fits | without flagged fits | reason |",
-              "|---|---|---|---|---|---|"]
+        return StudySummary(**base)
     diag = cal.diagnostics.set_index(["model", "design"])
-    for (m, d), v in cal.verdicts.items():
-        reason = _md(v.reason)
-        if v.recommendation:
-            reason += f" **Try:** {_md(v.recommendation)}."
-        row = diag.loc[(m, d)]
-        lines.append(f"| {m} | {d} | {v.label} | {int(row['clean'])} / {int(row['fits'])} | "
-                     f"{cal.verdicts_clean[(m, d)].status} | {reason} |")
-    fails = cal.groups[cal.groups["fails"]]
-    if len(fails):
-        lines += ["", "## Failing parameter groups", "",
-                  "| model | design | group | Holm p | worst element | p | shape |",
-                  "|---|---|---|---|---|---|---|"]
-        for g in fails.itertuples():
-            lines.append(f"| {g.model} | {g.design} | {g.group} | "
-                         f"{stats.format_p(g.p_holm, g.at_floor)} | {g.worst} | "
-                         f"{stats.format_p(g.worst_p, g.at_floor)} | {g.worst_shape} |")
-    return "\n".join(lines) + "\n"
+    rows = [MarkdownRow(m, d, v.label, int(diag.loc[(m, d)]["clean"]),
+                        int(diag.loc[(m, d)]["fits"]), cal.verdicts_clean[(m, d)].status,
+                        v.reason, v.recommendation)
+            for (m, d), v in cal.verdicts.items()]
+    failing = [FailingGroup(g.model, g.design, g.group, stats.format_p(g.p_holm, g.at_floor),
+                            g.worst, stats.format_p(g.worst_p, g.at_floor), g.worst_shape)
+               for g in cal.groups[cal.groups["fails"]].itertuples()]
+    return StudySummary(**base, overall=cal.overall(), family_text=cal.family_text(),
+                        rows=rows, failing=failing)

@@ -21,7 +21,8 @@ from scipy.stats import binom
 from sbc.calibration import FLAG_COLUMNS, Verdict, calibrate, combine
 from sbc.stats import wilson_interval
 from sbc.study import SamplerSettings
-from sbc.summarize import summary_frame, summary_markdown
+from sbc.render import summary_markdown
+from sbc.summarize import study_summary, summary_frame
 
 summarize = calibrate
 
@@ -241,7 +242,7 @@ def test_summary_frame_has_one_row_per_scalar_with_all_statistics():
 def test_summary_markdown_states_overall_verdict_and_simulator():
     reps, params = synthetic_tables(40, dict(EXACT, sigma=(1, 0.3, 0.0)), seed=10)
     manifest = {"study": {"name": "s", "models": ["m"], "simulate_model": "truth_model"}}
-    text = summary_markdown(manifest, summarize(reps, params))
+    text = summary_markdown(study_summary(manifest, summarize(reps, params)))
     assert "**Overall: fail**" in text and "sigma" in text and "truth_model" in text
 
 

@@ -12,15 +12,19 @@ from pathlib import Path
 
 import pytest
 
+from sbc import render
 from sbc.replicate import RECORD_SCHEMA
-from sbc.render.html import page
-from sbc.report import write_report
+from sbc.report import build_report, write_report
 from sbc.store import Store
-from sbc.report import build_report_body
 from test_calibration import EXACT, QUANTILE_COLUMNS, synthetic_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL = "<script>alert(1)</script>"
+
+
+def _page(body: str) -> str:
+    """A minimal page around ``body`` (HTML), for the checker's own tests."""
+    return f"<!DOCTYPE html><html lang='en'><head><title>t</title></head><body>{body}</body></html>"
 
 
 def _manifest(name: str = "study", models=("m",), simulate_model=None) -> dict:
@@ -60,8 +64,8 @@ def _records(reps, params, seed: int = 1) -> list[dict]:
 def evil_body():
     reps, params = synthetic_tables(40, {"sigma": (1, 1.0, 0.0), "alpha_g": (3, 1.0, 0.0)},
                                     seed=11, model=EVIL)
-    body, summary = build_report_body(_manifest(EVIL, (EVIL,), "other<b>"), reps, params)
-    return page(f"SBC report: {EVIL}", body), summary
+    report, summary = build_report(_manifest(EVIL, (EVIL,), "other<b>"), reps, params)
+    return render.report_html(report), summary
 
 
 def test_report_escapes_study_and_model_names(evil_body):
@@ -108,7 +112,7 @@ def test_write_report_writes_summary_files(tmp_path):
 
 def test_check_report_without_chromium_exits_2(tmp_path):
     report = tmp_path / "report.html"
-    report.write_text(page("t", "<p>x</p>"))
+    report.write_text(_page("<p>x</p>"))
     run = subprocess.run([sys.executable, str(ROOT / "tools" / "check_report.py"), str(report),
                           "--chromium", "/nonexistent/chromium"], capture_output=True, text=True)
     assert run.returncode == 2
@@ -129,6 +133,6 @@ def test_check_report_accepts_report_and_rejects_broken_image(tmp_path, evil_bod
     assert run.returncode == 0, run.stdout + run.stderr
     assert (tmp_path / "good.png").read_bytes().startswith(b"\x89PNG")
     bad = tmp_path / "bad.html"
-    bad.write_text(page("t", '<img alt="x" src="data:image/png;base64,AAAA">'))
+    bad.write_text(_page('<img alt="x" src="data:image/png;base64,AAAA">'))
     run = subprocess.run([*tool, str(bad)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 1 and "not a PNG" in run.stdout

@@ -1,5 +1,5 @@
 """What a plan writes: the table of designs and the JSON form of its results (the page:
-:mod:`sbc.render.plan`)."""
+:func:`sbc.render.plan_page`)."""
 
 from __future__ import annotations
 

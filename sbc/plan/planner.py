@@ -36,7 +36,7 @@ from sbc.plan.criteria import (INTERVALS, contraction, element_name, plan_decisi
                                replicate_success, select_quantity, split_quantity,
                                success_interval)
 from sbc.plan.output import jsonable, result_table
-from sbc.render.plan import plan_page
+from sbc.render import plan_page
 from sbc.plan.pilot import pilot_design_model, pilot_frame
 from sbc.plan.search import DesignResult, Search
 from sbc.runner import Job, Runner

@@ -1,8 +1,132 @@
-"""Rendering at the edge: the only place that writes HTML.
+"""Rendering at the edge: the text of every page and file, from summaries, through templates.
 
-Summaries computed elsewhere (:mod:`sbc.calibration`, :mod:`sbc.summarize`, the planner)
-come in; text comes out.  :mod:`~sbc.render.html` holds the building blocks and the page
-template (Jinja2, autoescape on); :mod:`~sbc.render.report` the calibration report's
-sections; :mod:`~sbc.render.plan` the plan page.  Figures arrive as matplotlib ``Figure``
-objects (:mod:`sbc.plots`) and are encoded here.
+The one module that knows HTML and Markdown.  Summaries (the :class:`sbc.report.Report`, the
+:class:`sbc.summarize.StudySummary`, a plan's table and decisions) go in as data; Jinja2
+templates (``sbc/render/templates``) turn them into text.  HTML templates escape every value
+(autoescape), so user text (study, model, parameter names) is always shown literally; a cell
+that needs markup, such as a verdict badge, is a value type (:class:`sbc.summarize.Badge`)
+that the templates draw.  Figures arrive as :class:`matplotlib.figure.Figure` and are encoded
+as inline base64 PNG only here, so a page is one self-contained file that opens without
+network.
 """
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from matplotlib.figure import Figure
+
+from sbc.plots import PLAN_DIMENSIONS, plan_curves_figure
+from sbc.summarize import Badge, StudySummary
+
+__all__ = ["environment", "plan_curves_figure", "plan_page", "png_base64", "report_html",
+           "summary_markdown"]
+
+BADGE_STATUSES = ("pass", "fail", "inconclusive", "warned")
+
+
+def png_base64(figure: Figure) -> str:
+    """``figure`` as a base64 PNG, at the figure's own resolution."""
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png", dpi="figure")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell as drawn: kind "num" (right-aligned), "text" (left-aligned) or
+    "badge" (``badge`` set)."""
+
+    kind: str
+    text: str = ""
+    badge: Badge | None = None
+
+
+@dataclass(frozen=True)
+class TableView:
+    columns: list[str]
+    rows: list[list[Cell]]
+
+
+def _cell(value: Any, float_format: str) -> Cell:
+    if isinstance(value, Badge):
+        return Cell("badge", badge=value)
+    if isinstance(value, (float, np.floating)):
+        return Cell("num", "" if pd.isna(value) else float_format.format(value))
+    if isinstance(value, (int, np.integer, bool, np.bool_)):
+        return Cell("num", str(value))
+    return Cell("text", str(value))
+
+
+def table_view(frame: pd.DataFrame, float_format: str = "{:.3g}") -> TableView:
+    """The cells of ``frame`` as a table shows them: floats with ``float_format`` (NaN:
+    empty), integers as they are, text left-aligned, :class:`Badge` values as badges."""
+    return TableView([str(c) for c in frame.columns],
+                     [[_cell(v, float_format) for v in row]
+                      for row in frame.itertuples(index=False)])
+
+
+def badge_class(badge: Badge) -> str:
+    return badge.status if badge.status in BADGE_STATUSES else ""
+
+
+def fmt(value: Any, spec: str) -> str:
+    """``format(value, spec)``: a format specification in a template (``x | fmt(".0%")``)."""
+    return format(value, spec)
+
+
+def markdown_cell(text: Any) -> str:
+    """Text that stays inside one Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def environment() -> Environment:
+    """The Jinja2 environment of the package's templates: autoescape for ``*.html.j2``, none
+    for ``*.md.j2`` (Markdown cells go through the ``md`` filter)."""
+    env = Environment(loader=PackageLoader("sbc.render", "templates"),
+                      autoescape=select_autoescape(enabled_extensions=("html.j2",),
+                                                   default_for_string=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                      keep_trailing_newline=True)
+    env.filters.update(png=png_base64, table_view=table_view, fmt=fmt, md=markdown_cell,
+                       badge_class=badge_class)
+    return env
+
+
+_ENV = environment()
+
+
+def report_html(report) -> str:
+    """report.html of a :class:`sbc.report.Report`."""
+    return _ENV.get_template("report.html.j2").render(report=report)
+
+
+def summary_markdown(summary: StudySummary) -> str:
+    """summary.md of a :class:`sbc.summarize.StudySummary`."""
+    return _ENV.get_template("summary.md.j2").render(s=summary)
+
+
+def plan_page(plan, table: pd.DataFrame, recommended, fits: dict,
+              curves: Figure | None = None,
+              dimensions: Sequence[str] = PLAN_DIMENSIONS) -> str:
+    """report.html of a design plan.
+
+    plan: the :class:`sbc.plan.Plan` (name, description, model, targets, probability, cost,
+    search, monotone).  table: one row per design (``DesignResult.row()``; a ``rows`` column
+    is not shown).  recommended: the recommended ``DesignResult`` or None.  fits: the fit
+    counts of ``run_plan`` (used, new, full_grid, designs, separate, saved_share,
+    design_prior).  curves: the probability-of-success figure, by default
+    :func:`plan_curves_figure` of ``table`` over ``dimensions``.
+    """
+    if curves is None:
+        curves = plan_curves_figure(table, plan.probability, dimensions)
+    shown = table.drop(columns=[c for c in ("rows",) if c in table])
+    return _ENV.get_template("plan.html.j2").render(
+        plan=plan, table=shown, recommended=recommended, fits=fits, curves=curves)
