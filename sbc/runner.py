@@ -30,7 +30,7 @@ from sbc.design import Design
 from sbc.dispatch import TLS, Progress, auto_batch_size, default_workers, run_tasks, session
 from sbc.replicate import BatchTask
 from sbc.spec import ModelRef
-from sbc.store import Store
+from sbc.store import Store, counts_as_done
 from sbc.fit import SamplerSettings
 from sbc.study import ClusterSpec
 
@@ -137,8 +137,7 @@ class Runner:
                 key = (record["model"], record["design"], record["rep"])
                 if self.keep_records:
                     self.records[key] = record
-                if record.get("stage") != "prepare" and not (
-                        self.retry_failed and record.get("status") != "ok"):
+                if counts_as_done(record, self.retry_failed):
                     self.finished.add(key)
         except BaseException:
             self._stack.close()

@@ -314,6 +314,12 @@ def _check_writable(directory: Path, probe: bool = True) -> None:
                          "directory with --out, then run again")
 
 
+def counts_as_done(record: dict, retry_failed: bool = False) -> bool:
+    """Whether a resumed run skips this stored record's replicate (see :meth:`Store.done`)."""
+    return record.get("stage") != "prepare" and not (
+        retry_failed and record.get("status") != "ok")
+
+
 class Store:
     """A study's output directory.  ``stream``: where files that are not counted are named
     (default: stderr)."""
@@ -566,8 +572,7 @@ class Store:
         ``retry_failed``, every failed record (refitted with its own seeds; the new record
         replaces it atomically)."""
         return {(r["model"], r["design"], r["rep"]) for r in self.iter_records(quarantine)
-                if r.get("stage") != "prepare"
-                and not (retry_failed and r.get("status") != "ok")}
+                if counts_as_done(r, retry_failed)}
 
     # --- consolidated tables -----------------------------------------------------------
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
