@@ -309,7 +309,7 @@ def _record_columns(r: dict) -> dict[str, list]:
     cols["group"] = list(p["group"]) + q_names
     cols["kind"] = ["parameter"] * len(p["name"]) + ["quantity"] * len(q_names)
     n = len(cols["name"])
-    for field in ("model", "design", "rep", "n_ranked"):
+    for field in ("model", "design", "rep", "n_ranked", "seed_entropy"):
         cols[field] = [r[field]] * n
     return cols
 

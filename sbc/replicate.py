@@ -213,8 +213,12 @@ def run_batch(task: BatchTask) -> list[dict]:
     return [run_replicate(prepared, task, rep) for rep in task.reps]
 
 
-def _base_record(task: BatchTask, rep: int) -> dict:
-    seed = seeding.replicate(task.study_seed, task.model.label, task.design.label, rep)
+def _replicate_seed(task: BatchTask, rep: int) -> np.random.SeedSequence:
+    return seeding.replicate(task.study_seed, task.model.label, task.design.label, rep)
+
+
+def _base_record(task: BatchTask, rep: int, seed: np.random.SeedSequence | None = None) -> dict:
+    seed = _replicate_seed(task, rep) if seed is None else seed
     return {"schema": RECORD_SCHEMA, "model": task.model.label, "design": task.design.label,
             "rep": int(rep), "seed_entropy": int(seed.entropy), "seed_key": list(seed.spawn_key)}
 
@@ -225,17 +229,18 @@ def worker_died_record(task: BatchTask, rep: int, reason: str) -> dict:
 
 
 def _failed_record(task: BatchTask, rep: int, error: str, wall: float,
-                   failure: str = "exception") -> dict:
-    return {**_base_record(task, rep), "status": "failed", "failure": failure,
+                   failure: str = "exception", seed: np.random.SeedSequence | None = None) -> dict:
+    return {**_base_record(task, rep, seed), "status": "failed", "failure": failure,
             "error": error[-4000:], "wall_seconds": wall}
 
 
 def run_replicate(prepared: Prepared, task: BatchTask, rep: int) -> dict:
     start = time.perf_counter()
+    seed = _replicate_seed(task, rep)  # derived once; the record and every stream use it
     try:
-        return _run_replicate(prepared, task, rep, start)
+        return _run_replicate(prepared, task, rep, seed, start)
     except ReplicateFailure as exc:
-        return _failed_record(task, rep, str(exc), time.perf_counter() - start, exc.code)
+        return _failed_record(task, rep, str(exc), time.perf_counter() - start, exc.code, seed)
     except Exception as exc:
         from sbc.fit import FitCrashed, FitTimeout
 
@@ -243,7 +248,7 @@ def run_replicate(prepared: Prepared, task: BatchTask, rep: int) -> dict:
         code = ("timeout" if isinstance(exc, FitTimeout)
                 else "worker_died" if isinstance(exc, FitCrashed) else "exception")
         return _failed_record(task, rep, f"{type(exc).__name__}: {exc}\n{text}",
-                              time.perf_counter() - start, code)
+                              time.perf_counter() - start, code, seed)
 
 
 def degenerate_reason(flat: np.ndarray, diag: dict, truth: np.ndarray,
@@ -270,8 +275,8 @@ def degenerate_reason(flat: np.ndarray, diag: dict, truth: np.ndarray,
             "and initial values)")
 
 
-def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) -> dict:
-    seed = seeding.replicate(task.study_seed, task.model.label, task.design.label, rep)
+def _run_replicate(prepared: Prepared, task: BatchTask, rep: int,
+                   seed: np.random.SeedSequence, start: float) -> dict:
     sim_seed, fit_seed, tie_seed = seeding.replicate_children(seed)
     truths, y = prepared.simulator.draw(sim_seed)
     if not np.all(np.isfinite(y)):
@@ -331,7 +336,7 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int, start: float) 
 
     flags = checked.flags
     return {
-        **_base_record(task, rep),
+        **_base_record(task, rep, seed),
         "status": "ok", "error": None, "failure": None,
         "wall_seconds": time.perf_counter() - start, "sampler_seconds": fit.seconds,
         "n_draws": int(n_total), "thin": int(factor), "n_ranked": int(kept.shape[0]),

@@ -16,8 +16,8 @@ observed posterior  the study's seed; (crc32("observed-          posterior SBC: 
                     posterior"),)                                observed data
 plan prior draws    the plan's seed; (7, 7)                      ``sbc plan``: 400 prior draws per
                                                                  design (contraction)
-PIT offsets V       none: a hash of the row's (model, design,    the randomised PIT of every reader
-                    replicate, scalar name)                      of a store (``sbc.stats``)
+PIT offsets V       none: a hash of the row's (study seed,       the randomised PIT of every reader
+                    model, design, replicate, scalar name)       of a store (``sbc.stats``)
 null simulations    NULL_SEED (or the caller's seed)             the ECDF test's null distribution
                                                                  and power (``sbc.stats``)
 exact fit           the fit child's first 32-bit word            ``exact_posterior`` backends
@@ -81,8 +81,8 @@ def integer(seed: np.random.SeedSequence) -> int:
 
 
 def pit_offsets(*keys) -> np.ndarray:
-    """One U(0, 1) value per row, a fixed function of the row's keys (model, design,
-    replicate, parameter name): the V of the randomised PIT.  Keyed rather than
+    """One U(0, 1) value per row, a fixed function of the row's keys (study seed,
+    model, design, replicate, parameter name): the V of the randomised PIT.  Keyed rather than
     drawn in table order, so a replicate's value never changes when others are added
     (resume, more designs) and every reader of the store (report, ranks.nc, tests, planner)
     agrees."""

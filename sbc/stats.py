@@ -108,12 +108,17 @@ def fractional_ranks(ranks, n_ranked, rng: np.random.Generator | None = None,
     return (ranks + offset) / (n_ranked + 1.0)
 
 
+PIT_KEYS = ("seed_entropy", "model", "design", "rep", "name")
+
+
 def table_fractional_ranks(params) -> np.ndarray:
     """Randomised fractional ranks of a parameters table (columns rank, n_ranked and the keys
-    model, design, rep, name, as many as it has), V keyed by those columns.  Use this rather than midpoints:
+    seed_entropy (the study seed), model, design, rep, name, as many as it has), V keyed by
+    those columns, so studies that differ only in their seed draw independent V.  Use this
+    rather than midpoints:
     with few ranked draws (ESS-based thinning can keep about 10) midpoints are visibly
     discrete and the gamma test rejects exactly uniform ranks."""
-    keys = [params[c] for c in ("model", "design", "rep", "name") if c in params]
+    keys = [params[c] for c in PIT_KEYS if c in params]
     return fractional_ranks(params["rank"].to_numpy(float), params["n_ranked"].to_numpy(float),
                             offset=seeding.pit_offsets(*keys))
 
