@@ -18,24 +18,21 @@ EXIT_VERDICT = 1  # --fail-on: the verdict is at or below the named level
 FAIL_ON = ("fail", "inconclusive")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _int_at_least(minimum: int, what: str):
+    """An argparse type: an integer >= minimum, refused with ``what`` it should be."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+    return parse
 
 
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of workers, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 (in-process) or more workers, got {value}")
-    return value
+_positive = _int_at_least(1, "a positive integer")
+_workers = _int_at_least(0, "0 (in-process) or more workers")
 
 
 def _tls_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ import io
 import json
 import math
 from collections.abc import Iterable
+from typing import Literal, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -33,16 +34,80 @@ FAILURE_CODES = ("prepare", "simulation", "nonfinite", "degenerate", "shape_mism
 
 MAX_INT = 2**53  # counts and replicate numbers beyond this are not real (nor exact as floats)
 # Columns of the parameters table that come from the record itself, not from "parameters".
-# Columns of the parameters table that come from the record itself, not from "parameters".
-RESERVED_COLUMNS = ("model", "design", "rep", "kind", "n_ranked")
-# Fields of a record (either status), checked when present: numbers (finite) or null,
-# counts (integers >= 0) or null, flags (true/false) or null, text or null.
+RESERVED_COLUMNS = ("model", "design", "rep", "kind", "n_ranked", "seed_entropy")
 # Fields of a record (either status), checked when present: numbers (finite) or null,
 # counts (integers >= 0) or null, flags (true/false) or null, text or null.
 NUMBER_FIELDS = ("wall_seconds", "sampler_seconds", "ess_bulk_min", "ess_tail_min", "rhat_max")
 COUNT_FIELDS = ("n_draws", "thin", "n_divergent", "n_treedepth")
 FLAG_FIELDS = ("flag_divergent", "flag_low_ess", "flag_rhat", "rescued")
 TEXT_FIELDS = ("error", "quantities_skipped", "stage", "fingerprint", "digest")
+
+
+class Parameters(TypedDict, total=False):
+    """The ranked scalars of an ok record, column-wise (one entry per scalar)."""
+
+    name: list[str]        # scalar label, e.g. "1|gene[2]"
+    group: list[str]       # its parameter, e.g. "1|gene"
+    truth: list[float]
+    rank: list[int]        # 0..n_ranked: kept draws below the truth
+    mean: list[float]
+    sd: list[float]
+    ess_bulk: list[float]
+    ess_tail: list[float]
+    rhat: list[float | None]
+    # and one list per posterior quantile, "q0.025" ... "q0.975"
+
+
+class Quantity(TypedDict):
+    """A derived quantity (loglik, loglik_min) of an ok record."""
+
+    truth: float
+    rank: int
+    mean: float
+    sd: float
+
+
+class Record(TypedDict, total=False):
+    """One replicate, as a worker writes it and the store reads it back (JSON, one file).
+
+    Always present: ``schema``, ``model``, ``design``, ``rep``, ``status``, ``seed_entropy``
+    (the study seed), ``seed_key`` (the replicate's spawn key).  A failed record adds
+    ``failure`` (one of :data:`FAILURE_CODES`), ``error`` and ``wall_seconds``; an ok record
+    adds the sampler's diagnostics, ``n_ranked``, ``parameters`` and ``quantities``.  The
+    store adds ``fingerprint`` and ``digest``.  :func:`record_problem` checks all of it."""
+
+    schema: int
+    model: str
+    design: str
+    rep: int
+    status: Literal["ok", "failed"]
+    seed_entropy: int
+    seed_key: list[int]
+    failure: str | None
+    error: str | None
+    stage: str
+    wall_seconds: float
+    sampler_seconds: float
+    n_draws: int
+    thin: int
+    n_ranked: int
+    n_divergent: int
+    n_treedepth: int
+    ess_bulk_min: float
+    ess_tail_min: float
+    rhat_max: float | None
+    flag_divergent: bool
+    flag_low_ess: bool
+    flag_rhat: bool
+    parameters: Parameters
+    quantities: dict[str, Quantity]
+    quantities_skipped: str | None
+    rescued: bool
+    attempts: list[dict]
+    fingerprint: str
+    digest: str
+
+
 def _json_default(value):
     if isinstance(value, (np.integer,)):
         return int(value)
@@ -77,7 +142,7 @@ def loads(data: bytes):
     return json.loads(data, parse_constant=_reject_constant)
 
 
-def record_bytes(record: dict) -> bytes:
+def record_bytes(record: Record) -> bytes:
     """A record as the store writes it: its JSON (NaN as null, any ``digest`` field dropped)
     with ``"digest"``, the SHA-256 of every byte before it, appended as the last field.  A
     file changed after it was written, by even one byte, no longer matches
@@ -299,7 +364,7 @@ REPLICATE_COLUMNS = ["model", "design", "rep", "status", "failure", "error", "wa
                      "quantities_skipped", "rescued"]
 
 
-def _record_columns(r: dict) -> dict[str, list]:
+def _record_columns(r: Record) -> dict[str, list]:
     """One ok record as columns: its ranked scalars, then its derived quantities."""
     p, quantities = r["parameters"], r.get("quantities", {})
     q_names = list(quantities)
@@ -314,7 +379,7 @@ def _record_columns(r: dict) -> dict[str, list]:
     return cols
 
 
-def records_to_tables(records: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def records_to_tables(records: Iterable[Record]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(replicates, parameters) DataFrames from records.  Columns are gathered as lists and
     turned into one frame at the end: a frame per record costs seconds on large studies."""
     rep_rows, columns, n_rows = [], {}, 0

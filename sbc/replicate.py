@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sbc import seeding
-from sbc.record import RECORD_SCHEMA
+from sbc.record import RECORD_SCHEMA, Record
 from sbc.design import Design
 from sbc.diagnostics import ESS_MIN, RHAT_MAX, convergence, scalar_names, stack_scalars
 from sbc.posterior import PosteriorDesign, PosteriorSimulator
@@ -200,7 +200,7 @@ def low_ess(ess_min: float, n_ranked: int, thin: int | str) -> bool:
     return bool(ess_min < ESS_MIN or (thin != "auto" and ess_min < n_ranked))
 
 
-def run_batch(task: BatchTask) -> list[dict]:
+def run_batch(task: BatchTask) -> list[Record]:
     """Run every replicate of a batch; never raises (errors become failed records)."""
     try:
         prepared = prepare(task)
@@ -217,24 +217,24 @@ def _replicate_seed(task: BatchTask, rep: int) -> np.random.SeedSequence:
     return seeding.replicate(task.study_seed, task.model.label, task.design.label, rep)
 
 
-def _base_record(task: BatchTask, rep: int, seed: np.random.SeedSequence | None = None) -> dict:
+def _base_record(task: BatchTask, rep: int, seed: np.random.SeedSequence | None = None) -> Record:
     seed = _replicate_seed(task, rep) if seed is None else seed
     return {"schema": RECORD_SCHEMA, "model": task.model.label, "design": task.design.label,
             "rep": int(rep), "seed_entropy": int(seed.entropy), "seed_key": list(seed.spawn_key)}
 
 
-def worker_died_record(task: BatchTask, rep: int, reason: str) -> dict:
+def worker_died_record(task: BatchTask, rep: int, reason: str) -> Record:
     """The record of a replicate whose fit killed the process running it, every time."""
     return _failed_record(task, rep, reason, float("nan"), "worker_died")
 
 
 def _failed_record(task: BatchTask, rep: int, error: str, wall: float,
-                   failure: str = "exception", seed: np.random.SeedSequence | None = None) -> dict:
+                   failure: str = "exception", seed: np.random.SeedSequence | None = None) -> Record:
     return {**_base_record(task, rep, seed), "status": "failed", "failure": failure,
             "error": error[-4000:], "wall_seconds": wall}
 
 
-def run_replicate(prepared: Prepared, task: BatchTask, rep: int) -> dict:
+def run_replicate(prepared: Prepared, task: BatchTask, rep: int) -> Record:
     start = time.perf_counter()
     seed = _replicate_seed(task, rep)  # derived once; the record and every stream use it
     try:
@@ -276,7 +276,7 @@ def degenerate_reason(flat: np.ndarray, diag: dict, truth: np.ndarray,
 
 
 def _run_replicate(prepared: Prepared, task: BatchTask, rep: int,
-                   seed: np.random.SeedSequence, start: float) -> dict:
+                   seed: np.random.SeedSequence, start: float) -> Record:
     sim_seed, fit_seed, tie_seed = seeding.replicate_children(seed)
     truths, y = prepared.simulator.draw(sim_seed)
     if not np.all(np.isfinite(y)):

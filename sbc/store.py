@@ -58,7 +58,7 @@ from sbc import seeding
 from sbc.errors import StoreError, StudyMismatchError
 from sbc.record import (digest_problem, dumps, is_int, is_label, is_number, json_type,
                         loads, rank_tree_bytes, record_bytes, record_problem, records_to_tables,
-                        show)
+                        show, Record)
 
 STUDY_FILE = "study.json"
 REPLICATES = "replicates"
@@ -314,7 +314,7 @@ def _check_writable(directory: Path, probe: bool = True) -> None:
                          "directory with --out, then run again")
 
 
-def counts_as_done(record: dict, retry_failed: bool = False) -> bool:
+def counts_as_done(record: Record, retry_failed: bool = False) -> bool:
     """Whether a resumed run skips this stored record's replicate (see :meth:`Store.done`)."""
     return record.get("stage") != "prepare" and not (
         retry_failed and record.get("status") != "ok")
@@ -493,7 +493,7 @@ class Store:
     def replicate_path(self, model: str, design: str, rep: int) -> Path:
         return self.root / REPLICATES / model / design / f"r{rep:06d}.json"
 
-    def write_record(self, record: dict) -> None:
+    def write_record(self, record: Record) -> None:
         """Store one replicate's record atomically, with the study's ``fingerprint`` and a
         ``digest`` of its bytes (:func:`record_bytes`).  The record is checked as it will
         be read back (:func:`record_problem`): one that fails (e.g. a non-finite truth) is
@@ -523,7 +523,7 @@ class Store:
             raise StoreError(f"cannot write {path}: {exc.strerror}; results stored so far are "
                              "intact; free disk space or fix permissions and run again to resume") from exc
 
-    def iter_records(self, quarantine: bool = False) -> Iterator[dict]:
+    def iter_records(self, quarantine: bool = False) -> Iterator[Record]:
         """Every valid record of this study (see the module docstring and
         :func:`record_problem`, :func:`_foreign_problem`).  A file that is not one is named
         on ``stream`` in one line with its reason and never counted; with ``quarantine`` (a
