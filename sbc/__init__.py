@@ -1,11 +1,43 @@
 """sbc: simulation-based calibration of Bayesian models and design-size planning for CRISPR screens.
 
+The Python API (the command line and :mod:`sbc.testing` run on the same pipeline):
+
+- :class:`Study` describes a study (validated on construction; :meth:`Study.from_toml`);
+- :func:`run` runs or resumes it and returns :class:`Results` (tables, verdicts, figures,
+  ArviZ DataTree, report); :func:`open` reads a stored one;
+- ``sbc.plan("plan.toml")`` plans a screen's size and returns :class:`PlanResults`;
+- :class:`Design` and :func:`design_frame` build designs; :func:`known_models` lists the
+  models a study can name (the reference models ship with the package, :mod:`sbc.models`).
+
 The pipeline reads as data flows: study -> designs -> replicates -> simulate -> fit ->
-ranks/diagnostics -> store -> summaries -> report/plan.  Each stage is a module of that name.
+ranks/diagnostics -> store -> summaries -> report/plan (README: "How the code is organised").
 """
 
 __version__ = "0.1.0"
 
 from sbc.design import Design, design_frame
 
-__all__ = ["Design", "__version__", "design_frame"]
+__all__ = ["Design", "PlanResults", "Results", "SamplerSettings", "Study", "__version__",
+           "design_frame", "known_models", "open", "plan", "run"]
+
+# Imported on first use: `import sbc` stays light (PyMC, Dask and matplotlib load only when
+# a study runs or a result is read).
+_LAZY = {"Study": "sbc.study", "SamplerSettings": "sbc.fit", "known_models": "sbc.spec",
+         "run": "sbc.results", "open": "sbc.results", "Results": "sbc.results",
+         "PlanResults": "sbc.plan"}
+
+
+def __getattr__(name):
+    import importlib
+
+    if name == "plan":
+        return importlib.import_module("sbc.plan")  # a package that, called, plans a screen
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sbc' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -134,10 +134,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_run(args) -> int:
+    from sbc.config import output_dir
     from sbc.study import load_study
 
     study = load_study(args.study, sims=args.sims)
-    out = Path(args.out or study.output or Path("reports") / study.name)
+    out = output_dir(args.out, study.output, study.base_dir, study.name)
     from sbc.pipeline import run_study
 
     if args.fail_on and args.no_report:

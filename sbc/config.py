@@ -220,3 +220,16 @@ def parse_thin(value: Any, path: Path, chains: int, draws: int, key: str = "thin
             f"{chains} chain(s) x {draws} draws; lower 'thin', raise 'sampler.draws', or "
             f"write thin = \"{AUTO}\" (thin by effective sample size)")
     return thin
+
+
+def output_dir(out: str | Path | None, output: str | None, base_dir: str, name: str) -> Path:
+    """Where a study or plan writes: ``out`` (a command-line or Python argument, relative
+    to the current directory) or else the file's ``run.output`` (relative to the file's
+    folder, like every path inside a study or plan file) or else ``reports/NAME`` in the
+    current directory."""
+    if out is not None:
+        return Path(out)
+    if output:
+        return Path(base_dir) / output
+    return Path("reports") / name
+

@@ -407,6 +407,17 @@ def records_to_tables(records: Iterable[Record]) -> tuple[pd.DataFrame, pd.DataF
 
 
 def rank_tree_bytes(params: pd.DataFrame) -> bytes:
+    """:func:`rank_tree` as netCDF bytes (``ranks.nc``)."""
+    dt = rank_tree(params)
+    try:  # in memory: the file is then written like every other (atomic_write_bytes)
+        return bytes(dt.to_netcdf(engine="h5netcdf"))
+    except TypeError:  # an xarray that needs a target
+        buffer = io.BytesIO()
+        dt.to_netcdf(buffer, engine="h5netcdf")
+        return buffer.getvalue()
+
+
+def rank_tree(params: pd.DataFrame):
     """Ranks as an xarray DataTree with one ``prior_sbc`` group per (model, design), the layout
     ``arviz_plots.plot_ecdf_pit`` reads: one variable per parameter (vector parameters keep
     an element dimension), dims (chain=1, draw=replicate, ...), holding fractional ranks
@@ -445,10 +456,4 @@ def rank_tree_bytes(params: pd.DataFrame) -> bytes:
         kind = "posterior_sbc" if str(design).startswith("posterior-") else "prior_sbc"
         tree[f"/{model}/{design}/{kind}"] = xr.Dataset(frac)
         tree[f"/{model}/{design}/sbc_ranks"] = xr.Dataset(raw)
-    dt = xr.DataTree.from_dict(tree) if tree else xr.DataTree()
-    try:  # in memory: the file is then written like every other (atomic_write_bytes)
-        return bytes(dt.to_netcdf(engine="h5netcdf"))
-    except TypeError:  # an xarray that needs a target
-        buffer = io.BytesIO()
-        dt.to_netcdf(buffer, engine="h5netcdf")
-        return buffer.getvalue()
+    return xr.DataTree.from_dict(tree) if tree else xr.DataTree()

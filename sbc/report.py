@@ -294,9 +294,20 @@ def diagnostics_table(diag) -> pd.DataFrame:
         "median seconds / fit": diag["median_seconds"]}])
 
 
+def design_panels(groups: pd.DataFrame, block: pd.DataFrame) -> list[plots.Panel]:
+    """One panel per parameter group of a model x design (``block``: its parameters table
+    with ``u`` and ``flagged``); ``[k]`` marks a group of k elements."""
+    return [_panel(block[block["group"] == g.group], g.group if g.elements == 1 else
+                   f"{g.group} [{g.elements}]", bool(g.fails)) for g in groups.itertuples()]
+
+
+def coverage_rows(groups: pd.DataFrame, scalars: pd.DataFrame) -> list[plots.CoverageRow]:
+    """The rows of the coverage figure of a model x design."""
+    return _coverage_rows(groups, scalars)
+
+
 def design_plots(groups: pd.DataFrame, scalars: pd.DataFrame, block: pd.DataFrame) -> list[Plot]:
-    panels = [_panel(block[block["group"] == g.group], g.group if g.elements == 1 else
-                     f"{g.group} [{g.elements}]", bool(g.fails)) for g in groups.itertuples()]
+    panels = design_panels(groups, block)
     return [
         Plot(plots.ecdf_difference_grid(panels), "ECDF difference plots",
              "ECDF difference of fractional ranks with simultaneous 95% bands (grey) for one "

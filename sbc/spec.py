@@ -42,23 +42,81 @@ class ModelRef:
         return hashlib.sha256(f"{self.function}\n{self.source}".encode()).hexdigest()[:16]
 
 
+MODEL_ENTRY_POINTS = "sbc.models"  # entry-point group: name = "package.module[:function]"
+
+
 def _search_dirs(base_dir: Path) -> list[Path]:
-    return [base_dir / "models", base_dir.parent / "models", Path.cwd() / "models"]
+    """Folders a bare model name is looked up in, in order: ``models/`` beside the study
+    file, ``models/`` in the folder above it (a project's ``studies/`` next to its
+    ``models/``), then the reference models shipped with sbc (:mod:`sbc.models`)."""
+    dirs = [base_dir / "models", base_dir.parent / "models", *shipped_model_dirs()]
+    return list(dict.fromkeys(d.resolve() for d in dirs))  # each folder once
+
+
+def shipped_model_dirs() -> list[Path]:
+    """The folder(s) of :mod:`sbc.models`, the reference models installed with sbc."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("sbc.models")
+    except (ImportError, ValueError):
+        return []
+    return [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
+
+
+def _entry_points() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=MODEL_ENTRY_POINTS)}
+
+
+def _entry_point_model(ref: str, entry) -> tuple[Path, str]:
+    """(file, function) of a model that a package declares in the ``sbc.models`` group."""
+    import importlib.util
+
+    module, _, function = entry.value.partition(":")
+    try:
+        spec = importlib.util.find_spec(module.strip())
+    except (ImportError, ValueError) as exc:
+        raise ModelError(f"model '{ref}': entry point {entry.value!r} (group "
+                         f"{MODEL_ENTRY_POINTS}) names module {module!r}, which cannot be "
+                         f"found: {exc}") from None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        raise ModelError(f"model '{ref}': entry point {entry.value!r} (group "
+                         f"{MODEL_ENTRY_POINTS}) must name a Python source module")
+    return Path(spec.origin), (function.strip() or "build")
+
+
+def known_models(base_dir: str | Path = ".") -> dict[str, str]:
+    """Every model a bare name can refer to from ``base_dir``: name -> where it is (first
+    match wins, in the lookup order of :func:`resolve_model`)."""
+    found: dict[str, str] = {}
+    for d in _search_dirs(Path(base_dir)):
+        if d.is_dir():
+            for p in sorted(d.glob("*.py")):
+                if not p.stem.startswith("_"):
+                    found.setdefault(p.stem, str(p))
+    for name, entry in _entry_points().items():
+        found.setdefault(name, f"entry point {entry.value}")
+    return found
 
 
 def resolve_model(ref: str, base_dir: str | Path = ".") -> ModelRef:
-    """Resolve ``name`` (a file ``models/name.py``) or ``path/to/file.py:function``."""
+    """Find a model: a name or ``path/to/file.py[:function]``.
+
+    One rule for relative paths: a file path is relative to ``base_dir`` (the study or
+    plan file's folder; from Python, the current directory).  A bare name ``NAME`` is
+    ``NAME.py`` in the first of ``base_dir/models``, ``base_dir/../models`` and the models
+    shipped with sbc that has it, else a model that an installed package declares in the
+    entry-point group ``sbc.models`` (``NAME = "package.module[:function]"``)."""
     base_dir = Path(base_dir)
     if ":" in ref or ref.endswith(".py"):
         file_part, _, function = ref.partition(":")
         function = function or "build"
-        candidates = [Path(file_part)] if Path(file_part).is_absolute() else \
-            [base_dir / file_part, Path.cwd() / file_part]
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            raise ModelError(f"model '{ref}': file {file_part} not found (looked in "
-                             f"{', '.join(str(c.parent) for c in candidates)}); give a path "
-                             "relative to the study file")
+        path = Path(file_part) if Path(file_part).is_absolute() else base_dir / file_part
+        if not path.is_file():
+            raise ModelError(f"model '{ref}': file {file_part} not found in {path.parent}; "
+                             "a relative path is read from the study file's folder")
         if not function.isidentifier():
             raise ModelError(f"model '{ref}': {function!r} is not a function name; write "
                              "'path/to/file.py:function' with the name of a function defined "
@@ -76,14 +134,17 @@ def resolve_model(ref: str, base_dir: str | Path = ".") -> ModelRef:
         dirs = _search_dirs(base_dir)
         path = next((d / f"{ref}.py" for d in dirs if (d / f"{ref}.py").is_file()), None)
         if path is None:
-            known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.py")
-                            if not p.stem.startswith("_")})
-            import difflib
-            guess = difflib.get_close_matches(ref, known, n=1)
-            hint = f"did you mean '{guess[0]}'? " if guess else ""
-            raise ModelError(f"unknown model '{ref}': no file {ref}.py in "
-                             f"{', '.join(str(d) for d in dirs)}; {hint}known models: "
-                             f"{', '.join(known) or 'none'}")
+            entry = _entry_points().get(ref)
+            if entry is None:
+                known = sorted(known_models(base_dir))
+                import difflib
+                guess = difflib.get_close_matches(ref, known, n=1)
+                hint = f"did you mean '{guess[0]}'? " if guess else ""
+                raise ModelError(f"unknown model '{ref}': no file {ref}.py in "
+                                 f"{', '.join(str(d) for d in dirs)} and no entry point "
+                                 f"'{ref}' in group {MODEL_ENTRY_POINTS}; {hint}known models: "
+                                 f"{', '.join(known) or 'none'}")
+            path, function = _entry_point_model(ref, entry)
         label = check_path_name(ref, "model name", f"rename models/{ref}.py to e.g. "
                                 f"models/{safe_name(ref, 'model')}.py and use that name",
                                 ModelError)

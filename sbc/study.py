@@ -81,6 +81,36 @@ class ClusterSpec:
 
 @dataclass(frozen=True)
 class Study:
+    """A calibration study: which models, on which designs, how many replicates, how fitted.
+
+    Validated on construction, from Python as from a study file (:meth:`from_toml`): a bad
+    value raises :class:`~sbc.errors.StudyError` naming the field and how to fix it.
+    Convenient forms are normalized: ``models`` may be one name or a list, ``designs`` a
+    list of :class:`~sbc.design.Design`, ``(cell_lines, genes, reps)`` tuples or
+    ``"10x3x3"`` labels, ``sampler`` a :class:`~sbc.fit.SamplerSettings`, a sampler name
+    or a dict of ``[sampler]`` keys.
+
+    Parameters
+    ----------
+    name : names the default output directory (letters, digits, ``.``, ``_``, ``-``).
+    models : model names (``crispr_screen``) or ``path/to/file.py[:function]``.
+    designs : the designs to simulate and fit.
+    simulations : replicates per model and design.
+    seed : the study seed; every replicate's seed derives from it.
+    sampler, thin, simulate_model, output, batch_size, scheduler, workers, cluster,
+    parameter_map, description : as the study file's keys of the same names (README).
+    base_dir : the folder relative paths are read against (the study file's folder; from
+        Python, the current directory at construction).
+
+    Examples
+    --------
+    >>> import sbc
+    >>> study = sbc.Study(name="demo", models="crispr_screen", designs=[(10, 3, 3)],
+    ...                   simulations=100, seed=1)
+    >>> study.designs[0].label
+    '10x3x3'
+    """
+
     name: str
     models: tuple[str, ...]
     designs: tuple[Design, ...]
@@ -99,6 +129,14 @@ class Study:
     # fitter parameter -> the simulate_model parameter it estimates ([parameter_map]);
     # parameters not listed pair by name
     parameter_map: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self):
+        _validate(self)
+
+    @classmethod
+    def from_toml(cls, path: str | Path, *, simulations: int | None = None) -> Study:
+        """Read and validate a study file; ``simulations`` overrides its ``simulations``."""
+        return load_study(path, sims=simulations)
 
     def fingerprint(self, model_sources: dict[str, str], legacy_timeout: bool = False) -> str:
         """Hash of everything that changes results (not the number of simulations,
@@ -130,6 +168,70 @@ class Study:
         else:
             del out["parameter_map"]
         return out
+
+
+_HERE = Path("Study")  # how messages name a study built in Python
+
+
+def _validate(study: Study) -> None:
+    """Check and normalize the fields of a :class:`Study` (frozen: set through object)."""
+    def put(name, value):
+        object.__setattr__(study, name, value)
+
+    check_path_name(study.name, "Study name", f"use e.g. name={safe_name(str(study.name))!r}")
+    models = (study.models,) if isinstance(study.models, str) else study.models
+    if not isinstance(models, (list, tuple)) or not models or \
+            not all(isinstance(m, str) and m for m in models):
+        raise StudyError(f"Study models must be a model name or a list of names, got "
+                         f"{study.models!r}; write e.g. models=[\"crispr_screen\"]")
+    if len(set(models)) != len(models):
+        raise StudyError(f"Study models lists a model twice: {list(models)}")
+    put("models", tuple(models))
+    if study.simulate_model is not None and (not isinstance(study.simulate_model, str)
+                                             or not study.simulate_model):
+        raise StudyError(f"Study simulate_model must be a model name, got "
+                         f"{study.simulate_model!r}")
+    designs = study.designs
+    if isinstance(designs, (Design, str)) or (isinstance(designs, tuple) and designs
+                                              and isinstance(designs[0], int)):
+        designs = [designs]
+    if not isinstance(designs, (list, tuple)) or not designs:
+        raise StudyError(f"Study designs must be a non-empty list of designs, got {designs!r}; "
+                         "write e.g. designs=[(10, 3, 3)] (cell lines, genes, replicates)")
+    put("designs", tuple(_design(d) for d in designs))
+    put("simulations", positive_int(study.simulations, _HERE, "simulations"))
+    put("seed", parse_seed(study.seed, _HERE))
+    sampler = study.sampler
+    if isinstance(sampler, str):
+        sampler = {"name": sampler}
+    if isinstance(sampler, dict):
+        sampler = _parse_sampler(sampler, _HERE)
+    if not isinstance(sampler, SamplerSettings):
+        raise StudyError(f"Study sampler must be a sampler name, a dict of [sampler] keys or "
+                         f"SamplerSettings, got {sampler!r}")
+    put("sampler", sampler)
+    put("thin", parse_thin(study.thin, _HERE, sampler.chains, sampler.draws))
+    for key, minimum in (("batch_size", 1), ("workers", 0)):
+        if getattr(study, key) is not None:
+            positive_int(getattr(study, key), _HERE, key, minimum)
+    if isinstance(study.parameter_map, dict):
+        put("parameter_map", tuple(study.parameter_map.items()))
+    put("base_dir", str(Path(study.base_dir).resolve()))
+
+
+def _design(value) -> Design:
+    """A design from a Design, a (cell_lines, genes, reps) tuple or a "10x3x3" label."""
+    if isinstance(value, Design) or hasattr(value, "csv_text"):  # posterior SBC designs too
+        return value
+    try:
+        if isinstance(value, str):
+            return Design.from_label(value)
+        if isinstance(value, (list, tuple)) and len(value) == 3:
+            return Design(*value)
+    except ValueError as exc:
+        raise StudyError(f"Study design {value!r}: {exc}") from None
+    raise StudyError(f"Study design {value!r} is not a design; write (cell_lines, genes, reps), "
+                     "e.g. (10, 3, 3), or \"10x3x3\"")
 
 
 def load_study(path: str | Path, *, sims: int | None = None) -> Study:

@@ -10,16 +10,56 @@ Modules: :mod:`~sbc.plan.config` (the plan file), :mod:`~sbc.plan.criteria` (pur
 criteria), :mod:`~sbc.plan.search` (the search, against an ``evaluate`` callback),
 :mod:`~sbc.plan.pilot` (a pilot screen as the design prior), :mod:`~sbc.plan.planner`
 (running it), :mod:`~sbc.plan.output` (what it writes).
+
+Called, the package plans a screen: ``sbc.plan("plan.toml")`` is
+:func:`~sbc.plan.results.plan_screen`, which returns a :class:`~sbc.plan.results.PlanResults`.
+(A package and a function cannot share a name otherwise; the package keeps its modules.)
 """
+
+import sys
+import types
 
 from sbc.plan.config import CostModel, Pilot, Plan, SearchSettings, Target, load_plan, parse_plan
 from sbc.plan.criteria import (INTERVALS, dominated, element_success, plan_decision,
                                replicate_success, success_interval)
 from sbc.plan.pilot import moment_matched_priors, pilot_frame
 from sbc.plan.planner import PlanResult, Planner, calibration_verdict, cli_plan, run_plan
+from sbc.plan.results import PlanResults, plan_screen
 from sbc.plan.search import DesignResult, Search
 
-__all__ = ["INTERVALS", "CostModel", "DesignResult", "Pilot", "Plan", "PlanResult", "Planner",
-           "Search", "SearchSettings", "Target", "calibration_verdict", "cli_plan",
-           "dominated", "element_success", "load_plan", "moment_matched_priors", "parse_plan",
-           "pilot_frame", "plan_decision", "replicate_success", "run_plan", "success_interval"]
+__all__ = [
+    "INTERVALS",
+    "CostModel",
+    "DesignResult",
+    "Pilot",
+    "Plan",
+    "PlanResult",
+    "PlanResults",
+    "Planner",
+    "Search",
+    "SearchSettings",
+    "Target",
+    "calibration_verdict",
+    "cli_plan",
+    "dominated",
+    "element_success",
+    "load_plan",
+    "moment_matched_priors",
+    "parse_plan",
+    "pilot_frame",
+    "plan_decision",
+    "plan_screen",
+    "replicate_success",
+    "run_plan",
+    "success_interval",
+]
+
+
+class _CallablePackage(types.ModuleType):
+    def __call__(self, plan, out=None, **kwargs):
+        """Plan a screen (:func:`sbc.plan.results.plan_screen`)."""
+        return plan_screen(plan, out, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
+

@@ -109,6 +109,11 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Plan:
+        """Read and validate a plan file (TOML)."""
+        return load_plan(path)
+
 
 def load_plan(path: str | Path) -> Plan:
     """Read and validate a plan file (TOML)."""

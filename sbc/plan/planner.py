@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from sbc import seeding
+from sbc.config import output_dir
 from sbc.calibration import MIN_FITS
 from sbc.design import Design
 from sbc.dispatch import TLS, check_scheduler_address
@@ -408,7 +409,7 @@ def run_plan(plan: Plan, out: str | Path, *, workers: int | None = None,
 def cli_plan(args) -> int:
     """``sbc plan PLAN [--out DIR] [--workers N] [--scheduler ADDR]``."""
     plan = load_plan(args.plan)
-    out = Path(args.out or plan.output or Path("reports") / plan.name)
+    out = output_dir(args.out, plan.output, plan.base_dir, plan.name)
     from sbc.cli import tls_of
 
     result = run_plan(plan, out, workers=args.workers, scheduler=args.scheduler,

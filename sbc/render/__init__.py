@@ -26,8 +26,8 @@ from matplotlib.figure import Figure
 from sbc.plots import PLAN_DIMENSIONS, plan_curves_figure
 from sbc.summarize import Badge, StudySummary
 
-__all__ = ["environment", "plan_curves_figure", "plan_page", "png_base64", "report_html",
-           "summary_markdown"]
+__all__ = ["environment", "plan_curves_figure", "plan_page", "plan_results_html", "png_base64",
+           "report_html", "results_html", "summary_markdown"]
 
 BADGE_STATUSES = ("pass", "fail", "inconclusive", "warned")
 
@@ -111,6 +111,23 @@ def report_html(report) -> str:
 def summary_markdown(summary: StudySummary) -> str:
     """summary.md of a :class:`sbc.summarize.StudySummary`."""
     return _ENV.get_template("summary.md.j2").render(s=summary)
+
+
+def results_html(name: str, directory: str, verdict, table: pd.DataFrame, n_replicates: int) -> str:
+    """The HTML a notebook shows for :class:`sbc.results.Results`: the overall verdict and
+    one row per model x design."""
+    from sbc.summarize import Badge
+
+    badge = Badge.of(verdict) if verdict is not None else None
+    return _ENV.get_template("results.html.j2").render(
+        name=name, directory=directory, verdict=verdict, badge=badge, table=table,
+        n_replicates=n_replicates)
+
+
+def plan_results_html(name: str, directory: str, recommended: str, table: pd.DataFrame) -> str:
+    """The HTML a notebook shows for :class:`sbc.results.PlanResults`."""
+    return _ENV.get_template("plan_results.html.j2").render(
+        name=name, directory=directory, recommended=recommended, table=table)
 
 
 def plan_page(plan, table: pd.DataFrame, recommended, fits: dict,

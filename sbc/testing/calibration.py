@@ -17,7 +17,6 @@ unchanged check only reads stored fits, and raising ``n_sims`` fits only the new
 from __future__ import annotations
 
 import inspect
-import io
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -294,17 +293,16 @@ def check_calibration(model, design=(10, 3, 3), *, n_sims: int = 100, alpha: flo
     max_failed: share of failed fits tolerated before the check fails.
     Returns a :class:`CalibrationResult` (never raises for miscalibration).
     """
-    from sbc.pipeline import run_study
-    from sbc.store import Store
+    from sbc.results import run
 
     if not 0 < alpha < 1:
         raise StudyError(f"alpha must lie in (0, 1), got {alpha!r}; 0.05 is usual")
     study = calibration_study(model, design, n_sims=n_sims, seed=seed, sampler=sampler,
                               simulate_model=simulate_model, thin=thin, base_dir=base_dir)
     out = Path(out) if out is not None else cache_path(study, cache_dir)
-    summary = run_study(study, out, workers=workers, report=report,
-                        progress_stream=None if verbose else io.StringIO())
-    reps, params = Store(out).tables()
+    results = run(study, out, workers=workers, report=report, progress=verbose)
+    summary = results.last_run
+    reps, params = results.tables()
     # A cached directory may hold more replicates from an earlier, larger check.
     reps = reps[reps["rep"] < n_sims]
     params = params[params["rep"] < n_sims]
@@ -327,11 +325,27 @@ def check_calibration(model, design=(10, 3, 3), *, n_sims: int = 100, alpha: flo
         fit_errors=errors, verdict=verdict, n_flagged=int(flagged_mask(ok).sum()))
 
 
-def assert_calibrated(model, design=(10, 3, 3), **kwargs) -> CalibrationResult:
-    """:func:`check_calibration`, raising :class:`CalibrationFailure` (an AssertionError)
-    with a readable message when any check fails, too many fits fail, or nothing could be
-    ranked.  Returns the result when the model passes."""
-    result = check_calibration(model, design, **kwargs)
+def assert_calibrated(model, design=(10, 3, 3), *, n_sims: int = 100, alpha: float = 0.05,
+                      sampler: str | SamplerSettings = "nutpie", simulate_model=None,
+                      seed: int = 0, thin: int | str = "auto", quantities: bool = True,
+                      cache_dir: str | Path = DEFAULT_CACHE_DIR, out: str | Path | None = None,
+                      workers: int = 0, report: bool = True, max_failed: float = 0.05,
+                      base_dir: str | Path = ".", verbose: bool = False) -> CalibrationResult:
+    """:func:`check_calibration` (same arguments), raising :class:`CalibrationFailure` (an
+    AssertionError) with a readable message when any check fails, too many fits fail, or
+    nothing could be ranked.  Returns the result when the model passes.
+
+    Examples
+    --------
+    >>> from sbc.testing import assert_calibrated
+    >>> def test_my_model_is_calibrated():                       # doctest: +SKIP
+    ...     assert_calibrated("my_model", (10, 3, 3), n_sims=100, sampler="nutpie")
+    """
+    result = check_calibration(
+        model, design, n_sims=n_sims, alpha=alpha, sampler=sampler,
+        simulate_model=simulate_model, seed=seed, thin=thin, quantities=quantities,
+        cache_dir=cache_dir, out=out, workers=workers, report=report, max_failed=max_failed,
+        base_dir=base_dir, verbose=verbose)
     if not result.passed:
         raise CalibrationFailure(result)
     return result

@@ -1,0 +1,112 @@
+"""A plan's outcome for Python and notebooks: ``sbc.plan("plan.toml")`` runs
+:func:`plan_screen` and returns a :class:`PlanResults`; ``sbc.open(directory)`` reads one."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from sbc.config import output_dir
+from sbc.errors import StoreError
+from sbc.plan.config import Plan
+from sbc.plan.planner import run_plan
+
+__all__ = ["PlanResults", "plan_screen"]
+
+
+def plan_screen(plan: str | Path | Plan, out: str | Path | None = None, *, workers: int | None = None,
+         scheduler: str | None = None, progress: bool = True) -> PlanResults:
+    """Plan a screen: the cheapest design that meets the plan's targets (``sbc plan``).
+
+    Parameters
+    ----------
+    plan : str, Path or sbc.plan.Plan
+        A plan file (TOML) or a :class:`sbc.plan.Plan`.
+    out : str or Path, optional
+        Output directory (relative to the current directory); default the plan's
+        ``run.output`` (relative to the plan file), else ``reports/NAME``.  Resumable.
+    workers, scheduler : as for :func:`run`.
+    progress : bool
+        Show progress on standard error.
+
+    Returns
+    -------
+    PlanResults
+
+    Examples
+    --------
+    >>> p = sbc.plan("studies/plan_screen.toml")   # doctest: +SKIP
+    >>> p.recommended["design"]                     # doctest: +SKIP
+    '12x100x3'
+    """
+    if not isinstance(plan, Plan):
+        plan = Plan.from_toml(plan)
+    directory = output_dir(out, plan.output, plan.base_dir, plan.name)
+    run_plan(plan, directory, workers=workers, scheduler=scheduler,
+             stream=sys.stderr if progress else io.StringIO())
+    return PlanResults(directory)
+
+
+class PlanResults:
+    """The outcome of a design plan, read from its output directory (``plan.json``,
+    ``plan.csv``).
+
+    Attributes
+    ----------
+    directory : Path
+    recommended : dict or None
+        The recommended design's row (design, cost, P(target met) with its interval,
+        simulations, precision, SBC verdict), None when no design meets the target.
+    table : pandas.DataFrame
+        One row per evaluated design, cheapest first.
+    fits : dict
+        Fits used, new, for the full grid, share saved.
+    plan : dict
+        The plan as run (targets, probability, cost, search settings).
+    """
+
+    FILE = "plan.json"
+
+    def __init__(self, directory: str | Path):
+        import json
+
+        self.directory = Path(directory)
+        try:
+            data = json.loads((self.directory / self.FILE).read_text())
+            self.table = pd.read_csv(self.directory / "plan.csv")
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self.directory} holds no finished plan ({self.FILE} and "
+                             f"plan.csv): {exc}; run `sbc plan` (or sbc.plan) into it") from None
+        self.plan, self.recommended = data["plan"], data["recommended"]
+        self.fits, self.seconds = data["fits"], data["seconds"]
+        self.targets = data.get("targets", [])
+
+    @property
+    def name(self) -> str:
+        return self.plan["name"]
+
+    def __repr__(self) -> str:
+        r = self.recommended
+        what = f"recommended {r['design']}" if r else "no design meets the target"
+        return f"<sbc.PlanResults {self.name!r}: {what}; {self.directory}>"
+
+    def plot(self) -> Figure:
+        """P(target met) with its interval against each design dimension."""
+        from sbc.plots import plan_curves_figure
+
+        return plan_curves_figure(self.table, self.plan["probability"])
+
+    def _repr_html_(self) -> str:
+        from sbc import render
+
+        r = self.recommended
+        text = (f"{r['design']} (cell lines x genes x replicates), cost {r['cost']:g}: "
+                f"P(target met) = {r['p_success']:.2f} [{r['p_lower']:.2f}, {r['p_upper']:.2f}]"
+                f", SBC {r['calibration']}" if r else "no design meets the target with the "
+                "stated confidence")
+        return render.plan_results_html(self.name, str(self.directory), text, self.table)
+
