@@ -43,10 +43,29 @@ def seed_posterior(model: str = "crispr_seed", draws: int = 2000, tune: int = 10
                          progress_bar=False)
 
 
-def fit_seed(model: str = "crispr_seed", draws: int = 2000, tune: int = 1000, chains: int = 4) -> str:
-    """Fit the seed's data and return a text table of posterior summaries beside the truth."""
+RHAT_WARN = 1.01  # R-hat above this: the chains disagree; the summary is not to be trusted
+SUMMARY_COLUMNS = ["mean", "sd", "hdi_3%", "hdi_97%", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
+
+
+def seed_summary(trace, names: list[str], real: dict) -> pd.DataFrame:
+    """The seed notebook's summary (ArviZ's: mean, sd, 94 % HDI as hdi_3% / hdi_97%, MCSE,
+    ESS bulk and tail, R-hat) with the true value beside each scalar, rounded to 3 decimals
+    (not to the Monte Carlo error, so values line up with the notebook's)."""
     from arviz_stats import summary
 
+    table = summary(trace, var_names=names, kind="all", ci_prob=0.94, ci_kind="hdi",
+                    round_to="none")
+    table = table.rename(columns={"hdi94_lb": "hdi_3%", "hdi94_ub": "hdi_97%"})[SUMMARY_COLUMNS]
+    flat = []
+    for name in names:
+        flat += list(np.ravel(real[name]))
+    table["true_value"] = flat
+    return table.astype(float).round(3)
+
+
+def fit_seed(model: str = "crispr_seed", draws: int = 2000, tune: int = 1000, chains: int = 4) -> str:
+    """Fit the seed's data and return the notebook's summary table beside the truth, with a
+    warning line for any R-hat above 1.01."""
     _, truth = seed_data()
     trace = seed_posterior(model, draws, tune, chains)
     if model == "crispr_seed":
@@ -58,13 +77,21 @@ def fit_seed(model: str = "crispr_seed", draws: int = 2000, tune: int = 1000, ch
                 "1|gene_sigma": truth["sigma_alpha"], "1|cell_line_sigma": truth["sigma_beta"],
                 "sigma": truth["sigma"], "1|gene": truth["alpha_g"] - truth["mu_alpha"],
                 "1|cell_line": truth["beta_c"] - truth["mu_beta"]}
-    table = summary(trace, var_names=names, kind="all")
-    flat = []
-    for name in names:
-        flat += list(np.ravel(real[name]))
-    table.insert(0, "true_value", np.round(flat, 3))
+    table = seed_summary(trace, names, real)
     n_div = int(trace["sample_stats"]["diverging"].values.sum())
     header = (f"Seed analysis: model {model}, 10 cell lines x 3 genes x 3 experiments, seed {SEED}, "
               f"{chains} chains x ({tune} tune + {draws} draws), {n_div} divergent transitions\n")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
-        return header + table.to_string()
+        text = header + table.to_string()
+    return text + rhat_warning(table)
+
+
+def rhat_warning(table: pd.DataFrame) -> str:
+    """A warning line naming every scalar with R-hat above :data:`RHAT_WARN` ("" if none)."""
+    high = table[table["r_hat"] > RHAT_WARN]
+    if high.empty:
+        return ""
+    shown = ", ".join(f"{name} ({r:.3f})" for name, r in high["r_hat"].items())
+    return (f"\nWARNING: R-hat above {RHAT_WARN} for {shown}: the chains disagree, so these "
+            "summaries are not reliable; run longer chains (--tune, --draws) or use the "
+            "non-centered model (--model crispr_screen)")

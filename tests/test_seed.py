@@ -42,3 +42,41 @@ def test_seed_posterior_matches_the_notebooks():
         tol = 4.5 * np.hypot(mcse, ours_se)
         assert abs(draws.mean() - mean) < tol, (name, draws.mean(), mean, tol)
         assert draws.std() == pytest.approx(sd, rel=0.15), name
+
+
+def _trace(shift: float = 0.0):
+    from arviz_base import from_dict
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(4, 1000))
+    a[0] += shift  # one chain elsewhere: R-hat well above 1.01
+    return from_dict({"posterior": {"a": a, "b": rng.normal(2.0, 0.5, size=(4, 1000, 2))}})
+
+
+def test_seed_summary_is_the_notebooks_format_beside_the_truth():
+    from arviz_stats import hdi
+
+    from sbc.notebook import SUMMARY_COLUMNS, seed_summary
+
+    trace = _trace()
+    table = seed_summary(trace, ["a", "b"], {"a": 0.1, "b": [2.0, 2.5]})
+    assert list(table.columns) == [*SUMMARY_COLUMNS, "true_value"]
+    assert list(table.index) == ["a", "b[0]", "b[1]"]
+    assert list(table["true_value"]) == [0.1, 2.0, 2.5]
+    draws = trace["posterior"]["a"].values
+    lo, hi = np.asarray(hdi(draws.ravel(), prob=0.94))
+    assert table.loc["a", "hdi_3%"] == pytest.approx(lo, abs=1e-3)
+    assert table.loc["a", "hdi_97%"] == pytest.approx(hi, abs=1e-3)
+    assert table.loc["a", "mean"] == round(float(draws.mean()), 3)  # 3 decimals, not by MCSE
+
+
+def test_high_rhat_is_warned_about_by_name():
+    from sbc.notebook import rhat_warning, seed_summary
+
+    calm = seed_summary(_trace(), ["a", "b"], {"a": 0.0, "b": [2.0, 2.0]})
+    assert calm["r_hat"].max() <= 1.01 and rhat_warning(calm) == ""
+    split = seed_summary(_trace(shift=1.0), ["a", "b"], {"a": 0.0, "b": [2.0, 2.0]})
+    warning = rhat_warning(split)
+    assert split.loc["a", "r_hat"] > 1.01
+    assert warning.startswith("\nWARNING: R-hat above 1.01 for a (")
+    assert "b[0]" not in warning
