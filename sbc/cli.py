@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from sbc.errors import SbcError
 
@@ -53,9 +52,12 @@ def tls_of(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sbc import __version__
+
     parser = argparse.ArgumentParser(
         prog="sbc", description="Simulation-based calibration of Bayesian models and "
                                 "design-size planning for CRISPR screens.")
+    parser.add_argument("--version", action="version", version=f"sbc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run or resume a calibration study",
@@ -135,23 +137,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cmd_run(args) -> int:
     from sbc.config import output_dir
+    from sbc.results import run
     from sbc.study import load_study
 
     study = load_study(args.study, sims=args.sims)
     out = output_dir(args.out, study.output, study.base_dir, study.name)
-    from sbc.pipeline import run_study
-
     if args.fail_on and args.no_report:
         from sbc.errors import StudyError
         raise StudyError("--fail-on needs the verdicts, which --no-report skips; drop one of "
                          "the two (or run `sbc report DIR --fail-on ...` afterwards)")
-    summary = run_study(study, out, workers=args.workers, scheduler=args.scheduler,
-                        report=not args.no_report, retry_failed=args.retry_failed,
-                        tls=tls_of(args))
+    results = run(study, out, workers=args.workers, scheduler=args.scheduler,
+                  report=not args.no_report, retry_failed=args.retry_failed, tls=tls_of(args))
+    summary = results.last_run
     status = _print_verdicts(summary.calibration, args.fail_on)
     print(f"[sbc] {summary.new} new replicates ({summary.failed} failed fits kept as data), "
-          f"{summary.already_done} resumed from the store, {summary.seconds:.1f} s; "
-          f"results in {out}" + (f"; report: {out / 'report.html'}" if not args.no_report else ""))
+          f"{summary.already_done} of this run's {summary.total} already stored, "
+          f"{summary.seconds:.1f} s; results in {out}"
+          + (f"; report: {out / 'report.html'}" if not args.no_report else ""))
+    if summary.stored > summary.total:
+        print(f"[sbc] the store holds {summary.stored} replicates, more than the "
+              f"{summary.total} this run asks for ({study.simulations} simulations per model "
+              f"and design): none of them is dropped, and the "
+              + ("tables, verdicts and report cover" if not args.no_report else "tables cover")
+              + f" all {summary.stored}")
     if summary.lost_batches:
         print(f"[sbc] {summary.lost_batches} batches could not run; run the same command to "
               "resume them", file=sys.stderr)
@@ -187,18 +195,12 @@ def _print_verdicts(cal, fail_on: str | None) -> int:
 
 
 def _cmd_report(args) -> int:
-    from sbc.report import write_report_with_calibration
-    from sbc.store import Store
+    from sbc.results import Results
 
-    root = Path(args.dir)
-    if not root.is_dir():
-        from sbc.errors import StoreError
-        raise StoreError(f"{root} is not a directory; give the output directory of `sbc run`")
-    store = Store(root)
-    store.read_manifest()
-    path, cal = write_report_with_calibration(store)
+    results = Results(args.dir)
+    path = results.write_report()
     print(f"[sbc] report written: {path}")
-    return _print_verdicts(cal, args.fail_on)
+    return _print_verdicts(results.calibration, args.fail_on)
 
 
 if __name__ == "__main__":  # pragma: no cover

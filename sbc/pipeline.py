@@ -26,6 +26,7 @@ class RunSummary:
     lost_batches: int
     seconds: float
     calibration: object = None  # sbc.calibration.Calibration of the whole store, if judged
+    stored: int = 0  # replicates the store holds after the run (earlier, larger runs included)
     # failed fits of this run by failure code: (count, the first one's error)
     failures: dict = field(default_factory=dict)
 
@@ -204,4 +205,5 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
     return RunSummary(out=runner.store.root, total=counts.total, already_done=counts.already,
                       new=counts.new, failed=counts.failed, lost_batches=counts.lost_batches,
                       seconds=time.monotonic() - start, calibration=calibration,
+                      stored=len(runner.finished),
                       failures={k: (n, e) for k, (n, e) in counts.failures.items()})

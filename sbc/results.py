@@ -288,9 +288,11 @@ class Results:
     def write_report(self) -> Path:
         """(Re)write ``report.html``, ``summary.csv``, ``summary.md`` and the tables from the
         store; returns the report's path.  Never refits."""
-        from sbc.report import write_report
+        from sbc.report import write_report_with_calibration
 
-        return write_report(self._store)
+        path, calibration = write_report_with_calibration(self._store)
+        self.__dict__["calibration"] = calibration  # the report's: not computed again
+        return path
 
     def extend(self, simulations: int, *, workers: int | None = None,
                study: Study | str | Path | None = None, progress: bool = True) -> Results:
