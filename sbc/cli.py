@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_report(args)
         if args.command == "plan":
             from sbc.plan import cli_plan
-            return cli_plan(args)
+            return cli_plan(args, tls_of(args))
         if args.command == "fit-seed":
             from sbc.notebook import fit_seed
             print(fit_seed(model=args.model, draws=args.draws, tune=args.tune, chains=args.chains))

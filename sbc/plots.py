@@ -125,6 +125,47 @@ def ecdf_difference_grid(panels: list[Panel], prob: float = 0.95) -> Figure:
     return fig
 
 
+def coverage_difference_grid(panels: list[Panel], prob: float = 0.95) -> Figure:
+    """Coverage of the central posterior interval of every width minus the width
+    (:func:`sbc.stats.coverage_difference`), with the simultaneous `prob` band that a
+    calibrated parameter's curve stays inside (grey).  Groups: a thin line per element and
+    the pooled curve in black (display only)."""
+    fig, axes = _grid(len(panels))
+    for ax, panel in zip(axes, panels):
+        elements = [_clean(u) for u in panel.u if len(_clean(u)) >= 2]
+        _title(ax, panel)
+        if not elements:
+            continue
+        band = stats.ecdf_band(int(np.median([len(e) for e in elements])), prob)
+        ax.fill_between(band.z, band.lower, band.upper, step="post", color="0.85", lw=0)
+        color = FAIL_COLOR if panel.failing else CLEAN_COLOR
+        thin = len(elements) > 1
+        curves = [stats.coverage_difference(e, band.z) for e in elements]
+        for c in curves:
+            ax.plot(band.z, c, color=color, lw=0.6 if thin else 1.4, alpha=0.35 if thin else 1.0,
+                    drawstyle="steps-post")
+        if thin:
+            ax.plot(band.z, stats.coverage_difference(stats.pooled_fractional_ranks(elements),
+                                                      band.z),
+                    color="black", lw=1.4, drawstyle="steps-post")
+        ax.axhline(0, color="0.5", lw=0.5)
+        ax.set_xlim(0, 1)
+        _fit_ylim(ax, [band.lower, band.upper, *curves])
+    fig.supxlabel("central interval width (nominal coverage)", fontsize=9)
+    fig.supylabel("coverage - width", fontsize=9)
+    return fig
+
+
+def _fit_ylim(ax, arrays, pad: float = 0.08) -> None:
+    """Fit the y axis to the data (and band) it shows, with a little room."""
+    values = np.concatenate([np.ravel(np.asarray(a, float)) for a in arrays])
+    values = values[np.isfinite(values)]
+    if len(values):
+        lo, hi = float(values.min()), float(values.max())
+        room = pad * max(hi - lo, 1e-9)
+        ax.set_ylim(lo - room, hi + room)
+
+
 def rank_histogram_grid(panels: list[Panel]) -> Figure:
     """Histogram of fractional ranks per panel (average over elements for a group), with the
     pointwise 95 % range of a bin count for one element under uniformity (grey)."""
@@ -215,18 +256,40 @@ def zscore_contraction_grid(panels: list[Panel]) -> Figure:
     for ax, panel in zip(axes, panels):
         _title(ax, panel)
         x = np.clip(np.asarray(panel.contraction, float), -1, 1)
-        y = np.clip(np.asarray(panel.z, float), -6, 6)
+        y = np.asarray(panel.z, float)
         f = np.asarray(panel.flagged, bool)
+        (x0, x1), (y0, y1) = _robust_limits(x, min_span=0.02), _robust_limits(y, (-2.5, 2.5))
+        # points beyond the fitted axes are drawn on its edge, not dropped
+        x, y = np.clip(x, x0, x1), np.clip(y, y0, y1)
         idx = _subsample(len(x), rng)
         for mask, color in ((~f[idx], CLEAN_COLOR), (f[idx], FLAG_COLOR)):
             ax.plot(x[idx][mask], y[idx][mask], ".", color=color, ms=2.5, alpha=0.6)
         for h in (-2, 2):
             ax.axhline(h, color="0.6", lw=0.6, ls="--")
-        ax.set_xlim(-0.05 if np.nanmin(x, initial=0) >= 0 else -1.02, 1.02)
-        ax.set_ylim(-6.2, 6.2)
+        pad_x, pad_y = 0.04 * (x1 - x0), 0.04 * (y1 - y0)
+        ax.set_xlim(x0 - pad_x, x1 + pad_x)
+        ax.set_ylim(y0 - pad_y, y1 + pad_y)
     fig.supxlabel("posterior contraction (blue: clean fit, orange: sampler warning)", fontsize=9)
     fig.supylabel("posterior z-score", fontsize=9)
     return fig
+
+
+def _robust_limits(values: np.ndarray, floor: tuple[float, float] | None = None,
+                   min_span: float = 0.0) -> tuple[float, float]:
+    """Axis limits from the 0.5 % and 99.5 % quantiles of ``values``, widened to include
+    ``floor`` (e.g. the +-2 lines of a z-score) and to at least ``min_span``: one extreme
+    fit cannot squeeze the rest against an edge, and no point is hidden (callers clip to
+    the limits)."""
+    v = values[np.isfinite(values)]
+    if not len(v):
+        return floor or (0.0, 1.0)
+    lo, hi = (float(q) for q in np.quantile(v, [0.005, 0.995]))
+    if floor is not None:
+        lo, hi = min(lo, floor[0]), max(hi, floor[1])
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    return lo, hi
 
 
 def truth_estimate_grid(panels: list[Panel]) -> Figure:
@@ -254,11 +317,16 @@ def truth_estimate_grid(panels: list[Panel]) -> Figure:
 
 
 def design_trend(groups: list[str], designs: list[str], n_rows: list[int],
-                 values: dict[str, np.ndarray], failing: set[str] = frozenset()) -> Figure:
+                 values: dict[str, np.ndarray], failing: set[str] = frozenset(),
+                 nominal: dict[str, tuple[float, np.ndarray]] | None = None) -> Figure:
     """Statistics against design size (number of observations), one line per group.
 
-    values: panel title -> (len(groups), len(designs)) array.
+    values: panel title -> (len(groups), len(designs)) array.  nominal: panel title ->
+    (level, fits per design) for coverage panels: the nominal level is drawn with the 95 %
+    range of a calibrated scalar's coverage over that many fits (grey), and the axis takes
+    in that range, so Monte Carlo noise is not read as a trend.
     """
+    nominal = nominal or {}
     titles = list(values)
     fig = Figure(figsize=(3.6 * len(titles) + 2.0, 3.2), dpi=DPI)
     axes = fig.subplots(1, len(titles), squeeze=False)
@@ -268,6 +336,13 @@ def design_trend(groups: list[str], designs: list[str], n_rows: list[int],
     cmap = matplotlib.colormaps["tab20"]
     for ax, title in zip(axes.flat, titles):
         arr = np.asarray(values[title], float)[:, order]
+        if title in nominal:
+            level, n_fits = nominal[title]
+            n_fits = np.maximum(np.asarray(n_fits, float)[order], 1)
+            lo, hi = binom.ppf(0.025, n_fits, level) / n_fits, binom.ppf(0.975, n_fits, level) / n_fits
+            ax.fill_between(x, lo, hi, color="0.87", lw=0, label="95 % range if calibrated")
+            ax.axhline(level, color="0.4", lw=0.8)
+            _fit_ylim(ax, [lo, hi, arr])
         for i, g in enumerate(groups):
             ax.plot(x, arr[i], marker="o", ms=3, lw=1.2, color=cmap(i % 20),
                     label=plain(g), ls="--" if g in failing else "-")

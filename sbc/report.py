@@ -17,13 +17,16 @@ import numpy as np
 import pandas as pd
 
 from sbc import plots, render
+from sbc.glossary import explain
 from sbc.calibration import (LEVELS, MIN_FITS, SHAPE_TEXT, Calibration, Verdict, combine,
                              with_fractional_ranks)
 from sbc.store import Store
-from sbc.summarize import Badge, Plot, calibrate_store_tables, study_summary, summary_frame
+from sbc.summarize import (Badge, Plot, PValue, calibrate_store_tables, study_summary,
+                           summary_frame)
 
 
 WORST_LISTED = 10  # individual elements listed / plotted per model x design
+EXTREME_LISTED = 10  # the most extreme fits listed per model x design
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class DesignSection:
     plots: list[Plot]
     worst_elements: Plot | None
     scalars: pd.DataFrame
+    extremes: pd.DataFrame | None = None  # the fits behind the outliers
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,25 @@ class Report:
     @property
     def title(self) -> str:
         return f"SBC report: {self.header.name}"
+
+    def tables(self) -> list[pd.DataFrame]:
+        """Every table the report shows."""
+        out = [self.failed_fits] if self.failed_fits is not None else []
+        if self.summary is not None:
+            out.append(self.summary.table)
+        for model in self.models:
+            if model.trend is not None:
+                out.append(model.trend.table)
+            for d in model.designs:
+                out += [d.groups, d.worst, d.diagnostics, d.scalars]
+                out += [t for t in (d.extremes, d.computation and d.computation.table)
+                        if t is not None]
+        return out
+
+    @property
+    def glossary(self) -> dict[str, str]:
+        """Column header -> its explanation, for every column of every table shown."""
+        return {c: explain(c) for t in self.tables() for c in t.columns}
 
 
 def write_report(store: Store) -> Path:
@@ -236,17 +259,34 @@ def _coverage_rows(groups: pd.DataFrame, scalars: pd.DataFrame) -> list[plots.Co
     return rows
 
 
-def group_table(groups: pd.DataFrame) -> pd.DataFrame:
+def coverage_header(level: float, n: float) -> str:
+    """A coverage column's header with its Monte Carlo error: 1.96 binomial standard errors
+    at the nominal level for n fits, the spread simulation noise alone gives a calibrated
+    parameter (every row of a table shares the fits, so the error is the column's)."""
+    error = 1.96 * np.sqrt(level * (1 - level) / max(float(n), 1.0))
+    return f"cov {round(level * 100)}% ±{error:.3f}"
+
+
+def _coverage_columns(frame: pd.DataFrame, n: pd.Series) -> dict[str, pd.Series]:
+    n_fits = float(n.median()) if len(n) else 1.0
+    return {coverage_header(lv, n_fits): frame[f"cov{round(lv * 100)}"].to_numpy(float)
+            for lv in LEVELS}
+
+
+def group_table(groups: pd.DataFrame, scalars: pd.DataFrame) -> pd.DataFrame:
+    n = groups["group"].map(scalars.groupby("group")["n_used"].median()).fillna(0)
+    bound = groups["at_floor"].astype(bool)
     return pd.DataFrame({
         "parameter / group": groups["group"], "kind": groups["kind"],
-        "elements": groups["elements"], "p (pooled)": groups["p_pooled"],
-        "Holm p": groups["p_holm"],
+        "elements": groups["elements"],
+        "p (pooled)": [PValue(p, b) for p, b in zip(groups["p_pooled"], bound)],
+        "Holm p": [PValue(p, b) for p, b in zip(groups["p_holm"], bound)],
         "result": [Badge("fail" if f else "pass") for f in groups["fails"]],
-        "worst element": groups["worst"], "worst p": groups["worst_p"],
+        "worst element": groups["worst"],
+        "worst p": [PValue(p, b) for p, b in zip(groups["worst_p"], bound)],
         "shape": [SHAPE_TEXT.get(s, s) if f else "" for s, f in
                   zip(groups["worst_shape"], groups["fails"])],
-        "cov 50%": groups["cov50"], "cov 80%": groups["cov80"], "cov 90%": groups["cov90"],
-        "cov 95%": groups["cov95"],
+        **_coverage_columns(groups, n),
         "robust sd(z)": groups["z_sd"], "contraction": groups["contraction"], "RMSE": groups["rmse"]})
 
 
@@ -258,21 +298,49 @@ SCALAR_COLUMNS = {"name": "name", "n_used": "n", "p_value": "p", "shape": "shape
                   "n_clean": "n clean"}
 
 
-def scalar_table(scalars: pd.DataFrame) -> pd.DataFrame:
-    return scalars[list(SCALAR_COLUMNS)].rename(columns=SCALAR_COLUMNS)
+def scalar_table(scalars: pd.DataFrame, n_sim: int) -> pd.DataFrame:
+    """One row per scalar; p-values at the Monte Carlo floor 1 / (n_sim + 1) shown as bounds,
+    coverage with its Monte Carlo error."""
+    columns = {k: v for k, v in SCALAR_COLUMNS.items() if not k.startswith("cov")}
+    table = scalars[list(columns)].rename(columns=columns)
+    for column in ("p", "p clean"):
+        table[column] = pvalues(table[column], n_sim)
+    at = table.columns.get_loc("var u") + 1
+    for i, (column, values) in enumerate(_coverage_columns(scalars, scalars["n_used"]).items()):
+        table.insert(at + i, column, values)
+    return table
+
+
+def pvalues(values, n_sim: int) -> list[PValue]:
+    """Uniformity p-values as shown: at the Monte Carlo floor 1 / (n_sim + 1) a bound."""
+    floor = 1.0 / (n_sim + 1.0) * (1 + 1e-9)
+    return [PValue(p, p <= floor) for p in values]
+
+
+def extremes_table(block: pd.DataFrame) -> pd.DataFrame:
+    """The fits behind the outliers of a model x design: the largest posterior |z| (truth
+    far from the posterior mean), with the replicate to look up."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (block["mean"] - block["truth"]) / block["sd"]
+    worst = block.assign(z=z, az=z.abs()).sort_values("az", ascending=False, kind="stable")
+    worst = worst[np.isfinite(worst["az"])].head(EXTREME_LISTED)
+    return pd.DataFrame({"parameter": worst["name"], "replicate": worst["rep"],
+                         "u": worst["u"], "z": worst["z"], "truth": worst["truth"],
+                         "posterior mean": worst["mean"], "posterior sd": worst["sd"],
+                         "sampler warning": ["yes" if f else "no" for f in worst["flagged"]]})
 
 
 def computation_check(groups: pd.DataFrame, scalars: pd.DataFrame, verdict: Verdict,
-                      clean_verdict: Verdict, diag) -> ComputationCheck | None:
+                      clean_verdict: Verdict, diag, n_sim: int) -> ComputationCheck | None:
     """None when no group fails."""
     failing = groups[groups["fails"]]
     if failing.empty:
         return None
     worst = scalars.set_index("name").loc[failing["worst"]].reset_index()
     frame = pd.DataFrame({
-        "element": worst["name"], "p all fits": worst["p_value"],
-        "n flagged": worst["n_flagged"], "p flagged": worst["p_flagged"],
-        "n clean": worst["n_clean"], "p clean": worst["p_clean"],
+        "element": worst["name"], "p all fits": pvalues(worst["p_value"], n_sim),
+        "n flagged": worst["n_flagged"], "p flagged": pvalues(worst["p_flagged"], n_sim),
+        "n clean": worst["n_clean"], "p clean": pvalues(worst["p_clean"], n_sim),
         "extremeness flagged": worst["extreme_flagged"],
         "extremeness clean": worst["extreme_clean"],
         "Mann-Whitney p": worst["assoc_p"], "correlation": worst["assoc_r"]})
@@ -321,6 +389,11 @@ def design_plots(groups: pd.DataFrame, scalars: pd.DataFrame, block: pd.DataFram
              "Coverage of central posterior intervals minus nominal, with Wilson 95% bars "
              "(scalars) or one dot per element (groups, [k] = elements); grey: range expected "
              "under calibration."),
+        Plot(plots.coverage_difference_grid(panels), "coverage difference over all widths",
+             "Coverage of the central posterior interval of every width minus the width, with "
+             "the simultaneous 95% band of a calibrated parameter (grey); groups: thin line per "
+             "element, black = pooled (display only). Below zero: intervals too narrow; above: "
+             "too wide."),
         Plot(plots.zscore_contraction_grid(panels), "z-score vs contraction",
              "Posterior z-score against posterior contraction, one point per fit and element "
              "(at most 600 shown)."),
@@ -352,11 +425,12 @@ def design_section(model: str, design: str, cal: Calibration,
     verdict = cal.verdicts[(model, design)]
     clean_verdict = cal.verdicts_clean[(model, design)]
     return DesignSection(
-        model, design, VerdictBox.of(verdict), group_table(groups),
-        scalar_table(scalars.sort_values("p_value").head(WORST_LISTED)),
-        computation_check(groups, scalars, verdict, clean_verdict, diag),
+        model, design, VerdictBox.of(verdict), group_table(groups, scalars),
+        scalar_table(scalars.sort_values("p_value").head(WORST_LISTED), cal.n_sim),
+        computation_check(groups, scalars, verdict, clean_verdict, diag, cal.n_sim),
         diagnostics_table(diag), design_plots(groups, scalars, block),
-        worst_elements_plot(groups, scalars, block), scalar_table(scalars))
+        worst_elements_plot(groups, scalars, block), scalar_table(scalars, cal.n_sim),
+        extremes_table(block))
 
 
 def trend_section(model: str, cal: Calibration) -> TrendSection | None:
@@ -372,12 +446,15 @@ def trend_section(model: str, cal: Calibration) -> TrendSection | None:
     table = pivot["contraction"].round(3).astype(str) + " / " + \
         pivot["rmse"].map(lambda x: f"{x:.3g}") + " / " + pivot["p_holm"].map(lambda x: f"{x:.2g}")
     table = table.reset_index().rename(columns={"group": "group (contraction / RMSE / Holm p)"})
+    fits = cal.scalars[cal.scalars["model"] == model].groupby("design")["n_used"].median()
     figure = plots.design_trend(
         names, designs, [_design_rows(d) for d in designs],
         {"median posterior contraction": pivot["contraction"].to_numpy(),
          "RMSE of posterior mean": pivot["rmse"].to_numpy(),
          "90% interval coverage": pivot["cov90"].to_numpy()},
-        set(groups.loc[groups["fails"], "group"]))
+        set(groups.loc[groups["fails"], "group"]),
+        nominal={"90% interval coverage": (0.9, fits.reindex(designs).to_numpy(float))})
     return TrendSection(table, Plot(figure, "design trend", "Per group (mean over elements) "
                                     "against the number of observations; dashed: the group "
-                                    "fails somewhere."))
+                                    "fails somewhere; grey: the 95% range of a calibrated "
+                                    "scalar's coverage over that many fits."))

@@ -298,6 +298,21 @@ def ecdf_difference(u, z) -> np.ndarray:
     return np.searchsorted(u, z, side="right") / len(u) - z
 
 
+def coverage_difference(u, widths) -> np.ndarray:
+    """Empirical coverage of the central posterior interval of every width minus the width.
+
+    A fit's truth lies inside the central interval of width w (probability mass w) iff
+    V = |2u - 1| <= w, so the coverage of all widths at once is the ECDF of V, and the
+    curve is ECDF_V(w) - w (the curve of R SBC's ``plot_coverage_diff``).  Under
+    calibration u ~ Uniform(0, 1), hence V ~ Uniform(0, 1): the simultaneous band of
+    :func:`ecdf_band` for n values holds for the whole curve.  Above zero: intervals cover
+    too often (posterior too wide); below: too rarely (too narrow, or biased).
+
+    u: (n,) fractional ranks (NaN dropped); widths: (m,) in [0, 1].  Returns (m,).
+    """
+    return ecdf_difference(np.abs(2.0 * _clean(u) - 1.0), widths)
+
+
 @dataclass(frozen=True)
 class UniformityResult:
     """Outcome of :func:`uniformity_test` for one scalar parameter.

@@ -19,7 +19,7 @@ from sbc.calibration import ALPHA, Calibration, Verdict, calibrate
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Badge", "MarkdownRow", "Plot", "StudySummary", "calibrate_store_tables",
+__all__ = ["Badge", "MarkdownRow", "PValue", "Plot", "StudySummary", "calibrate_store_tables",
            "study_summary", "summary_frame"]
 
 
@@ -41,6 +41,32 @@ class Badge:
         """The badge of an engine verdict, with its label ("pass, with warnings", ...)."""
         status = "warned" if verdict.status == "pass" and verdict.warnings else verdict.status
         return cls(status, verdict.label, note)
+
+
+@dataclass(frozen=True)
+class PValue:
+    """A p-value as a table shows it.  ``bound``: the value is an upper bound (the test's
+    Monte Carlo floor was reached, so the true p is smaller): shown as "< 1.5e-05", the
+    bound rounded up, never as if it were an estimate."""
+
+    value: float
+    bound: bool = False
+
+    @property
+    def text(self) -> str:
+        if self.value != self.value:  # NaN
+            return ""
+        if self.bound and self.value < 1:
+            return f"< {_round_up(self.value)}"
+        return f"{self.value:.3g}"
+
+
+def _round_up(x: float) -> str:
+    """``x`` rounded up to two significant digits, as text."""
+    import math
+
+    exp = math.floor(math.log10(x)) - 1
+    return f"{math.ceil(x / 10 ** exp - 1e-9) * 10 ** exp:.2g}"
 
 
 @dataclass(frozen=True)

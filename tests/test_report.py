@@ -136,3 +136,101 @@ def test_check_report_accepts_report_and_rejects_broken_image(tmp_path, evil_bod
     bad.write_text(_page('<img alt="x" src="data:image/png;base64,AAAA">'))
     run = subprocess.run([*tool, str(bad)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 1 and "not a PNG" in run.stdout
+
+
+# --- read at a glance: glossary, p-value floors, coverage error, outliers, size ------------------
+
+
+@pytest.fixture(scope="module")
+def failing_report():
+    """A study report with a failing, overconfident parameter (sigma) and an exact group."""
+    reps, params = synthetic_tables(60, dict(EXACT, sigma=(1, 0.3, 0.0)), seed=12)
+    report, cal = build_report(_manifest(), reps, params)
+    return report, cal, render.report_html(report)
+
+
+class _Headers(__import__("html.parser").parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.headers: list[tuple[str, str | None]] = []
+        self._open: str | None = None
+        self._text = ""
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "th":
+            self._open, self._text = dict(attrs).get("title"), ""
+
+    def handle_data(self, data):
+        if self._open is not None or self._text is not None:
+            self._text += data
+
+    def handle_endtag(self, tag):
+        if tag == "th":
+            self.headers.append((self._text.strip(), self._open))
+            self._open, self._text = None, ""
+
+
+def test_every_column_of_the_report_is_explained(failing_report):
+    report, _, html = failing_report
+    parser = _Headers()
+    parser.feed(html)
+    assert len(parser.headers) > 40
+    missing = sorted({h for h, title in parser.headers if not title})
+    assert not missing, f"columns without a tooltip: {missing}"
+    assert all(report.glossary.values()) and '<h2 id="glossary">' in html
+    from markupsafe import escape
+
+    for column in report.glossary:
+        assert f"<dt>{escape(column)}</dt>" in html
+
+
+def test_p_values_at_the_monte_carlo_floor_are_shown_as_bounds(failing_report):
+    from sbc.summarize import PValue
+
+    assert PValue(1.45e-05, bound=True).text == "< 1.5e-05"
+    assert PValue(0.2, bound=True).text == "< 0.2"
+    assert PValue(1.45e-05).text == "1.45e-05" and PValue(1.0, bound=True).text == "1"
+    _, cal, html = failing_report
+    floor = 1 / (cal.n_sim + 1)
+    sigma = cal.scalars.query("name == 'sigma'").iloc[0]
+    assert sigma["p_value"] <= floor * (1 + 1e-9)  # overconfident: the test's floor
+    assert f"<td>&lt; {PValue(floor, True).text[2:]}</td>" in html  # "< 0.00025"
+    assert f"<td>{floor:.3g}</td>" not in html  # never shown as if it were an estimate
+
+
+def test_coverage_columns_carry_their_monte_carlo_error(failing_report):
+    from sbc.report import coverage_header
+
+    report, _, _ = failing_report
+    groups = report.models[0].designs[0].groups
+    assert coverage_header(0.9, 60) == "cov 90% ±0.076"  # 1.96 sqrt(0.9 0.1 / 60)
+    assert {"cov 50% ±0.127", "cov 80% ±0.101", "cov 90% ±0.076", "cov 95% ±0.055"} \
+        <= set(groups.columns)
+
+
+def test_the_most_extreme_fits_are_listed_with_their_replicate(failing_report):
+    report, _, html = failing_report
+    design = report.models[0].designs[0]
+    table = design.extremes
+    assert list(table.columns[:3]) == ["parameter", "replicate", "u"]
+    assert (table["z"].abs().diff().dropna() <= 0).all()  # largest |z| first
+    assert table["parameter"].iloc[0] == "sigma"  # the overconfident one
+    assert "The most extreme fits" in html
+
+
+def test_report_figures_are_small_palette_pngs(failing_report):
+    import io
+
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    report, _, _ = failing_report
+    figure = report.models[0].designs[0].plots[0].figure
+    assert isinstance(figure, Figure)
+    image = Image.open(io.BytesIO(base64.b64decode(render.png_base64(figure))))
+    assert image.mode == "P"  # a palette: a few KiB per figure, not tens
+    rgba = io.BytesIO()
+    figure.savefig(rgba, format="png", dpi="figure")
+    assert len(base64.b64decode(render.png_base64(figure))) < 0.7 * len(rgba.getvalue())
+    titles = [p.alt for p in report.models[0].designs[0].plots]
+    assert "coverage difference over all widths" in titles

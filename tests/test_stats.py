@@ -321,3 +321,31 @@ def test_recovery_of_exact_posterior():
     np.testing.assert_allclose(res.contraction[1:], 1 - s[1:] ** 2 / res.prior_sd**2)
     assert res.rmse == pytest.approx(s[0], rel=0.05)  # RMSE of posterior mean = posterior sd
     assert abs(res.bias) < 4 * s[0] / np.sqrt(len(z))
+
+
+def test_coverage_difference_of_calibrated_ranks_stays_in_the_band():
+    """Under calibration the coverage-difference curve (ECDF of |2u - 1| minus the width) of
+    n = 100 exact uniforms leaves the simultaneous 95 % band in about 5 % of 400 samples.
+    Pass region [8, 34] of Binomial(400, 0.05): a false alarm has probability below 0.002."""
+    from sbc.stats import coverage_difference, ecdf_band
+
+    band = ecdf_band(100, 0.95)
+    rng = np.random.default_rng(2027)
+    outside = 0
+    for _ in range(400):
+        curve = coverage_difference(rng.uniform(size=100), band.z)
+        outside += bool(np.any((curve < band.lower - 1e-12) | (curve > band.upper + 1e-12)))
+    assert 8 <= outside <= 34, outside
+
+
+def test_coverage_difference_sees_an_overconfident_posterior():
+    """Ranks of a posterior too narrow (U-shaped) give intervals that cover too rarely: the
+    curve sits below zero and leaves the band."""
+    from sbc.stats import coverage_difference, ecdf_band
+
+    u = np.random.default_rng(3).beta(0.6, 0.6, size=200)
+    band = ecdf_band(200, 0.95)
+    curve = coverage_difference(u, band.z)
+    assert curve[len(curve) // 2] < 0 and np.any(curve < band.lower)
+    assert coverage_difference(np.array([0.5, 0.05, 0.95]), np.array([0.5]))[0] == \
+        pytest.approx(1 / 3 - 0.5)  # only the middle one lies in the central 50 % interval

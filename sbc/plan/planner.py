@@ -406,14 +406,12 @@ def run_plan(plan: Plan, out: str | Path, *, workers: int | None = None,
     return PlanResult(recommended, table, fits, seconds, Path(out))
 
 
-def cli_plan(args) -> int:
+def cli_plan(args, tls=None) -> int:
     """``sbc plan PLAN [--out DIR] [--workers N] [--scheduler ADDR]``."""
     plan = load_plan(args.plan)
     out = output_dir(args.out, plan.output, plan.base_dir, plan.name)
-    from sbc.cli import tls_of
-
     result = run_plan(plan, out, workers=args.workers, scheduler=args.scheduler,
-                      tls=tls_of(args))
+                      tls=tls)
     r = result.recommended
     if r is None:
         print(f"[sbc plan] no design meets the target with the stated confidence; see "

@@ -1,0 +1,122 @@
+"""What every column of the report's tables means: one entry per column header, shown as the
+header's tooltip and in the report's glossary (a test requires an entry for every column the
+report shows)."""
+
+from __future__ import annotations
+
+import re
+
+_COV = ("share of fits whose truth lies inside the central {level} posterior interval (a "
+        "group: the mean over its elements); calibrated: {level} up to Monte Carlo error. "
+        "'±e' in the header: 1.96 binomial standard errors at the nominal level for this "
+        "many fits, the spread simulation noise alone gives a calibrated parameter")
+
+COLUMNS: dict[str, str] = {
+    # summary
+    "model": "the fitted model (a file in models/ or the path the study names)",
+    "design": "cell lines x genes x replicate experiments of the simulated screens",
+    "verdict": "pass / fail / inconclusive for this model and design, from the uniformity "
+               "tests of all its parameter groups after the multiplicity correction",
+    "cause": "for a fail: 'model or code' (the failure persists in fits without sampler "
+             "warnings) or 'computation' (clean fits pass and flagged fits carry the extreme "
+             "ranks) or 'undetermined'",
+    "reason": "why the verdict is what it is, with the smallest adjusted p-value and the power",
+    "fits ok / total": "fits that succeeded, of the replicates run (failed fits are counted, "
+                       "never ranked)",
+    "clean fits": "successful fits without any sampler warning (divergences, low ESS, "
+                  "R-hat > 1.01, tree depth), and their share",
+    "median ranked draws": "median number of thinned posterior draws each truth was ranked "
+                           "among (the resolution of the ranks)",
+    "without flagged fits": "the verdict the clean fits alone would get (a hint only: "
+                            "excluded fits are not a random subset)",
+    "changes": "whether leaving out the flagged fits changes the verdict",
+    # parameter groups
+    "parameter / group": "a scalar parameter, or a group of exchangeable elements (e.g. every "
+                         "1|gene[i]) tested together; loglik and loglik_min are the log "
+                         "likelihood of the data at the truth, ranked like parameters",
+    "kind": "parameter, or quantity (a function of parameters and data)",
+    "elements": "scalars in the group",
+    "p (pooled)": "p-value of the group: Bonferroni over its elements' uniformity tests "
+                  "('< x': the test's Monte Carlo floor was reached, the true p is smaller)",
+    "Holm p": "the pooled p adjusted by Holm over every group test of the family; below "
+              "alpha = 0.05 the group fails",
+    "result": "pass or fail of the group at the adjusted level",
+    "worst element": "the element with the smallest uniformity p-value",
+    "worst p": "its p-value (ECDF gamma test of its fractional ranks)",
+    "shape": "how the worst element's ranks depart from uniform: too narrow (U shape), too "
+             "wide (hump), biased (slope)",
+    "cov 50%": _COV.format(level="50 %"),
+    "cov 80%": _COV.format(level="80 %"),
+    "cov 90%": _COV.format(level="90 %"),
+    "cov 95%": _COV.format(level="95 %"),
+    "robust sd(z)": "robust spread (1.4826 x MAD) of the posterior z-score (mean - truth) / sd "
+                    "over fits; about 1 when calibrated, above 1: posteriors too narrow",
+    "contraction": "median posterior contraction 1 - sd^2 / prior sd^2: 0 = the data taught "
+                   "nothing, 1 = the parameter is pinned down",
+    "RMSE": "root mean squared error of the posterior mean against the truth",
+    # scalars
+    "name": "the scalar (an element of a vector parameter in brackets)",
+    "n": "fits ranked",
+    "p": "uniformity p-value of its fractional ranks (ECDF gamma test, Säilynoja et al. 2022); "
+         "'< x': at the test's Monte Carlo floor",
+    "shape (p<0.05)": "for p < 0.05: how the ranks depart from uniform",
+    "mean u": "mean fractional rank; 0.5 when calibrated, below: the posterior sits above the "
+              "truth (overestimates), above: underestimates",
+    "var u": "variance of the fractional ranks; 1/12 = 0.083 when calibrated, above: "
+             "posterior too narrow, below: too wide",
+    "bias": "mean of posterior mean - truth",
+    "median z": "median posterior z-score (mean - truth) / sd; about 0 when calibrated",
+    "p clean": "the uniformity p-value on fits without sampler warnings only",
+    "n clean": "fits without sampler warnings",
+    # model bug or computation
+    "element": "the worst element of a failing group",
+    "p all fits": "its uniformity p-value over every fit",
+    "n flagged": "fits with a sampler warning",
+    "p flagged": "its uniformity p-value over the flagged fits",
+    "extremeness flagged": "mean |2u - 1| over flagged fits (1: truth outside all draws; "
+                           "0.5 when calibrated)",
+    "extremeness clean": "mean |2u - 1| over clean fits",
+    "Mann-Whitney p": "one-sided test that flagged fits have more extreme ranks than clean fits",
+    "correlation": "point-biserial correlation of rank extremeness with the sampler flag",
+    # sampler diagnostics
+    "fits": "replicates run",
+    "failed": "fits that failed (no ranks)",
+    "ok": "fits that succeeded",
+    "divergent": "share of fits with at least one divergent transition",
+    "max treedepth hit": "share of fits that hit the sampler's maximum tree depth",
+    "R-hat > 1.01": "share of fits with some R-hat above 1.01 (several chains only)",
+    "low ESS": "share of fits whose smallest effective sample size is below 100",
+    "rescued (refitted)": "share of fits refitted once with stronger settings after a warning "
+                          "(both attempts recorded; the refit is ranked)",
+    "any warning (after rescue)": "share of fits still flagged after any rescue",
+    "failed fits by reason": "failed fits per failure code (degenerate, timeout, ...)",
+    "median seconds / fit": "median wall time of one fit",
+    # the most extreme fits
+    "parameter": "the scalar",
+    "replicate": "the replicate number (its record: replicates/MODEL/DESIGN/rNNNNNN.json)",
+    "u": "fractional rank (rank + V) / (draws + 1): near 0 or 1 = truth in a posterior tail",
+    "z": "posterior z-score (mean - truth) / sd",
+    "truth": "the simulated value",
+    "posterior mean": "mean of the posterior draws",
+    "posterior sd": "sd of the posterior draws",
+    "sampler warning": "the fit had a sampler warning (divergences, low ESS, R-hat, tree depth)",
+    "rep": "the replicate number",
+    "error": "the error of the failed fit",
+    "group (contraction / RMSE / Holm p)": "per group and design: median contraction, RMSE of "
+                                           "the posterior mean and Holm-adjusted p-value",
+}
+
+_DESIGN = re.compile(r"\d+x\d+x\d+|posterior-.+")
+_COVERAGE = re.compile(r"(cov \d+%) ±[0-9.]+")
+
+
+def explain(column: str) -> str:
+    """The explanation of a column header ("" when there is none)."""
+    if column in COLUMNS:
+        return COLUMNS[column]
+    coverage = _COVERAGE.fullmatch(column)
+    if coverage:
+        return COLUMNS[coverage.group(1)]
+    if _DESIGN.fullmatch(column):
+        return f"design {column} (cell lines x genes x replicates)"
+    return ""
