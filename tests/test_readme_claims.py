@@ -553,6 +553,29 @@ def test_readme_reference_study_percentages_match_a_local_make_study_store():
     assert len(seed) == int(stated(r"\d+ of its (\d+) fits got stuck", text)[0])
 
 
+def test_readme_reference_report_size_matches_a_local_make_study_store(tmp_path):
+    """README: "the reference study's report (6 model x design sections, 44 figures) is about
+    1.4 MB" (within 0.1 MB); rewritten from a copy of reports/crispr_seed when `make study`
+    has written it (skipped elsewhere)."""
+    import shutil
+
+    from sbc.results import Results
+
+    sections, figures, size = stated(r"report \((\d+) model x design sections, (\d+) figures\) "
+                                     r"is about ([0-9.]+) MB", readme())
+    store = ROOT / "reports" / "crispr_seed"
+    if not (store / "study.json").exists() or not (store / "replicates").is_dir():
+        pytest.skip("no reports/crispr_seed store (run `make study`)")
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy, ignore=shutil.ignore_patterns("*.lock"))
+    results = Results(copy)
+    if len(results.verdicts) != int(sections):
+        pytest.skip("reports/crispr_seed was written by another version of the study")
+    html = results.write_report().read_text(encoding="utf-8")
+    assert html.count("<img ") == int(figures)
+    assert abs(len(html.encode()) / 1e6 - float(size)) <= 0.1
+
+
 # --------------------------------------------------------------------------------------
 # 9. the compiled-model cache
 # --------------------------------------------------------------------------------------
