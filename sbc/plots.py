@@ -94,42 +94,10 @@ def _clean(a) -> np.ndarray:
     return a[~np.isnan(a)]
 
 
-def ecdf_difference_grid(panels: list[Panel], prob: float = 0.95) -> Figure:
-    """ECDF(u) - u per panel with the simultaneous `prob` band for one element's sample size.
-
-    A group panel overlays one thin line per element (each should stay inside the band) and
-    the pooled ECDF as a thick line (display only: elements are dependent).
-    """
-    fig, axes = _grid(len(panels))
-    for ax, panel in zip(axes, panels):
-        elements = [_clean(u) for u in panel.u if len(_clean(u)) >= 2]
-        _title(ax, panel)
-        if not elements:
-            continue
-        n = int(np.median([len(e) for e in elements]))
-        band = stats.ecdf_band(n, prob)
-        ax.fill_between(band.z, band.lower, band.upper, step="post", color="0.85", lw=0)
-        color = FAIL_COLOR if panel.failing else CLEAN_COLOR
-        thin = len(elements) > 1
-        for e in elements:
-            ax.plot(band.z, stats.ecdf_difference(e, band.z), color=color,
-                    lw=0.6 if thin else 1.4, alpha=0.35 if thin else 1.0, drawstyle="steps-post")
-        if thin:
-            pooled = stats.pooled_fractional_ranks(elements)
-            ax.plot(band.z, stats.ecdf_difference(pooled, band.z), color="black", lw=1.4,
-                    drawstyle="steps-post")
-        ax.axhline(0, color="0.5", lw=0.5)
-        ax.set_xlim(0, 1)
-    fig.supxlabel("fractional rank u", fontsize=9)
-    fig.supylabel("ECDF(u) - u", fontsize=9)
-    return fig
-
-
-def coverage_difference_grid(panels: list[Panel], prob: float = 0.95) -> Figure:
-    """Coverage of the central posterior interval of every width minus the width
-    (:func:`sbc.stats.coverage_difference`), with the simultaneous `prob` band that a
-    calibrated parameter's curve stays inside (grey).  Groups: a thin line per element and
-    the pooled curve in black (display only)."""
+def _band_grid(panels: list[Panel], curve, prob: float, xlabel: str, ylabel: str) -> Figure:
+    """One panel per parameter: ``curve(u, z)`` of each element (thin lines for a group, the
+    pooled curve in black, display only: elements are dependent) over the simultaneous
+    ``prob`` band of :func:`sbc.stats.ecdf_band` for one element's number of fits."""
     fig, axes = _grid(len(panels))
     for ax, panel in zip(axes, panels):
         elements = [_clean(u) for u in panel.u if len(_clean(u)) >= 2]
@@ -140,20 +108,37 @@ def coverage_difference_grid(panels: list[Panel], prob: float = 0.95) -> Figure:
         ax.fill_between(band.z, band.lower, band.upper, step="post", color="0.85", lw=0)
         color = FAIL_COLOR if panel.failing else CLEAN_COLOR
         thin = len(elements) > 1
-        curves = [stats.coverage_difference(e, band.z) for e in elements]
+        curves = [curve(e, band.z) for e in elements]
         for c in curves:
             ax.plot(band.z, c, color=color, lw=0.6 if thin else 1.4, alpha=0.35 if thin else 1.0,
                     drawstyle="steps-post")
         if thin:
-            ax.plot(band.z, stats.coverage_difference(stats.pooled_fractional_ranks(elements),
-                                                      band.z),
+            ax.plot(band.z, curve(stats.pooled_fractional_ranks(elements), band.z),
                     color="black", lw=1.4, drawstyle="steps-post")
         ax.axhline(0, color="0.5", lw=0.5)
         ax.set_xlim(0, 1)
         _fit_ylim(ax, [band.lower, band.upper, *curves])
-    fig.supxlabel("central interval width (nominal coverage)", fontsize=9)
-    fig.supylabel("coverage - width", fontsize=9)
+    fig.supxlabel(xlabel, fontsize=9)
+    fig.supylabel(ylabel, fontsize=9)
     return fig
+
+
+def ecdf_difference_grid(panels: list[Panel], prob: float = 0.95) -> Figure:
+    """ECDF(u) - u per panel with the simultaneous `prob` band for one element's sample size.
+
+    A group panel overlays one thin line per element (each should stay inside the band) and
+    the pooled ECDF as a thick line (display only: elements are dependent).
+    """
+    return _band_grid(panels, stats.ecdf_difference, prob, "fractional rank u", "ECDF(u) - u")
+
+
+def coverage_difference_grid(panels: list[Panel], prob: float = 0.95) -> Figure:
+    """Coverage of the central posterior interval of every width minus the width
+    (:func:`sbc.stats.coverage_difference`), with the simultaneous `prob` band that a
+    calibrated parameter's curve stays inside (grey).  Groups: a thin line per element and
+    the pooled curve in black (display only)."""
+    return _band_grid(panels, stats.coverage_difference, prob,
+                      "central interval width (nominal coverage)", "coverage - width")
 
 
 def _fit_ylim(ax, arrays, pad: float = 0.08) -> None:
