@@ -102,12 +102,41 @@ COLUMNS: dict[str, str] = {
     "sampler warning": "the fit had a sampler warning (divergences, low ESS, R-hat, tree depth)",
     "rep": "the replicate number",
     "error": "the error of the failed fit",
+    # sbc.Results in a notebook
+    "fits ok": "fits that succeeded",
+    "flagged share": "share of successful fits with a sampler warning",
+    # the plan table
+    "cell_lines": "cell lines in the design",
+    "genes": "genes in the design",
+    "reps": "replicate screens of each cell line",
+    "rows": "measurements: cell lines x genes x replicates",
+    "cost": "the design's cost from the plan's [cost] table",
+    "status": "pass: the target is met with the stated probability (the interval's lower end "
+              "clears it); fail: clearly not; inconclusive: more simulations could tell; "
+              "unreliable fits / refused: see the note",
+    "simulations": "simulated screens fitted for this design",
+    "p_success": "estimated probability that a screen of this design meets every target",
+    "p_lower": "lower end of its Wilson interval (the search's confidence level)",
+    "p_upper": "upper end of its Wilson interval",
+    "posterior_sd": "median posterior sd of the target quantity",
+    "width": "median width of its central interval at the target's level",
+    "rmse": "root mean squared error of the posterior mean against the truth",
+    "failed_fits": "fits that failed",
+    "flagged_fits": "fits with a sampler warning",
+    "median_fit_seconds": "median wall time of one fit",
+    "calibration": "the SBC verdict of the analysis model at this design (a design is "
+                   "recommended only if calibrated)",
+    "calibration_p_holm": "smallest Holm-adjusted uniformity p-value of that check",
+    "calibration_failing": "the groups that fail it",
+    "calibration_simulations": "fits the calibration check used",
+    "note": "why a design was refused or judged unreliable",
     "group (contraction / RMSE / Holm p)": "per group and design: median contraction, RMSE of "
                                            "the posterior mean and Holm-adjusted p-value",
 }
 
 _DESIGN = re.compile(r"\d+x\d+x\d+|posterior-.+")
 _COVERAGE = re.compile(r"(cov \d+%) ±[0-9.]+")
+_TARGET = re.compile(r"p_target(\d+)")
 
 
 def explain(column: str) -> str:
@@ -117,6 +146,9 @@ def explain(column: str) -> str:
     coverage = _COVERAGE.fullmatch(column)
     if coverage:
         return COLUMNS[coverage.group(1)]
+    target = _TARGET.fullmatch(column)
+    if target:
+        return f"estimated probability that a screen meets target {int(target.group(1)) + 1} alone"
     if _DESIGN.fullmatch(column):
         return f"design {column} (cell lines x genes x replicates)"
     return ""
