@@ -111,6 +111,8 @@ def check_path_name(value: str, what: str, fix: str, error: type[Exception] = St
     """
     if isinstance(value, str) and PATH_NAME.fullmatch(value):
         return value
+    if not isinstance(value, str):
+        raise error(f"{what} must be a string, got {value!r}; {fix}")
     bad = sorted({c for c in str(value) if not re.fullmatch(r"[A-Za-z0-9._-]", c)})
     if not value:
         problem = "is empty"

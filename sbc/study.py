@@ -214,8 +214,15 @@ def _validate(study: Study) -> None:
     for key, minimum in (("batch_size", 1), ("workers", 0)):
         if getattr(study, key) is not None:
             positive_int(getattr(study, key), _HERE, key, minimum)
-    if isinstance(study.parameter_map, dict):
-        put("parameter_map", tuple(study.parameter_map.items()))
+    mapping = study.parameter_map
+    if isinstance(mapping, (list, tuple)):  # pairs, as stored: a dict for the one checker
+        if not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in mapping):
+            raise StudyError(f"Study parameter_map must be a dict fitter name -> generator "
+                             f"name, got {mapping!r}")
+        mapping = dict(mapping) if mapping else None
+    put("parameter_map", _parse_parameter_map(mapping, study.simulate_model, _HERE))
+    if not isinstance(study.base_dir, (str, Path)):
+        raise StudyError(f"Study base_dir must be a folder (str or Path), got {study.base_dir!r}")
     put("base_dir", str(Path(study.base_dir).resolve()))
 
 

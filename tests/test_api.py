@@ -287,3 +287,14 @@ def test_installed_package_runs_a_study_naming_crispr_screen_from_an_empty_folde
     assert api.returncode == 0, api.stderr[-3000:]
     status, n = api.stdout.split()[-2:]
     assert status in {"pass", "fail", "inconclusive"} and n == "2"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"name": 5}, "must be a string"),
+    ({"parameter_map": 5}, "parameter_map"),
+    ({"parameter_map": {"a": "b"}}, "without simulate_model"),
+    ({"base_dir": 5}, "base_dir"),
+])
+def test_study_refuses_hostile_types(change, message):
+    with pytest.raises(StudyError, match=message):
+        exact_study(**change)
