@@ -379,7 +379,8 @@ def design_plots(groups: pd.DataFrame, scalars: pd.DataFrame, block: pd.DataFram
     return [
         Plot(plots.ecdf_difference_grid(panels), "ECDF difference plots",
              "ECDF difference of fractional ranks with simultaneous 95% bands (grey) for one "
-             "element; groups: thin line per element, black = pooled (display only). Red "
+             "element; groups: thin line per element, black = pooled with its simultaneous "
+             "95% band (dashed; Bonferroni over the elements). Red "
              "title: the group fails."),
         Plot(plots.rank_histogram_grid(panels), "rank histograms",
              "Rank histograms (groups: mean over elements); grey: 95% range of a bin for one "
@@ -392,7 +393,8 @@ def design_plots(groups: pd.DataFrame, scalars: pd.DataFrame, block: pd.DataFram
         Plot(plots.coverage_difference_grid(panels), "coverage difference over all widths",
              "Coverage of the central posterior interval of every width minus the width, with "
              "the simultaneous 95% band of a calibrated parameter (grey); groups: thin line per "
-             "element, black = pooled (display only). Below zero: intervals too narrow; above: "
+             "element, black = pooled with its 95% band (dashed). Below zero: intervals too "
+             "narrow; above: "
              "too wide."),
         Plot(plots.zscore_contraction_grid(panels), "z-score vs contraction",
              "Posterior z-score against posterior contraction, one point per fit and element "
