@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sbc import plots, render
-from sbc.glossary import explain
+from sbc.glossary import canonical, explain
 from sbc.calibration import (LEVELS, MIN_FITS, SHAPE_TEXT, Calibration, Verdict, combine,
                              with_fractional_ranks)
 from sbc.store import Store
@@ -26,7 +26,8 @@ from sbc.summarize import (Badge, Plot, PValue, calibrate_store_tables, study_su
 
 
 WORST_LISTED = 10  # individual elements listed / plotted per model x design
-EXTREME_LISTED = 10  # the most extreme fits listed per model x design
+EXTREME_LISTED = 10  # the fits of largest |z| listed per model x design
+EXTREME_BY_RANK = 3  # and those of the smallest and of the largest fractional rank
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ class Report:
     @property
     def glossary(self) -> dict[str, str]:
         """Column header -> its explanation, for every column of every table shown."""
-        return {c: explain(c) for t in self.tables() for c in t.columns}
+        return {canonical(c): explain(c) for t in self.tables() for c in t.columns}
 
 
 def write_report(store: Store) -> Path:
@@ -318,15 +319,29 @@ def pvalues(values, n_sim: int) -> list[PValue]:
 
 
 def extremes_table(block: pd.DataFrame) -> pd.DataFrame:
-    """The fits behind the outliers of a model x design: the largest posterior |z| (truth
-    far from the posterior mean), with the replicate to look up."""
+    """The fits behind the outliers of a model x design, with the replicate to look up: the
+    largest posterior |z| (truth far from the posterior mean, largest first), then the
+    smallest and the largest fractional ranks (truth in a posterior tail) not listed yet."""
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (block["mean"] - block["truth"]) / block["sd"]
-    worst = block.assign(z=z, az=z.abs()).sort_values("az", ascending=False, kind="stable")
-    worst = worst[np.isfinite(worst["az"])].head(EXTREME_LISTED)
-    return pd.DataFrame({"parameter": worst["name"], "replicate": worst["rep"],
-                         "u": worst["u"], "z": worst["z"], "truth": worst["truth"],
-                         "posterior mean": worst["mean"], "posterior sd": worst["sd"],
+    fits = block.assign(z=z, az=z.abs())
+    fits = fits[np.isfinite(fits["az"])]
+    picks = [("largest |z|", fits.sort_values("az", ascending=False, kind="stable"),
+              EXTREME_LISTED),
+             ("smallest u", fits.sort_values("u", kind="stable"), EXTREME_BY_RANK),
+             ("largest u", fits.sort_values("u", ascending=False, kind="stable"),
+              EXTREME_BY_RANK)]
+    chosen, why = [], []
+    for reason, ordered, count in picks:
+        new = [i for i in ordered.index if i not in set(chosen)][:count]
+        chosen += new
+        why += [reason] * len(new)
+    worst = fits.loc[chosen]
+    return pd.DataFrame({"parameter": worst["name"].to_numpy(), "replicate": worst["rep"].to_numpy(),
+                         "listed for": why, "u": worst["u"].to_numpy(float),
+                         "z": worst["z"].to_numpy(float), "truth": worst["truth"].to_numpy(float),
+                         "posterior mean": worst["mean"].to_numpy(float),
+                         "posterior sd": worst["sd"].to_numpy(float),
                          "sampler warning": ["yes" if f else "no" for f in worst["flagged"]]})
 
 

@@ -180,6 +180,7 @@ def test_every_column_of_the_report_is_explained(failing_report):
     assert all(report.glossary.values()) and '<h2 id="glossary">' in html
     from markupsafe import escape
 
+    assert "cov 80%" in report.glossary and not any("±" in c for c in report.glossary)
     for column in report.glossary:
         assert f"<dt>{escape(column)}</dt>" in html
 
@@ -212,10 +213,32 @@ def test_the_most_extreme_fits_are_listed_with_their_replicate(failing_report):
     report, _, html = failing_report
     design = report.models[0].designs[0]
     table = design.extremes
-    assert list(table.columns[:3]) == ["parameter", "replicate", "u"]
-    assert (table["z"].abs().diff().dropna() <= 0).all()  # largest |z| first
+    assert list(table.columns[:4]) == ["parameter", "replicate", "listed for", "u"]
+    by_z = table[table["listed for"] == "largest |z|"]
+    assert len(by_z) == 10 and (by_z["z"].abs().diff().dropna() <= 0).all()  # largest first
     assert table["parameter"].iloc[0] == "sigma"  # the overconfident one
-    assert "The most extreme fits" in html
+    # the smallest and the largest fractional ranks are listed too, each fit once
+    block = _block(failing_report, report.models[0].designs[0])
+    assert block["u"].min() in set(table["u"]) and block["u"].max() in set(table["u"])
+    assert set(table["listed for"]) <= {"largest |z|", "smallest u", "largest u"}
+    assert not table.duplicated(["parameter", "replicate"]).any()
+    assert "The most extreme fits" in html and "<td class=\"l\">smallest u</td>" in html
+
+
+def _block(failing, design):
+    """The parameters table (with fractional ranks) of one model x design of the report."""
+    from sbc.calibration import with_fractional_ranks
+
+    reps, params = synthetic_tables(60, dict(EXACT, sigma=(1, 0.3, 0.0)), seed=12)
+    u = with_fractional_ranks(params, reps)
+    return u[(u["model"] == design.model) & (u["design"] == design.design)]
+
+
+def test_the_glossary_has_one_entry_per_column_whatever_its_monte_carlo_error():
+    from sbc.glossary import canonical, explain
+
+    assert canonical("cov 90% ±0.037") == "cov 90%" and canonical("p clean") == "p clean"
+    assert explain("cov 90% ±0.037") == explain("cov 90%") != ""
 
 
 def test_report_figures_are_small_palette_pngs(failing_report):
