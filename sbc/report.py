@@ -106,10 +106,12 @@ class DesignSection:
 
 @dataclass(frozen=True)
 class TrendSection:
-    """How calibration and recovery change with design size, for one model."""
+    """How calibration and recovery change with design size, for one model: recovery
+    (``plot``) and the coverage of every level with its Monte Carlo range (``coverage``)."""
 
     table: pd.DataFrame
     plot: Plot
+    coverage: Plot | None = None
 
 
 @dataclass(frozen=True)
@@ -457,21 +459,33 @@ def trend_section(model: str, cal: Calibration) -> TrendSection | None:
     if len(designs) < 2:
         return None
     names = list(dict.fromkeys(groups["group"]))
+    tags = {f"cov{round(lv * 100)}": lv for lv in LEVELS}
     pivot = {col: groups.pivot(index="group", columns="design", values=col)
              .reindex(index=names, columns=designs) for col in
-             ("contraction", "rmse", "cov90", "p_holm")}
+             ("contraction", "rmse", "p_holm", *tags)}
     table = pivot["contraction"].round(3).astype(str) + " / " + \
         pivot["rmse"].map(lambda x: f"{x:.3g}") + " / " + pivot["p_holm"].map(lambda x: f"{x:.2g}")
     table = table.reset_index().rename(columns={"group": "group (contraction / RMSE / Holm p)"})
     fits = cal.scalars[cal.scalars["model"] == model].groupby("design")["n_used"].median()
+    fits = fits.reindex(designs).to_numpy(float)
+    failing = set(groups.loc[groups["fails"], "group"])
+    rows = [_design_rows(d) for d in designs]
     figure = plots.design_trend(
-        names, designs, [_design_rows(d) for d in designs],
+        names, designs, rows,
         {"median posterior contraction": pivot["contraction"].to_numpy(),
-         "RMSE of posterior mean": pivot["rmse"].to_numpy(),
-         "90% interval coverage": pivot["cov90"].to_numpy()},
-        set(groups.loc[groups["fails"], "group"]),
-        nominal={"90% interval coverage": (0.9, fits.reindex(designs).to_numpy(float))})
+         "RMSE of posterior mean": pivot["rmse"].to_numpy()}, failing)
+    coverage = plots.design_trend(
+        names, designs, rows,
+        {f"{round(lv * 100)}% interval coverage": pivot[tag].to_numpy()
+         for tag, lv in tags.items()}, failing,
+        nominal={f"{round(lv * 100)}% interval coverage": (lv, fits) for lv in LEVELS})
     return TrendSection(table, Plot(figure, "design trend", "Per group (mean over elements) "
                                     "against the number of observations; dashed: the group "
-                                    "fails somewhere; grey: the 95% range of a calibrated "
-                                    "scalar's coverage over that many fits."))
+                                    "fails somewhere."),
+                        Plot(coverage, "coverage across designs",
+                             "Coverage of the central 50, 80, 90 and 95% posterior intervals "
+                             "per group (mean over elements) against the number of "
+                             "observations; line: the nominal level; grey: the 95% range of a "
+                             "calibrated scalar's coverage over that many fits (binomial), so "
+                             "a line inside it is Monte Carlo noise, not a trend; dashed: the "
+                             "group fails somewhere."))

@@ -257,3 +257,30 @@ def test_report_figures_are_small_palette_pngs(failing_report):
     assert len(base64.b64decode(render.png_base64(figure))) < 0.7 * len(rgba.getvalue())
     titles = [p.alt for p in report.models[0].designs[0].plots]
     assert "coverage difference over all widths" in titles
+
+
+def test_coverage_across_designs_shows_every_level_with_its_monte_carlo_range():
+    """The across-design coverage figure has one panel per level (50/80/90/95 %), each with
+    the nominal line and the binomial 95 % range of a calibrated scalar, and an axis that
+    takes in that range (so noise inside it never fills the panel as if it were a trend)."""
+    import pandas as pd
+    from scipy.stats import binom
+
+    tables = [synthetic_tables(40, EXACT, seed=s, design=d)
+              for s, d in ((21, "10x3x3"), (22, "20x5x3"))]
+    reps = pd.concat([t[0] for t in tables], ignore_index=True)
+    params = pd.concat([t[1] for t in tables], ignore_index=True)
+    manifest = _manifest()
+    manifest["study"]["designs"] = ["10x3x3", "20x5x3"]
+    report, _ = build_report(manifest, reps, params)
+    coverage = report.models[0].trend.coverage
+    axes = coverage.figure.axes
+    assert [ax.get_title() for ax in axes] == [f"{lv}% interval coverage"
+                                             for lv in (50, 80, 90, 95)]
+    for ax, level in zip(axes, (0.5, 0.8, 0.9, 0.95)):
+        nominal = [line for line in ax.get_lines() if list(line.get_ydata()) == [level, level]]
+        assert nominal, f"no nominal line at {level}"
+        lo, hi = ax.get_ylim()
+        assert lo <= binom.ppf(0.025, 40, level) / 40 and hi >= binom.ppf(0.975, 40, level) / 40
+        assert hi - lo < 0.6  # fitted to the data and its range, not 0..1
+    assert "coverage across designs" in render.report_html(report)
