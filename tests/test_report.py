@@ -284,3 +284,13 @@ def test_coverage_across_designs_shows_every_level_with_its_monte_carlo_range():
         assert lo <= binom.ppf(0.025, 40, level) / 40 and hi >= binom.ppf(0.975, 40, level) / 40
         assert hi - lo < 0.6  # fitted to the data and its range, not 0..1
     assert "coverage across designs" in render.report_html(report)
+
+
+def test_a_synthetic_report_stays_small(failing_report):
+    """Seven figures and every table of one model x design in under 125 kB: palette PNGs at
+    the plots' own resolution (full-colour PNGs alone would exceed it)."""
+    _, _, html = failing_report
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == 7
+    assert max(len(i) for i in images) < 24_000
+    assert len(html.encode()) < 125_000
