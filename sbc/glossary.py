@@ -99,6 +99,8 @@ COLUMNS: dict[str, str] = {
     "truth": "the simulated value",
     "posterior mean": "mean of the posterior draws",
     "posterior sd": "sd of the posterior draws",
+    "listed for": "why the fit is listed: among the largest |z|, the smallest u (truth below "
+                  "almost every draw) or the largest u (truth above almost every draw)",
     "sampler warning": "the fit had a sampler warning (divergences, low ESS, R-hat, tree depth)",
     "rep": "the replicate number",
     "error": "the error of the failed fit",
@@ -152,3 +154,10 @@ def explain(column: str) -> str:
     if _DESIGN.fullmatch(column):
         return f"design {column} (cell lines x genes x replicates)"
     return ""
+
+
+def canonical(column: str) -> str:
+    """The glossary's name of a column header: a coverage header without its Monte Carlo
+    error ("cov 90% ±0.037" -> "cov 90%"), so that one entry explains it at every n."""
+    coverage = _COVERAGE.fullmatch(column)
+    return coverage.group(1) if coverage else column

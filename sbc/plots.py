@@ -95,9 +95,10 @@ def _clean(a) -> np.ndarray:
 
 
 def _band_grid(panels: list[Panel], curve, prob: float, xlabel: str, ylabel: str) -> Figure:
-    """One panel per parameter: ``curve(u, z)`` of each element (thin lines for a group, the
-    pooled curve in black, display only: elements are dependent) over the simultaneous
-    ``prob`` band of :func:`sbc.stats.ecdf_band` for one element's number of fits."""
+    """One panel per parameter: ``curve(u, z)`` of each element (thin lines for a group) over
+    the simultaneous ``prob`` band of :func:`sbc.stats.ecdf_band` for one element's number of
+    fits (grey); a group's pooled curve in black with its own ``prob`` band (dashed,
+    :func:`sbc.stats.pooled_band`: valid whatever the dependence of the elements)."""
     fig, axes = _grid(len(panels))
     for ax, panel in zip(axes, panels):
         elements = [_clean(u) for u in panel.u if len(_clean(u)) >= 2]
@@ -112,12 +113,17 @@ def _band_grid(panels: list[Panel], curve, prob: float, xlabel: str, ylabel: str
         for c in curves:
             ax.plot(band.z, c, color=color, lw=0.6 if thin else 1.4, alpha=0.35 if thin else 1.0,
                     drawstyle="steps-post")
+        limits = [band.lower, band.upper, *curves]
         if thin:
+            pooled = stats.pooled_band(band.n, len(elements), prob)
+            for edge in (pooled.lower, pooled.upper):
+                ax.plot(pooled.z, edge, color="black", lw=0.8, ls="--", drawstyle="steps-post")
             ax.plot(band.z, curve(stats.pooled_fractional_ranks(elements), band.z),
                     color="black", lw=1.4, drawstyle="steps-post")
+            limits += [pooled.lower, pooled.upper]
         ax.axhline(0, color="0.5", lw=0.5)
         ax.set_xlim(0, 1)
-        _fit_ylim(ax, [band.lower, band.upper, *curves])
+        _fit_ylim(ax, limits)
     fig.supxlabel(xlabel, fontsize=9)
     fig.supylabel(ylabel, fontsize=9)
     return fig
@@ -127,7 +133,7 @@ def ecdf_difference_grid(panels: list[Panel], prob: float = 0.95) -> Figure:
     """ECDF(u) - u per panel with the simultaneous `prob` band for one element's sample size.
 
     A group panel overlays one thin line per element (each should stay inside the band) and
-    the pooled ECDF as a thick line (display only: elements are dependent).
+    the pooled ECDF as a thick line with its band (:func:`sbc.stats.pooled_band`, dashed).
     """
     return _band_grid(panels, stats.ecdf_difference, prob, "fractional rank u", "ECDF(u) - u")
 
@@ -136,7 +142,7 @@ def coverage_difference_grid(panels: list[Panel], prob: float = 0.95) -> Figure:
     """Coverage of the central posterior interval of every width minus the width
     (:func:`sbc.stats.coverage_difference`), with the simultaneous `prob` band that a
     calibrated parameter's curve stays inside (grey).  Groups: a thin line per element and
-    the pooled curve in black (display only)."""
+    the pooled curve in black with its band (dashed)."""
     return _band_grid(panels, stats.coverage_difference, prob,
                       "central interval width (nominal coverage)", "coverage - width")
 

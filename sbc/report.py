@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sbc import plots, render
-from sbc.glossary import explain
+from sbc.glossary import canonical, explain
 from sbc.calibration import (LEVELS, MIN_FITS, SHAPE_TEXT, Calibration, Verdict, combine,
                              with_fractional_ranks)
 from sbc.store import Store
@@ -26,7 +26,8 @@ from sbc.summarize import (Badge, Plot, PValue, calibrate_store_tables, study_su
 
 
 WORST_LISTED = 10  # individual elements listed / plotted per model x design
-EXTREME_LISTED = 10  # the most extreme fits listed per model x design
+EXTREME_LISTED = 10  # the fits of largest |z| listed per model x design
+EXTREME_BY_RANK = 3  # and those of the smallest and of the largest fractional rank
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,12 @@ class DesignSection:
 
 @dataclass(frozen=True)
 class TrendSection:
-    """How calibration and recovery change with design size, for one model."""
+    """How calibration and recovery change with design size, for one model: recovery
+    (``plot``) and the coverage of every level with its Monte Carlo range (``coverage``)."""
 
     table: pd.DataFrame
     plot: Plot
+    coverage: Plot | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ class Report:
     @property
     def glossary(self) -> dict[str, str]:
         """Column header -> its explanation, for every column of every table shown."""
-        return {c: explain(c) for t in self.tables() for c in t.columns}
+        return {canonical(c): explain(c) for t in self.tables() for c in t.columns}
 
 
 def write_report(store: Store) -> Path:
@@ -318,15 +321,29 @@ def pvalues(values, n_sim: int) -> list[PValue]:
 
 
 def extremes_table(block: pd.DataFrame) -> pd.DataFrame:
-    """The fits behind the outliers of a model x design: the largest posterior |z| (truth
-    far from the posterior mean), with the replicate to look up."""
+    """The fits behind the outliers of a model x design, with the replicate to look up: the
+    largest posterior |z| (truth far from the posterior mean, largest first), then the
+    smallest and the largest fractional ranks (truth in a posterior tail) not listed yet."""
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (block["mean"] - block["truth"]) / block["sd"]
-    worst = block.assign(z=z, az=z.abs()).sort_values("az", ascending=False, kind="stable")
-    worst = worst[np.isfinite(worst["az"])].head(EXTREME_LISTED)
-    return pd.DataFrame({"parameter": worst["name"], "replicate": worst["rep"],
-                         "u": worst["u"], "z": worst["z"], "truth": worst["truth"],
-                         "posterior mean": worst["mean"], "posterior sd": worst["sd"],
+    fits = block.assign(z=z, az=z.abs())
+    fits = fits[np.isfinite(fits["az"])]
+    picks = [("largest |z|", fits.sort_values("az", ascending=False, kind="stable"),
+              EXTREME_LISTED),
+             ("smallest u", fits.sort_values("u", kind="stable"), EXTREME_BY_RANK),
+             ("largest u", fits.sort_values("u", ascending=False, kind="stable"),
+              EXTREME_BY_RANK)]
+    chosen, why = [], []
+    for reason, ordered, count in picks:
+        new = [i for i in ordered.index if i not in set(chosen)][:count]
+        chosen += new
+        why += [reason] * len(new)
+    worst = fits.loc[chosen]
+    return pd.DataFrame({"parameter": worst["name"].to_numpy(), "replicate": worst["rep"].to_numpy(),
+                         "listed for": why, "u": worst["u"].to_numpy(float),
+                         "z": worst["z"].to_numpy(float), "truth": worst["truth"].to_numpy(float),
+                         "posterior mean": worst["mean"].to_numpy(float),
+                         "posterior sd": worst["sd"].to_numpy(float),
                          "sampler warning": ["yes" if f else "no" for f in worst["flagged"]]})
 
 
@@ -379,7 +396,8 @@ def design_plots(groups: pd.DataFrame, scalars: pd.DataFrame, block: pd.DataFram
     return [
         Plot(plots.ecdf_difference_grid(panels), "ECDF difference plots",
              "ECDF difference of fractional ranks with simultaneous 95% bands (grey) for one "
-             "element; groups: thin line per element, black = pooled (display only). Red "
+             "element; groups: thin line per element, black = pooled with its simultaneous "
+             "95% band (dashed; Bonferroni over the elements). Red "
              "title: the group fails."),
         Plot(plots.rank_histogram_grid(panels), "rank histograms",
              "Rank histograms (groups: mean over elements); grey: 95% range of a bin for one "
@@ -392,7 +410,8 @@ def design_plots(groups: pd.DataFrame, scalars: pd.DataFrame, block: pd.DataFram
         Plot(plots.coverage_difference_grid(panels), "coverage difference over all widths",
              "Coverage of the central posterior interval of every width minus the width, with "
              "the simultaneous 95% band of a calibrated parameter (grey); groups: thin line per "
-             "element, black = pooled (display only). Below zero: intervals too narrow; above: "
+             "element, black = pooled with its 95% band (dashed). Below zero: intervals too "
+             "narrow; above: "
              "too wide."),
         Plot(plots.zscore_contraction_grid(panels), "z-score vs contraction",
              "Posterior z-score against posterior contraction, one point per fit and element "
@@ -440,21 +459,33 @@ def trend_section(model: str, cal: Calibration) -> TrendSection | None:
     if len(designs) < 2:
         return None
     names = list(dict.fromkeys(groups["group"]))
+    tags = {f"cov{round(lv * 100)}": lv for lv in LEVELS}
     pivot = {col: groups.pivot(index="group", columns="design", values=col)
              .reindex(index=names, columns=designs) for col in
-             ("contraction", "rmse", "cov90", "p_holm")}
+             ("contraction", "rmse", "p_holm", *tags)}
     table = pivot["contraction"].round(3).astype(str) + " / " + \
         pivot["rmse"].map(lambda x: f"{x:.3g}") + " / " + pivot["p_holm"].map(lambda x: f"{x:.2g}")
     table = table.reset_index().rename(columns={"group": "group (contraction / RMSE / Holm p)"})
     fits = cal.scalars[cal.scalars["model"] == model].groupby("design")["n_used"].median()
+    fits = fits.reindex(designs).to_numpy(float)
+    failing = set(groups.loc[groups["fails"], "group"])
+    rows = [_design_rows(d) for d in designs]
     figure = plots.design_trend(
-        names, designs, [_design_rows(d) for d in designs],
+        names, designs, rows,
         {"median posterior contraction": pivot["contraction"].to_numpy(),
-         "RMSE of posterior mean": pivot["rmse"].to_numpy(),
-         "90% interval coverage": pivot["cov90"].to_numpy()},
-        set(groups.loc[groups["fails"], "group"]),
-        nominal={"90% interval coverage": (0.9, fits.reindex(designs).to_numpy(float))})
+         "RMSE of posterior mean": pivot["rmse"].to_numpy()}, failing)
+    coverage = plots.design_trend(
+        names, designs, rows,
+        {f"{round(lv * 100)}% interval coverage": pivot[tag].to_numpy()
+         for tag, lv in tags.items()}, failing,
+        nominal={f"{round(lv * 100)}% interval coverage": (lv, fits) for lv in LEVELS})
     return TrendSection(table, Plot(figure, "design trend", "Per group (mean over elements) "
                                     "against the number of observations; dashed: the group "
-                                    "fails somewhere; grey: the 95% range of a calibrated "
-                                    "scalar's coverage over that many fits."))
+                                    "fails somewhere."),
+                        Plot(coverage, "coverage across designs",
+                             "Coverage of the central 50, 80, 90 and 95% posterior intervals "
+                             "per group (mean over elements) against the number of "
+                             "observations; line: the nominal level; grey: the 95% range of a "
+                             "calibrated scalar's coverage over that many fits (binomial), so "
+                             "a line inside it is Monte Carlo noise, not a trend; dashed: the "
+                             "group fails somewhere."))

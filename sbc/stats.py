@@ -43,6 +43,7 @@ __all__ = [
     "jeffreys_interval",
     "moment_zscores",
     "overall_verdict",
+    "pooled_band",
     "pooled_fractional_ranks",
     "pooled_pvalue",
     "recovery",
@@ -289,6 +290,23 @@ def ecdf_band(
     for a in (z, lower, upper):
         a.flags.writeable = False
     return EcdfBand(z=z, lower=lower, upper=upper, gamma=gamma, prob=prob, n=n)
+
+
+def pooled_band(n: int, k: int, prob: float = 0.95) -> EcdfBand:
+    """Simultaneous `prob` band for the pooled curve of k exchangeable elements with n fits
+    each, whatever their dependence.
+
+    The pooled ECDF (and the pooled coverage-difference curve) of k elements is a weighted
+    mean of the k element curves, so it lies inside any band that holds every element curve.
+    Every element stays inside its :func:`ecdf_band` at level 1 - (1 - prob) / k with
+    probability >= prob (Bonferroni, as in the group's test), hence so does the pooled curve.
+    Dependent elements (shared data and hyper-parameters) only make this conservative; a
+    band for n * k independent values would be too narrow (see
+    :func:`pooled_fractional_ranks`).  k = 1 gives :func:`ecdf_band` itself.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return ecdf_band(n, 1.0 - (1.0 - prob) / k)
 
 
 def ecdf_difference(u, z) -> np.ndarray:

@@ -554,7 +554,7 @@ def test_readme_reference_study_percentages_match_a_local_make_study_store():
 
 
 def test_readme_reference_report_size_matches_a_local_make_study_store(tmp_path):
-    """README: "the reference study's report (6 model x design sections, 44 figures) is about
+    """README: "the reference study's report (6 model x design sections, 46 figures) is about
     1.4 MB" (within 0.1 MB); rewritten from a copy of reports/crispr_seed when `make study`
     has written it (skipped elsewhere)."""
     import shutil

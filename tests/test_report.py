@@ -180,6 +180,7 @@ def test_every_column_of_the_report_is_explained(failing_report):
     assert all(report.glossary.values()) and '<h2 id="glossary">' in html
     from markupsafe import escape
 
+    assert "cov 80%" in report.glossary and not any("±" in c for c in report.glossary)
     for column in report.glossary:
         assert f"<dt>{escape(column)}</dt>" in html
 
@@ -212,10 +213,32 @@ def test_the_most_extreme_fits_are_listed_with_their_replicate(failing_report):
     report, _, html = failing_report
     design = report.models[0].designs[0]
     table = design.extremes
-    assert list(table.columns[:3]) == ["parameter", "replicate", "u"]
-    assert (table["z"].abs().diff().dropna() <= 0).all()  # largest |z| first
+    assert list(table.columns[:4]) == ["parameter", "replicate", "listed for", "u"]
+    by_z = table[table["listed for"] == "largest |z|"]
+    assert len(by_z) == 10 and (by_z["z"].abs().diff().dropna() <= 0).all()  # largest first
     assert table["parameter"].iloc[0] == "sigma"  # the overconfident one
-    assert "The most extreme fits" in html
+    # the smallest and the largest fractional ranks are listed too, each fit once
+    block = _block(failing_report, report.models[0].designs[0])
+    assert block["u"].min() in set(table["u"]) and block["u"].max() in set(table["u"])
+    assert set(table["listed for"]) <= {"largest |z|", "smallest u", "largest u"}
+    assert not table.duplicated(["parameter", "replicate"]).any()
+    assert "The most extreme fits" in html and "<td class=\"l\">smallest u</td>" in html
+
+
+def _block(failing, design):
+    """The parameters table (with fractional ranks) of one model x design of the report."""
+    from sbc.calibration import with_fractional_ranks
+
+    reps, params = synthetic_tables(60, dict(EXACT, sigma=(1, 0.3, 0.0)), seed=12)
+    u = with_fractional_ranks(params, reps)
+    return u[(u["model"] == design.model) & (u["design"] == design.design)]
+
+
+def test_the_glossary_has_one_entry_per_column_whatever_its_monte_carlo_error():
+    from sbc.glossary import canonical, explain
+
+    assert canonical("cov 90% ±0.037") == "cov 90%" and canonical("p clean") == "p clean"
+    assert explain("cov 90% ±0.037") == explain("cov 90%") != ""
 
 
 def test_report_figures_are_small_palette_pngs(failing_report):
@@ -234,3 +257,40 @@ def test_report_figures_are_small_palette_pngs(failing_report):
     assert len(base64.b64decode(render.png_base64(figure))) < 0.7 * len(rgba.getvalue())
     titles = [p.alt for p in report.models[0].designs[0].plots]
     assert "coverage difference over all widths" in titles
+
+
+def test_coverage_across_designs_shows_every_level_with_its_monte_carlo_range():
+    """The across-design coverage figure has one panel per level (50/80/90/95 %), each with
+    the nominal line and the binomial 95 % range of a calibrated scalar, and an axis that
+    takes in that range (so noise inside it never fills the panel as if it were a trend)."""
+    import pandas as pd
+    from scipy.stats import binom
+
+    tables = [synthetic_tables(40, EXACT, seed=s, design=d)
+              for s, d in ((21, "10x3x3"), (22, "20x5x3"))]
+    reps = pd.concat([t[0] for t in tables], ignore_index=True)
+    params = pd.concat([t[1] for t in tables], ignore_index=True)
+    manifest = _manifest()
+    manifest["study"]["designs"] = ["10x3x3", "20x5x3"]
+    report, _ = build_report(manifest, reps, params)
+    coverage = report.models[0].trend.coverage
+    axes = coverage.figure.axes
+    assert [ax.get_title() for ax in axes] == [f"{lv}% interval coverage"
+                                             for lv in (50, 80, 90, 95)]
+    for ax, level in zip(axes, (0.5, 0.8, 0.9, 0.95)):
+        nominal = [line for line in ax.get_lines() if list(line.get_ydata()) == [level, level]]
+        assert nominal, f"no nominal line at {level}"
+        lo, hi = ax.get_ylim()
+        assert lo <= binom.ppf(0.025, 40, level) / 40 and hi >= binom.ppf(0.975, 40, level) / 40
+        assert hi - lo < 0.6  # fitted to the data and its range, not 0..1
+    assert "coverage across designs" in render.report_html(report)
+
+
+def test_a_synthetic_report_stays_small(failing_report):
+    """Seven figures and every table of one model x design in under 125 kB: palette PNGs at
+    the plots' own resolution (full-colour PNGs alone would exceed it)."""
+    _, _, html = failing_report
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == 7
+    assert max(len(i) for i in images) < 24_000
+    assert len(html.encode()) < 125_000

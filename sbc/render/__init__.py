@@ -33,13 +33,13 @@ __all__ = ["environment", "plan_curves_figure", "plan_page", "plan_results_html"
 BADGE_STATUSES = ("pass", "fail", "inconclusive", "warned")
 
 
-PNG_COLORS = 128  # palette size of the report's PNGs
+PNG_COLORS = 64  # palette size of the report's PNGs
 
 
 def png_base64(figure: Figure) -> str:
     """``figure`` as a base64 PNG, at the figure's own resolution, reduced to a palette of
     :data:`PNG_COLORS` colours (plots have few colours; this makes a report about three times
-    smaller, with no visible change)."""
+    smaller; 64 colours keep the thin lines and grey bands of the plots intact)."""
     from PIL import Image
 
     buf = io.BytesIO()
