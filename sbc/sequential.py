@@ -1,0 +1,139 @@
+"""Anytime-valid SBC: e-processes for the uniformity of ranks, valid under continuous monitoring.
+
+Under calibration the fractional ranks u_1, u_2, ... of one scalar, taken in replicate order,
+are iid Uniform(0, 1) (each replicate has its own seed; the randomised PIT makes them exactly
+uniform).  For any *predictable* density q_t on [0, 1] (built from u_1 .. u_{t-1} only),
+
+    E_t = prod_{i <= t} q_i(u_i)
+
+is a nonnegative martingale with E_0 = 1 under that null, a test martingale, so by Ville's
+inequality P(sup_t E_t >= 1 / alpha) <= alpha: the evidence may be looked at after every
+replicate and the study stopped whenever it crosses, without inflating the false-alarm rate
+(Ville 1939; Shafer & Vovk 2019; Ramdas, Grünwald, Vovk & Shafer 2023, "Game-theoretic
+statistics and safe anytime-valid inference", Statistical Science 38(4); the predictable
+plug-in construction of Waudby-Smith & Ramdas 2024, JRSS B 86(1)).
+
+q_t here is a histogram density whose bin probabilities are estimated from the earlier ranks
+(prior counts proportional to the bin widths, half a count per bin on average) and mixed half
+and half with the uniform, averaged over two partitions (an average of test martingales on
+one filtration is one): two halves, which a shifted posterior (a slope) tilts, and 8 bins
+finer in the tails (edges 0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975), where a too narrow (U) or
+too wide (hump) posterior moves the ranks first.  The partitions were chosen by the power
+against those three shapes at 200 replicates (equal-width 2/4/8 bins caught a Beta(0.6, 0.6)
+U shape in 52 % of studies, these in 83 %); any predictable choice keeps the level.
+
+Groups and families, without any independence assumption between the elements of a replicate:
+
+- a group (the exchangeable elements of a vector parameter) gets the mean of its elements'
+  e-processes, again a test martingale on the replicate filtration;
+- the family of K group tests is Bonferroni-corrected: group g is rejected at the first t
+  with E_t^g >= K / alpha, so P(any false rejection, at any look) <= alpha.
+
+The decision depends only on the ranks in replicate order (never on arrival order or worker
+count): the same study stops at the same replicate however it is run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import logsumexp
+
+# Partitions of [0, 1] averaged in the e-process: halves (a shifted posterior tilts them) and
+# finer bins in the tails, where a too narrow or too wide posterior moves the ranks first.
+TAILS = (0.0, 0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975, 1.0)
+BINS = (2, TAILS)
+PRIOR_COUNT = 0.5  # add-1/2 counts per bin
+MIX = 0.5  # weight of the histogram against the uniform
+
+
+def log_eprocess(u, bins=BINS, prior: float = PRIOR_COUNT, mix: float = MIX) -> np.ndarray:
+    """log E_t, t = 1..n, of the predictable plug-in e-process for the uniformity of ``u``
+    (fractional ranks in replicate order, shape (n,), values in [0, 1]; NaN not allowed:
+    pass the ranked replicates only, in order).  ``bins``: partitions of [0, 1], each a
+    number of equal bins or a sequence of edges from 0 to 1."""
+    u = np.asarray(u, dtype=float)
+    if u.ndim != 1:
+        raise ValueError(f"u must be one-dimensional, got shape {u.shape}")
+    if np.any(~np.isfinite(u)) or np.any((u < 0) | (u > 1)):
+        raise ValueError("u must hold finite fractional ranks in [0, 1]")
+    if not 0 < mix <= 1 or prior <= 0:
+        raise ValueError("mix must lie in (0, 1] and prior be positive")
+    n = len(u)
+    per_b = []
+    for b in bins:
+        edges = np.linspace(0.0, 1.0, b + 1) if isinstance(b, int) else np.asarray(b, float)
+        widths = np.diff(edges)
+        k = len(widths)
+        cell = np.clip(np.searchsorted(edges, u, side="right") - 1, 0, k - 1)
+        hits = np.zeros((n, k))
+        hits[np.arange(n), cell] = 1.0
+        before = np.vstack([np.zeros((1, k)), np.cumsum(hits, axis=0)[:-1]])  # predictable
+        counts = before[np.arange(n), cell]
+        # the prior count of a bin is proportional to its width: before any data q = 1
+        prob = (counts + prior * k * widths[cell]) / (np.arange(n) + prior * k)
+        per_b.append(np.cumsum(np.log((1.0 - mix) + mix * prob / widths[cell])))
+    return logsumexp(np.vstack(per_b), axis=0) - math.log(len(bins))
+
+
+def log_group_eprocess(u) -> np.ndarray:
+    """log of the mean of the element e-processes of a group: ``u`` (n, k), one column per
+    element, rows in replicate order.  Valid whatever the dependence between elements."""
+    u = np.asarray(u, dtype=float)
+    if u.ndim == 1:
+        u = u[:, None]
+    logs = np.vstack([log_eprocess(u[:, j]) for j in range(u.shape[1])])
+    return logsumexp(logs, axis=0) - math.log(u.shape[1])
+
+
+@dataclass(frozen=True)
+class SequentialResult:
+    """Where a family of sequential group tests stands after ``n`` replicates.
+
+    stopped_at: the first replicate count at which some group's e-value crossed the
+    threshold (None: no crossing yet); rejected: the groups that had crossed by then;
+    log_e: group -> log E_t over t = 1..n; threshold: K / alpha.
+    """
+
+    n: int
+    alpha: float
+    threshold: float
+    log_e: dict
+    stopped_at: int | None
+    rejected: tuple[str, ...]
+
+    @property
+    def rejects(self) -> bool:
+        return self.stopped_at is not None
+
+    def max_e(self, group: str) -> float:
+        """The largest e-value the group reached (1 before any replicate)."""
+        series = self.log_e[group]
+        return float(np.exp(series.max())) if len(series) else 1.0
+
+
+def sequential_test(groups: dict[str, np.ndarray], alpha: float = 0.05) -> SequentialResult:
+    """Anytime-valid uniformity tests of a family of groups.
+
+    groups: name -> fractional ranks (n,) or (n, k), rows in replicate order (the same n for
+    every group: the ranked replicates of one model x design).  alpha: family-wise error over
+    every group and every look.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+    if not groups:
+        raise ValueError("no groups to test")
+    logs = {name: log_group_eprocess(u) for name, u in groups.items()}
+    lengths = {len(v) for v in logs.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"every group needs the same replicates; got lengths {sorted(lengths)}")
+    n = lengths.pop()
+    threshold = len(groups) / alpha
+    log_threshold = math.log(threshold)
+    first = {name: int(np.argmax(v >= log_threshold)) + 1 for name, v in logs.items()
+             if np.any(v >= log_threshold)}
+    stopped = min(first.values()) if first else None
+    rejected = tuple(sorted(g for g, t in first.items() if t == stopped)) if first else ()
+    return SequentialResult(n, alpha, threshold, logs, stopped, rejected)
