@@ -10,6 +10,7 @@ UTF-8 text and TOML.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -232,6 +233,6 @@ def output_dir(out: str | Path | None, output: str | None, base_dir: str, name: 
     if out is not None:
         return Path(out)
     if output:
-        return Path(base_dir) / output
+        return Path(os.path.normpath(Path(base_dir) / output))  # "studies/../reports" -> "reports"
     return Path("reports") / name
 
