@@ -18,8 +18,9 @@ from sbc.plan.planner import run_plan
 __all__ = ["PlanResults", "plan_screen"]
 
 
-def plan_screen(plan: str | Path | Plan, out: str | Path | None = None, *, workers: int | None = None,
-         scheduler: str | None = None, progress: bool = True) -> PlanResults:
+def plan_screen(plan: str | Path | Plan, out: str | Path | None = None, *,
+                workers: int | None = None, scheduler: str | None = None,
+                progress: bool = True) -> PlanResults:
     """Plan a screen: the cheapest design that meets the plan's targets (``sbc plan``).
 
     Parameters
@@ -29,7 +30,7 @@ def plan_screen(plan: str | Path | Plan, out: str | Path | None = None, *, worke
     out : str or Path, optional
         Output directory (relative to the current directory); default the plan's
         ``run.output`` (relative to the plan file), else ``reports/NAME``.  Resumable.
-    workers, scheduler : as for :func:`run`.
+    workers, scheduler : as for :func:`sbc.run`.
     progress : bool
         Show progress on standard error.
 
