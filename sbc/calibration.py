@@ -60,6 +60,7 @@ __all__ = [
     "Calibration",
     "Cause",
     "Verdict",
+    "at_floor",
     "calibrate",
     "combine",
     "diagnostics_table",
@@ -233,6 +234,12 @@ def _association(u: np.ndarray, flagged: np.ndarray) -> tuple[float, float, floa
     return float(a.mean()), float(b.mean()), p, r
 
 
+def at_floor(p: float, n_sim: int) -> bool:
+    """Whether a Monte Carlo p-value sits at its floor 1 / (n_sim + 1): no null simulation
+    was as extreme, so the true p is smaller and p is only an upper bound."""
+    return bool(float(p) <= (1.0 + 1e-9) / (n_sim + 1.0))
+
+
 def _p(u: np.ndarray, n_sim: int) -> float:
     return _test(u, n_sim)[0]
 
@@ -322,7 +329,7 @@ def group_statistics(scalars: pd.DataFrame, p_column: str, alpha: float,
     """One row per (model, design, group): Bonferroni-pooled p-value of its elements
     (:func:`sbc.stats.pooled_pvalue`), Holm over the family, pass/fail, and the worst element
     with its failure shape."""
-    rows, floor = [], 1.0 / (n_sim + 1.0)
+    rows = []
     for (model, design, group), block in scalars.groupby(["model", "design", "group"], sort=False):
         p = block[p_column].to_numpy(float)
         worst = block.iloc[int(np.nanargmin(p))] if np.isfinite(p).any() else block.iloc[0]
@@ -332,7 +339,7 @@ def group_statistics(scalars: pd.DataFrame, p_column: str, alpha: float,
             "n_below_alpha": int(np.sum(p < alpha)), "worst": worst["name"],
             "worst_p": float(worst[p_column]), "worst_shape": worst["shape"],
             # the worst p is the Monte Carlo floor: the adjusted p is then an upper bound
-            "at_floor": bool(float(worst[p_column]) <= floor * (1 + 1e-9)),
+            "at_floor": at_floor(worst[p_column], n_sim),
             **{f"cov{round(lv * 100)}": block[f"cov{round(lv * 100)}"].mean() for lv in LEVELS},
             "z_sd": block["z_sd"].mean(), "contraction": block["contraction_median"].mean(),
             "rmse": block["rmse"].mean(),

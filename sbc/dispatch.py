@@ -42,7 +42,6 @@ class Progress:
                  clock=time.monotonic):
         self.total, self.done, self.failed, self.new = total, done, 0, 0
         self.clock = clock
-        self.start = clock()
         self.first: tuple[float, int] | None = None  # (time, replicates) at the first batch
         self.stream = stream or sys.stderr
         self.tty = getattr(self.stream, "isatty", lambda: False)()

@@ -18,8 +18,8 @@ import pandas as pd
 
 from sbc import plots, render
 from sbc.glossary import canonical, explain
-from sbc.calibration import (LEVELS, MIN_FITS, SHAPE_TEXT, Calibration, Verdict, combine,
-                             with_fractional_ranks)
+from sbc.calibration import (LEVELS, MIN_FITS, SHAPE_TEXT, Calibration, Verdict, at_floor,
+                             combine, with_fractional_ranks)
 from sbc.store import Store
 from sbc.summarize import (Badge, Plot, PValue, calibrate_store_tables, study_summary,
                            summary_frame)
@@ -247,7 +247,8 @@ def _panel(params: pd.DataFrame, title: str, failing: bool) -> plots.Panel:
                        z=z.to_numpy(float), flagged=params["flagged"].to_numpy(bool))
 
 
-def _coverage_rows(groups: pd.DataFrame, scalars: pd.DataFrame) -> list[plots.CoverageRow]:
+def coverage_rows(groups: pd.DataFrame, scalars: pd.DataFrame) -> list[plots.CoverageRow]:
+    """The rows of the coverage figure of a model x design."""
     tags = [f"cov{round(level * 100)}" for level in LEVELS]
     rows = []
     for g in groups.itertuples():
@@ -316,8 +317,7 @@ def scalar_table(scalars: pd.DataFrame, n_sim: int) -> pd.DataFrame:
 
 def pvalues(values, n_sim: int) -> list[PValue]:
     """Uniformity p-values as shown: at the Monte Carlo floor 1 / (n_sim + 1) a bound."""
-    floor = 1.0 / (n_sim + 1.0) * (1 + 1e-9)
-    return [PValue(p, p <= floor) for p in values]
+    return [PValue(p, at_floor(p, n_sim)) for p in values]
 
 
 def extremes_table(block: pd.DataFrame) -> pd.DataFrame:
@@ -386,11 +386,6 @@ def design_panels(groups: pd.DataFrame, block: pd.DataFrame) -> list[plots.Panel
                    f"{g.group} [{g.elements}]", bool(g.fails)) for g in groups.itertuples()]
 
 
-def coverage_rows(groups: pd.DataFrame, scalars: pd.DataFrame) -> list[plots.CoverageRow]:
-    """The rows of the coverage figure of a model x design."""
-    return _coverage_rows(groups, scalars)
-
-
 def design_plots(groups: pd.DataFrame, scalars: pd.DataFrame, block: pd.DataFrame) -> list[Plot]:
     panels = design_panels(groups, block)
     return [
@@ -403,7 +398,7 @@ def design_plots(groups: pd.DataFrame, scalars: pd.DataFrame, block: pd.DataFram
              "Rank histograms (groups: mean over elements); grey: 95% range of a bin for one "
              "element under uniformity. U shape: posterior too narrow; hump: too wide; slope: "
              "biased."),
-        Plot(plots.coverage_plot(_coverage_rows(groups, scalars)), "coverage",
+        Plot(plots.coverage_plot(coverage_rows(groups, scalars)), "coverage",
              "Coverage of central posterior intervals minus nominal, with Wilson 95% bars "
              "(scalars) or one dot per element (groups, [k] = elements); grey: range expected "
              "under calibration."),
