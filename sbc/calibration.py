@@ -166,6 +166,8 @@ class Calibration:
     alpha: float
     family: str = "study"
     n_tests: dict = field(default_factory=dict)
+    # (model, design) -> sbc.stopping.Outcome for a sequential study (empty otherwise)
+    sequential: dict = field(default_factory=dict)
 
     def verdict(self, model: str, design: str) -> Verdict:
         return self.verdicts[(model, design)]
@@ -175,6 +177,12 @@ class Calibration:
 
     def family_text(self) -> str:
         """The multiplicity family in words, for reports and messages."""
+        if self.sequential:
+            o = next(iter(self.sequential.values()))
+            return (f"sequential: alpha {o.settings.alpha:.0%} split over the "
+                    f"{len(self.sequential)} model x design combination(s), each watched after "
+                    f"every replicate and judged once at its stopping point; the chance of any "
+                    f"false 'fail' anywhere, at any look, is at most {o.settings.alpha:.0%}")
         if self.family == "study":
             n = sum(self.n_tests.values())
             return (f"Holm over all {n} group tests of the study: the chance of any false "

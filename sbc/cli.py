@@ -34,6 +34,12 @@ _positive = _int_at_least(1, "a positive integer")
 _workers = _int_at_least(0, "0 (in-process) or more workers")
 
 
+def _sims(text: str) -> int | str:
+    """--sims: a positive integer, or "auto" (a sequential study)."""
+    return "auto" if text.strip().lower() == "auto" else \
+        _int_at_least(1, "a positive integer or 'auto'")(text)
+
+
 def _tls_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("TLS for a tls:// scheduler (default: Dask's "
                                       "distributed.comm.tls configuration)")
@@ -71,8 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. "
                                          "tcp://host:8786 (no local cluster is started)")
     _tls_arguments(run)
-    run.add_argument("--sims", type=_positive, help="simulations per model and design "
-                     "(overrides the study file; raising it later extends a stored study)")
+    run.add_argument("--sims", type=_sims, help="simulations per model and design "
+                     "(overrides the study file; raising it later extends a stored study), "
+                     "or 'auto': stop as soon as the verdict is reached (sequential)")
+    run.add_argument("--max-sims", type=_positive, help="with --sims auto (or simulations = "
+                     "\"auto\"): the most simulations per model and design (default 1000)")
     run.add_argument("--retry-failed", action="store_true", help="refit the stored failed "
                      "replicates (same seeds; e.g. after raising sampler.timeout)")
     run.add_argument("--no-report", action="store_true", help="skip writing the report "
@@ -140,7 +149,7 @@ def _cmd_run(args) -> int:
     from sbc.results import run
     from sbc.study import load_study
 
-    study = load_study(args.study, sims=args.sims)
+    study = load_study(args.study, sims=args.sims, max_sims=args.max_sims)
     out = output_dir(args.out, study.output, study.base_dir, study.name)
     if args.fail_on and args.no_report:
         from sbc.errors import StudyError

@@ -311,8 +311,15 @@ def session(*, workers: int | None, scheduler: str | None,
 def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], None], *,
               workers: int | None = None, scheduler: str | None = None,
               progress: Progress | None = None, cluster_spec: ClusterSpec | None = None,
-              client: object | None = None, tls: TLS | None = None) -> int:
+              client: object | None = None, tls: TLS | None = None,
+              window: int | None = None, wanted: Callable[[BatchTask], bool] | None = None
+              ) -> int:
     """Run batches and hand each batch's records to ``on_records`` as it completes.
+
+    ``window``: at most this many batches in flight, submitted in the order given (None:
+    all at once); ``wanted``: asked just before a batch is submitted, a batch it declines is
+    skipped (a sequential study that has stopped).  Batches already in flight always finish
+    and reach ``on_records``.
 
     Pass ``client`` from ``session`` to reuse workers across calls; otherwise a session is
     opened for this call.  A batch that kills its workers (``KilledWorker``) is split and its
@@ -324,9 +331,12 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
     if client is None:
         with session(workers=workers, scheduler=scheduler, cluster_spec=cluster_spec,
                      tls=tls) as own:
-            return run_tasks(tasks, on_records, progress=progress, client=own)
+            return run_tasks(tasks, on_records, progress=progress, client=own,
+                             window=window, wanted=wanted)
     if isinstance(client, InProcess):
         for task in tasks:
+            if wanted is not None and not wanted(task):
+                continue
             records = run_batch(task)
             on_records(records)
             if progress:
@@ -353,43 +363,67 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
         return client.submit(_run_with_design, replace(task, design=None),
                              shipped[id(task.design)], key=key, pure=False, retries=RETRIES)
 
-    futures = [submit(task, i) for i, task in enumerate(tasks)]
+    queue = list(enumerate(tasks))
+    queue.reverse()  # pop() from the end: the first task first
+
+    def more(n: int) -> list:
+        out = []
+        while queue and len(out) < n:
+            i, task = queue.pop()
+            if wanted is None or wanted(task):
+                out.append(submit(task, i))
+        return out
+
+    futures = more(window or len(tasks))
     pending = as_completed(futures)
+
+    handled = 0  # batches whose result this loop has taken (in flight: the others)
+
+    def refill() -> None:  # keep ``window`` batches in flight, after the last one's records
+        for f in more(window - (len(futures) - handled)):
+            futures.append(f)
+            pending.add(f)
+
     try:
         for future in pending:
-            task = task_of[future.key]
+            handled += 1
             try:
-                records = future.result()
-            except KilledWorker:
-                if len(task.reps) > 1:
-                    print(f"[sbc] a worker died while fitting replicates {task.reps[0]}-"
-                          f"{task.reps[-1]} of {task.model.label} {task.design.label}; "
-                          "retrying each alone", file=sys.stderr)
-                    for rep in task.reps:
-                        alone = replace(task, reps=(rep,))
-                        f = submit(alone, f"alone-{rep}")
-                        futures.append(f)
-                        pending.add(f)
+                task = task_of[future.key]
+                try:
+                    records = future.result()
+                except KilledWorker:
+                    if len(task.reps) > 1:
+                        print(f"[sbc] a worker died while fitting replicates {task.reps[0]}-"
+                              f"{task.reps[-1]} of {task.model.label} {task.design.label}; "
+                              "retrying each alone", file=sys.stderr)
+                        for rep in task.reps:
+                            alone = replace(task, reps=(rep,))
+                            f = submit(alone, f"alone-{rep}")
+                            futures.append(f)
+                            pending.add(f)
+                        continue
+                    how = getattr(getattr(client, "sbc_deaths", None), "last", None)
+                    reason = (f"worker died: the process fitting this replicate died on "
+                              f"{WORKER_DEATHS} workers" + (f" (last: {how})" if how else "")
+                              + "; e.g. os.abort(), a segmentation fault or running out of "
+                              "memory in the model or sampler. `sbc run --retry-failed` tries it "
+                              "again")
+                    print(f"[sbc] {task.model.label} {task.design.label} replicate "
+                          f"{task.reps[0]}: {reason.split(';')[0]}; recorded as failed",
+                          file=sys.stderr)
+                    records = [worker_died_record(task, task.reps[0], reason)]
+                except Exception as exc:  # infrastructure: the scheduler lost the task
+                    lost += 1
+                    print(f"[sbc] a batch could not be run ({type(exc).__name__}: {exc}); "
+                          "its replicates are left for the next run", file=sys.stderr)
                     continue
-                how = getattr(getattr(client, "sbc_deaths", None), "last", None)
-                reason = (f"worker died: the process fitting this replicate died on "
-                          f"{WORKER_DEATHS} workers" + (f" (last: {how})" if how else "")
-                          + "; e.g. os.abort(), a segmentation fault or running out of "
-                          "memory in the model or sampler. `sbc run --retry-failed` tries it "
-                          "again")
-                print(f"[sbc] {task.model.label} {task.design.label} replicate "
-                      f"{task.reps[0]}: {reason.split(';')[0]}; recorded as failed",
-                      file=sys.stderr)
-                records = [worker_died_record(task, task.reps[0], reason)]
-            except Exception as exc:  # infrastructure: the scheduler lost the task
-                lost += 1
-                print(f"[sbc] a batch could not be run ({type(exc).__name__}: {exc}); "
-                      "its replicates are left for the next run", file=sys.stderr)
-                continue
-            on_records(records)
-            if progress:
-                _tick(progress, records)
-            future.release()
+                on_records(records)
+                if progress:
+                    _tick(progress, records)
+                future.release()
+            finally:
+                if window:
+                    refill()
     finally:
         for f in futures:
             f.cancel()

@@ -192,9 +192,19 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
         workers = study.workers
     runner = Runner(out, manifest, workers=workers, scheduler=scheduler, cluster=study.cluster,
                     tls=tls, batch_size=study.batch_size, stream=progress_stream,
-                    retry_failed=retry_failed)
+                    retry_failed=retry_failed, keep_records=study.sequential is not None)
     with runner:
-        counts = runner.ensure(jobs_of(study, models, sim), announce=study.name)
+        settings = study.sequential
+        # the store says how it is judged: by the sequential rule of this run, or fixed-n
+        runner.store.set_manifest_key("sequential", settings.to_dict() if settings else None)
+        monitor = None
+        if settings is not None:
+            from sbc.stopping import Monitor
+
+            monitor = Monitor(settings, [(m.label, d.label) for m in models
+                                         for d in study.designs])
+        counts = runner.ensure(jobs_of(study, models, sim), announce=study.name,
+                               monitor=monitor)
         runner.close_session()
         calibration = None
         if report:

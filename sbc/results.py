@@ -39,7 +39,8 @@ __all__ = ["Results", "open", "run"]
 
 
 def run(study: Study | str | Path, out: str | Path | None = None, *,
-        simulations: int | None = None, workers: int | None = None,
+        simulations: int | str | None = None, max_simulations: int | None = None,
+        workers: int | None = None,
         scheduler: str | None = None, report: bool = True, progress: bool = True,
         retry_failed: bool = False, tls=None) -> Results:
     """Run (or resume) a calibration study and return its :class:`Results`.
@@ -52,9 +53,12 @@ def run(study: Study | str | Path, out: str | Path | None = None, *,
         Output directory (relative to the current directory).  Default: the study's
         ``run.output`` (relative to the study file), else ``reports/NAME``.  A directory
         that already holds part of this study is resumed.
-    simulations : int, optional
+    simulations : int or "auto", optional
         Replicates per model and design, overriding the study's (raising it later extends
-        the stored study; only new replicates are fitted).
+        the stored study; only new replicates are fitted); ``"auto"``: a sequential study
+        that stops when its verdict is reached (:mod:`sbc.stopping`).
+    max_simulations : int, optional
+        The most replicates per model and design of a sequential study (default 1000).
     workers : int, optional
         Local Dask workers (default: one per core); 0 runs in this process without Dask.
     scheduler : str, optional
@@ -87,9 +91,15 @@ def run(study: Study | str | Path, out: str | Path | None = None, *,
     from sbc.pipeline import run_study
 
     if not isinstance(study, Study):
-        study = Study.from_toml(study, simulations=simulations)
-    elif simulations is not None:
-        study = replace(study, simulations=simulations)
+        study = Study.from_toml(study, simulations=simulations, max_simulations=max_simulations)
+    elif simulations == "auto" or (simulations is None and max_simulations is not None):
+        study = replace(study, simulations="auto", max_simulations=max_simulations,
+                        sequential=study.sequential and replace(
+                            study.sequential, max_simulations=max_simulations
+                            or study.sequential.max_simulations))
+    elif simulations is not None:  # a fixed number: no longer sequential
+        study = replace(study, simulations=simulations, max_simulations=max_simulations,
+                        sequential=None)
     directory = output_dir(out, study.output, study.base_dir, study.name)
     summary = run_study(study, directory, workers=workers, scheduler=scheduler, report=report,
                         retry_failed=retry_failed, tls=tls,

@@ -34,6 +34,8 @@ from sbc.store import Store, counts_as_done
 from sbc.fit import SamplerSettings
 from sbc.study import ClusterSpec
 
+SEQUENTIAL_BATCH = 2  # replicates per batch of a sequential study: few fitted past its stop
+SEQUENTIAL_WINDOW = 2  # batches in flight per worker in a sequential study
 VERSIONED = ("sbc-screens", "pymc", "bambi", "nutpie", "pytensor", "arviz-stats", "dask")
 
 
@@ -187,28 +189,42 @@ class Runner:
         return [r for r in range(job.n)
                 if (job.model.label, job.design.label, r) not in self.finished]
 
-    def tasks(self, jobs: Iterable[Job]) -> tuple[list[BatchTask], int]:
-        """The batches that fit every missing replicate of ``jobs``, and the jobs' total."""
-        tasks, total = [], 0
+    def tasks(self, jobs: Iterable[Job], sequential: bool = False
+              ) -> tuple[list[BatchTask], int]:
+        """The batches that fit every missing replicate of ``jobs``, and the jobs' total.
+        ``sequential``: small batches, interleaved across jobs in replicate order (a
+        sequential study decides on the replicates in order, so they are fitted in order)."""
+        per_job, total = [], 0
         workers = self.n_workers()
         for job in jobs:
             total += job.n
             missing = self.missing(job)
-            size = self.batch_size or auto_batch_size(len(missing), workers, job.design.n_rows)
-            for i in range(0, len(missing), size):
-                tasks.append(BatchTask(job.model, job.simulate, job.design, job.sampler,
-                                       job.thin, job.seed, tuple(missing[i:i + size]),
-                                       job.parameter_map))
-        return tasks, total
+            size = self.batch_size or (SEQUENTIAL_BATCH if sequential else auto_batch_size(
+                len(missing), workers, job.design.n_rows))
+            per_job.append([BatchTask(job.model, job.simulate, job.design, job.sampler,
+                                      job.thin, job.seed, tuple(missing[i:i + size]),
+                                      job.parameter_map)
+                            for i in range(0, len(missing), size)])
+        if sequential:
+            return [t for t in sorted((t for ts in per_job for t in ts),
+                                      key=lambda t: t.reps[0])], total
+        return [t for ts in per_job for t in ts], total
 
     def ensure(self, jobs: Iterable[Job], *, announce: str | None = None,
-               progress: bool = True) -> Counts:
+               progress: bool = True, monitor=None) -> Counts:
         """Fit every missing replicate of ``jobs`` and store it; returns what was done.
-        ``announce``: a name for the one-line summary printed before fitting starts."""
+        ``announce``: a name for the one-line summary printed before fitting starts.
+        ``monitor``: a :class:`sbc.stopping.Monitor` of a sequential study: batches go out in
+        replicate order, a few per worker at a time, and none of a (model, design) the
+        monitor has decided (the batches in flight then finish and are stored)."""
         jobs = list(jobs)
+        if monitor is not None:
+            monitor.add(self.records.values())
+            jobs = [job for job in jobs if not monitor.decided(job.model.label,
+                                                               job.design.label)]
         if any(self.missing(job) for job in jobs):
             self.client  # noqa: B018  (start workers before batching by their number)
-        tasks, total = self.tasks(jobs)
+        tasks, total = self.tasks(jobs, sequential=monitor is not None)
         counts = Counts(total=total, already=total - sum(len(t.reps) for t in tasks))
         if not tasks:
             return counts
@@ -232,8 +248,18 @@ class Runner:
             counts.new += len(records)
             self.new_fits += len(records)
 
+        def write_and_watch(records):
+            write(records)
+            monitor.add(records)
+
         try:
-            counts.lost_batches = run_tasks(tasks, write, progress=bar, client=self.client)
+            if monitor is None:
+                counts.lost_batches = run_tasks(tasks, write, progress=bar, client=self.client)
+            else:
+                counts.lost_batches = run_tasks(
+                    tasks, write_and_watch, progress=bar, client=self.client,
+                    window=SEQUENTIAL_WINDOW * self.n_workers(),
+                    wanted=lambda t: not monitor.decided(t.model.label, t.design.label))
         finally:
             if bar is not None:
                 bar.close()

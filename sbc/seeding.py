@@ -21,6 +21,8 @@ PIT offsets V       none: a hash of the row's (study seed,       the randomised 
 null simulations    NULL_SEED (or the caller's seed)             the ECDF test's null distribution
                                                                  and power (``sbc.stats``)
 exact fit           the fit child's first 32-bit word            ``exact_posterior`` backends
+sequential power    SEQUENTIAL_POWER_SEED; (seed, 0 shift / 1     ``sbc.sequential``: the pass point
+                    narrow) as the generator's entropy
 plot subsampling    PLOT_SEED                                    ``sbc.plots``: which points to draw
 ==================  ===========================================  ==================================
 """
@@ -33,6 +35,7 @@ import numpy as np
 
 NULL_SEED = 20220332  # the null simulations of the uniformity test (fixed: p-values reproduce)
 PLOT_SEED = 0
+SEQUENTIAL_POWER_SEED = 20260511  # departures simulated for the pass point (fixed)
 OBSERVED_POSTERIOR_KEY = (zlib.crc32(b"observed-posterior"),)
 PLAN_PRIOR_KEY = (7, 7)
 

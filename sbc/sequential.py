@@ -31,15 +31,35 @@ Groups and families, without any independence assumption between the elements of
 
 The decision depends only on the ranks in replicate order (never on arrival order or worker
 count): the same study stops at the same replicate however it is run.
+
+Stating a pass.  An e-process alone never "accepts"; a sequential study passes at a
+*prespecified* pass point instead.  The family's alpha is split (a union bound): a share
+``early`` goes to the e-processes, watched after every replicate, and the rest to one
+fixed-n look at the pass point with today's fixed-n test (:func:`sbc.calibration.calibrate`,
+Holm over the groups).  The pass point is the smallest n at which the whole procedure
+(crossing by n, or rejecting at the look) detects each stated departure of one scalar with
+the stated probability: a posterior mean off by ``shift`` posterior sds (ranks
+Phi(Z - shift)) and a posterior ``narrow`` too narrow (sd (1 - narrow) x the right one, ranks
+Phi(Z / (1 - narrow))).  :func:`pass_point` estimates it by Monte Carlo with a fixed seed
+(400 studies per departure), so it is the same number on every machine and every run.  This is
+a two-stage design in the sense of group-sequential testing (a continuously monitored
+stage plus one final analysis, Jennison & Turnbull 2000, "Group Sequential Methods",
+ch. 1-2); with ``early`` = 0.02 the look keeps 98 % of alpha, so the pass point stays
+within a few replicates of the fixed-n study of equal power (measured in
+``tests/test_sequential.py``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.special import logsumexp
+from scipy.stats import norm
+
+from sbc import seeding
 
 # Partitions of [0, 1] averaged in the e-process: halves (a shifted posterior tilts them) and
 # finer bins in the tails, where a too narrow or too wide posterior moves the ranks first.
@@ -137,3 +157,129 @@ def sequential_test(groups: dict[str, np.ndarray], alpha: float = 0.05) -> Seque
     stopped = min(first.values()) if first else None
     rejected = tuple(sorted(g for g, t in first.items() if t == stopped)) if first else ()
     return SequentialResult(n, alpha, threshold, logs, stopped, rejected)
+
+
+# --------------------------------------------------------------------------------------
+# The pass point: power of the two-stage procedure against stated departures
+# --------------------------------------------------------------------------------------
+
+POWER_STUDIES = 400  # simulated studies per departure (Monte Carlo sd of a power <= 0.025)
+EARLY = 0.02  # share of alpha watched continuously; the rest goes to the look at the pass point
+SMALLEST = 10  # no pass point below this many fits (calibration.MIN_FITS)
+
+
+def departures(shift: float, narrow: float) -> dict[str, float]:
+    """The stated departures, by name ("shift", "narrow"), without those set to 0."""
+    out = {}
+    if shift > 0:
+        out["shift"] = float(shift)
+    if narrow > 0:
+        out["narrow"] = float(narrow)
+    return out
+
+
+def departure_ranks(kind: str, size: float, n: int, studies: int = POWER_STUDIES,
+                    seed: int = seeding.SEQUENTIAL_POWER_SEED) -> np.ndarray:
+    """Fractional ranks (studies, n) of one scalar under a departure: "shift" (posterior mean
+    off by ``size`` posterior sds) or "narrow" (posterior sd (1 - size) x the right one)."""
+    z = np.random.default_rng([seed, 0 if kind == "shift" else 1]).standard_normal((studies, n))
+    if kind == "shift":
+        return norm.cdf(z - size)
+    if kind == "narrow":
+        if not 0 < size < 1:
+            raise ValueError(f"narrow must lie in (0, 1), got {size!r}")
+        return norm.cdf(z / (1.0 - size))
+    raise ValueError(f"unknown departure {kind!r}")
+
+
+def crossing_times(u: np.ndarray, threshold: float) -> np.ndarray:
+    """For each row of u (studies, n): the first t at which the e-process crosses
+    ``threshold`` (inf: never within n)."""
+    log_t = math.log(threshold)
+    out = np.full(len(u), np.inf)
+    for i, row in enumerate(u):
+        hit = np.flatnonzero(log_eprocess(row) >= log_t)
+        if len(hit):
+            out[i] = hit[0] + 1
+    return out
+
+
+def _look_rejects(u: np.ndarray, n: int, level: float) -> np.ndarray:
+    """Whether the fixed-n uniformity test (sbc.stats) rejects the first n ranks of each row
+    at ``level``."""
+    from sbc import stats
+
+    n_eval = stats._resolve(n, None)
+    n_sim = max(stats.DEFAULT_N_SIM, 1000 * math.ceil(20.0 / level / 1000))
+    minima = stats._null_min_tail_probs(n, n_eval, n_sim, stats.DEFAULT_SEED)
+    p = (1.0 + np.searchsorted(minima, stats._min_tail_probs_of(u[:, :n], n_eval),
+                               side="right")) / (n_sim + 1.0)
+    return p <= level
+
+
+@dataclass(frozen=True)
+class PassPoint:
+    """Where a sequential study of one model x design may state a pass.
+
+    n: the pass point (fits), None when even ``limit`` fits cannot reach the stated power;
+    power: departure -> the two-stage procedure's power at n (or at ``limit``); fixed_n:
+    departure -> fits a fixed-n study (today's test at the full level) needs for the same
+    power (None beyond ``limit``); threshold: the e-value that rejects (groups / (early x
+    alpha)); look_level: the per-group level of the look at the pass point.
+    """
+
+    n: int | None
+    power: dict
+    fixed_n: dict
+    threshold: float
+    look_level: float
+    target: float
+    limit: int
+
+
+def _smallest(ok, lo: int, hi: int) -> int | None:
+    """The smallest n in [lo, hi] with ok(n), by bisection (power grows with n; the Monte
+    Carlo estimate is not exactly monotone, so the answer is "an n where the estimate first
+    reaches the target" to within a replicate or two, and always the same n)."""
+    if ok(lo):
+        return lo
+    if not ok(hi):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+@lru_cache(maxsize=64)
+def pass_point(groups: int, alpha: float, target: float, shift: float, narrow: float,
+               limit: int, early: float = EARLY) -> PassPoint:
+    """The pass point of a family of ``groups`` group tests at family-wise ``alpha``, for
+    power ``target`` against each departure (module docstring); at most ``limit`` fits."""
+    if groups < 1 or not 0 < alpha < 1 or not 0 < target < 1 or not 0 < early < 1:
+        raise ValueError("need groups >= 1 and alpha, target and early in (0, 1)")
+    kinds = departures(shift, narrow)
+    if not kinds:
+        raise ValueError("state at least one departure (shift > 0 or narrow > 0)")
+    limit = max(int(limit), SMALLEST)
+    threshold = groups / (early * alpha)
+    look = (1.0 - early) * alpha / groups  # Bonferroni: Holm at the look is at least this
+    ranks = {k: departure_ranks(k, size, limit) for k, size in kinds.items()}
+    crossed = {k: crossing_times(u, threshold) for k, u in ranks.items()}
+
+    def power(kind: str, n: int) -> float:
+        return float(np.mean((crossed[kind] <= n) | _look_rejects(ranks[kind], n, look)))
+
+    def fixed(kind: str, n: int) -> float:
+        return float(np.mean(_look_rejects(ranks[kind], n, alpha / groups)))
+
+    n = _smallest(lambda m: all(power(k, m) >= target for k in kinds), SMALLEST, limit)
+    at = n if n is not None else limit
+    return PassPoint(
+        n=n, power={k: power(k, at) for k in kinds},
+        fixed_n={k: _smallest(lambda m, k=k: fixed(k, m) >= target, SMALLEST, limit)
+                 for k in kinds},
+        threshold=threshold, look_level=look, target=target, limit=limit)

@@ -172,6 +172,8 @@ def _manifest_problem(m) -> str | None:
             return f"'study.sampler.rescue' must be true or false, got {show(sampler['rescue'])}"
         if "name" in sampler and not isinstance(sampler["name"], str):
             return f"'study.sampler.name' must be a string, got {show(sampler['name'])}"
+    if m.get("sequential") is not None and not isinstance(m["sequential"], dict):
+        return f"'sequential' must be an object or null, got {show(m['sequential'])}"
     refs = m.get("model_refs")
     if refs is not None and not (isinstance(refs, dict) and refs and all(
             is_label(k) and isinstance(v, str) for k, v in refs.items())):
@@ -490,6 +492,16 @@ class Store:
         return self._expected
 
     # --- replicates --------------------------------------------------------------------
+    def set_manifest_key(self, key: str, value) -> None:
+        """Set one top-level key of study.json (atomically; unchanged files are not
+        rewritten).  Used for how the store is judged (``sequential``), never for what
+        identifies the study."""
+        manifest = self.read_manifest()
+        if manifest.get(key) == value:
+            return
+        manifest[key] = value
+        atomic_write_bytes(self.root / STUDY_FILE, json.dumps(manifest, indent=2).encode())
+
     def replicate_path(self, model: str, design: str, rep: int) -> Path:
         return self.root / REPLICATES / model / design / f"r{rep:06d}.json"
 

@@ -1,7 +1,9 @@
 """Study files: parse and validate the TOML that describes a calibration study.
 
 A study is plain data (frozen dataclasses).  Validation happens here, once, at the
-boundary: every problem is reported with the key, the offending value and a fix.
+boundary: every problem is reported with the key, the offending value and a fix.  This
+module is long because it is that one boundary: every key of a study file is checked here,
+with its message (the sequential settings' own checks are in :mod:`sbc.stopping`).
 
 Shared checks used by every input reader (study and plan files, model files, CSV data):
 
@@ -41,7 +43,7 @@ from sbc.fit import SamplerSettings, sampler_names
 from sbc.errors import StudyError
 
 
-TOP_KEYS = {"name", "seed", "simulations", "model", "models", "simulate_model", "thin",
+TOP_KEYS = {"name", "seed", "simulations", "max_simulations", "sequential", "model", "models", "simulate_model", "thin",
             "grid", "designs", "sampler", "run", "description", "cluster", "posterior_sbc",
             "parameter_map", "limits"}
 SAMPLER_KEYS = {"name", "chains", "tune", "draws", "target_accept", "max_treedepth", "timeout",
@@ -95,7 +97,10 @@ class Study:
     name : names the default output directory (letters, digits, ``.``, ``_``, ``-``).
     models : model names (``crispr_screen``) or ``path/to/file.py[:function]``.
     designs : the designs to simulate and fit.
-    simulations : replicates per model and design.
+    simulations : replicates per model and design, or ``"auto"``: a sequential study that
+        stops when its verdict is reached (:mod:`sbc.stopping`), at most ``max_simulations``
+        (default 1000), with ``sequential`` settings (a dict of the ``[sequential]`` keys or
+        :class:`sbc.stopping.Sequential`).
     seed : the study seed; every replicate's seed derives from it.
     sampler, thin, simulate_model, output, batch_size, scheduler, workers, cluster,
     parameter_map, description : as the study file's keys of the same names (README).
@@ -114,7 +119,7 @@ class Study:
     name: str
     models: tuple[str, ...]
     designs: tuple[Design, ...]
-    simulations: int
+    simulations: int | str
     seed: int
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     thin: int | str = "auto"
@@ -129,14 +134,18 @@ class Study:
     # fitter parameter -> the simulate_model parameter it estimates ([parameter_map]);
     # parameters not listed pair by name
     parameter_map: tuple[tuple[str, str], ...] = ()
+    max_simulations: int | None = None  # with simulations = "auto"
+    sequential: Any = None  # sbc.stopping.Sequential after validation; None: fixed n
 
     def __post_init__(self):
         _validate(self)
 
     @classmethod
-    def from_toml(cls, path: str | Path, *, simulations: int | None = None) -> Study:
-        """Read and validate a study file; ``simulations`` overrides its ``simulations``."""
-        return load_study(path, sims=simulations)
+    def from_toml(cls, path: str | Path, *, simulations: int | str | None = None,
+                  max_simulations: int | None = None) -> Study:
+        """Read and validate a study file; ``simulations`` overrides its ``simulations`` (a
+        count or "auto") and ``max_simulations`` its ``max_simulations``."""
+        return load_study(path, sims=simulations, max_sims=max_simulations)
 
     def fingerprint(self, model_sources: dict[str, str], legacy_timeout: bool = False) -> str:
         """Hash of everything that changes results (not the number of simulations,
@@ -199,7 +208,11 @@ def _validate(study: Study) -> None:
         raise StudyError(f"Study designs must be a non-empty list of designs, got {designs!r}; "
                          "write e.g. designs=[(10, 3, 3)] (cell lines, genes, replicates)")
     put("designs", tuple(_design(d) for d in designs))
-    put("simulations", positive_int(study.simulations, _HERE, "simulations"))
+    from sbc.stopping import normalize
+
+    for key, value in zip(("simulations", "max_simulations", "sequential"), normalize(
+            study.simulations, study.max_simulations, study.sequential)):
+        put(key, value)
     put("seed", parse_seed(study.seed, _HERE))
     sampler = study.sampler
     if isinstance(sampler, str):
@@ -241,14 +254,19 @@ def _design(value) -> Design:
                      "e.g. (10, 3, 3), or \"10x3x3\"")
 
 
-def load_study(path: str | Path, *, sims: int | None = None) -> Study:
-    """Read and validate a study file; ``sims`` overrides ``simulations``."""
+def load_study(path: str | Path, *, sims: int | str | None = None,
+               max_sims: int | None = None) -> Study:
+    """Read and validate a study file; ``sims`` overrides ``simulations`` (a count or
+    "auto") and ``max_sims`` its ``max_simulations``."""
     path = Path(path)
     raw = read_toml(path)
-    return parse_study(raw, path, sims=sims)
+    return parse_study(raw, path, sims=sims, max_sims=max_sims)
 
 
-def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
+def parse_study(raw: dict, path: Path, *, sims: int | str | None = None,
+                max_sims: int | None = None) -> Study:
+    from sbc import stopping
+
     unknown_keys(raw, TOP_KEYS, path, "")
     limits = parse_limits(raw, path)
     name = parse_name(raw, path)
@@ -281,7 +299,8 @@ def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
     if n_sims is None:
         raise StudyError(f"{path}: missing key 'simulations' (replicates per design); "
                          "write e.g. simulations = 100")
-    n_sims = positive_int(n_sims, path, "simulations")
+    settings = stopping.from_file(raw, path, n_sims, sims, max_sims)
+    n_sims = positive_int(settings.max_simulations if settings else n_sims, path, "simulations")
     check_limit(n_sims, limits, "simulations",
                 f"{where(path, 'simulations')} = {n_sims}" if sims is None else
                 f"--sims {n_sims} (for {path})")
@@ -307,7 +326,7 @@ def parse_study(raw: dict, path: Path, *, sims: int | None = None) -> Study:
                  simulate_model=simulate_model, output=run["output"],
                  batch_size=run["batch_size"], scheduler=run["scheduler"], workers=run["workers"],
                  base_dir=str(path.resolve().parent), description=description, cluster=cluster,
-                 parameter_map=parameter_map)
+                 parameter_map=parameter_map, sequential=settings)
 
 
 def parse_name(raw: dict, path: Path) -> str:

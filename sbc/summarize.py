@@ -83,6 +83,16 @@ def calibrate_store_tables(manifest: dict, reps: pd.DataFrame, params: pd.DataFr
     """The engine on a store's tables, with the study's own sampler settings (for
     recommendations that never repeat a setting in place)."""
     sampler = manifest.get("study", {}).get("sampler")
+    if manifest.get("sequential"):  # judged by the sequential rule it ran under
+        from sbc import stopping
+        from sbc.errors import StoreError, StudyError
+
+        try:
+            settings = stopping.from_value(manifest["sequential"])
+        except StudyError as exc:
+            raise StoreError(f"study.json: its 'sequential' settings are not valid ({exc}); "
+                             "rerun the study (`sbc run`) to rewrite them") from None
+        return stopping.judge(reps, params, settings, sampler=sampler)
     return calibrate(reps, params, alpha=ALPHA if alpha is None else alpha, family=family,
                      sampler=sampler)
 
