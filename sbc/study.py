@@ -43,9 +43,9 @@ from sbc.fit import SamplerSettings, sampler_names
 from sbc.errors import StudyError
 
 
-TOP_KEYS = {"name", "seed", "simulations", "max_simulations", "sequential", "model", "models", "simulate_model", "thin",
-            "grid", "designs", "sampler", "run", "description", "cluster", "posterior_sbc",
-            "parameter_map", "limits"}
+TOP_KEYS = {"name", "seed", "simulations", "max_simulations", "sequential", "model", "models",
+            "simulate_model", "thin", "grid", "designs", "sampler", "run", "description",
+            "cluster", "posterior_sbc", "parameter_map", "limits"}
 SAMPLER_KEYS = {"name", "chains", "tune", "draws", "target_accept", "max_treedepth", "timeout",
                 "adaptation", "rescue"}
 ADAPTATIONS = ("diag", "low_rank", "draw_diag")  # nutpie's mass-matrix adaptation

@@ -87,7 +87,7 @@ def test_cache_key_covers_model_source(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"n_sims": 1}, "n_sims must be an integer >= 2"),
+    ({"n_sims": 1}, "n_sims must be \"auto\" \\(sequential\\) or an integer >= 2"),
     ({"design": "ten"}, "design 'ten' is not valid"),
     ({"sampler": "nuts"}, "unknown sampler 'nuts'"),
     ({"alpha": 1.5}, "alpha must lie in"),

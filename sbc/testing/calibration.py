@@ -9,9 +9,17 @@ group, Holm over the groups at family-wise level ``alpha``.  It raises
 statistic, p-value and failure shape, the cause (model or code / computation), and where the
 report and stored fits are.
 
+By default (``n_sims="auto"``) the check is sequential (:mod:`sbc.stopping`): it stops as
+soon as an anytime-valid test rejects calibration, so a broken model fails after a few
+replicates, and a calibrated one passes at the pass point, the fewest fits at which a
+``shift``-sd shift and a ``narrow`` too narrow posterior of one scalar would have been
+detected with probability ``power`` (at most ``max_sims``).  An integer ``n_sims`` runs a
+fixed number of replicates, as before.
+
 Fits are cached: the output directory is keyed by a hash of the model source(s), design,
 seed, sampler settings and thinning (not the number of simulations), so re-running an
-unchanged check only reads stored fits, and raising ``n_sims`` fits only the new replicates.
+unchanged check only reads stored fits, and raising ``n_sims`` fits only the new replicates;
+fixed and sequential checks of the same model share them.
 """
 
 from __future__ import annotations
@@ -174,16 +182,20 @@ def _calibrate(params, reps, alpha, quantities, sampler):
     return cal, reps
 
 
-def _checks(cal, alpha: float) -> tuple[ParameterCheck, ...]:
+def _checks(cal, alpha: float, rejected: tuple[str, ...] = ()) -> tuple[ParameterCheck, ...]:
+    """Per-scalar checks: failed when the adjusted p is at most ``alpha``, or the scalar's
+    group was ``rejected`` by the sequential test."""
     s = cal.scalars
     if s.empty:
         return ()
     adjusted = scalar_adjusted(s, cal.groups)
-    checks = [ParameterCheck(
-        name=str(r.name), group=str(r.group), kind=str(r.kind), n=int(r.n_used),
-        statistic=float(r.statistic), p_value=float(r.p_value), p_adjusted=float(p),
-        shape=str(r.shape) if p <= alpha else "ok", failed=bool(p <= alpha))
-        for r, p in zip(s.itertuples(), adjusted)]
+    checks = []
+    for r, p in zip(s.itertuples(), adjusted):
+        failed = bool(p <= alpha) or str(r.group) in rejected
+        checks.append(ParameterCheck(
+            name=str(r.name), group=str(r.group), kind=str(r.kind), n=int(r.n_used),
+            statistic=float(r.statistic), p_value=float(r.p_value), p_adjusted=float(p),
+            shape=str(r.shape) if failed else "ok", failed=failed))
     return tuple(sorted(checks, key=lambda c: c.name))
 
 
@@ -238,13 +250,17 @@ def as_sampler(sampler: str | SamplerSettings, **overrides) -> SamplerSettings:
     return SamplerSettings(name=sampler, **overrides)
 
 
-def calibration_study(model, design, *, n_sims: int, seed: int = 0,
+def calibration_study(model, design, *, n_sims: int | str, seed: int = 0,
                       sampler: str | SamplerSettings = "nutpie", simulate_model=None,
-                      thin: int | str = "auto", base_dir: str | Path = ".") -> Study:
-    """The one-model, one-design :class:`Study` that :func:`check_calibration` runs."""
-    if isinstance(n_sims, bool) or not isinstance(n_sims, int) or n_sims < 2:
-        raise StudyError(f"n_sims must be an integer >= 2, got {n_sims!r}; uniformity needs "
-                         "several ranks (typically 50 to 500)")
+                      thin: int | str = "auto", base_dir: str | Path = ".",
+                      sequential=None) -> Study:
+    """The one-model, one-design :class:`Study` that :func:`check_calibration` runs;
+    ``n_sims="auto"`` with ``sequential`` settings (:class:`sbc.stopping.Sequential`) for a
+    sequential check."""
+    if n_sims != "auto" and (isinstance(n_sims, bool) or not isinstance(n_sims, int)
+                             or n_sims < 2):
+        raise StudyError(f"n_sims must be \"auto\" (sequential) or an integer >= 2, got "
+                         f"{n_sims!r}; uniformity needs several ranks (typically 50 to 500)")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise StudyError(f"seed must be a non-negative integer, got {seed!r}")
     ref = model_ref(model)
@@ -252,7 +268,8 @@ def calibration_study(model, design, *, n_sims: int, seed: int = 0,
     label = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(ref.partition(":")[0]).stem)
     return Study(name=f"check-{label}", models=(ref,), designs=(as_design(design),),
                  simulations=n_sims, seed=seed, sampler=as_sampler(sampler), thin=thin,
-                 simulate_model=sim_ref, base_dir=str(Path(base_dir).resolve()))
+                 simulate_model=sim_ref, base_dir=str(Path(base_dir).resolve()),
+                 sequential=sequential if n_sims == "auto" else None)
 
 
 def cache_path(study: Study, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> Path:
@@ -272,13 +289,19 @@ def cache_path(study: Study, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> Path:
 # --------------------------------------------------------------------------------------
 
 
-def check_calibration(model, design=(10, 3, 3), *, n_sims: int = 100, alpha: float = 0.05,
-                      sampler: str | SamplerSettings = "nutpie", simulate_model=None,
-                      seed: int = 0, thin: int | str = "auto", quantities: bool = True,
-                      cache_dir: str | Path = DEFAULT_CACHE_DIR, out: str | Path | None = None,
-                      workers: int = 0, report: bool = True, max_failed: float = 0.05,
-                      base_dir: str | Path = ".", verbose: bool = False) -> CalibrationResult:
-    """Run (or reuse) ``n_sims`` SBC replicates of ``model`` at ``design`` and test the ranks.
+def check_calibration(model, design=(10, 3, 3), *, n_sims: int | str = "auto",
+                      alpha: float = 0.05, sampler: str | SamplerSettings = "nutpie",
+                      simulate_model=None, seed: int = 0, thin: int | str = "auto",
+                      quantities: bool = True, cache_dir: str | Path = DEFAULT_CACHE_DIR,
+                      out: str | Path | None = None, workers: int = 0, report: bool = True,
+                      max_failed: float = 0.05, base_dir: str | Path = ".",
+                      verbose: bool = False, max_sims: int = 1000, power: float = 0.8,
+                      shift: float = 0.5, narrow: float = 0.2) -> CalibrationResult:
+    """Run (or reuse) SBC replicates of ``model`` at ``design`` and test the ranks.
+
+    n_sims: "auto" (sequential: stop at the verdict, at most ``max_sims``; a pass states
+        that a ``shift``-sd shift and a ``narrow`` too narrow posterior would have been
+        detected with probability ``power``), or a fixed number of replicates.
 
     model / simulate_model: a model name (``models/NAME.py``), ``'path.py:function'``, a
         Path, or a top-level build function.  ``simulate_model`` simulates the data the
@@ -294,43 +317,58 @@ def check_calibration(model, design=(10, 3, 3), *, n_sims: int = 100, alpha: flo
     Returns a :class:`CalibrationResult` (never raises for miscalibration).
     """
     from sbc.results import run
+    from sbc.stopping import Sequential
 
     if not 0 < alpha < 1:
         raise StudyError(f"alpha must lie in (0, 1), got {alpha!r}; 0.05 is usual")
+    settings = Sequential(max_simulations=max_sims, alpha=alpha, power=power, shift=shift,
+                          narrow=narrow) if n_sims == "auto" else None
     study = calibration_study(model, design, n_sims=n_sims, seed=seed, sampler=sampler,
-                              simulate_model=simulate_model, thin=thin, base_dir=base_dir)
+                              simulate_model=simulate_model, thin=thin, base_dir=base_dir,
+                              sequential=settings)
     out = Path(out) if out is not None else cache_path(study, cache_dir)
     results = run(study, out, workers=workers, report=report, progress=verbose)
     summary = results.last_run
     reps, params = results.tables()
-    # A cached directory may hold more replicates from an earlier, larger check.
-    reps = reps[reps["rep"] < n_sims]
-    params = params[params["rep"] < n_sims]
-    ok = reps[reps["status"] == "ok"]
-    errors = tuple(str(e) for e in reps.loc[reps["status"] != "ok", "error"])
+    if not quantities:
+        params = params[params["kind"] != "quantity"]
+    if settings is None:  # a cached directory may hold more replicates of a larger check
+        reps = reps[reps["rep"] < n_sims]
+        params = params[params["rep"] < n_sims]
     report_path = out / "report.html"
     if params.empty:
         verdict = Verdict("inconclusive", f"no successful fits of {len(reps)}")
         checks = ()
-    else:
+    elif settings is None:
         cal, _ = _calibrate(params, reps, alpha, quantities, study.sampler)
         verdict = next(iter(cal.verdicts.values()))
         checks = _checks(cal, alpha)
+    else:
+        from sbc.stopping import counted, judge
+
+        cal = judge(reps, params, settings, sampler=study.sampler)
+        reps, params = counted(reps, params, cal.sequential)
+        verdict = next(iter(cal.verdicts.values()))
+        checks = _checks(cal, cal.alpha, next(iter(cal.sequential.values())).rejected)
+    ok = reps[reps["status"] == "ok"]
+    errors = tuple(str(e) for e in reps.loc[reps["status"] != "ok", "error"])
     return CalibrationResult(
         model=study.models[0], simulate_model=study.simulate_model, design=study.designs[0],
-        n_sims=n_sims, alpha=alpha, checks=checks,
+        n_sims=len(reps), alpha=alpha, checks=checks,
         n_ok=len(ok), n_failed_fits=len(reps) - len(ok),
         n_divergent=int(ok["flag_divergent"].astype(bool).sum()), max_failed=max_failed,
         new_fits=summary.new, out=out, report=report_path if report_path.exists() else None,
         fit_errors=errors, verdict=verdict, n_flagged=int(flagged_mask(ok).sum()))
 
 
-def assert_calibrated(model, design=(10, 3, 3), *, n_sims: int = 100, alpha: float = 0.05,
-                      sampler: str | SamplerSettings = "nutpie", simulate_model=None,
-                      seed: int = 0, thin: int | str = "auto", quantities: bool = True,
-                      cache_dir: str | Path = DEFAULT_CACHE_DIR, out: str | Path | None = None,
-                      workers: int = 0, report: bool = True, max_failed: float = 0.05,
-                      base_dir: str | Path = ".", verbose: bool = False) -> CalibrationResult:
+def assert_calibrated(model, design=(10, 3, 3), *, n_sims: int | str = "auto",
+                      alpha: float = 0.05, sampler: str | SamplerSettings = "nutpie",
+                      simulate_model=None, seed: int = 0, thin: int | str = "auto",
+                      quantities: bool = True, cache_dir: str | Path = DEFAULT_CACHE_DIR,
+                      out: str | Path | None = None, workers: int = 0, report: bool = True,
+                      max_failed: float = 0.05, base_dir: str | Path = ".",
+                      verbose: bool = False, max_sims: int = 1000, power: float = 0.8,
+                      shift: float = 0.5, narrow: float = 0.2) -> CalibrationResult:
     """:func:`check_calibration` (same arguments), raising :class:`CalibrationFailure` (an
     AssertionError) with a readable message when any check fails, too many fits fail, or
     nothing could be ranked.  Returns the result when the model passes.
@@ -339,13 +377,14 @@ def assert_calibrated(model, design=(10, 3, 3), *, n_sims: int = 100, alpha: flo
     --------
     >>> from sbc.testing import assert_calibrated
     >>> def test_my_model_is_calibrated():                       # doctest: +SKIP
-    ...     assert_calibrated("my_model", (10, 3, 3), n_sims=100, sampler="nutpie")
+    ...     assert_calibrated("my_model", (10, 3, 3), sampler="nutpie")  # sequential
     """
     result = check_calibration(
         model, design, n_sims=n_sims, alpha=alpha, sampler=sampler,
         simulate_model=simulate_model, seed=seed, thin=thin, quantities=quantities,
         cache_dir=cache_dir, out=out, workers=workers, report=report, max_failed=max_failed,
-        base_dir=base_dir, verbose=verbose)
+        base_dir=base_dir, verbose=verbose, max_sims=max_sims, power=power, shift=shift,
+        narrow=narrow)
     if not result.passed:
         raise CalibrationFailure(result)
     return result
