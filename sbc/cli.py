@@ -159,6 +159,7 @@ def _cmd_run(args) -> int:
                   report=not args.no_report, retry_failed=args.retry_failed, tls=tls_of(args))
     summary = results.last_run
     status = _print_verdicts(summary.calibration, args.fail_on)
+    _print_stops(summary.calibration)
     print(f"[sbc] {summary.new} new replicates ({summary.failed} failed fits kept as data), "
           f"{summary.already_done} of this run's {summary.total} already stored, "
           f"{summary.seconds:.1f} s; results in {out}"
@@ -201,6 +202,21 @@ def _print_verdicts(cal, fail_on: str | None) -> int:
     if fail_on == "inconclusive" and status != "pass":
         return EXIT_VERDICT
     return 0
+
+
+def _print_stops(cal) -> None:
+    """Where each model x design of a sequential study stopped, and what that saved."""
+    if cal is None or not cal.sequential:
+        return
+    why = {"fail": "an e-value crossed", "look": "the pass point", "limit": "max_simulations"}
+    for (model, design), o in cal.sequential.items():
+        if o.stop_rep is None:
+            print(f"[sbc] {model} {design}: not stopped yet ({o.fits} fits counted); run the "
+                  "same command to go on")
+            continue
+        print(f"[sbc] {model} {design}: stopped at replicate {o.stop_rep} ({why[o.status]}), "
+              f"{o.fits} fits counted, {o.beyond} stored beyond the stop; "
+              f"{o.saved} of {o.settings.max_simulations} replicates not fitted")
 
 
 def _cmd_report(args) -> int:
