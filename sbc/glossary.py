@@ -12,6 +12,26 @@ _COV = ("share of fits whose truth lies inside the central {level} posterior int
         "many fits, the spread simulation noise alone gives a calibrated parameter")
 
 COLUMNS: dict[str, str] = {
+    # sequential test
+    "where it stopped": "where the sequential study stands: stopped because an e-value "
+                        "crossed its boundary (fail), at the pass point (the fixed-n test "
+                        "decides), at max_simulations, or not stopped yet",
+    "stop replicate": "the last replicate the verdict counts (replicates are counted in order)",
+    "fits counted": "successful fits up to the stop: the verdict rests on these alone",
+    "stored beyond the stop": "replicates stored after the stop (in flight when it came, or "
+                              "from an earlier, larger run); kept, never counted",
+    "reject at e-value": "a group fails when its e-value reaches this (the number of groups "
+                         "divided by the share of alpha watched continuously); the chance "
+                         "that a calibrated group ever does is at most that share",
+    "pass point (fits)": "the fits at which a pass states the power asked for against the "
+                         "stated departures ([sequential] power, shift, narrow)",
+    "fixed-n study of equal power (fits)": "fits a fixed-n study (one look at full alpha) "
+                                           "needs for the same power against the same "
+                                           "departures",
+    "max_simulations": "the most replicates the sequential study may run",
+    "replicates not fitted": "max_simulations minus the replicates fitted (counted and "
+                             "beyond the stop): the saving against a fixed study of "
+                             "max_simulations",
     # summary
     "model": "the fitted model (a file in models/ or the path the study names)",
     "design": "cell lines x genes x replicate experiments of the simulated screens",

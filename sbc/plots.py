@@ -375,3 +375,32 @@ def plan_curves_figure(table: pd.DataFrame, probability: float,
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=7)
     return fig
+
+
+def sequential_path(log_e: dict, threshold: float, stop: int | None, pass_point: int | None,
+                    failing: Sequence[str] = ()) -> Figure:
+    """log10 e-value of each group after every counted fit (``log_e``: group -> natural-log
+    series), with the rejection boundary (``threshold``), the stop and the pass point."""
+    fig = Figure(figsize=(7.6, 3.0), dpi=DPI)
+    ax = fig.add_subplot()
+    ten = math.log(10.0)
+    calm = [c for i, c in enumerate(matplotlib.colormaps["tab10"].colors) if i != 3]  # no red
+    for i, (group, series) in enumerate(sorted(log_e.items())):
+        series = np.asarray(series, float)
+        t = np.arange(1, len(series) + 1)
+        bad = group in failing
+        ax.plot(t, series / ten, lw=1.8 if bad else 0.9,
+                color=FAIL_COLOR if bad else calm[i % len(calm)], label=plain(group))
+    ax.axhline(math.log10(threshold), color="black", ls="--", lw=1,
+               label=f"reject at {threshold:.3g}")
+    ax.axhline(0.0, color="grey", lw=0.5)
+    if pass_point:
+        ax.axvline(pass_point, color="grey", ls=":", lw=1, label=f"pass point ({pass_point})")
+    if stop:
+        ax.axvline(stop, color="black", lw=1, label=f"stop ({stop} fits)")
+    ax.set_xlabel("successful fits, in replicate order")
+    ax.set_ylabel("log10 e-value")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig

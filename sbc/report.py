@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sbc import plots, render
+from sbc import stopping as stopping_display
 from sbc.glossary import canonical, explain
 from sbc.calibration import (LEVELS, MIN_FITS, SHAPE_TEXT, Calibration, Verdict, at_floor,
                              combine, with_fractional_ranks)
@@ -102,6 +103,7 @@ class DesignSection:
     worst_elements: Plot | None
     scalars: pd.DataFrame
     extremes: pd.DataFrame | None = None  # the fits behind the outliers
+    sequential: pd.DataFrame | None = None  # a sequential study: where it stopped and why
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,10 @@ def build_report(manifest: dict, reps: pd.DataFrame, params: pd.DataFrame
             failed = reps.loc[reps["status"] != "ok", ["model", "design", "rep", "error"]].head(20)
         return Report(header, failed_fits=failed), None
     cal = calibrate_store_tables(manifest, reps, params)
+    if cal.sequential:  # figures show the replicates the verdicts rest on
+        from sbc.stopping import counted
+
+        reps, params = counted(reps, params, cal.sequential)
     return study_report(header, cal, with_fractional_ranks(params, reps)), cal
 
 
@@ -438,13 +444,18 @@ def design_section(model: str, design: str, cal: Calibration,
     diag = cal.diagnostics.query(sel).iloc[0]
     verdict = cal.verdicts[(model, design)]
     clean_verdict = cal.verdicts_clean[(model, design)]
+    outcome = cal.sequential.get((model, design))
+    figures = design_plots(groups, scalars, block)
+    if outcome is not None and outcome.log_e:
+        figures.insert(0, Plot(*stopping_display.figure(outcome)))
     return DesignSection(
         model, design, VerdictBox.of(verdict), group_table(groups, scalars),
         scalar_table(scalars.sort_values("p_value").head(WORST_LISTED), cal.n_sim),
         computation_check(groups, scalars, verdict, clean_verdict, diag, cal.n_sim),
-        diagnostics_table(diag), design_plots(groups, scalars, block),
+        diagnostics_table(diag), figures,
         worst_elements_plot(groups, scalars, block), scalar_table(scalars, cal.n_sim),
-        extremes_table(block))
+        extremes_table(block),
+        stopping_display.table(outcome) if outcome is not None else None)
 
 
 def trend_section(model: str, cal: Calibration) -> TrendSection | None:

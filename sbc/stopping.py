@@ -444,3 +444,42 @@ class Monitor:
     @property
     def done(self) -> bool:
         return all(self.decided(*c) for c in self.cells)
+
+
+# --------------------------------------------------------------------------------------
+# Display
+# --------------------------------------------------------------------------------------
+
+
+def figure(o) -> tuple:
+    """(figure, alt, caption) of the e-value path of one model x design, for the report."""
+    from sbc import plots
+
+    stop = o.fits if o.decided else None
+    paths = {g: v[: o.fits] if o.decided else v for g, v in o.log_e.items()}
+    return (plots.sequential_path(paths, o.threshold, stop, o.point.n if o.point else None,
+                                  o.rejected),
+            "sequential test",
+            "E-value of each parameter group after every successful fit (log scale). A group "
+            "is rejected when its e-value reaches the dashed line, valid however often it is "
+            "looked at; with no crossing the study stops at the pass point (dotted), where "
+            "the fixed-n test decides.")
+
+
+def table(o) -> pd.DataFrame:
+    """Where a sequential model x design stopped, why, and what it saved."""
+    point = o.point
+    fixed = max((n for n in point.fixed_n.values() if n), default=None) if point else None
+    return pd.DataFrame([{
+        "where it stopped": {"fail": "stopped: e-value crossed", "look": "stopped at the pass point",
+                   "limit": "stopped at max_simulations",
+                   "running": "not stopped yet"}[o.status],
+        "stop replicate": o.stop_rep if o.stop_rep is not None else "",
+        "fits counted": o.fits,
+        "stored beyond the stop": o.beyond,
+        "reject at e-value": f"{o.threshold:.3g}",
+        "pass point (fits)": point.n if point and point.n else f"> {o.settings.max_simulations}",
+        "fixed-n study of equal power (fits)": fixed if fixed else "",
+        "max_simulations": o.settings.max_simulations,
+        "replicates not fitted": o.saved,
+    }])

@@ -1,9 +1,9 @@
 """Study files: parse and validate the TOML that describes a calibration study.
 
 A study is plain data (frozen dataclasses).  Validation happens here, once, at the
-boundary: every problem is reported with the key, the offending value and a fix.  This
-module is long because it is that one boundary: every key of a study file is checked here,
-with its message (the sequential settings' own checks are in :mod:`sbc.stopping`).
+boundary: every problem is reported with the key, the offending value and a fix.
+This module is long because it is that one boundary: every key of a study file is checked
+here, with its message (the sequential settings' own checks are in :mod:`sbc.stopping`).
 
 Shared checks used by every input reader (study and plan files, model files, CSV data):
 
