@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "reports/STUDY_NAME)")
     run.add_argument("--workers", type=_workers, help="local Dask workers, one single-threaded "
                      "worker per core by default; 0 runs in this process without Dask")
+    run.add_argument("--threads", type=_positive, help="fit in this many threads of this "
+                     "process instead of worker processes: each model compiles once and no "
+                     "workers start (nutpie and exact; a crashing fit ends the run)")
     run.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. "
                                          "tcp://host:8786 (no local cluster is started)")
     _tls_arguments(run)
@@ -155,11 +158,23 @@ def _cmd_run(args) -> int:
         from sbc.errors import StudyError
         raise StudyError("--fail-on needs the verdicts, which --no-report skips; drop one of "
                          "the two (or run `sbc report DIR --fail-on ...` afterwards)")
+    shown = {}
+
+    def show(cal) -> None:  # the verdicts as soon as they are known; the report follows
+        shown["status"] = _print_verdicts(cal, args.fail_on)
+        _print_stops(cal)
+        if not args.no_report:
+            print("[sbc] writing the report ...", flush=True)
+
     results = run(study, out, workers=args.workers, scheduler=args.scheduler,
-                  report=not args.no_report, retry_failed=args.retry_failed, tls=tls_of(args))
+                  report=not args.no_report, retry_failed=args.retry_failed, tls=tls_of(args),
+                  threads=args.threads, on_verdict=show)
     summary = results.last_run
-    status = _print_verdicts(summary.calibration, args.fail_on)
-    _print_stops(summary.calibration)
+    if "status" in shown:
+        status = shown["status"]
+    else:  # nothing to judge (no successful fit), or no report asked for
+        status = _print_verdicts(summary.calibration, args.fail_on)
+        _print_stops(summary.calibration)
     print(f"[sbc] {summary.new} new replicates ({summary.failed} failed fits kept as data), "
           f"{summary.already_done} of this run's {summary.total} already stored, "
           f"{summary.seconds:.1f} s; results in {out}"

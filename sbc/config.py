@@ -188,6 +188,10 @@ def parse_run(table: Any, path: Path, allowed: set[str]) -> dict[str, Any]:
     if workers is not None:  # 0 runs in this process, as --workers 0
         workers = positive_int(workers, path, "run.workers", minimum=0)
     out["workers"] = workers
+    if "threads" in allowed:  # fit in N threads of this process (samplers that allow it)
+        threads = table.get("threads")
+        out["threads"] = None if threads is None else \
+            positive_int(threads, path, "run.threads")
     if "batch_size" in allowed:
         batch = table.get("batch_size")
         out["batch_size"] = None if batch is None else \

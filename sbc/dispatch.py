@@ -114,6 +114,16 @@ class InProcess:
     """Stands in for a Dask client when ``workers=0``: batches run here, one after another."""
 
 
+@dataclass(frozen=True)
+class Threads:
+    """Stands in for a Dask client with ``threads=N``: batches run in N threads of this
+    process, which compiles each model once (no worker processes to start or to compile in).
+    Only for samplers that fit side by side in threads (``Sampler.threads``); a fit that
+    crashes the process (os.abort, a segfault) ends the run, and a rerun resumes it."""
+
+    n: int
+
+
 # A replicate whose fit kills the process running it (os.abort, a segfault, out of memory) is
 # tried on this many workers, then recorded as failed ("worker_died").  A batch that kills a
 # worker this often is split, and each of its replicates is retried alone, so one crashing
@@ -231,16 +241,21 @@ def _local_cluster(factory, n: int, attempts: int = 2):
 
 @contextlib.contextmanager
 def session(*, workers: int | None, scheduler: str | None,
-            cluster_spec: ClusterSpec | None = None, tls: TLS | None = None) -> Iterator[object]:
+            cluster_spec: ClusterSpec | None = None, tls: TLS | None = None,
+            threads: int | None = None) -> Iterator[object]:
     """A Dask client (or ``InProcess``) that lives across several ``run_tasks`` calls, so
     workers keep their compiled models between calls (the planner runs many small rounds).
 
     ``scheduler`` connects to a running scheduler (``tls://`` with ``tls`` certificates); a
     SLURM ``cluster_spec`` starts jobs via dask-jobqueue; otherwise a LocalCluster with one
     single-threaded worker per core is started and closed.  ``workers=0`` without a scheduler
-    runs in this process.  A cluster that cannot start is one SchedulerError line.
+    runs in this process; ``threads=N`` runs in N threads of this process (:class:`Threads`).
+    A cluster that cannot start is one SchedulerError line.
     """
     slurm = cluster_spec is not None and cluster_spec.kind == "slurm"
+    if threads and not scheduler and not slurm:
+        yield Threads(threads)
+        return
     if workers == 0 and not scheduler and not slurm:
         yield InProcess()
         return
@@ -342,6 +357,8 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
             if progress:
                 _tick(progress, records)
         return 0
+    if isinstance(client, Threads):
+        return _run_in_threads(tasks, on_records, client.n, progress, window, wanted)
 
     from dask.distributed import as_completed
     from distributed.scheduler import KilledWorker
@@ -428,6 +445,34 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
         for f in futures:
             f.cancel()
     return lost
+
+
+def _run_in_threads(tasks, on_records, n: int, progress, window, wanted) -> int:
+    """:func:`run_tasks` on ``n`` threads: records are handed over in this (the calling)
+    thread, in the order the batches finish; at most ``window`` batches in flight."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    queue = list(reversed(tasks))
+    limit = window or len(tasks)
+    running: set = set()
+    with ThreadPoolExecutor(n, thread_name_prefix="sbc-fit") as pool:
+        try:
+            while queue or running:
+                while queue and len(running) < limit:
+                    task = queue.pop()
+                    if wanted is None or wanted(task):
+                        running.add(pool.submit(run_batch, task))
+                if not running:
+                    break
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    records = future.result()  # run_batch never raises for a replicate
+                    on_records(records)
+                    if progress:
+                        _tick(progress, records)
+        finally:  # Ctrl-C or an error: drop what has not started, wait for what runs
+            pool.shutdown(wait=True, cancel_futures=True)
+    return 0
 
 
 # Designs that carry data (posterior SBC's observed CSV) above this size are scattered once.

@@ -346,20 +346,25 @@ class Sampler:
     design.  check(spec, settings): what the sampler needs from a model, checked before any
     work is sent out (cheap: no compilation); raise ``ModelError`` with the fix.
     rescue: whether flagged fits are refitted with stronger settings (a sampler without
-    sampler diagnostics has nothing to rescue).
+    sampler diagnostics has nothing to rescue).  threads: whether one compiled backend may
+    fit in several threads of a process at once, side by side (the sampler releases the
+    GIL and keeps no state between fits: nutpie's Rust sampler over a numba log density).
     """
 
     name: str
     make: Callable[[ModelSpec, SamplerSettings, object], object]
     check: Callable[[ModelSpec, SamplerSettings], None] | None = None
     rescue: bool = True
+    threads: bool = False
 
 
 BUILT_IN = (
-    Sampler("nutpie", lambda spec, settings, data: NutpieBackend(spec, settings)),
+    Sampler("nutpie", lambda spec, settings, data: NutpieBackend(spec, settings),
+            threads=True),
+    # PyMC's backend swaps the data of one compiled function with set_value: one fit at a time
     Sampler("pymc", lambda spec, settings, data: PymcBackend(spec, settings)),
     Sampler("exact", lambda spec, settings, data: ExactBackend(spec, settings, data),
-            check=_check_exact, rescue=False),
+            check=_check_exact, rescue=False, threads=True),
 )
 ENTRY_POINT_GROUP = "sbc.samplers"
 _REGISTERED: dict[str, Sampler] = {}

@@ -164,6 +164,19 @@ def check_parameter_pairing(study: Study, models: list[ModelRef], sim: ModelRef,
             "[parameter_map] fitter_name = \"generator_name\" (their shapes must match)")
 
 
+def check_threads(study: Study) -> None:
+    """Fitting in threads needs a sampler that fits side by side in one process."""
+    from sbc.errors import StudyError
+    from sbc.fit import get_sampler, samplers
+
+    if not get_sampler(study.sampler.name).threads:
+        able = ", ".join(name for name, s in samplers().items() if s.threads)
+        raise StudyError(f"sampler '{study.sampler.name}' cannot fit in threads of one "
+                         f"process (it holds the interpreter lock or keeps state between "
+                         f"fits); leave threads out to use worker processes (--workers), or "
+                         f"use a sampler that can: {able}")
+
+
 def jobs_of(study: Study, models: list[ModelRef], sim: ModelRef | None) -> list[Job]:
     """Every (model, design) of the study as a runner job of ``study.simulations``."""
     return [Job(model, design, study.simulations, study.sampler, study.thin, study.seed,
@@ -174,12 +187,15 @@ def jobs_of(study: Study, models: list[ModelRef], sim: ModelRef | None) -> list[
 def run_study(study: Study, out: str | Path, *, workers: int | None = None,
               scheduler: str | None = None, report: bool = True,
               progress_stream=None, retry_failed: bool = False,
-              tls: TLS | None = None) -> RunSummary:
+              tls: TLS | None = None, threads: int | None = None,
+              on_verdict=None) -> RunSummary:
     """Run (or resume) ``study`` into ``out`` and write its tables and report.
 
-    ``tls``: certificates for a ``tls://`` scheduler.  Everything that can be checked
-    without running (models, scheduler address, certificates) is checked before the store is
-    created or touched."""
+    ``tls``: certificates for a ``tls://`` scheduler; ``threads``: fit in threads of this
+    process (:class:`sbc.dispatch.Threads`); ``on_verdict(cal)``: called with the verdicts
+    before the report's figures are drawn.  Everything that can be checked without running
+    (models, scheduler address, certificates) is checked before the store is created or
+    touched."""
     start = time.monotonic()
     scheduler = check_scheduler_address(scheduler or study.scheduler)
     if scheduler and scheduler.startswith("tls://"):
@@ -190,9 +206,14 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
     check_models_build(study, models, sim)  # before the store is touched or created
     if workers is None:
         workers = study.workers
+    if threads is None and workers is None:
+        threads = study.threads
+    if threads:
+        check_threads(study)
     runner = Runner(out, manifest, workers=workers, scheduler=scheduler, cluster=study.cluster,
                     tls=tls, batch_size=study.batch_size, stream=progress_stream,
-                    retry_failed=retry_failed, keep_records=study.sequential is not None)
+                    retry_failed=retry_failed, keep_records=study.sequential is not None,
+                    threads=threads)
     with runner:
         settings = study.sequential
         # the store says how it is judged: by the sequential rule of this run, or fixed-n
@@ -209,7 +230,7 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
         calibration = None
         if report:
             from sbc.report import write_report_with_calibration
-            _, calibration = write_report_with_calibration(runner.store)
+            _, calibration = write_report_with_calibration(runner.store, on_verdict)
         else:  # the tables are data, not the report: always keep them current
             runner.store.write_tables()
     return RunSummary(out=runner.store.root, total=counts.total, already_done=counts.already,

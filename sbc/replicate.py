@@ -11,6 +11,7 @@ variance, or ESS 0) is such a failure ("degenerate"), never a ranked replicate.
 from __future__ import annotations
 
 import math
+import threading
 import time
 import traceback
 from collections import OrderedDict
@@ -71,25 +72,37 @@ class Prepared:
     quantities_skipped: str | None = None  # why loglik quantities are not computed
     rescue_specs: list = field(default_factory=list)  # (name, builder) of RESCUE forms
     _rescue_backends: dict = field(default_factory=dict)
+    _rescue_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # compiled PyTensor functions (simulator, log-likelihood) keep their own input and output
+    # storage, so threads of one process take turns with them; the fits run side by side
+    turns: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def rescue_forms(self) -> list[tuple[str, object]]:
         """(name, lazy backend getter) of the model's other parametrizations, in order."""
         def getter(name, build):
             def get():
-                if name not in self._rescue_backends:
-                    self._rescue_backends[name] = build()
-                return self._rescue_backends[name]
+                with self._rescue_lock:  # threads of one process share it: compile once
+                    if name not in self._rescue_backends:
+                        self._rescue_backends[name] = build()
+                    return self._rescue_backends[name]
             return get
         return [(name, getter(name, build)) for name, build in self.rescue_specs]
 
 
 MAX_RESCUES = 2  # refits per replicate, bounding the cost of a hard replicate
 _CACHE: OrderedDict = OrderedDict()
+_LOCK = threading.RLock()  # guards _CACHE and the rescue backends
 _CACHE_SIZE = 8  # (model, design) pairs kept compiled per worker; bounds worker memory
 
 
 def prepare(task: BatchTask) -> Prepared:
-    """Build and compile everything for (model, design, sampler) once per process."""
+    """Build and compile everything for (model, design, sampler) once per process (threads
+    fitting in one process wait for the first one's compile instead of compiling again)."""
+    with _LOCK:
+        return _prepare(task)
+
+
+def _prepare(task: BatchTask) -> Prepared:
     from sbc.fit import make_backend
     from sbc.simulate import Simulator
 
@@ -278,7 +291,8 @@ def degenerate_reason(flat: np.ndarray, diag: dict, truth: np.ndarray,
 def _run_replicate(prepared: Prepared, task: BatchTask, rep: int,
                    seed: np.random.SeedSequence, start: float) -> Record:
     sim_seed, fit_seed, tie_seed = seeding.replicate_children(seed)
-    truths, y = prepared.simulator.draw(sim_seed)
+    with prepared.turns:
+        truths, y = prepared.simulator.draw(sim_seed)
     if not np.all(np.isfinite(y)):
         raise ReplicateFailure("simulation", "FloatingPointError: simulated data contain "
                                "non-finite values; check the priors")
@@ -326,9 +340,10 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int,
                        "shape of its truth (needed by its log-likelihood)")
         else:
             thinned = {g: thin_draws(fit.draws[source[g]], factor) for g in free}
-            at_draws = derived_quantities(prepared.loglik.pointwise(thinned, y))
-            at_truth = derived_quantities(prepared.loglik.pointwise(
-                {g: truths[g][None] for g in free}, y))
+            with prepared.turns:
+                at_draws = derived_quantities(prepared.loglik.pointwise(thinned, y))
+                at_truth = derived_quantities(prepared.loglik.pointwise(
+                    {g: truths[g][None] for g in free}, y))
             for q in QUANTITIES:
                 quantity_rows[q] = (float(at_truth[q][0]),
                                     int(rank_of_truth(at_draws[q], at_truth[q][0], rng)),

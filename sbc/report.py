@@ -163,12 +163,14 @@ def write_report(store: Store) -> Path:
     return write_report_with_calibration(store)[0]
 
 
-def write_report_with_calibration(store: Store) -> tuple[Path, Calibration | None]:
+def write_report_with_calibration(store: Store, on_verdict=None
+                                  ) -> tuple[Path, Calibration | None]:
     """:func:`write_report`, also returning the engine's result (None when nothing is
-    stored), so that a command can print the verdicts it wrote."""
+    stored), so that a command can print the verdicts it wrote.  ``on_verdict(cal)`` is
+    called with the verdicts as soon as they are known, before the figures are drawn."""
     manifest = store.read_manifest()
     reps, params = store.write_tables()
-    report, cal = build_report(manifest, reps, params)
+    report, cal = build_report(manifest, reps, params, on_verdict)
     if cal is not None:
         store.write_text("summary.csv", summary_frame(cal).to_csv(index=False))
         store.write_text("summary.md", render.summary_markdown(study_summary(manifest, cal)))
@@ -176,9 +178,10 @@ def write_report_with_calibration(store: Store) -> tuple[Path, Calibration | Non
     return path, cal
 
 
-def build_report(manifest: dict, reps: pd.DataFrame, params: pd.DataFrame
+def build_report(manifest: dict, reps: pd.DataFrame, params: pd.DataFrame, on_verdict=None
                  ) -> tuple[Report, Calibration | None]:
-    """The report of a store's tables and the engine's result (None when nothing is stored)."""
+    """The report of a store's tables and the engine's result (None when nothing is stored);
+    ``on_verdict(cal)`` gets the engine's result before the report is built."""
     header = study_header(manifest)
     if reps.empty or params.empty:
         failed = None
@@ -186,6 +189,8 @@ def build_report(manifest: dict, reps: pd.DataFrame, params: pd.DataFrame
             failed = reps.loc[reps["status"] != "ok", ["model", "design", "rep", "error"]].head(20)
         return Report(header, failed_fits=failed), None
     cal = calibrate_store_tables(manifest, reps, params)
+    if on_verdict is not None:
+        on_verdict(cal)
     if cal.sequential:  # figures show the replicates the verdicts rest on
         from sbc.stopping import counted
 

@@ -42,7 +42,8 @@ def run(study: Study | str | Path, out: str | Path | None = None, *,
         simulations: int | str | None = None, max_simulations: int | None = None,
         workers: int | None = None,
         scheduler: str | None = None, report: bool = True, progress: bool = True,
-        retry_failed: bool = False, tls=None) -> Results:
+        retry_failed: bool = False, tls=None, threads: int | None = None,
+        on_verdict=None) -> Results:
     """Run (or resume) a calibration study and return its :class:`Results`.
 
     Parameters
@@ -72,6 +73,12 @@ def run(study: Study | str | Path, out: str | Path | None = None, *,
         Refit stored failed replicates with their own seeds.
     tls : sbc.dispatch.TLS, optional
         Certificates for a ``tls://`` scheduler.
+    threads : int, optional
+        Fit in this many threads of this process instead of worker processes: each model
+        is compiled once and no workers start (samplers that allow it: nutpie, exact).
+    on_verdict : callable, optional
+        Called with the :class:`~sbc.calibration.Calibration` as soon as the verdicts are
+        known, before the report's figures are drawn (a command line prints them then).
 
     Returns
     -------
@@ -102,7 +109,8 @@ def run(study: Study | str | Path, out: str | Path | None = None, *,
                         sequential=None)
     directory = output_dir(out, study.output, study.base_dir, study.name)
     summary = run_study(study, directory, workers=workers, scheduler=scheduler, report=report,
-                        retry_failed=retry_failed, tls=tls,
+                        retry_failed=retry_failed, tls=tls, threads=threads,
+                        on_verdict=on_verdict,
                         progress_stream=sys.stderr if progress else io.StringIO())
     results = Results(directory, study=study)
     results.last_run = summary

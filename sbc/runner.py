@@ -105,13 +105,16 @@ class Runner:
     def __init__(self, out: str | Path, manifest: dict, *, workers: int | None = None,
                  scheduler: str | None = None, cluster: ClusterSpec | None = None,
                  tls: TLS | None = None, batch_size: int | None = None, stream=None,
-                 keep_records: bool = False, retry_failed: bool = False):
+                 keep_records: bool = False, retry_failed: bool = False,
+                 threads: int | None = None):
         self.out, self.manifest = Path(out), manifest
         self.scheduler, self.cluster, self.tls = scheduler, cluster, tls
         self.batch_size, self.keep_records, self.retry_failed = batch_size, keep_records, \
             retry_failed
         self.stream = stream or sys.stderr
-        self.workers = self._local_workers(workers)
+        self.threads = threads if threads and not scheduler and (
+            cluster is None or cluster.kind != "slurm") else None
+        self.workers = self._local_workers(threads if self.threads else workers)
         self.records: dict[tuple[str, str, int], dict] = {}
         self.finished: set[tuple[str, str, int]] = set()
         self.new_fits = 0
@@ -164,7 +167,7 @@ class Runner:
         if self._client is None:
             self._client = self._session.enter_context(session(
                 workers=self.workers, scheduler=self.scheduler, cluster_spec=self.cluster,
-                tls=self.tls))
+                tls=self.tls, threads=self.workers if self.threads else None))
         return self._client
 
     def n_workers(self) -> int:
@@ -181,6 +184,8 @@ class Runner:
             return f"scheduler {self.scheduler}"
         if self.cluster is not None and self.cluster.kind == "slurm":
             return f"SLURM ({self.cluster.jobs} jobs)"
+        if self.threads:
+            return f"{self.workers} thread(s) of this process (no Dask)"
         return "this process (no Dask)" if self.workers == 0 else \
             f"{self.workers} local Dask worker(s)"
 

@@ -50,7 +50,7 @@ SAMPLER_KEYS = {"name", "chains", "tune", "draws", "target_accept", "max_treedep
                 "adaptation", "rescue"}
 ADAPTATIONS = ("diag", "low_rank", "draw_diag")  # nutpie's mass-matrix adaptation
 MAX_TIMEOUT = 7 * 24 * 3600.0  # seconds; larger values overflow thread and sampler waits
-RUN_KEYS = {"output", "batch_size", "scheduler", "workers"}
+RUN_KEYS = {"output", "batch_size", "scheduler", "workers", "threads"}
 CLUSTER_KINDS = ("local", "slurm")
 # dask_jobqueue.SLURMCluster settings accepted in [cluster] (plus kind and jobs).
 SLURM_KEYS = {"queue", "account", "cores", "processes", "memory", "walltime",
@@ -128,6 +128,7 @@ class Study:
     batch_size: int | None = None
     scheduler: str | None = None
     workers: int | None = None
+    threads: int | None = None  # fit in this many threads of this process instead of workers
     base_dir: str = "."  # directory of the study file; model paths are relative to it
     description: str = ""
     cluster: ClusterSpec | None = None
@@ -224,7 +225,7 @@ def _validate(study: Study) -> None:
                          f"SamplerSettings, got {sampler!r}")
     put("sampler", sampler)
     put("thin", parse_thin(study.thin, _HERE, sampler.chains, sampler.draws))
-    for key, minimum in (("batch_size", 1), ("workers", 0)):
+    for key, minimum in (("batch_size", 1), ("workers", 0), ("threads", 1)):
         if getattr(study, key) is not None:
             positive_int(getattr(study, key), _HERE, key, minimum)
     mapping = study.parameter_map
@@ -325,6 +326,7 @@ def parse_study(raw: dict, path: Path, *, sims: int | str | None = None,
                  simulations=n_sims, seed=seed, sampler=sampler, thin=thin,
                  simulate_model=simulate_model, output=run["output"],
                  batch_size=run["batch_size"], scheduler=run["scheduler"], workers=run["workers"],
+                 threads=run["threads"],
                  base_dir=str(path.resolve().parent), description=description, cluster=cluster,
                  parameter_map=parameter_map, sequential=settings)
 

@@ -178,6 +178,9 @@ def test_a_broken_model_stops_at_the_same_replicate_with_any_workers_and_resumes
     assert (o0.stop_rep, o0.fits, o0.rejected) == (o2.stop_rep, o2.fits, o2.rejected)
     assert o0.stop_rep < 30  # a clear bug: seconds, not the 200 allowed
     assert alone.verdict.status == two.verdict.status == "fail"
+    html = (tmp_path / "w2" / "report.html").read_text()
+    assert "<h4>Sequential test</h4>" in html and "where it stopped" in html
+    assert 'alt="sequential test"' in html
     # in flight at the stop: stored, and reported as beyond it
     assert len(two.replicates) == o2.stop_rep + 1 + o2.beyond
     assert o0.beyond == 0  # in this process nothing runs past the stop
@@ -252,3 +255,26 @@ def test_assert_calibrated_is_sequential_by_default(tmp_path):
     good = check_calibration("normal_known_sigma", (5, 3, 2), sampler="exact",
                              cache_dir=tmp_path, report=False, max_sims=25)
     assert good.passed and good.n_sims == 25
+
+
+def test_threads_fit_the_same_replicates_as_one_process(tmp_path):
+    """Fitting in threads of one process (one compile, no workers) stores exactly what a
+    single process stores, and a sequential study stops at the same replicate."""
+    study = bug_study(tmp_path)
+    alone = sbc.run(study, tmp_path / "one", workers=0, progress=False)
+    threads = sbc.run(study, tmp_path / "threads", threads=2, progress=False)
+    a, b = (r.parameters.sort_values(["rep", "name"], ignore_index=True)
+            for r in (alone, threads))
+    b = b[b["rep"].isin(a["rep"])].reset_index(drop=True)  # threads may run past the stop
+    pd.testing.assert_frame_equal(a[["rep", "name", "rank", "truth", "mean"]],
+                                  b[["rep", "name", "rank", "truth", "mean"]])
+    key = (BUG.stem, "5x3x2")
+    assert threads.calibration.sequential[key].stop_rep == \
+        alone.calibration.sequential[key].stop_rep
+
+
+def test_threads_are_refused_for_a_sampler_that_cannot_share_a_process(tmp_path):
+    study = dataclasses.replace(bug_study(tmp_path), sampler="pymc")
+    with pytest.raises(StudyError, match="sampler 'pymc' cannot fit in threads"):
+        sbc.run(study, tmp_path / "p", threads=2, progress=False)
+    assert not (tmp_path / "p").exists()
