@@ -54,9 +54,11 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/sequential.py
 
 bench-quick: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py --quick --out $${OUT:-/tmp/sbc-bench-quick}
+	$(PY) benchmarks/sequential.py --quick --out $${OUT:-/tmp/sbc-bench-quick}
 
 clean-venv:
 	rm -rf $(VENV)

@@ -278,3 +278,22 @@ def test_threads_are_refused_for_a_sampler_that_cannot_share_a_process(tmp_path)
     with pytest.raises(StudyError, match="sampler 'pymc' cannot fit in threads"):
         sbc.run(study, tmp_path / "p", threads=2, progress=False)
     assert not (tmp_path / "p").exists()
+
+
+def test_readme_states_the_pass_points_and_the_early_share():
+    """The README's numbers about sequential studies are the code's."""
+    from sbc.sequential import EARLY
+
+    text = (ROOT / "README.md").read_text()
+    s = stopping.Sequential()
+    one, eight = (pass_point(k, s.alpha, s.power, s.shift, s.narrow, s.max_simulations).n
+                  for k in (1, 8))
+    assert f"({one} fits for a single parameter group,\n{eight} for eight)" in text
+    assert f"`groups / ({EARLY:g} alpha)`" in text
+    assert f"with probability at most {EARLY:g} alpha" in text
+    assert f"remaining {(1 - EARLY) * 100:.0f} % of alpha" in text
+    assert (s.alpha, s.power, s.shift, s.narrow, s.max_simulations) == (0.05, 0.8, 0.5, 0.2,
+                                                                        1000)
+    for line in ("alpha = 0.05", "power = 0.8", "shift = 0.5", "narrow = 0.2",
+                 "max_simulations = 1000"):
+        assert line in text
