@@ -210,6 +210,13 @@ class Results:
         return calibrate_store_tables(self.manifest, reps, params)
 
     @property
+    def sequential(self) -> dict:
+        """A sequential study's outcome per (model, design) (:class:`sbc.stopping.Outcome`:
+        ``status``, ``stop_rep``, ``fits``, ``beyond``, ``rejected``, ``log_e``, ``point``);
+        empty for a fixed-n study."""
+        return self.calibration.sequential if self.calibration is not None else {}
+
+    @property
     def verdict(self) -> Verdict | None:
         """The overall verdict (``.status`` pass / fail / inconclusive, ``.label``,
         ``.reason``, ``.cause``, ``.recommendation``); None when no fit succeeded."""

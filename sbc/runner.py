@@ -234,8 +234,11 @@ class Runner:
         if not tasks:
             return counts
         if announce:
-            print(f"[sbc] {announce}: {total} replicates ({counts.already} already stored), "
-                  f"{len(tasks)} tasks on {self.where()}", file=self.stream)
+            most = "at most " if monitor is not None else ""
+            print(f"[sbc] {announce}: {most}{total} replicates ({counts.already} already "
+                  f"stored), {len(tasks)} tasks on {self.where()}"
+                  + ("; sequential: stops when each verdict is reached" if most else ""),
+                  file=self.stream)
         bar = Progress(total, counts.already, stream=self.stream) if progress else None
 
         def write(records):

@@ -162,9 +162,9 @@ def test_alpha_is_split_over_the_cells():
 # --- whole studies ---------------------------------------------------------------------------
 
 
-def bug_study(tmp_path, max_sims=200, model=BUG, name="bug"):
+def bug_study(tmp_path, max_sims=200, model=BUG, name="bug", designs=((5, 3, 2),)):
     return sbc.Study(name=name, models=str(model), simulate_model="normal_known_sigma",
-                     designs=[(5, 3, 2)], simulations="auto", max_simulations=max_sims,
+                     designs=list(designs), simulations="auto", max_simulations=max_sims,
                      seed=5, sampler="exact", base_dir=str(tmp_path))
 
 
@@ -260,17 +260,20 @@ def test_assert_calibrated_is_sequential_by_default(tmp_path):
 def test_threads_fit_the_same_replicates_as_one_process(tmp_path):
     """Fitting in threads of one process (one compile, no workers) stores exactly what a
     single process stores, and a sequential study stops at the same replicate."""
-    study = bug_study(tmp_path)
+    study = bug_study(tmp_path, designs=((5, 3, 2), (4, 3, 2)))  # two cells interleaved
     alone = sbc.run(study, tmp_path / "one", workers=0, progress=False)
     threads = sbc.run(study, tmp_path / "threads", threads=2, progress=False)
     a, b = (r.parameters.sort_values(["rep", "name"], ignore_index=True)
             for r in (alone, threads))
-    b = b[b["rep"].isin(a["rep"])].reset_index(drop=True)  # threads may run past the stop
-    pd.testing.assert_frame_equal(a[["rep", "name", "rank", "truth", "mean"]],
-                                  b[["rep", "name", "rank", "truth", "mean"]])
-    key = (BUG.stem, "5x3x2")
-    assert threads.calibration.sequential[key].stop_rep == \
-        alone.calibration.sequential[key].stop_rep
+    cols = ["design", "rep", "name", "rank", "truth", "mean"]
+    a = a.sort_values(cols[:3], ignore_index=True)
+    b = b.merge(a[cols[:3]], on=cols[:3]).sort_values(cols[:3], ignore_index=True)
+    # (threads may run past the stop: only the replicates both have are compared)
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    assert len(alone.sequential) == 2
+    for key, o in alone.sequential.items():
+        assert threads.sequential[key].stop_rep == o.stop_rep
+        assert threads.sequential[key].rejected == o.rejected
 
 
 def test_threads_are_refused_for_a_sampler_that_cannot_share_a_process(tmp_path):
@@ -297,3 +300,31 @@ def test_readme_states_the_pass_points_and_the_early_share():
     for line in ("alpha = 0.05", "power = 0.8", "shift = 0.5", "narrow = 0.2",
                  "max_simulations = 1000"):
         assert line in text
+
+
+@pytest.mark.parametrize("value, match", [
+    ({"alpha": "x"}, "'sequential' settings are not valid"),
+    ({"power": 2}, "'sequential' settings are not valid"),
+    ({"bogus": 1}, "'sequential' settings are not valid"),
+])
+def test_damaged_sequential_settings_in_a_store_are_reported(tmp_path, value, match):
+    import json
+
+    from sbc.errors import StoreError
+
+    out = tmp_path / "s"
+    sbc.run(bug_study(tmp_path), out, workers=0, progress=False, report=False)
+    manifest = json.loads((out / "study.json").read_text())
+    records = sorted(p.read_bytes() for p in (out / "replicates").rglob("*.json"))
+    manifest["sequential"] = value
+    (out / "study.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match=match):
+        sbc.open(out).calibration  # noqa: B018
+    assert sorted(p.read_bytes() for p in (out / "replicates").rglob("*.json")) == records
+
+
+def test_results_expose_the_sequential_outcome(tmp_path):
+    r = sbc.run(bug_study(tmp_path), tmp_path / "r", workers=0, progress=False, report=False)
+    (o,) = r.sequential.values()
+    assert o.status == "fail" and sbc.open(tmp_path / "r").sequential[(o.model, o.design)] \
+        .stop_rep == o.stop_rep
