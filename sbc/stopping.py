@@ -259,32 +259,42 @@ def _group_ranks(params: pd.DataFrame, ok_ids: np.ndarray) -> dict[str, np.ndarr
     wide = rows.pivot_table(index="rep", columns="name", values="u", aggfunc="first")
     wide = wide.reindex(ok_ids)
     names = rows.drop_duplicates("name")[["name", "group"]]
-    out = {}
-    for group, members in names.groupby("group", sort=True)["name"]:
-        block = wide[list(members)].to_numpy(float)
-        out[group] = block[~np.isnan(block).any(axis=1)] if np.isnan(block).any() else block
-    return out
+    return {group: wide[list(members)].to_numpy(float)
+            for group, members in names.groupby("group", sort=True)["name"]}
 
 
 def cell_outcome(model: str, design: str, reps: pd.DataFrame, params: pd.DataFrame,
                  settings: Sequential, cells: int) -> Outcome:
     """The sequential outcome of one cell from its replicates and its parameters table with
     fractional ranks ``u`` (:func:`sbc.calibration.with_fractional_ranks`)."""
+    ok_ids, length = _prefix(reps, settings.max_simulations)
+    groups = _group_ranks(params, ok_ids) if len(ok_ids) else {}
+    return decide_cell(model, design, ok_ids, length, groups, reps["rep"].to_numpy(int),
+                       settings, cells)
+
+
+def decide_cell(model: str, design: str, ok_ids: np.ndarray, length: int, groups: dict,
+                stored: np.ndarray, settings: Sequential, cells: int) -> Outcome:
+    """The outcome of one cell from the ok replicates of its contiguous prefix (``ok_ids``,
+    in order; ``length``: the prefix's length), their fractional ranks by group (rows in the
+    order of ``ok_ids``; NaN: a scalar the fit lacks) and every stored replicate id."""
     alpha = settings.alpha / max(cells, 1)
     limit = settings.max_simulations
-    ok_ids, length = _prefix(reps, limit)
-    stored_after = int((reps["rep"] >= length).sum())
+    stored_after = int((stored >= length).sum())
     base = dict(model=model, design=design, alpha=alpha, settings=settings)
     if len(ok_ids) == 0:
         status = "limit" if length >= limit else "running"
         return Outcome(status=status, stop_rep=limit - 1 if status == "limit" else None,
                        fits=0, beyond=stored_after, rejected=(), log_e={}, **base)
-    groups = _group_ranks(params, ok_ids)
-    lengths = {len(v) for v in groups.values()}
-    if len(lengths) != 1:  # a group missing in some fits: count the fits every group has
-        keep = min(lengths)
-        groups = {g: v[:keep] for g, v in groups.items()}
-        ok_ids = ok_ids[:keep]
+    complete = np.ones(len(ok_ids), bool)  # fits that have every scalar of every group
+    for block in groups.values():
+        complete &= ~np.isnan(block).any(axis=1)
+    if not complete.all():
+        ok_ids = ok_ids[complete]
+        groups = {g: v[complete] for g, v in groups.items()}
+        if len(ok_ids) == 0:
+            return Outcome(status="running", stop_rep=None, fits=0, beyond=0, rejected=(),
+                           log_e={}, **base)
     point = sequential.pass_point(len(groups), alpha, settings.power, settings.shift,
                                   settings.narrow, limit)
     test = sequential.sequential_test(groups, alpha=sequential.EARLY * alpha)
@@ -294,11 +304,11 @@ def cell_outcome(model: str, design: str, reps: pd.DataFrame, params: pd.DataFra
     if test.stopped_at is not None and test.stopped_at <= cap:
         stop = int(ok_ids[test.stopped_at - 1])
         return Outcome(status="fail", stop_rep=stop, fits=test.stopped_at,
-                       beyond=int((reps["rep"] > stop).sum()), rejected=test.rejected, **base)
+                       beyond=int((stored > stop).sum()), rejected=test.rejected, **base)
     if point.n and n_ok >= point.n:
         stop = int(ok_ids[point.n - 1])
         return Outcome(status="look", stop_rep=stop, fits=point.n,
-                       beyond=int((reps["rep"] > stop).sum()), rejected=(), **base)
+                       beyond=int((stored > stop).sum()), rejected=(), **base)
     if length >= limit:
         return Outcome(status="limit", stop_rep=limit - 1, fits=n_ok, beyond=stored_after,
                        rejected=(), **base)
@@ -390,19 +400,42 @@ def _verdict(v, o: Outcome, cal):
 # --------------------------------------------------------------------------------------
 
 
+def record_ranks(record) -> dict[str, tuple[str, float]]:
+    """{scalar name: (group, fractional rank)} of one ok record: the values
+    :func:`sbc.calibration.with_fractional_ranks` gives its rows of the parameters table
+    (the same keyed offsets), without building the tables (a run calls this per record)."""
+    from sbc import stats
+
+    p, quantities = record["parameters"], record.get("quantities") or {}
+    names = list(p["name"]) + list(quantities)
+    groups = list(p["group"]) + list(quantities)
+    rank = np.array(list(p["rank"]) + [q["rank"] for q in quantities.values()], dtype=float)
+    n = len(names)
+    keys = pd.DataFrame({"rank": rank, "n_ranked": np.full(n, float(record["n_ranked"])),
+                         "seed_entropy": np.full(n, record["seed_entropy"], dtype=np.int64),
+                         "model": [record["model"]] * n, "design": [record["design"]] * n,
+                         "rep": np.full(n, record["rep"], dtype=np.int64), "name": names})
+    u = stats.table_fractional_ranks(keys)
+    return {name: (group, float(x)) for name, group, x in zip(names, groups, u)}
+
+
 class Monitor:
     """Watches the records of a running sequential study and says which cells are decided.
 
     ``add(records)`` after each batch; ``decided(model, design)``; ``done`` when every cell
-    is.  Decisions come from :func:`cell_outcome` on the records seen so far, so they are
-    those of :func:`judge` on the finished store.
+    is.  Each record's fractional ranks are computed once, when it arrives; decisions come
+    from :func:`decide_cell`, as in :func:`judge` on the finished store.
     """
 
     def __init__(self, settings: Sequential, cells: list[tuple[str, str]], records=()):
         self.settings = settings
         self.cells = list(cells)
-        self._records: dict[tuple[str, str], dict[int, dict]] = {c: {} for c in self.cells}
+        # cell -> rep -> None (a failed fit) or {scalar name: (group, u)}
+        self._ranks: dict[tuple[str, str], dict[int, dict | None]] = {c: {} for c in cells}
         self._prefix = dict.fromkeys(self.cells, 0)
+        self._ok: dict[tuple[str, str], list[int]] = {c: [] for c in self.cells}
+        self._names: dict[tuple[str, str], dict[str, str]] = {c: {} for c in self.cells}
+        self._rows: dict[tuple[str, str], list] = {c: [] for c in self.cells}  # u, in order
         self.found: dict[tuple[str, str], Outcome] = {}
         self.add(records, check=False)
         for cell in self.cells:
@@ -412,9 +445,10 @@ class Monitor:
         touched = set()
         for r in records:
             cell = (r["model"], r["design"])
-            if cell in self._records:
-                self._records[cell][int(r["rep"])] = r
-                touched.add(cell)
+            if cell not in self._ranks:
+                continue
+            self._ranks[cell][int(r["rep"])] = record_ranks(r) if r["status"] == "ok" else None
+            touched.add(cell)
         if check:
             for cell in touched:
                 self._check(cell)
@@ -422,20 +456,34 @@ class Monitor:
     def _check(self, cell) -> None:
         if cell in self.found and self.found[cell].decided:
             return
-        have = self._records[cell]
+        have = self._ranks[cell]
         length = self._prefix[cell]
+        start = length
         while length in have:
+            if have[length] is not None:
+                self._ok[cell].append(length)
             length += 1
-        if length == self._prefix[cell] and cell in self.found:
+        if length == start and cell in self.found:
             return  # the prefix did not grow: nothing new to decide on
         self._prefix[cell] = length
-        from sbc.calibration import with_fractional_ranks
-        from sbc.record import records_to_tables
-
-        reps, params = records_to_tables(have[r] for r in range(length))
-        if len(params):
-            params = with_fractional_ranks(params, reps)
-        self.found[cell] = cell_outcome(*cell, reps, params, self.settings, len(self.cells))
+        ok = self._ok[cell]
+        names, rows = self._names[cell], self._rows[cell]
+        new = {n: g for rep in ok[len(rows):] for n, (g, _) in have[rep].items()
+               if n not in names}
+        if new:  # a scalar not seen before: lay every row out again (rare)
+            names.update(new)
+            rows.clear()
+        columns = sorted(names)
+        rows.extend(np.array([have[rep].get(n, (None, np.nan))[1] for n in columns])
+                    for rep in ok[len(rows):])
+        block = np.array(rows, dtype=float).reshape(len(ok), len(columns))
+        groups = {}
+        for g in sorted(set(names.values())):
+            groups[g] = block[:, [i for i, n in enumerate(columns) if names[n] == g]]
+        self.found[cell] = decide_cell(*cell, np.asarray(ok, dtype=int),
+                                       min(length, self.settings.max_simulations), groups,
+                                       np.fromiter(have, dtype=int), self.settings,
+                                       len(self.cells))
 
     def decided(self, model: str, design: str) -> bool:
         o = self.found.get((model, design))
