@@ -401,46 +401,50 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
             futures.append(f)
             pending.add(f)
 
+    def take(future) -> list[dict] | None:
+        """The records of a finished batch; None when there is nothing to hand over (the
+        batch was split and resubmitted, or lost)."""
+        nonlocal lost
+        task = task_of[future.key]
+        try:
+            return future.result()
+        except KilledWorker:
+            if len(task.reps) > 1:
+                print(f"[sbc] a worker died while fitting replicates {task.reps[0]}-"
+                      f"{task.reps[-1]} of {task.model.label} {task.design.label}; "
+                      "retrying each alone", file=sys.stderr)
+                for rep in task.reps:
+                    f = submit(replace(task, reps=(rep,)), f"alone-{rep}")
+                    futures.append(f)
+                    pending.add(f)
+                return None
+            how = getattr(getattr(client, "sbc_deaths", None), "last", None)
+            reason = (f"worker died: the process fitting this replicate died on "
+                      f"{WORKER_DEATHS} workers" + (f" (last: {how})" if how else "")
+                      + "; e.g. os.abort(), a segmentation fault or running out of "
+                      "memory in the model or sampler. `sbc run --retry-failed` tries it "
+                      "again")
+            print(f"[sbc] {task.model.label} {task.design.label} replicate "
+                  f"{task.reps[0]}: {reason.split(';')[0]}; recorded as failed",
+                  file=sys.stderr)
+            return [worker_died_record(task, task.reps[0], reason)]
+        except Exception as exc:  # infrastructure: the scheduler lost the task
+            lost += 1
+            print(f"[sbc] a batch could not be run ({type(exc).__name__}: {exc}); "
+                  "its replicates are left for the next run", file=sys.stderr)
+            return None
+
     try:
         for future in pending:
             handled += 1
-            try:
-                task = task_of[future.key]
-                try:
-                    records = future.result()
-                except KilledWorker:
-                    if len(task.reps) > 1:
-                        print(f"[sbc] a worker died while fitting replicates {task.reps[0]}-"
-                              f"{task.reps[-1]} of {task.model.label} {task.design.label}; "
-                              "retrying each alone", file=sys.stderr)
-                        for rep in task.reps:
-                            alone = replace(task, reps=(rep,))
-                            f = submit(alone, f"alone-{rep}")
-                            futures.append(f)
-                            pending.add(f)
-                        continue
-                    how = getattr(getattr(client, "sbc_deaths", None), "last", None)
-                    reason = (f"worker died: the process fitting this replicate died on "
-                              f"{WORKER_DEATHS} workers" + (f" (last: {how})" if how else "")
-                              + "; e.g. os.abort(), a segmentation fault or running out of "
-                              "memory in the model or sampler. `sbc run --retry-failed` tries it "
-                              "again")
-                    print(f"[sbc] {task.model.label} {task.design.label} replicate "
-                          f"{task.reps[0]}: {reason.split(';')[0]}; recorded as failed",
-                          file=sys.stderr)
-                    records = [worker_died_record(task, task.reps[0], reason)]
-                except Exception as exc:  # infrastructure: the scheduler lost the task
-                    lost += 1
-                    print(f"[sbc] a batch could not be run ({type(exc).__name__}: {exc}); "
-                          "its replicates are left for the next run", file=sys.stderr)
-                    continue
+            records = take(future)
+            if records is not None:
                 on_records(records)
                 if progress:
                     _tick(progress, records)
                 future.release()
-            finally:
-                if window:
-                    refill()
+            if window:
+                refill()
     finally:
         for f in futures:
             f.cancel()
