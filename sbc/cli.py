@@ -240,7 +240,9 @@ def _cmd_report(args) -> int:
     results = Results(args.dir)
     path = results.write_report()
     print(f"[sbc] report written: {path}")
-    return _print_verdicts(results.calibration, args.fail_on)
+    status = _print_verdicts(results.calibration, args.fail_on)
+    _print_stops(results.calibration)
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -328,3 +328,50 @@ def test_results_expose_the_sequential_outcome(tmp_path):
     (o,) = r.sequential.values()
     assert o.status == "fail" and sbc.open(tmp_path / "r").sequential[(o.model, o.design)] \
         .stop_rep == o.stop_rep
+
+
+@pytest.fixture(scope="module")
+def stored_records(tmp_path_factory):
+    """The records of a sequential study run past its stop (a fixed run of 60 replicates of
+    the broken model, so there is something beyond every possible stop)."""
+    from sbc.store import Store
+
+    tmp = tmp_path_factory.mktemp("records")
+    study = bug_study(tmp)
+    sbc.run(dataclasses.replace(study, simulations=60, sequential=None, max_simulations=None),
+            tmp / "s", workers=0, progress=False, report=False)
+    return list(Store(tmp / "s").iter_records())
+
+
+def test_the_monitor_decides_as_the_judge_whatever_the_arrival_order(stored_records):
+    """Records arriving in any order, in batches of any size, lead the run's monitor to the
+    stop the store's judge finds afterwards (the decision reads the replicates in order)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from sbc.calibration import with_fractional_ranks
+    from sbc.record import records_to_tables
+
+    reps, params = records_to_tables(stored_records)
+    cell = (stored_records[0]["model"], stored_records[0]["design"])
+    expected = stopping.cell_outcome(*cell, reps, with_fractional_ranks(params, reps),
+                                     SETTINGS, cells=1)
+    assert expected.status == "fail"
+
+    @settings(max_examples=25, deadline=None)
+    @given(order=st.permutations(range(len(stored_records))),
+           sizes=st.lists(st.integers(1, 8), min_size=1, max_size=60))
+    def check(order, sizes):
+        monitor = stopping.Monitor(SETTINGS, [cell])
+        arriving = [stored_records[i] for i in order]
+        i = 0
+        for size in sizes * len(arriving):
+            if i >= len(arriving):
+                break
+            monitor.add(arriving[i:i + size])
+            i += size
+        got = monitor.found[cell]
+        assert (got.status, got.stop_rep, got.fits, got.rejected) == \
+            (expected.status, expected.stop_rep, expected.fits, expected.rejected)
+
+    check()
