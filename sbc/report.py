@@ -17,13 +17,12 @@ import numpy as np
 import pandas as pd
 
 from sbc import plots, render
-from sbc import stopping as stopping_display
 from sbc.glossary import canonical, explain
 from sbc.calibration import (LEVELS, MIN_FITS, SHAPE_TEXT, Calibration, Verdict, at_floor,
                              combine, with_fractional_ranks)
 from sbc.store import Store
-from sbc.summarize import (Badge, Plot, PValue, calibrate_store_tables, study_summary,
-                           summary_frame)
+from sbc.summarize import (Badge, Plot, PValue, calibrate_store_tables, sequential_plot,
+                           sequential_table, study_summary, summary_frame)
 
 
 WORST_LISTED = 10  # individual elements listed / plotted per model x design
@@ -163,8 +162,7 @@ def write_report(store: Store) -> Path:
     return write_report_with_calibration(store)[0]
 
 
-def write_report_with_calibration(store: Store, on_verdict=None
-                                  ) -> tuple[Path, Calibration | None]:
+def write_report_with_calibration(store: Store, on_verdict=None) -> tuple[Path, Calibration | None]:
     """:func:`write_report`, also returning the engine's result (None when nothing is
     stored), so that a command can print the verdicts it wrote.  ``on_verdict(cal)`` is
     called with the verdicts as soon as they are known, before the figures are drawn."""
@@ -452,7 +450,7 @@ def design_section(model: str, design: str, cal: Calibration,
     outcome = cal.sequential.get((model, design))
     figures = design_plots(groups, scalars, block)
     if outcome is not None and outcome.log_e:
-        figures.insert(0, Plot(*stopping_display.figure(outcome)))
+        figures.insert(0, sequential_plot(outcome))
     return DesignSection(
         model, design, VerdictBox.of(verdict), group_table(groups, scalars),
         scalar_table(scalars.sort_values("p_value").head(WORST_LISTED), cal.n_sim),
@@ -460,7 +458,7 @@ def design_section(model: str, design: str, cal: Calibration,
         diagnostics_table(diag), figures,
         worst_elements_plot(groups, scalars, block), scalar_table(scalars, cal.n_sim),
         extremes_table(block),
-        stopping_display.table(outcome) if outcome is not None else None)
+        sequential_table(outcome) if outcome is not None else None)
 
 
 def trend_section(model: str, cal: Calibration) -> TrendSection | None:

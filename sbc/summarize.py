@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["Badge", "MarkdownRow", "PValue", "Plot", "StudySummary", "calibrate_store_tables",
-           "study_summary", "summary_frame"]
+           "sequential_plot", "sequential_table", "study_summary", "summary_frame"]
 
 
 @dataclass(frozen=True)
@@ -182,3 +182,39 @@ def study_summary(manifest: dict, cal: Calibration | None) -> StudySummary:
                for g in cal.groups[cal.groups["fails"]].itertuples()]
     return StudySummary(**base, overall=cal.overall(), family_text=cal.family_text(),
                         rows=rows, failing=failing)
+
+
+def sequential_plot(o) -> Plot:
+    """The e-value path of one model x design of a sequential study (an
+    :class:`sbc.stopping.Outcome`)."""
+    from sbc import plots
+
+    stop = o.fits if o.decided else None
+    paths = {g: v[: o.fits] if o.decided else v for g, v in o.log_e.items()}
+    return Plot(plots.sequential_path(paths, o.threshold, stop,
+                                      o.point.n if o.point else None, o.rejected),
+                "sequential test",
+                "E-value of each parameter group after every successful fit (log scale). A "
+                "group is rejected when its e-value reaches the dashed line, valid however often it "
+                "is looked at; with no crossing the study stops at the pass point (dotted), "
+                "where the fixed-n test decides.")
+
+
+def sequential_table(o) -> pd.DataFrame:
+    """Where a sequential model x design stopped, why, and what it saved (the report's
+    table; ``o``: an :class:`sbc.stopping.Outcome`)."""
+    point = o.point
+    fixed = max((n for n in point.fixed_n.values() if n), default=None) if point else None
+    return pd.DataFrame([{
+        "where it stopped": {"fail": "stopped: e-value crossed", "look": "stopped at the pass point",
+                   "limit": "stopped at max_simulations",
+                   "running": "not stopped yet"}[o.status],
+        "stop replicate": o.stop_rep if o.stop_rep is not None else "",
+        "fits counted": o.fits,
+        "stored beyond the stop": o.beyond,
+        "reject at e-value": f"{o.threshold:.3g}",
+        "pass point (fits)": point.n if point and point.n else f"> {o.settings.max_simulations}",
+        "fixed-n study of equal power (fits)": fixed if fixed else "",
+        "max_simulations": o.settings.max_simulations,
+        "replicates not fitted": o.saved,
+    }])
