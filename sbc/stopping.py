@@ -209,7 +209,7 @@ class Outcome:
     @property
     def saved(self) -> int:
         """Replicates not fitted against a fixed study of max_simulations (stored ones past
-        the stop count as fitted)."""
+        the stop count as fitted); only meaningful once the cell has stopped."""
         used = (self.stop_rep + 1 if self.stop_rep is not None else 0) + self.beyond
         return max(0, self.settings.max_simulations - used)
 

@@ -216,5 +216,5 @@ def sequential_table(o) -> pd.DataFrame:
         "pass point (fits)": point.n if point and point.n else f"> {o.settings.max_simulations}",
         "fixed-n study of equal power (fits)": fixed if fixed else "",
         "max_simulations": o.settings.max_simulations,
-        "replicates not fitted": o.saved,
+        "replicates not fitted": o.saved if o.decided else "",
     }])
