@@ -459,7 +459,8 @@ class Monitor:
         have = self._ranks[cell]
         length = self._prefix[cell]
         start = length
-        while length in have:
+        limit = self.settings.max_simulations  # replicates from here on are never counted
+        while length < limit and length in have:
             if have[length] is not None:
                 self._ok[cell].append(length)
             length += 1
@@ -480,8 +481,7 @@ class Monitor:
         groups = {}
         for g in sorted(set(names.values())):
             groups[g] = block[:, [i for i, n in enumerate(columns) if names[n] == g]]
-        self.found[cell] = decide_cell(*cell, np.asarray(ok, dtype=int),
-                                       min(length, self.settings.max_simulations), groups,
+        self.found[cell] = decide_cell(*cell, np.asarray(ok, dtype=int), length, groups,
                                        np.fromiter(have, dtype=int), self.settings,
                                        len(self.cells))
 

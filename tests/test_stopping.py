@@ -375,3 +375,33 @@ def test_the_monitor_decides_as_the_judge_whatever_the_arrival_order(stored_reco
             (expected.status, expected.stop_rep, expected.fits, expected.rejected)
 
     check()
+
+
+def synthetic_records(u: np.ndarray, n_ranked: int = 999) -> list[dict]:
+    """Minimal ok records of one cell with a single scalar 'x' whose rank gives ``u``."""
+    return [{"model": "m", "design": "d", "rep": i, "status": "ok", "n_ranked": n_ranked,
+             "seed_entropy": 1, "parameters": {"name": ["x"], "group": ["x"],
+                                               "rank": [int(v * (n_ranked + 1))]},
+             "quantities": {}} for i, v in enumerate(u)]
+
+
+def test_the_monitor_ignores_replicates_past_max_simulations_as_the_judge_does():
+    """A store may hold more replicates than max_simulations (an earlier, larger fixed run);
+    neither the monitor nor the judge counts them, so both stop at the limit here although
+    the replicates past it depart clearly."""
+    from sbc.calibration import with_fractional_ranks
+    from sbc.record import records_to_tables
+
+    u = np.random.default_rng(5).uniform(size=60)
+    u[20:] = 0.999
+    records = synthetic_records(u)
+    settings = stopping.Sequential(max_simulations=15)
+    reps, params = records_to_tables(records)
+    judged = stopping.cell_outcome("m", "d", reps, with_fractional_ranks(params, reps),
+                                   settings, cells=1)
+    monitor = stopping.Monitor(settings, [("m", "d")])
+    monitor.add(records)
+    got = monitor.found[("m", "d")]
+    assert judged.status == "limit" and judged.stop_rep == 14
+    assert (got.status, got.stop_rep, got.fits) == (judged.status, judged.stop_rep,
+                                                     judged.fits)
