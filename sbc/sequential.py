@@ -209,12 +209,8 @@ def _look_rejects(u: np.ndarray, n: int, level: float) -> np.ndarray:
     at ``level``."""
     from sbc import stats
 
-    n_eval = stats._resolve(n, None)
     n_sim = max(stats.DEFAULT_N_SIM, 1000 * math.ceil(20.0 / level / 1000))
-    minima = stats._null_min_tail_probs(n, n_eval, n_sim, stats.DEFAULT_SEED)
-    p = (1.0 + np.searchsorted(minima, stats._min_tail_probs_of(u[:, :n], n_eval),
-                               side="right")) / (n_sim + 1.0)
-    return p <= level
+    return stats.uniformity_pvalues(u[:, :n], n_sim) <= level
 
 
 @dataclass(frozen=True)

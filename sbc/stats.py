@@ -405,6 +405,18 @@ def _min_tail_probs_of(u: np.ndarray, n_eval: int) -> np.ndarray:
     return _min_tail_prob(np.cumsum(hist[:, :-1], axis=1), table)
 
 
+def uniformity_pvalues(u: np.ndarray, n_sim: int = DEFAULT_N_SIM,
+                       seed: int = DEFAULT_SEED) -> np.ndarray:
+    """The Monte Carlo p-values of :func:`uniformity_test` for every row of ``u`` (m, n) at
+    once (rows of n fractional ranks, no NaN), from the same cached null minima: for power
+    studies, which test many simulated samples of one size."""
+    n = u.shape[1]
+    n_eval = _resolve(n, None)
+    minima = _null_min_tail_probs(n, n_eval, n_sim, seed)
+    stat = _min_tail_probs_of(u, n_eval)
+    return (1.0 + np.searchsorted(minima, stat, side="right")) / (n_sim + 1.0)
+
+
 @lru_cache(maxsize=256)
 def shift_power(n: int, shift: float, level: float, n_sim: int = DEFAULT_N_SIM,
                 n_alt: int = 400, seed: int = DEFAULT_SEED) -> float:
@@ -418,13 +430,9 @@ def shift_power(n: int, shift: float, level: float, n_sim: int = DEFAULT_N_SIM,
     """
     if n < 2:
         return 0.0
-    n_eval = _resolve(n, None)
     rng = np.random.default_rng(seed + 1)
     u = norm.cdf(rng.standard_normal((n_alt, n)) - shift)
-    stat = _min_tail_probs_of(u, n_eval)
-    minima = _null_min_tail_probs(n, n_eval, n_sim, seed)
-    p = (1.0 + np.searchsorted(minima, stat, side="right")) / (n_sim + 1.0)
-    return float(np.mean(p <= level))
+    return float(np.mean(uniformity_pvalues(u, n_sim, seed) <= level))
 
 
 # --------------------------------------------------------------------------------------
