@@ -361,17 +361,11 @@ def check_calibration(model, design=(10, 3, 3), *, n_sims: int | str = "auto",
         fit_errors=errors, verdict=verdict, n_flagged=int(flagged_mask(ok).sum()))
 
 
-def assert_calibrated(model, design=(10, 3, 3), *, n_sims: int | str = "auto",
-                      alpha: float = 0.05, sampler: str | SamplerSettings = "nutpie",
-                      simulate_model=None, seed: int = 0, thin: int | str = "auto",
-                      quantities: bool = True, cache_dir: str | Path = DEFAULT_CACHE_DIR,
-                      out: str | Path | None = None, workers: int = 0, report: bool = True,
-                      max_failed: float = 0.05, base_dir: str | Path = ".",
-                      verbose: bool = False, max_sims: int = 1000, power: float = 0.8,
-                      shift: float = 0.5, narrow: float = 0.2) -> CalibrationResult:
-    """:func:`check_calibration` (same arguments), raising :class:`CalibrationFailure` (an
-    AssertionError) with a readable message when any check fails, too many fits fail, or
-    nothing could be ranked.  Returns the result when the model passes.
+def assert_calibrated(model, design=(10, 3, 3), **options) -> CalibrationResult:
+    """:func:`check_calibration` (same arguments and signature), raising
+    :class:`CalibrationFailure` (an AssertionError) with a readable message when any check
+    fails, too many fits fail, or nothing could be ranked.  Returns the result when the
+    model passes.
 
     Examples
     --------
@@ -379,12 +373,11 @@ def assert_calibrated(model, design=(10, 3, 3), *, n_sims: int | str = "auto",
     >>> def test_my_model_is_calibrated():                       # doctest: +SKIP
     ...     assert_calibrated("my_model", (10, 3, 3), sampler="nutpie")  # sequential
     """
-    result = check_calibration(
-        model, design, n_sims=n_sims, alpha=alpha, sampler=sampler,
-        simulate_model=simulate_model, seed=seed, thin=thin, quantities=quantities,
-        cache_dir=cache_dir, out=out, workers=workers, report=report, max_failed=max_failed,
-        base_dir=base_dir, verbose=verbose, max_sims=max_sims, power=power, shift=shift,
-        narrow=narrow)
+    result = check_calibration(model, design, **options)
     if not result.passed:
         raise CalibrationFailure(result)
     return result
+
+
+# One list of options, shown by help(), IDEs and inspect for both functions.
+assert_calibrated.__signature__ = inspect.signature(check_calibration)
