@@ -211,8 +211,7 @@ class Runner:
                                       job.parameter_map)
                             for i in range(0, len(missing), size)])
         if sequential:
-            return [t for t in sorted((t for ts in per_job for t in ts),
-                                      key=lambda t: t.reps[0])], total
+            return sorted((t for ts in per_job for t in ts), key=lambda t: t.reps[0]), total
         return [t for ts in per_job for t in ts], total
 
     def ensure(self, jobs: Iterable[Job], *, announce: str | None = None,

@@ -370,16 +370,15 @@ def _verdict(v, o: Outcome, cal):
     from sbc.calibration import Cause, Verdict, attribute
 
     if o.status == "fail":
-        groups = cal.groups[(cal.groups["model"] == o.model) & (cal.groups["design"] == o.design)]
+        def cell(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[(frame["model"] == o.model) & (frame["design"] == o.design)] \
+                if len(frame) else frame
+
+        groups = cell(cal.groups)
         rows = groups[groups["group"].isin(o.rejected)]
-        diag = cal.diagnostics.query("model == @o.model and design == @o.design").iloc[0]
-        clean = cal.groups_clean
-        clean = clean[(clean["model"] == o.model) & (clean["design"] == o.design)] \
-            if len(clean) else clean
-        scalars = cal.scalars[(cal.scalars["model"] == o.model)
-                              & (cal.scalars["design"] == o.design)]
-        cause = attribute(rows, clean, scalars, diag.to_dict(), cal.alpha) if len(rows) else \
-            Cause("undetermined", "stopped by the sequential test")
+        diag = cell(cal.diagnostics).iloc[0].to_dict()
+        cause = attribute(rows, cell(cal.groups_clean), cell(cal.scalars), diag, cal.alpha) \
+            if len(rows) else Cause("undetermined", "stopped by the sequential test")
         tags = tuple(t for t in v.warnings if t != "low power")
         return Verdict("fail", f"{o.sentence()} Cause: {cause.kind} ({cause.evidence}).",
                        o.rejected, v.recommendation, tags, cause, v.power)
@@ -422,12 +421,13 @@ def record_ranks(record) -> dict[str, tuple[str, float]]:
 class Monitor:
     """Watches the records of a running sequential study and says which cells are decided.
 
-    ``add(records)`` after each batch; ``decided(model, design)``; ``done`` when every cell
-    is.  Each record's fractional ranks are computed once, when it arrives; decisions come
-    from :func:`decide_cell`, as in :func:`judge` on the finished store.
+    ``add(records)`` after each batch (and once with the stored records when a run
+    resumes); ``decided(model, design)``.  Each record's fractional ranks are computed once,
+    when it arrives; decisions come from :func:`decide_cell`, as in :func:`judge` on the
+    finished store.
     """
 
-    def __init__(self, settings: Sequential, cells: list[tuple[str, str]], records=()):
+    def __init__(self, settings: Sequential, cells: list[tuple[str, str]]):
         self.settings = settings
         self.cells = list(cells)
         # cell -> rep -> None (a failed fit) or {scalar name: (group, u)}
@@ -437,11 +437,8 @@ class Monitor:
         self._names: dict[tuple[str, str], dict[str, str]] = {c: {} for c in self.cells}
         self._rows: dict[tuple[str, str], list] = {c: [] for c in self.cells}  # u, in order
         self.found: dict[tuple[str, str], Outcome] = {}
-        self.add(records, check=False)
-        for cell in self.cells:
-            self._check(cell)
 
-    def add(self, records, check: bool = True) -> None:
+    def add(self, records) -> None:
         touched = set()
         for r in records:
             cell = (r["model"], r["design"])
@@ -449,9 +446,8 @@ class Monitor:
                 continue
             self._ranks[cell][int(r["rep"])] = record_ranks(r) if r["status"] == "ok" else None
             touched.add(cell)
-        if check:
-            for cell in touched:
-                self._check(cell)
+        for cell in touched:
+            self._check(cell)
 
     def _check(self, cell) -> None:
         if cell in self.found and self.found[cell].decided:
@@ -488,7 +484,3 @@ class Monitor:
     def decided(self, model: str, design: str) -> bool:
         o = self.found.get((model, design))
         return o is not None and o.decided
-
-    @property
-    def done(self) -> bool:
-        return all(self.decided(*c) for c in self.cells)
