@@ -23,6 +23,9 @@ null simulations    NULL_SEED (or the caller's seed)             the ECDF test's
 exact fit           the fit child's first 32-bit word            ``exact_posterior`` backends
 sequential power    SEQUENTIAL_POWER_SEED; (seed, 0 shift / 1     ``sbc.sequential``: the pass point
                     narrow) as the generator's entropy
+genome screen       the plan's seed; (crc32("genome"), genes,       ``sbc.plan.genome``: one simulated
+                    rep) for truths, (.., crc32(design label),   screen's truths (shared by designs
+                    rep) for its counts and sub-library          with as many genes) and data
 plot subsampling    PLOT_SEED                                    ``sbc.plots``: which points to draw
 ==================  ===========================================  ==================================
 """
@@ -76,6 +79,29 @@ def observed_posterior(study_seed: int) -> np.random.SeedSequence:
 def plan_prior_draws(plan_seed: int, n: int) -> list[np.random.SeedSequence]:
     """Seeds of ``n`` prior draws per design, for the planner's contraction."""
     return np.random.SeedSequence(plan_seed, spawn_key=PLAN_PRIOR_KEY).spawn(n)
+
+
+GENOME_KEY = zlib.crc32(b"genome")
+
+
+def genome_screen(plan_seed: int, genes: int, design_label: str,
+                  rep: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    """(truths, counts) of one simulated genome screen: the truths depend on the number of
+    genes and the replicate only, so designs of a plan share them (common random numbers);
+    the counts on the design too."""
+    truth = np.random.SeedSequence(plan_seed, spawn_key=(GENOME_KEY, int(genes), int(rep)))
+    data = np.random.SeedSequence(plan_seed, spawn_key=(GENOME_KEY, zlib.crc32(
+        design_label.encode()), int(rep), 0))
+    return truth, data
+
+
+def genome_fit(plan_seed: int, design_label: str,
+               rep: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    """(which genes one simulated genome screen fits its hyperparameters on, its
+    hyperparameter draws)."""
+    root = np.random.SeedSequence(plan_seed, spawn_key=(GENOME_KEY, zlib.crc32(
+        design_label.encode()), int(rep), 1))
+    return tuple(root.spawn(2))
 
 
 def integer(seed: np.random.SeedSequence) -> int:
