@@ -33,6 +33,11 @@ class Design:
     def n_rows(self) -> int:
         return self.n_cell_lines * self.n_genes * self.n_reps
 
+    @property
+    def dimensions(self) -> dict[str, int]:
+        """The planner's names of the dimensions (``sbc.plan.criteria.dominated``)."""
+        return {"cell_lines": self.n_cell_lines, "genes": self.n_genes, "reps": self.n_reps}
+
     def frame(self) -> pd.DataFrame:
         return design_frame(self.n_cell_lines, self.n_genes, self.n_reps)
 

@@ -451,6 +451,28 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
     return lost
 
 
+def map_calls(client: object, fn: Callable, calls: Sequence[tuple],
+              on_result: Callable[[object], None]) -> None:
+    """``fn(*args)`` for every ``args`` of ``calls`` on the session's workers (a client from
+    :func:`session`; in this process for ``InProcess`` and ``Threads``), each result handed
+    to ``on_result`` in this process as it completes.  For the genome planner's simulated
+    screens, which return a small record each."""
+    if isinstance(client, (InProcess, Threads)):
+        for args in calls:
+            on_result(fn(*args))
+        return
+    from dask.distributed import as_completed
+
+    futures = [client.submit(fn, *args, pure=False, retries=RETRIES) for args in calls]
+    try:
+        for future in as_completed(futures):
+            on_result(future.result())
+            future.release()
+    finally:
+        for future in futures:
+            future.cancel()
+
+
 def _run_in_threads(tasks, on_records, n: int, progress, window, wanted) -> int:
     """:func:`run_tasks` on ``n`` threads: records are handed over in this (the calling)
     thread, in the order the batches finish; at most ``window`` batches in flight."""

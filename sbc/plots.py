@@ -377,6 +377,31 @@ def plan_curves_figure(table: pd.DataFrame, probability: float,
     return fig
 
 
+def plan_cost_figure(table: pd.DataFrame, probability: float, unit: str = "",
+                     recommended: str | None = None) -> Figure:
+    """P(success) with its Monte Carlo interval against cost, one point per evaluated
+    design (colour: cell lines); dashed: the required probability; the recommended design
+    circled."""
+    done = table[table["simulations"] > 0].sort_values("cost")
+    fig = Figure(figsize=(7, 4.2), dpi=PLAN_DPI, layout="tight")
+    ax = fig.subplots()
+    p = done["p_success"].to_numpy()
+    err = np.vstack([p - done["p_lower"].to_numpy(), done["p_upper"].to_numpy() - p])
+    ax.errorbar(done["cost"], p, yerr=err, fmt="none", ecolor="0.6", lw=0.8, capsize=2)
+    points = ax.scatter(done["cost"], p, c=done["cell_lines"], cmap="viridis", s=28, zorder=3)
+    fig.colorbar(points, ax=ax, label="cell lines")
+    if recommended is not None and recommended in set(done["design"]):
+        row = done[done["design"] == recommended].iloc[0]
+        ax.scatter([row["cost"]], [row["p_success"]], s=160, facecolors="none",
+                   edgecolors="red", lw=1.5, zorder=4, label=f"recommended: {plain(recommended)}")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.axhline(probability, color="grey", ls="--", lw=1)
+    ax.set_xlabel(f"cost ({unit})" if unit else "cost")
+    ax.set_ylabel("P(all targets met)")
+    ax.set_ylim(-0.02, 1.02)
+    return fig
+
+
 def sequential_path(log_e: dict, threshold: float, stop: int | None, pass_point: int | None,
                     failing: Sequence[str] = ()) -> Figure:
     """log10 e-value of each group after every counted fit (``log_e``: group -> natural-log

@@ -7,6 +7,7 @@
     OUT/ranks.nc                          DataTree: /MODEL/DESIGN/prior_sbc (fractional ranks;
                                           posterior_sbc for posterior SBC)
     OUT/report.html, summary.csv, summary.md
+    OUT/screens/DESIGN/r000042.json       a genome plan's simulated screens (scores, PITs)
 
 Every file is written atomically (a fresh temporary file from ``tempfile.mkstemp`` in the same
 directory, created with O_EXCL so nothing planted there is followed, then fsync and rename), so
@@ -48,7 +49,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,17 +57,18 @@ import pandas as pd
 
 from sbc import seeding
 from sbc.errors import StoreError, StudyMismatchError
-from sbc.record import (digest_problem, dumps, is_int, is_label, is_number, json_type,
+from sbc.record import (MAX_INT, digest_problem, dumps, is_int, is_label, is_number, json_type,
                         loads, rank_tree_bytes, record_bytes, record_problem, records_to_tables,
                         show, Record)
 
 STUDY_FILE = "study.json"
 REPLICATES = "replicates"
+SCREENS = "screens"
 # Files the store (and `sbc plan`, through Store.write_text) keeps at its top level: none may
 # be a symbolic link, and the temporary files of their atomic writes are `.NAME.*.tmp`.
 OWN_FILES = (STUDY_FILE, "replicates.parquet", "parameters.parquet", "ranks.nc", "report.html",
              "summary.csv", "summary.md", "plan.csv", "plan.json", "pilot_posterior.json",
-             "design_prior.py")
+             "design_prior.py", "plan_cost.png")
 PROBE = ".sbc-write-probe"  # prefix of the file that tests whether a directory is writable
 MAX_RECORD_BYTES = 256 * 2**20  # far above any real record (a few kB per ranked scalar)
 MAX_STUDY_BYTES = 16 * 2**20
@@ -586,6 +588,74 @@ class Store:
         return {(r["model"], r["design"], r["rep"]) for r in self.iter_records(quarantine)
                 if counts_as_done(r, retry_failed)}
 
+    # --- genome plans: one small record per simulated screen ----------------------------
+    def screen_path(self, design: str, rep: int) -> Path:
+        return self.root / SCREENS / design / f"r{rep:06d}.json"
+
+    def write_screen(self, record: dict) -> None:
+        """Store one simulated screen's record (``design``, ``rep``, scores) atomically,
+        with the study's fingerprint and the digest of its bytes."""
+        expected = self._expect()
+        stored = {**record, "fingerprint": expected.fingerprint}
+        stored.pop("digest", None)
+        design, rep = stored.get("design"), stored.get("rep")
+        if not (is_label(design) and is_int(rep, 0, MAX_INT)):
+            raise StoreError(f"refusing to store a screen record with design {show(design)} "
+                             f"and rep {show(rep)}; this is a bug in the caller")
+        path = self.screen_path(design, rep)
+        links = [p for p in (path.parent.parent, path.parent) if p.is_symlink()]
+        if links:
+            raise StoreError(_link_message(links))
+        try:
+            atomic_write_bytes(path, record_bytes(stored))
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror}; results stored so far are "
+                             "intact; free disk space or fix permissions and run again to resume") from exc
+
+    def iter_screens(self, problem: Callable[[dict], str | None],
+                     quarantine: bool = False) -> Iterator[dict]:
+        """Every valid screen record: a regular file, strict JSON, unchanged since written
+        (digest), this study's (fingerprint, the design and replicate its path names) and
+        passing ``problem`` (the caller's schema).  Others are named on ``stream`` and never
+        counted; with ``quarantine`` they are renamed aside so the screen is simulated
+        again."""
+        expected = self._expect(fresh=True)
+        base = self.root / SCREENS
+        if base.is_symlink():
+            raise StoreError(_link_message([base]))
+        if not base.is_dir():
+            return
+        for directory in sorted(base.iterdir()):
+            if directory.is_symlink():
+                raise StoreError(_link_message([directory]))
+            if not directory.is_dir():
+                continue
+            for path in sorted(directory.glob("r*.json")):
+                try:
+                    data = _read_regular(path, MAX_RECORD_BYTES)
+                    record = loads(data)
+                except _Unreadable as exc:
+                    self._not_counted(path, exc.kind, exc.reason, quarantine)
+                    continue
+                except ValueError as exc:
+                    self._not_counted(path, "corrupt", f"it is not strict JSON ({exc})", quarantine)
+                    continue
+                reason = digest_problem(data, record) if isinstance(record, dict) else \
+                    f"it holds {json_type(record)} instead of a JSON object"
+                kind = "corrupt" if reason else "foreign"
+                if not reason:
+                    if record.get("fingerprint") != expected.fingerprint:
+                        reason = "it was written by another study (fingerprint)"
+                    elif (record.get("design"), record.get("rep")) != \
+                            (directory.name, _rep_of(path.name)):
+                        reason = "it holds another screen than its path names (copied or renamed)"
+                    else:
+                        kind, reason = "invalid", problem(record)
+                if reason:
+                    self._not_counted(path, kind, reason, quarantine)
+                    continue
+                yield record
+
     # --- consolidated tables -----------------------------------------------------------
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(replicates, parameters) tables from the stored records."""
@@ -614,6 +684,11 @@ class Store:
                              f"intact: free disk space or make {self.root} writable, then run the "
                              "same command again") from exc
         return path
+
+
+def _rep_of(name: str) -> int | None:
+    digits = name[1:-len(".json")]
+    return int(digits) if digits.isdigit() else None
 
 
 def _diff_manifests(old: dict, new: dict, old_digests: dict, new_digests: dict) -> str:

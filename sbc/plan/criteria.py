@@ -154,10 +154,12 @@ def plan_decision(lower: float, upper: float, probability: float) -> str | None:
 
 
 def dominated(a: Design, b: Design, monotone: tuple[str, ...]) -> bool:
-    """Is ``a`` no larger than ``b`` in every monotone dimension and equal in the others?"""
-    fields = {"cell_lines": "n_cell_lines", "genes": "n_genes", "reps": "n_reps"}
-    for dim, attr in fields.items():
-        x, y = getattr(a, attr), getattr(b, attr)
+    """Is ``a`` no larger than ``b`` in every monotone dimension and equal in the others?
+    (Any design with a ``dimensions`` mapping: the logfc designs, and the genome designs
+    with guides and depth.)"""
+    dims_b = b.dimensions
+    for dim, x in a.dimensions.items():
+        y = dims_b[dim]
         if (dim in monotone and x > y) or (dim not in monotone and x != y):
             return False
     return True

@@ -407,7 +407,14 @@ def run_plan(plan: Plan, out: str | Path, *, workers: int | None = None,
 
 
 def cli_plan(args, tls=None) -> int:
-    """``sbc plan PLAN [--out DIR] [--workers N] [--scheduler ADDR]``."""
+    """``sbc plan PLAN [--out DIR] [--workers N] [--scheduler ADDR]``; a genome plan
+    (``kind = "genome"``) runs :func:`sbc.plan.genome_plan.cli_genome_plan`."""
+    from sbc.plan.genome_config import is_genome_plan
+
+    if is_genome_plan(args.plan):
+        from sbc.plan.genome_plan import cli_genome_plan
+
+        return cli_genome_plan(args, tls)
     plan = load_plan(args.plan)
     out = output_dir(args.out, plan.output, plan.base_dir, plan.name)
     result = run_plan(plan, out, workers=args.workers, scheduler=args.scheduler,

@@ -1,0 +1,332 @@
+"""Running a genome plan: simulated screens of each design through the shortcut
+(:mod:`sbc.plan.genome`) on the Dask session of :mod:`sbc.dispatch`, one small record per
+screen in the store (OUT/screens/DESIGN/rNNNNNN.json, resumable), the same search as
+``sbc plan`` (:class:`sbc.plan.search.Search`), and the outputs: plan.csv, plan.json,
+summary.md and plan_cost.png (P(success) against cost).
+
+Each design's SBC verdict comes from its own screens: per screen, the PIT of one gene's
+effect and of one gene x cell-line deviation (gene ``rep mod n_pit``, never a candidate, so
+the ranks are independent across screens), and of one candidate's selective effect when the
+candidates' effects come from the analysis prior.  The non-candidates' posteriors do not
+depend on the candidates' truths (the hyperparameters are fitted without candidates), so
+their ranks are valid SBC ranks even when the plan fixes the candidates' effect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sbc import stats
+from sbc.calibration import MIN_FITS
+from sbc.dispatch import check_scheduler_address, map_calls, session
+from sbc.plan.criteria import plan_decision, success_interval
+from sbc.plan.genome import ScreenDesign, run_screen
+from sbc.plan.genome_config import GenomePlan
+from sbc.plan.output import jsonable
+from sbc.plan.search import DesignResult, Search
+from sbc.runner import manifest as make_manifest
+from sbc.store import Store
+
+RECORD_NUMBERS = ("coverage95", "reliability", "reliability_var", "fdp05", "rmse_beta",
+                  "simulate_seconds", "fit_seconds")
+PIT_GROUPS = ("pit_beta", "pit_u", "pit_gamma")
+
+
+@dataclass
+class GenomeDesignResult(DesignResult):
+    """A design's result with the genome targets' metrics (mean and Monte Carlo standard
+    error over its screens), the realised false discovery proportion and the cost parts."""
+
+    metrics: list[tuple[float, float]] = field(default_factory=list)
+    fdp: float = math.nan
+    coverage: float = math.nan
+    million_reads: float = math.nan
+
+    def row(self) -> dict:
+        out = super().row()
+        d = self.design
+        out.update({"guides": d.guides, "depth": d.depth, "million_reads": self.million_reads})
+        for i, (mean, se) in enumerate(self.metrics):
+            out[f"metric{i}"], out[f"metric{i}_se"] = mean, se
+        out.update({"fdp_at_0.05": self.fdp, "coverage95": self.coverage})
+        return out
+
+
+def screen_problem(record: dict, n_targets: int) -> str | None:
+    """Why a stored screen record is not one this plan wrote, or None."""
+    if not isinstance(record.get("success"), bool):
+        return "its 'success' is not true/false"
+    for i in range(n_targets):
+        if not isinstance(record.get(f"met{i}"), bool):
+            return f"its 'met{i}' is not true/false"
+        value = record.get(f"metric{i}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"its 'metric{i}' is not a number"
+    for key in RECORD_NUMBERS:
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"its '{key}' is not a number"
+    for key in PIT_GROUPS:
+        values = record.get(key)
+        if not isinstance(values, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+                for v in values):
+            return f"its '{key}' is not a list of numbers in [0, 1]"
+    return None
+
+
+def design_verdict(records: list[dict], alpha: float, gamma: bool) -> tuple[str, float, str, int]:
+    """(calibrated / miscalibrated / not checked, smallest Holm-adjusted p, failing groups,
+    screens) from one PIT per screen and group (see the module docstring)."""
+    groups = {"beta_g": "pit_beta", "u": "pit_u"}
+    if gamma:
+        groups["gamma"] = "pit_gamma"
+    pits = {}
+    for name, key in groups.items():
+        values = [r[key][r["rep"] % len(r[key])] for r in records if r[key]]
+        if len(values) >= MIN_FITS:
+            pits[name] = np.asarray(values)
+    if not pits:
+        return "not checked", math.nan, "", len(records)
+    p = np.array([stats.uniformity_test(u).p_value for u in pits.values()])
+    adjusted = stats.holm(p)
+    failing = [name for name, q in zip(pits, adjusted) if q < alpha]
+    return ("miscalibrated" if failing else "calibrated", float(adjusted.min()),
+            ", ".join(failing), len(records))
+
+
+class GenomePlanner:
+    """A genome plan's run: store, Dask session, evaluation of designs, search."""
+
+    def __init__(self, plan: GenomePlan, out: Path, workers: int | None,
+                 scheduler: str | None, stream=None, tls=None):
+        self.plan, self.out = plan, Path(out)
+        self.workers, self.scheduler, self.tls = workers, scheduler, tls
+        self.stream = stream or sys.stderr
+        self.settings = plan.settings()
+        self.results = {d: GenomeDesignResult(d, plan.cost_of(d), million_reads=d.million_reads)
+                        for d in plan.designs()}
+        self.screens: dict[str, dict[int, dict]] = {}
+        self.new = 0
+        self.started = time.monotonic()
+
+    def manifest(self) -> dict:
+        from sbc.models import crispr_guides
+
+        plan = jsonable(self.plan.to_dict())
+        fixed = {k: plan[k] for k in ("seed", "model", "targets", "n_candidates", "fraction",
+                                      "selective_effect", "priors", "library_sd", "t0_depth",
+                                      "hyper_genes", "hyper_draws", "n_pit")}
+        source = Path(crispr_guides.__file__).read_bytes() + \
+            Path(__file__).with_name("genome.py").read_bytes()
+        digest = hashlib.sha256(source).hexdigest()[:16]
+        fingerprint = hashlib.sha256(json.dumps({"plan": fixed, "source": digest},
+                                                sort_keys=True, default=str).encode()
+                                     ).hexdigest()[:16]
+        return make_manifest(
+            fingerprint=fingerprint, kind="genome-plan",
+            study={**fixed, "name": self.plan.name, "models": [self.plan.model],
+                   "designs": [d.label for d in self.plan.designs()]},
+            plan=plan, model_digests={"model": digest},
+            model_refs={self.plan.model: self.plan.model})
+
+    def log(self, text: str) -> None:
+        print(f"[sbc plan] {text}", file=self.stream, flush=True)
+
+    def run(self) -> GenomeDesignResult | None:
+        plan = self.plan
+        store = Store.open_for_run(self.out, self.manifest())
+        self.store = store
+        with store.exclusive():
+            n_targets = len(plan.targets)
+            for record in store.iter_screens(lambda r: screen_problem(r, n_targets),
+                                             quarantine=True):
+                self.screens.setdefault(record["design"], {})[record["rep"]] = record
+            stored = sum(len(v) for v in self.screens.values())
+            self.log(f"{plan.name}: {len(self.results)} candidate designs, {stored} simulated "
+                     f"screens already stored")
+            with session(workers=self.workers, scheduler=self.scheduler,
+                         cluster_spec=plan.cluster, tls=self.tls) as client:
+                self.client = client
+                search = Search(self.results, plan.monotone, self.evaluate,
+                                strategy=plan.search.strategy,
+                                runners_up=plan.search.runners_up)
+                return search.run()
+
+    def _simulate(self, design: ScreenDesign, reps: range) -> None:
+        have = self.screens.setdefault(design.label, {})
+        todo = [r for r in reps if r not in have]
+        if not todo:
+            return
+        start = time.monotonic()
+
+        def keep(record: dict) -> None:
+            self.store.write_screen(record)
+            have[record["rep"]] = record
+            self.new += 1
+
+        map_calls(self.client, run_screen, [(design, r, self.settings) for r in todo], keep)
+        rate = (time.monotonic() - start) / len(todo)
+        self.log(f"{design.label}: {len(todo)} screens in {time.monotonic() - start:.0f} s "
+                 f"({rate:.1f} s per screen with the workers), {self.new} new in all, "
+                 f"{time.monotonic() - self.started:.0f} s elapsed")
+
+    def evaluate(self, design: ScreenDesign) -> GenomeDesignResult:
+        """Simulate batches of screens until the probability of success is decided (its
+        Wilson interval clear of the required probability) or max_simulations is reached."""
+        res = self.results[design]
+        s = self.plan.search
+        n = 0
+        while True:
+            n = min(n + s.batch, s.max_simulations)
+            self._simulate(design, range(n))
+            records = [self.screens[design.label][r] for r in range(n)]
+            self.summarize(res, records)
+            decision = plan_decision(res.lower, res.upper, self.plan.probability)
+            if decision or n >= s.max_simulations:
+                res.status = decision or "inconclusive"
+                break
+        verdict, p, failing, n_cal = design_verdict(records, s.alpha,
+                                                    self.settings.calibrated_stream)
+        res.calibration, res.calibration_p = verdict, p
+        res.calibration_failing, res.calibration_n = failing, n_cal
+        self.log(f"{design.label} (cost {res.cost:.4g}): P(success) = {res.probability:.2f} "
+                 f"[{res.lower:.2f}, {res.upper:.2f}] from {res.n} screens -> {res.status}; "
+                 f"SBC {verdict}")
+        return res
+
+    def summarize(self, res: GenomeDesignResult, records: list[dict]) -> None:
+        success = np.array([r["success"] for r in records], float)
+        res.n = len(records)
+        res.probability, res.lower, res.upper = success_interval(success,
+                                                                 self.plan.search.confidence)
+        res.per_target = [float(np.mean([r[f"met{i}"] for r in records]))
+                          for i in range(len(self.plan.targets))]
+        res.metrics = []
+        for i in range(len(self.plan.targets)):
+            values = np.array([r[f"metric{i}"] for r in records
+                               if r[f"metric{i}"] is not None], float)
+            se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+            res.metrics.append((float(values.mean()) if len(values) else math.nan, float(se)))
+        res.fdp = float(np.mean([r["fdp05"] for r in records]))
+        res.coverage = float(np.mean([r["coverage95"] for r in records]))
+        res.rmse = float(np.mean([r["rmse_beta"] for r in records]))
+        res.fit_seconds = float(np.median([r["simulate_seconds"] + r["fit_seconds"]
+                                           for r in records]))
+
+
+@dataclass
+class GenomePlanResult:
+    recommended: GenomeDesignResult | None
+    table: pd.DataFrame
+    fits: dict
+    seconds: float
+    out: Path
+
+
+def run_genome_plan(plan: GenomePlan, out: str | Path, *, workers: int | None = None,
+                    scheduler: str | None = None, stream=None, tls=None) -> GenomePlanResult:
+    """Run (or resume) a genome plan into ``out``: plan.csv, plan.json, summary.md and
+    plan_cost.png."""
+    workers = workers if workers is not None else plan.workers
+    scheduler = check_scheduler_address(scheduler or plan.scheduler)
+    planner = GenomePlanner(plan, Path(out), workers, scheduler, stream, tls)
+    recommended = planner.run()
+    rows = [r.row() for r in sorted(planner.results.values(), key=lambda r: (r.cost, r.design))]
+    table = pd.DataFrame(rows)
+    used = sum(r.n for r in planner.results.values())
+    full = plan.search.max_simulations * len(planner.results)
+    fits = {"used": used, "new": planner.new, "full_grid": full,
+            "designs": len(planner.results), "saved_share": 1 - used / full if full else 0.0,
+            "design_prior": "crispr_guides (its prior)" + (
+                f", candidates' selective effect fixed at {plan.selective_effect:g}"
+                if plan.selective_effect is not None else "")}
+    seconds = time.monotonic() - planner.started
+    store = planner.store
+    targets = [t.describe() for t in plan.targets]
+    store.write_text("plan.csv", table.to_csv(index=False))
+    store.write_text("plan.json", json.dumps(jsonable({
+        "plan": plan.to_dict(), "kind": "genome", "targets": targets,
+        "recommended": recommended.row() if recommended else None,
+        "fits": fits, "seconds": seconds, "designs": rows}), indent=2))
+    from sbc.plots import plan_cost_figure
+
+    fig = plan_cost_figure(table, plan.probability, plan.cost.unit,
+                           recommended.design.label if recommended else None)
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    store._write("plan_cost.png", buf.getvalue())
+    store.write_text("summary.md", summary_text(plan, table, recommended, fits, seconds))
+    return GenomePlanResult(recommended, table, fits, seconds, Path(out))
+
+
+def summary_text(plan: GenomePlan, table: pd.DataFrame, recommended, fits: dict,
+                 seconds: float) -> str:
+    """The plan's outcome as Markdown: the recommendation, the targets, the evaluated
+    designs."""
+    unit = plan.cost.unit
+    lines = [f"# {plan.name}", "", plan.description, ""]
+    if recommended is None:
+        lines.append("No design meets the targets with the stated confidence.")
+    else:
+        r = recommended
+        d = r.design
+        lines.append(f"Recommended: **{d.cell_lines} cell lines x {d.reps} replicates, "
+                     f"{d.guides} guides per gene, {d.depth} reads per guide, {d.genes:,} "
+                     f"genes**; cost {r.cost:.4g} {unit}; P(success) = {r.probability:.2f} "
+                     f"[{r.lower:.2f}, {r.upper:.2f}] from {r.n} simulated screens; SBC "
+                     f"{r.calibration}.")
+    lines += ["", "Targets (all must be met in a screen):", ""]
+    lines += [f"{i}. {t.describe()}" for i, t in enumerate(plan.targets)]
+    lines += ["", f"Screens simulated: {fits['used']} ({fits['new']} new) of "
+              f"{fits['full_grid']} for the full grid; {seconds:.0f} s.", ""]
+    done = table[table["simulations"] > 0]
+    cols = ["design", "cost", "status", "simulations", "p_success", "p_lower", "p_upper",
+            *[f"metric{i}" for i in range(len(plan.targets))], "fdp_at_0.05", "calibration"]
+    lines.append("| " + " | ".join(cols) + " |")
+    lines.append("|" + "---|" * len(cols))
+    for row in done[cols].itertuples(index=False):
+        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v)
+                                       for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cli_genome_plan(args, tls=None) -> int:
+    """``sbc plan GENOME_PLAN``."""
+    from sbc.config import output_dir
+    from sbc.plan.genome_config import load_genome_plan
+
+    plan = load_genome_plan(args.plan)
+    out = output_dir(args.out, plan.output, plan.base_dir, plan.name)
+    result = run_genome_plan(plan, out, workers=args.workers, scheduler=args.scheduler, tls=tls)
+    r = result.recommended
+    if r is None:
+        print(f"[sbc plan] no design meets the targets with the stated confidence; see "
+              f"{out / 'summary.md'}")
+    else:
+        d = r.design
+        print(f"[sbc plan] recommended {d.cell_lines} cell lines x {d.reps} replicates, "
+              f"{d.guides} guides per gene, {d.depth} reads per guide ({d.genes} genes): cost "
+              f"{r.cost:.4g} {plan.cost.unit}; P(success) = {r.probability:.2f} "
+              f"[{r.lower:.2f}, {r.upper:.2f}], n = {r.n}; SBC {r.calibration}")
+        for other in result.table.itertuples():
+            if other.status == "pass" and other.design != d.label:
+                print(f"[sbc plan]   runner-up {other.design}: cost {other.cost:.4g}, "
+                      f"P(success) = {other.p_success:.2f} [{other.p_lower:.2f}, "
+                      f"{other.p_upper:.2f}]")
+    f = result.fits
+    print(f"[sbc plan] screens simulated {f['used']} ({f['new']} new) vs {f['full_grid']} for "
+          f"the full grid ({f['saved_share']:.0%} saved); {result.seconds:.0f} s; summary: "
+          f"{out / 'summary.md'}")
+    return 0
