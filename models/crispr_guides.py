@@ -159,20 +159,21 @@ def simulate_counts(rng: np.random.Generator, truth: dict, n_cells: int, n_reps:
 def build(t0: np.ndarray, counts: np.ndarray, priors: dict = PRIORS,
           library_sd: float = LIBRARY["library_sd"], n_candidates: int = 0,
           fraction: float = 0.2):
-    """The full model in PyMC: t0 (G, K) and counts (C, R, G, K) observed; every gene,
-    guide, gene x cell-line deviation and library abundance is sampled (NUTS; the gene's
-    class is summed out by the mixture)."""
+    """The full model in PyMC: t0 (G, K) and counts (C, R, G, K) observed (data containers
+    ``t0_data``, ``counts_data``); every gene, guide, gene x cell-line deviation and library
+    abundance is sampled (NUTS; the gene's class is summed out by the mixture)."""
     import pymc as pm
     import pytensor.tensor as pt
 
-    n_cells, _, n_genes, n_guides = counts.shape
-    depth_cr = counts.sum(axis=(2, 3)).astype(float)            # (C, R)
-
+    n_cells, n_reps, n_genes, n_guides = counts.shape
     def prior(name):
         family, params = priors[name]
         return getattr(pm, family)(name, **params)
 
     with pm.Model() as model:
+        # data containers: one compiled model serves every screen of a design (with_data)
+        t0_data = pm.Data("t0_data", np.asarray(t0, float))
+        counts_data = pm.Data("counts_data", np.asarray(counts, float))
         h = {name: prior(name) for name in HYPER}
         pm.NormalMixture("beta_g", w=pt.stack([h["pi_essential"], 1 - h["pi_essential"]]),
                          mu=pt.stack([h["mu_essential"], pt.constant(0.0)]),
@@ -185,7 +186,7 @@ def build(t0: np.ndarray, counts: np.ndarray, priors: dict = PRIORS,
                                                                shape=(n_genes, n_guides)))
         log_a = pm.Normal("log_a", 0.0, library_sd, shape=(n_genes, n_guides))
         log_share = log_a - pm.math.logsumexp(log_a)
-        pm.Poisson("t0", float(t0.sum()) * pt.exp(log_share), observed=t0)
+        pm.Poisson("t0", t0_data.sum() * pt.exp(log_share), observed=t0_data)
         lfc = beta[None, :, None] + u[:, :, None] + d[None]
         if n_candidates:
             gamma = pm.Normal("gamma", 0.0, SELECTIVE_SD, shape=n_candidates)
@@ -195,7 +196,8 @@ def build(t0: np.ndarray, counts: np.ndarray, priors: dict = PRIORS,
             lfc = lfc + shift[:, :, None]
         logit = log_share[None] + LN2 * lfc                    # (C, G, K)
         logp = logit - pm.math.logsumexp(logit, axis=(1, 2), keepdims=True)
+        depth_cr = counts_data.sum(axis=(2, 3))                # (C, R) reads per screen
         mean = depth_cr[:, :, None, None] * pt.exp(logp)[:, None]
         pm.NegativeBinomial("counts", mu=mean, alpha=1.0 / (h["sigma_rep"] * LN2) ** 2,
-                            observed=counts)
+                            observed=counts_data, shape=(n_cells, n_reps, n_genes, n_guides))
     return model

@@ -24,9 +24,14 @@ The shortcut, and why it is exact given the hyperparameters:
    mode under the model's hyperpriors, from the collapsed likelihood of step 2 summed over a
    random sub-library (200-1,000 genes, enough for about 100,000 guide observations; the
    candidates are left out);
-   then the class hyperparameters (pi, mu_essential, sigma_essential, sigma_gene) again from
-   every gene, which costs scalar work per gene.  They are then known to a few per cent, which is why plugging them in
-   leaves the gene-level posteriors calibrated; this is the claim SBC tests
+   ``sigma_rep`` comes first, from the replicates alone (:func:`replicate_sd`).  Then the
+   class hyperparameters (pi, mu_essential, sigma_essential, sigma_gene) and the offset are
+   refitted on every gene, which costs scalar work per gene (the classes differ by a
+   rank-one change, Sherman-Morrison), and their uncertainty is kept: a Laplace
+   approximation proposes draws, importance-weighted by the exact posterior, and each
+   gene's posterior is the mixture over the draws.  The variance hyperparameters (tau,
+   sigma_guide, sigma_rep), known to about 2 % from the sub-library, are plugged in.  That
+   this leaves the gene-level posteriors calibrated is the claim SBC tests
    (``tests/validation/test_genome_validation.py``), against full NUTS on the count model.
 
 The Schur complement, the mixture and the Bayesian FDR rule are written here because no
@@ -391,28 +396,42 @@ def _minimize(objective, x0: np.ndarray) -> np.ndarray:
     return res.x
 
 
-def fit_hyper(obs: Observations, genes: np.ndarray, priors: dict) -> tuple[np.ndarray, _Sums]:
-    """Stage 1: the posterior mode of all hyperparameters and the global offset, from the
-    collapsed likelihood of the sub-library ``genes`` (non-candidates).  Returns the
-    unconstrained vector."""
+def replicate_sd(obs: Observations) -> float:
+    """``sigma_rep`` from the replicates of every guide in every cell line (a moment
+    estimate that none of the gene, guide, deviation or library terms enter): with R
+    replicates of variances ``vcount_r + sigma_rep^2``, the expected within-guide sum of
+    squares is ``(1 - 1/R) (sum_r vcount_r + R sigma_rep^2)``.  From millions of guide
+    observations it is known far more precisely than any other hyperparameter, so stage 1
+    holds it fixed (which spares recomputing every weight at each step)."""
+    R = obs.y.shape[2]
+    ss = ((obs.y - obs.y.mean(axis=2, keepdims=True)) ** 2).sum(axis=2)
+    excess = (ss / (1 - 1 / R) - obs.vcount.sum(axis=2)) / R
+    return float(math.sqrt(max(float(excess.mean()), 1e-8)))
+
+
+def fit_hyper(obs: Observations, genes: np.ndarray, priors: dict) -> np.ndarray:
+    """Stage 1: ``sigma_rep`` from the replicates (:func:`replicate_sd`), then the posterior
+    mode of the other hyperparameters and the global offset, from the collapsed likelihood
+    of the sub-library ``genes`` (non-candidates).  Returns the unconstrained vector."""
     F = np.ones((obs.y.shape[1], 1))
     v0 = obs.v0[genes]
-    sums: dict[float, _Sums] = {}
+    sigma_rep = replicate_sd(obs)
+    sums = _sums(obs, genes, sigma_rep)
+    free = [i for i in range(8) if i != 6]
     reduced: dict[tuple, _Affine] = {}
 
-    def objective(x):
+    def objective(y):
+        x = np.insert(y, 6, math.log(sigma_rep))
         h, offset = _unpack(x)
         key = tuple(x[list(VARIANCE)])
         if key not in reduced:  # a step in the class hyperparameters or offset reuses it
-            if h["sigma_rep"] not in sums:
-                sums.clear()
-                sums[h["sigma_rep"]] = _sums(obs, genes, h["sigma_rep"])
             reduced.clear()
-            reduced[key] = _reduce(sums[h["sigma_rep"]], v0, F, h)
+            reduced[key] = _reduce(sums, v0, F, h)
         red = reduced[key].at(offset)
         return -(_mixture_loglik(*_classes(red, h), h["pi_essential"]) + _log_prior(x, priors))
 
-    return _minimize(objective, _start(priors, float(np.median(obs.y[genes]))))
+    start = _start(priors, float(np.median(obs.y[genes])))
+    return np.insert(_minimize(objective, start[free]), 6, math.log(sigma_rep))
 
 
 def _mixture_objective(x: np.ndarray, red: _Affine, priors: dict):
@@ -443,9 +462,9 @@ def _hessian(f, y: np.ndarray, step: float = 1e-3) -> np.ndarray:
 def class_hyper_draws(x: np.ndarray, red: _Affine, priors: dict, n_draws: int,
                       seed: np.random.SeedSequence) -> tuple[list[np.ndarray], np.ndarray]:
     """Stage 2: the posterior of the class hyperparameters and the offset from every
-    non-candidate gene, the variance hyperparameters held at stage 1's mode.  Its mode and a Laplace approximation
-    propose ``n_draws`` draws, importance-weighted by the exact posterior (each evaluation
-    is scalar work per gene).  Returns (full hyperparameter vectors, weights)."""
+    non-candidate gene, the variance hyperparameters held at stage 1's mode.  Its mode and
+    a Laplace approximation propose ``n_draws`` draws, importance-weighted by the exact
+    posterior (each evaluation is scalar work per gene).  Returns (full hyperparameter vectors, weights)."""
     f = _mixture_objective(x, red, priors)
     mode = _minimize(f, x[list(MIXTURE)])
     H = _hessian(f, mode)
@@ -575,16 +594,31 @@ def mixture_cdf(x, w, m, s) -> np.ndarray:
     return (w * special.ndtr((x - m) / s)).sum(axis=-1)
 
 
-def mixture_quantile(q: float, w, m, s, iterations: int = 32) -> np.ndarray:
-    """The q quantile of each mixture (bisection, vectorised; the bracket is 12 sds wide
-    at most, so 32 halvings leave an error below 1e-8 sds)."""
+def mixture_quantile(q: float, w, m, s, iterations: int = 40) -> np.ndarray:
+    """The q quantile of each mixture: safeguarded Newton steps from the moment-matched
+    normal quantile (a few evaluations of the mixture CDF for smooth mixtures), then
+    bisection inside the bracket for any mixture not converged to 1e-9 in probability."""
     lo = np.min(m - 6 * s, axis=-1)
     hi = np.max(m + 6 * s, axis=-1)
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        below = mixture_cdf(mid, w, m, s) < q
-        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-    return 0.5 * (lo + hi)
+    mean = (w * m).sum(axis=-1)
+    sd = np.sqrt((w * (s**2 + (m - mean[..., None]) ** 2)).sum(axis=-1))
+    x = np.clip(mean + sd * special.ndtri(q), lo, hi)
+    for _ in range(6):
+        z = (x[..., None] - m) / s
+        err = (w * special.ndtr(z)).sum(axis=-1) - q
+        lo, hi = np.where(err < 0, x, lo), np.where(err < 0, hi, x)
+        dens = (w * np.exp(-0.5 * z * z) / (s * math.sqrt(2 * math.pi))).sum(axis=-1)
+        step = np.where(dens > 0, x - err / np.maximum(dens, 1e-300), 0.5 * (lo + hi))
+        x = np.where((step > lo) & (step < hi), step, 0.5 * (lo + hi))
+    bad = np.abs(mixture_cdf(x, w, m, s) - q) > 1e-9
+    if np.any(bad):
+        blo, bhi, bw, bm, bs = lo[bad], hi[bad], w[bad], m[bad], s[bad]
+        for _ in range(iterations):
+            mid = 0.5 * (blo + bhi)
+            below = mixture_cdf(mid, bw, bm, bs) < q
+            blo, bhi = np.where(below, mid, blo), np.where(below, bhi, mid)
+        x[bad] = 0.5 * (blo + bhi)
+    return x
 
 
 def bayes_fdr_calls(lfdr: np.ndarray, q: float) -> np.ndarray:
