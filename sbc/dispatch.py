@@ -4,6 +4,10 @@ Batches are submitted with ``client.submit(..., key=..., pure=False, retries=...
 consumed with ``as_completed``; every record is written to the store as its batch arrives, so
 an interrupted run keeps everything finished.  A worker that dies mid-task loses nothing:
 the scheduler reruns the batch elsewhere, and seeds depend only on (model, design, replicate).
+
+This module is long because it is the one home of Dask for every caller: sessions (local,
+SLURM, a scheduler address, threads), batches with their retries and worker deaths, and the
+genome planner's plain calls (:func:`map_calls`).
 """
 
 from __future__ import annotations

@@ -244,6 +244,16 @@ def test_a_small_genome_plan_runs_resumes_and_refuses_damage(tmp_path, capsys):
         run_genome_plan(other, out, workers=0)
 
 
+def test_sbc_plan_returns_plan_results_for_a_genome_plan(tmp_path):
+    import sbc
+
+    result = sbc.plan(_plan_file(tmp_path), tmp_path / "p", workers=0, progress=False)
+    assert result.kind == "genome" and result.recommended is not None
+    assert "guides" in result._repr_html_()
+    fig = result.plot()
+    assert fig.axes[0].get_xlabel().startswith("cost")
+
+
 def test_sbc_plan_runs_a_genome_plan_from_the_command_line(tmp_path, capsys):
     path = _plan_file(tmp_path)
     assert main(["plan", str(path), "--out", str(tmp_path / "o"), "--workers", "0"]) == 0

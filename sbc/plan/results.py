@@ -25,8 +25,9 @@ def plan_screen(plan: str | Path | Plan, out: str | Path | None = None, *,
 
     Parameters
     ----------
-    plan : str, Path or sbc.plan.Plan
-        A plan file (TOML) or a :class:`sbc.plan.Plan`.
+    plan : str, Path, sbc.plan.Plan or sbc.plan.genome_config.GenomePlan
+        A plan file (TOML; ``kind = "genome"`` for a genome-wide guide-level plan) or a
+        parsed plan.
     out : str or Path, optional
         Output directory (relative to the current directory); default the plan's
         ``run.output`` (relative to the plan file), else ``reports/NAME``.  Resumable.
@@ -44,11 +45,18 @@ def plan_screen(plan: str | Path | Plan, out: str | Path | None = None, *,
     >>> p.recommended["design"]                     # doctest: +SKIP
     '12x100x3'
     """
-    if not isinstance(plan, Plan):
-        plan = Plan.from_toml(plan)
+    from sbc.plan.genome_config import GenomePlan, is_genome_plan, load_genome_plan
+
+    stream = sys.stderr if progress else io.StringIO()
+    if not isinstance(plan, (Plan, GenomePlan)):
+        plan = load_genome_plan(plan) if is_genome_plan(plan) else Plan.from_toml(plan)
     directory = output_dir(out, plan.output, plan.base_dir, plan.name)
-    run_plan(plan, directory, workers=workers, scheduler=scheduler,
-             stream=sys.stderr if progress else io.StringIO())
+    if isinstance(plan, GenomePlan):
+        from sbc.plan.genome_plan import run_genome_plan
+
+        run_genome_plan(plan, directory, workers=workers, scheduler=scheduler, stream=stream)
+    else:
+        run_plan(plan, directory, workers=workers, scheduler=scheduler, stream=stream)
     return PlanResults(directory)
 
 
@@ -85,6 +93,7 @@ class PlanResults:
         self.plan, self.recommended = data["plan"], data["recommended"]
         self.fits, self.seconds = data["fits"], data["seconds"]
         self.targets = data.get("targets", [])
+        self.kind = data.get("kind", "logfc")
 
     @property
     def name(self) -> str:
@@ -96,16 +105,23 @@ class PlanResults:
         return f"<sbc.PlanResults {self.name!r}: {what}; {self.directory}>"
 
     def plot(self) -> Figure:
-        """P(target met) with its interval against each design dimension."""
-        from sbc.plots import plan_curves_figure
+        """P(target met) with its interval against each design dimension (a genome plan:
+        against cost, every evaluated design)."""
+        from sbc.plots import plan_cost_figure, plan_curves_figure
 
+        if self.kind == "genome":
+            r = self.recommended
+            return plan_cost_figure(self.table, self.plan["probability"],
+                                    self.plan["cost"].get("unit", ""), r["design"] if r else None)
         return plan_curves_figure(self.table, self.plan["probability"])
 
     def _repr_html_(self) -> str:
         from sbc import render
 
         r = self.recommended
-        text = (f"{r['design']} (cell lines x genes x replicates), cost {r['cost']:g}: "
+        shape = "cell lines x genes x replicates x guides, reads per guide" \
+            if self.kind == "genome" else "cell lines x genes x replicates"
+        text = (f"{r['design']} ({shape}), cost {r['cost']:g}: "
                 f"P(target met) = {r['p_success']:.2f} [{r['p_lower']:.2f}, {r['p_upper']:.2f}]"
                 f", SBC {r['calibration']}" if r else "no design meets the target with the "
                 "stated confidence")
