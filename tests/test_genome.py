@@ -244,6 +244,16 @@ def test_a_small_genome_plan_runs_resumes_and_refuses_damage(tmp_path, capsys):
         run_genome_plan(other, out, workers=0)
 
 
+def test_a_genome_plan_on_dask_workers_equals_one_in_process(tmp_path):
+    """The same plan through a local Dask cluster of 2 workers: the same screens, the same
+    table (seeds depend on the plan, design and replicate only)."""
+    plan = load_genome_plan(_plan_file(tmp_path))
+    here = run_genome_plan(plan, tmp_path / "here", workers=0)
+    there = run_genome_plan(plan, tmp_path / "there", workers=2)
+    timing = ["median_fit_seconds"]
+    assert there.table.drop(columns=timing).equals(here.table.drop(columns=timing))
+
+
 def test_sbc_plan_returns_plan_results_for_a_genome_plan(tmp_path):
     import sbc
 
