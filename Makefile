@@ -1,5 +1,5 @@
 # Two commands on a fresh clone:  make study   and   make test
-.PHONY: study test test-slice test-ci browser test-all bench bench-quick report-check clean-venv
+.PHONY: study test test-slice test-ci browser test-all bench bench-quick bench-genome-plan report-check clean-venv
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -55,10 +55,16 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/sequential.py
+	$(PY) benchmarks/genome.py
+
+bench-genome-plan: $(BENCH_STAMP)
+	$(PY) benchmarks/plan_genome.py
+	$(PY) tools/genome_readme.py
 
 bench-quick: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py --quick --out $${OUT:-/tmp/sbc-bench-quick}
 	$(PY) benchmarks/sequential.py --quick --out $${OUT:-/tmp/sbc-bench-quick}
+	$(PY) benchmarks/genome.py --quick --out $${OUT:-/tmp/sbc-bench-quick}
 
 clean-venv:
 	rm -rf $(VENV)
