@@ -103,10 +103,11 @@ def bench_block(res: dict) -> str:
 
 def blocks() -> dict[str, str]:
     out = {"genome-certification": certification_block(GENOME_MD.read_text())}
-    if PLAN_JSON.exists():
-        out["genome-plan"] = plan_block(json.loads(PLAN_JSON.read_text()))
-    if BENCH_JSON.exists():
-        out["genome-bench"] = bench_block(json.loads(BENCH_JSON.read_text()))
+    out["genome-plan"] = plan_block(json.loads(PLAN_JSON.read_text())) if PLAN_JSON.exists() \
+        else ("No timed run of it is recorded yet (`make bench-genome-plan` writes "
+              "`benchmarks/plan_genome.json`).")
+    out["genome-bench"] = bench_block(json.loads(BENCH_JSON.read_text())) \
+        if BENCH_JSON.exists() else "Not measured yet (`benchmarks/genome.py`)."
     return out
 
 
@@ -115,7 +116,7 @@ def render(readme: str, generated: dict[str, str]) -> str:
         pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)", re.S)
         if not pattern.search(readme):
             raise SystemExit(f"README.md has no <!-- {name}:start --> ... end block")
-        readme = pattern.sub(lambda m: m.group(1) + body + m.group(2), readme)
+        readme = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), readme)
     return readme
 
 
