@@ -124,6 +124,8 @@ def markdown(res: dict) -> str:
             ["not run", "", "", ""]
         lines.append(f"| {r['genes']:,} | {r['shortcut_screen_s']:.2f} | "
                      f"{r['shortcut_design_s']:.1f} | " + " | ".join(nuts) + " |")
+    if not res["scaling"]:
+        return "\n".join(lines) + "\n"
     lines += ["", f"## Local Dask workers (12 cell lines x {res['scaling_genes']:,} genes x 3 "
               "replicates x 4 guides x 500 reads)", "",
               "| workers | screens | seconds | screens per minute |", "|---|---|---|---|"]

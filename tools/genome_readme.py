@@ -94,10 +94,13 @@ def bench_block(res: dict) -> str:
                 if "ratio" in r else "not run | | ")
         lines.append(f"| {r['genes']:,} | {r['shortcut_screen_s']:.2f} | "
                      f"{r['shortcut_design_s']:.0f} | {nuts} |")
-    lines += ["", "| local Dask workers | screens (12 x 18,000 x 3 x 4 guides, 500 reads) | "
-              "seconds | screens per minute |", "|---|---|---|---|"]
-    lines += [f"| {r['workers']} | {r['screens']} | {r['seconds']:.0f} | "
-              f"{r['screens_per_minute']:.1f} |" for r in res["scaling"]]
+    if res.get("load"):
+        lines += ["", f"Load: {res['load']}"]
+    if res["scaling"]:
+        lines += ["", "| local Dask workers | screens (12 x 18,000 x 3 x 4 guides, 500 reads) | "
+                  "seconds | screens per minute |", "|---|---|---|---|"]
+        lines += [f"| {r['workers']} | {r['screens']} | {r['seconds']:.0f} | "
+                  f"{r['screens_per_minute']:.1f} |" for r in res["scaling"]]
     return "\n".join(lines)
 
 
