@@ -528,14 +528,7 @@ class Store:
             raise StoreError(f"refusing to store a record in {self.root}: {problem}; this is a bug "
                              "in the caller (records are made by sbc.replicate)")
         path = self.replicate_path(stored["model"], stored["design"], stored["rep"])
-        links = [p for p in (path.parent.parent.parent, path.parent.parent, path.parent) if p.is_symlink()]
-        if links:
-            raise StoreError(_link_message(links))
-        try:
-            atomic_write_bytes(path, record_bytes(stored))
-        except OSError as exc:
-            raise StoreError(f"cannot write {path}: {exc.strerror}; results stored so far are "
-                             "intact; free disk space or fix permissions and run again to resume") from exc
+        _write_under(path, 3, record_bytes(stored))
 
     def iter_records(self, quarantine: bool = False) -> Iterator[Record]:
         """Every valid record of this study (see the module docstring and
@@ -602,15 +595,7 @@ class Store:
         if not (is_label(design) and is_int(rep, 0, MAX_INT)):
             raise StoreError(f"refusing to store a screen record with design {show(design)} "
                              f"and rep {show(rep)}; this is a bug in the caller")
-        path = self.screen_path(design, rep)
-        links = [p for p in (path.parent.parent, path.parent) if p.is_symlink()]
-        if links:
-            raise StoreError(_link_message(links))
-        try:
-            atomic_write_bytes(path, record_bytes(stored))
-        except OSError as exc:
-            raise StoreError(f"cannot write {path}: {exc.strerror}; results stored so far are "
-                             "intact; free disk space or fix permissions and run again to resume") from exc
+        _write_under(self.screen_path(design, rep), 2, record_bytes(stored))
 
     def iter_screens(self, problem: Callable[[dict], str | None],
                      quarantine: bool = False) -> Iterator[dict]:
@@ -684,6 +669,19 @@ class Store:
                              f"intact: free disk space or make {self.root} writable, then run the "
                              "same command again") from exc
         return path
+
+
+def _write_under(path: Path, levels: int, payload: bytes) -> None:
+    """Write a record file atomically; refused when any of the ``levels`` directories above
+    it (inside the store) is a symbolic link."""
+    links = [p for p in list(path.parents)[:levels][::-1] if p.is_symlink()]
+    if links:
+        raise StoreError(_link_message(links))
+    try:
+        atomic_write_bytes(path, payload)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror}; results stored so far are "
+                         "intact; free disk space or fix permissions and run again to resume") from exc
 
 
 def _rep_of(name: str) -> int | None:
