@@ -319,13 +319,15 @@ class _Class:
     c: float
     m: float
 
-    def fixed_block(self, red: _Reduced) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean (G, E) and covariance (G, E, E) of the whole fixed block."""
-        col = red.Pinv[:, :, 0]
-        a = red.Pinv[:, 0, 0]
-        mean = red.q + col * (self.c * self.m - self.c * (red.q[:, 0] + self.c * self.m * a)
-                              / (1 + self.c * a))[:, None]
-        cov = red.Pinv - self.c * col[:, :, None] * col[:, None, :] / (1 + self.c * a)[:, None, None]
+    def fixed_block(self, red: _Reduced, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean (G, E) and covariance (G, E, E) of the whole fixed block, for the
+        first ``n`` genes (all by default)."""
+        Pinv, q = red.Pinv[:n], red.q[:n]
+        col = Pinv[:, :, 0]
+        a = Pinv[:, 0, 0]
+        mean = q + col * (self.c * self.m - self.c * (q[:, 0] + self.c * self.m * a)
+                          / (1 + self.c * a))[:, None]
+        cov = Pinv - self.c * col[:, :, None] * col[:, None, :] / (1 + self.c * a)[:, None, None]
         return mean, cov
 
 
@@ -515,10 +517,10 @@ class GenePosterior:
 
 def _u_moments(red: _Reduced, cls: _Class, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean and sd of the first n genes' cell-line deviations in one class."""
-    mean_f, cov_f = cls.fixed_block(red)
-    mean = (red.Sc[:n] - np.einsum("gce,ge->gc", red.B[:n], mean_f[:n])) / red.Du[:n]
+    mean_f, cov_f = cls.fixed_block(red, n)  # only the genes asked for, not the library
+    mean = (red.Sc[:n] - np.einsum("gce,ge->gc", red.B[:n], mean_f)) / red.Du[:n]
     BD = red.B[:n] / red.Du[:n, :, None]
-    var = 1.0 / red.Du[:n] + np.einsum("gce,gef,gcf->gc", BD, cov_f[:n], BD)
+    var = 1.0 / red.Du[:n] + np.einsum("gce,gef,gcf->gc", BD, cov_f, BD)
     return mean, np.sqrt(var)
 
 
