@@ -104,6 +104,23 @@ def test_mixture_quantile_inverts_the_mixture_cdf():
         assert np.abs(gm.mixture_cdf(x, w, m, s) - q).max() < 1e-8
 
 
+
+def test_interval_narrower_agrees_with_the_two_quantiles():
+    """The width target's one-quantile test equals width = upper - lower < below, away from
+    ties (|width - below| > 1e-6, far beyond the quantiles' 1e-8 tolerance)."""
+    rng = np.random.default_rng(3)
+    G, M = 2000, 8
+    w = rng.dirichlet(np.ones(M), G)
+    m = rng.normal(0, 0.5, (G, M))
+    s = rng.uniform(0.05, 0.4, (G, M))
+    for level in (0.95, 0.8, 0.5):
+        tail = (1 - level) / 2
+        width = gm.mixture_quantile(1 - tail, w, m, s) - gm.mixture_quantile(tail, w, m, s)
+        below = float(np.median(width))  # half the mixtures on each side
+        clear = np.abs(width - below) > 1e-6
+        narrower = gm.interval_narrower(level, below, w, m, s)
+        np.testing.assert_array_equal(narrower[clear], (width < below)[clear])
+
 @hsettings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(0, 1), min_size=1, max_size=40), st.floats(0.01, 0.3))
 def test_bayes_fdr_calls_the_largest_set_within_the_level(lfdr, q):

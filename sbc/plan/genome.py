@@ -623,6 +623,15 @@ def mixture_quantile(q: float, w, m, s, iterations: int = 40) -> np.ndarray:
     return x
 
 
+def interval_narrower(level: float, below: float, w, m, s) -> np.ndarray:
+    """Whether each mixture's central ``level`` interval is narrower than ``below``: the
+    upper end is below the lower end + ``below`` iff the CDF there exceeds the upper tail
+    probability (the CDF is increasing), so one quantile and one CDF per mixture suffice."""
+    tail = (1 - level) / 2
+    lower = mixture_quantile(tail, w, m, s)
+    return mixture_cdf(lower + below, w, m, s) > 1 - tail
+
+
 def bayes_fdr_calls(lfdr: np.ndarray, q: float) -> np.ndarray:
     """The largest set of genes, by increasing local fdr, whose mean local fdr is at most
     ``q`` (the Bayesian FDR rule of Newton et al. 2004); boolean mask."""
@@ -702,9 +711,8 @@ def target_scores(post: GenePosterior, truth: dict, settings: GenomeSettings) ->
             hit = {"below": hi < 0, "above": lo > 0, "either": (hi < 0) | (lo > 0)}[t.side]
             value = float(hit.mean()) if n_c else math.nan
         elif t.kind == "width":
-            w, m, s = post.w[plain], post.m[plain], post.s[plain]
-            width = mixture_quantile(1 - tail, w, m, s) - mixture_quantile(tail, w, m, s)
-            value = float((width < t.below).mean())
+            value = float(interval_narrower(t.level, t.below, post.w[plain], post.m[plain],
+                                            post.s[plain]).mean())
         else:
             mean = post.mean()[plain]
             ess_idx = np.nonzero(essential[plain])[0][:t.n_controls]
