@@ -102,6 +102,8 @@ def test_mixture_quantile_inverts_the_mixture_cdf():
     for q in (0.025, 0.25, 0.5, 0.975):
         x = gm.mixture_quantile(q, w, m, s)
         assert np.abs(gm.mixture_cdf(x, w, m, s) - q).max() < 1e-8
+    one = gm.mixture_quantile(0.3, w[0], m[0], s[0])  # a single mixture: a scalar
+    assert one.shape == () and abs(gm.mixture_cdf(one, w[0], m[0], s[0]) - 0.3) < 1e-8
 
 
 
