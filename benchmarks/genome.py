@@ -143,10 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     genes = [100, 500] if args.quick else [100, 500, 2000, 5000, 18000]
     nuts_genes = [100] if args.quick else [100, 500]
     res = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{os.cpu_count()} cores",
-           "quick": args.quick,
+           "load_before": os.getloadavg()[0], "quick": args.quick,
            "by_genes": by_genes(genes, nuts_genes, 2 if args.quick else 3),
            "scaling_genes": 2000 if args.quick else 18000}
     res["scaling"] = scaling(res["scaling_genes"], 4 if args.quick else 20)
+    res["load_after"] = os.getloadavg()[0]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "genome.json").write_text(json.dumps(res, indent=2) + "\n")

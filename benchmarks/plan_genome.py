@@ -11,6 +11,7 @@ plan_genome_cost.png (P(success) against cost).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ def record(out: Path, seconds: float | None, command: str) -> dict:
     passing = [r for r in rows if r["status"] == "pass"]
     res = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{os.cpu_count()} cores",
            "command": command, "seconds": seconds if seconds is not None else data["seconds"],
+           "plan_sha256": hashlib.sha256(PLAN.read_bytes()).hexdigest(),
            "load_after": os.getloadavg()[0], "designs": len(rows),
            "designs_evaluated": sum(1 for r in rows if r["simulations"] > 0),
            "screens": data["fits"]["used"], "recommended": data["recommended"],

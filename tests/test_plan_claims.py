@@ -539,6 +539,46 @@ def test_runner_up_settled_meanwhile_is_reported_as_measured(tmp_path):
         assert (row["simulations"] > 0) == (row["status"] in ("pass", "fail", "inconclusive"))
 
 
+def test_an_inconclusive_design_settles_the_designs_it_dominates():
+    """Success that levels off near the required probability leaves a design inconclusive
+    after max_simulations; the designs it dominates (no more likely to pass) are marked
+    "inferred inconclusive" and never simulated, and the search goes on with the others."""
+    from sbc.plan.criteria import dominated
+
+    designs = [Design(c, 100, r) for c in (4, 8, 12, 16) for r in (2, 3)]
+    results = {d: DesignResult(d, 10 * d.n_cell_lines + d.n_reps) for d in designs}
+    outcome = {"16x100x2": "pass", "16x100x3": "pass", "12x100x3": "pass"}
+    order = []
+
+    def answer(design):
+        res = results[design]
+        res.status = outcome.get(design.label, "inconclusive")
+        res.n = 60 if res.status == "inconclusive" else 20
+        res.calibration = "calibrated"
+        order.append(design.label)
+        return res
+
+    best = Search(results, ("cell_lines", "reps"), answer, runners_up=0).run()
+    assert best.design.label == "12x100x3"
+    for i, label in enumerate(order):  # never a design dominated by an earlier inconclusive
+        assert not any(results[Design.from_label(e)].status == "inconclusive" and
+                       dominated(Design.from_label(label), Design.from_label(e),
+                                 ("cell_lines", "reps")) for e in order[:i])
+    inferred = {d.label for d, r in results.items() if r.status == "inferred inconclusive"}
+    assert inferred and not inferred & set(order)
+    for label in inferred:
+        assert results[Design.from_label(label)].note.startswith("no larger than")
+        assert any(results[Design.from_label(e)].status == "inconclusive" and
+                   dominated(Design.from_label(label), Design.from_label(e),
+                             ("cell_lines", "reps")) for e in order)
+    # without monotone dimensions nothing is inferred: every cheaper design is simulated
+    for r in results.values():
+        r.status, r.note = "not evaluated", ""
+    order.clear()
+    Search(results, (), answer, runners_up=0).run()
+    assert {"4x100x2", "4x100x3", "8x100x2", "8x100x3"} <= set(order)
+
+
 def test_grid_strategy_evaluates_every_design_at_max_simulations(tmp_path):
     """README: 'strategy = "grid" evaluates every design (for checking)', with the same
     recommendation as the adaptive search."""

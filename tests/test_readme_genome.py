@@ -35,6 +35,7 @@ def test_the_certification_block_reads_every_row_of_genome_md():
 def test_the_timed_plan_is_the_shipped_plan_file():
     """benchmarks/plan_genome.py times studies/plan_genome.toml, whose 216 designs the README
     states."""
+    import hashlib
     import json
 
     from sbc.plan.genome_config import load_genome_plan
@@ -48,3 +49,8 @@ def test_the_timed_plan_is_the_shipped_plan_file():
         res = json.loads(recorded.read_text())
         assert res["command"] == "sbc plan studies/plan_genome.toml --workers 2"
         assert res["designs"] == 216
+        # the recorded run is of this plan file, and its figure is committed beside it
+        assert res["plan_sha256"] == hashlib.sha256(
+            (ROOT / "studies" / "plan_genome.toml").read_bytes()).hexdigest(), \
+            "studies/plan_genome.toml changed since the recorded run: make bench-genome-plan"
+        assert (ROOT / "benchmarks" / "plan_genome_cost.png").exists()

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 GENOME_MD = ROOT / "tests" / "validation" / "GENOME.md"
 PLAN_JSON = ROOT / "benchmarks" / "plan_genome.json"
+FIGURE = "benchmarks/plan_genome_cost.png"
 BENCH_JSON = ROOT / "benchmarks" / "genome.json"
 SBC_ROWS = (("beta", "PIT of a gene effect: mean, Holm p"),
             ("u", "PIT of a gene x cell-line deviation"),
@@ -83,6 +84,8 @@ def plan_block(res: dict) -> str:
         lines += [f"| `{u['design']}` | {u['cost']:.1f} | {u['p_success']:.2f} | "
                   f"[{u['p_lower']:.2f}, {u['p_upper']:.2f}] | {u['simulations']} |"
                   for u in res["runners_up"]]
+    if (ROOT / FIGURE).exists():
+        lines += ["", f"![P(success) against cost, every design evaluated]({FIGURE})"]
     return "\n".join(lines)
 
 
@@ -96,6 +99,9 @@ def bench_block(res: dict) -> str:
                      f"{r['shortcut_design_s']:.0f} | {nuts} |")
     if res.get("load"):
         lines += ["", f"Load: {res['load']}"]
+    if "load_before" in res:
+        lines += ["", f"Load average (1 min) when it started: {res['load_before']:.2f}, when it "
+                  f"ended: {res['load_after']:.2f} ({res['machine']}, {res['when']})."]
     if res["scaling"]:
         lines += ["", "| local Dask workers | screens (12 x 18,000 x 3 x 4 guides, 500 reads) | "
                   "seconds | screens per minute |", "|---|---|---|---|"]

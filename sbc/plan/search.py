@@ -6,6 +6,13 @@ Adaptive: probe the undecided design cheaper than the best pass so far that spli
 most evenly (a pass rules out everything costlier, a fail everything it dominates), until
 nothing cheaper is undecided; then evaluate the runners-up.  Grid: evaluate every design.
 A design is recommendable only when it passes and its SBC verdict is "calibrated".
+
+An inconclusive design (its interval still straddles the required probability after
+``max_simulations``) also settles the designs it dominates, as "inferred inconclusive": their
+probability of success is no higher, so the same number of simulations is no more likely to
+show them passing.  Where success levels off near the required probability (targets that
+the prior, not the design, limits) each of them would otherwise cost ``max_simulations``
+simulations and decide nothing.
 """
 
 from __future__ import annotations
@@ -117,6 +124,9 @@ class Search:
                 continue
             if res.status == "fail" and dominated(other, res.design, self.monotone):
                 r.status, r.note = "inferred fail", f"no larger than {res.design.label}"
+            elif res.status == "inconclusive" and dominated(other, res.design, self.monotone):
+                r.status = "inferred inconclusive"
+                r.note = f"no larger than {res.design.label} (inconclusive)"
             elif res.status == "pass" and recommendable(res) and \
                     dominated(res.design, other, self.monotone):
                 r.status, r.note = "inferred pass", f"at least {res.design.label}"
