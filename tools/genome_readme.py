@@ -69,7 +69,8 @@ def plan_block(res: dict) -> str:
     minutes = res["seconds"] / 60
     lines = [f"`{res['command']}` on this machine ({res['machine']}): **{minutes:.1f} minutes**, "
              f"{res['screens']} simulated screens of 18,000 genes over {res['designs_evaluated']} "
-             f"of the {res['designs']} designs ({res['when']}).", ""]
+             f"of the {res['designs']} designs, one every {res['seconds'] / res['screens']:.2f} s "
+             f"on average with 2 workers ({res['when']}).", ""]
     if r is None:
         lines.append("No design met the targets with the stated confidence.")
     else:
@@ -84,6 +85,8 @@ def plan_block(res: dict) -> str:
         lines += [f"| `{u['design']}` | {u['cost']:.1f} | {u['p_success']:.2f} | "
                   f"[{u['p_lower']:.2f}, {u['p_upper']:.2f}] | {u['simulations']} |"
                   for u in res["runners_up"]]
+    lines += ["", f"All {res['designs_evaluated']} designs evaluated, with each target's metric "
+              "and Monte Carlo error and the realised FDR: `benchmarks/plan_genome.md`."]
     if (ROOT / FIGURE).exists():
         lines += ["", f"![P(success) against cost, every design evaluated]({FIGURE})"]
     return "\n".join(lines)
