@@ -295,8 +295,9 @@ def session(*, workers: int | None, scheduler: str | None,
             # MALLOC_TRIM_THRESHOLD_: Dask's nannies set it (65536) to hand freed memory back
             # to the system; any value turns off glibc's adaptive mmap threshold, so every
             # numpy temporary over 128 KiB is mapped and unmapped afresh.  That doubled the
-            # time of a genome screen (2.6 -> 5.0 s, one worker; 8.5 s with two).  Local
-            # workers run without it; a value set in the environment still wins.
+            # time of a genome screen (one process: 2.6 -> 5.0 s; two workers: 1.88 -> 3.45 s
+            # per screen).  Local workers run without it; a value set in the environment
+            # still wins.
             if not slurm:
                 options["distributed.deploy.lost-worker-timeout"] = "3650d"
                 options["distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"] = None
