@@ -33,7 +33,10 @@ SBC_ROWS = (("beta", "PIT of a gene effect: mean, Holm p"),
             ("gamma", "PIT of a candidate's selective effect"),
             ("95% coverage over all genes", "95 % intervals covering the truth (all genes)"),
             ("realised FDR of 5% calls", "realised FDR of the 5 % essential calls"),
-            ("seconds per screen (simulate + fit)", "seconds per screen (simulate + fit, one core)"))
+            ("seconds per screen (simulate + fit)", "seconds per screen (simulate + fit, one core)"),
+            ("P(essential) reliability z (mean, sd)",
+             "P(essential) summed over genes against the essential count: z mean, sd"))
+NUTS_HEADING = "## Shortcut against full NUTS"
 
 
 def _sbc_table(text: str) -> dict[tuple[str, str], list[str]]:
@@ -61,7 +64,20 @@ def certification_block(genome_md: str) -> str:
             row = rows[(d, key)]
             cells.append(f"{row[3]}, {row[4]}" if key in ("beta", "u", "gamma") else row[3])
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + nuts_part(genome_md)
+
+
+def nuts_part(genome_md: str) -> str:
+    """GENOME.md's comparison with full NUTS: its table and per-gene line, as written."""
+    rest = genome_md.partition(NUTS_HEADING)[2]
+    if not rest:
+        raise SystemExit(f"{GENOME_MD} has no '{NUTS_HEADING}' section")
+    scope = rest.splitlines()[0].strip().strip("()")
+    body = [line for line in rest.splitlines()[1:] if line.strip()]
+    table = [line for line in body if line.startswith("|")]
+    prose = [line for line in body if not line.startswith("|")]
+    return "\n".join([f"Against full NUTS on the same screens ({scope}):", "", *table, "",
+                      *prose])
 
 
 def plan_block(res: dict) -> str:
