@@ -143,15 +143,27 @@ def test_ctrl_c_prints_one_message_and_a_resume_completes_the_study(exact_study,
     path = exact_study(sims=1500)
     out = tmp_path / "out"
     env = {**ENV, "SBC_TEST_FAULT": "slow"}
-    proc = subprocess.Popen(sbc_cmd("run", path, "--out", out, "--workers", "2", "--no-report"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    # A program started with SIGINT ignored keeps ignoring it (POSIX; Python then installs
+    # no KeyboardInterrupt handler), as background jobs do.  A terminal starts `sbc` with the
+    # default disposition, so the test does too, whatever an earlier test in this pytest
+    # worker left behind; what it found is reported if the run is not interrupted.
+    found = signal.getsignal(signal.SIGINT)
+    if found is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(sbc_cmd("run", path, "--out", out, "--workers", "2",
+                                        "--no-report"), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)
+    finally:
+        if found is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, found)
     deadline = time.monotonic() + 120
     while len(list(out.glob("replicates/*/*/r*.json"))) < 20 and time.monotonic() < deadline:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)  # as the terminal does: the whole process group
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, f"SIGINT disposition in the test process: {found}\n{err}"
     assert "Run the same command again to resume" in err
     assert "Traceback" not in err, err
     assert len(err.splitlines()) < 12, err
