@@ -106,7 +106,6 @@ def test_mixture_quantile_inverts_the_mixture_cdf():
     assert one.shape == () and abs(gm.mixture_cdf(one, w[0], m[0], s[0]) - 0.3) < 1e-8
 
 
-
 def test_interval_narrower_agrees_with_the_two_quantiles():
     """The width target's one-quantile test equals width = upper - lower < below, away from
     ties (|width - below| > 1e-6, far beyond the quantiles' 1e-8 tolerance)."""
@@ -122,6 +121,7 @@ def test_interval_narrower_agrees_with_the_two_quantiles():
         clear = np.abs(width - below) > 1e-6
         narrower = gm.interval_narrower(level, below, w, m, s)
         np.testing.assert_array_equal(narrower[clear], (width < below)[clear])
+
 
 @hsettings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(0, 1), min_size=1, max_size=40), st.floats(0.01, 0.3))

@@ -270,16 +270,10 @@ def test_a_run_whose_fits_all_fail_exits_non_zero_with_the_reasons(exact_study, 
     assert "6 x exception: ValueError: every fit fails here" in err
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-q"]))
-
-
 def test_local_workers_keep_the_adaptive_mmap_threshold_of_numpy(monkeypatch):
     """Dask's nannies set MALLOC_TRIM_THRESHOLD_, which turns off glibc's adaptive mmap
     threshold and made numpy-heavy work (a genome screen) twice as slow; our local workers
     run without it, BLAS still single-threaded."""
-    import os
-
     from sbc.dispatch import session
 
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
@@ -287,3 +281,7 @@ def test_local_workers_keep_the_adaptive_mmap_threshold_of_numpy(monkeypatch):
         env = client.run(lambda: {k: os.environ.get(k) for k in
                                   ("MALLOC_TRIM_THRESHOLD_", "OPENBLAS_NUM_THREADS")})
     assert list(env.values()) == [{"MALLOC_TRIM_THRESHOLD_": None, "OPENBLAS_NUM_THREADS": "1"}]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
