@@ -116,8 +116,6 @@ def bench_block(res: dict) -> str:
                 if "ratio" in r else "not run | | ")
         lines.append(f"| {r['genes']:,} | {r['shortcut_screen_s']:.2f} | "
                      f"{r['shortcut_design_s']:.0f} | {nuts} |")
-    if res.get("load"):
-        lines += ["", f"Load: {res['load']}"]
     if "load_before" in res:
         lines += ["", f"Load average (1 min) when it started: {res['load_before']:.2f}, when it "
                   f"ended: {res['load_after']:.2f} ({res['machine']}, {res['when']})."]

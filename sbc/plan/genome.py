@@ -611,7 +611,7 @@ def mixture_quantile(q: float, w, m, s, iterations: int = 100) -> np.ndarray:
     sd = np.sqrt((w * (s**2 + (m - mean[..., None]) ** 2)).sum(axis=-1))
     x = np.clip(mean + sd * special.ndtri(q), lo, hi)
     step_before = hi - lo
-    todo = np.flatnonzero(np.ones(x.shape, bool))
+    todo = np.arange(x.size)  # the mixtures not yet converged (flat indices)
     w2, m2, s2 = (a.reshape(-1, a.shape[-1]) for a in (w, m, s))
     x, lo, hi, step_before = (a.reshape(-1).copy() for a in (x, lo, hi, step_before))
     for _ in range(iterations):
