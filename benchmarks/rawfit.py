@@ -1,6 +1,6 @@
 """The previous nutpie result path, kept for side-by-side measurement.
 
-``sbc.fit.NutpieBackend.fit`` reads nutpie's raw Arrow trace (``return_raw_trace=True``).
+``sbc.sampling.NutpieBackend.fit`` reads nutpie's raw Arrow trace (``return_raw_trace=True``).
 Before, it let ``nutpie.sample`` convert every trace to an xarray DataTree (warm-up groups,
 coordinates, alignment), which cost about a third of a fit at 90 rows.  ``fit_datatree`` is
 that old path; ``use_raw_trace(False)`` patches it in so the benchmark can compare both in
@@ -18,7 +18,7 @@ def fit_datatree(self, y: np.ndarray, seed: int):
     """``NutpieBackend.fit`` through nutpie's DataTree conversion (the old path)."""
     import nutpie
 
-    from sbc.fit import Fit
+    from sbc.sampling import Fit
     from sbc.spec import RESPONSE_DATA_NAME
 
     s = self.settings

@@ -189,7 +189,7 @@ def markdown(res: dict) -> str:
                  f"< {t['overhead_frac_90_rows']:.0%} |")
     lines += ["", ("## Framework overhead per replicate (in one process, configurations "
               "round-robin)"), "",
-              ("Overhead = record `wall_seconds` - `sampler_seconds`. `sbc/fit.py` reads nutpie's "
+              ("Overhead = record `wall_seconds` - `sampler_seconds`. `sbc/sampling.py` reads nutpie's "
               "raw Arrow trace; the DataTree configurations patch the old path back in, and their "
               "conversion then sits inside `sampler_seconds`, so the last column compares wall "
               "time with the sampler call alone (raw-trace sampler time)."), "",

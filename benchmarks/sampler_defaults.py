@@ -163,7 +163,7 @@ class Fitter:
         import nutpie
 
         from sbc.diagnostics import RHAT_MAX, convergence, stack_scalars
-        from sbc.fit import fit_from_arrow
+        from sbc.sampling import fit_from_arrow
         from sbc.spec import RESPONSE_DATA_NAME
 
         model = self.compiled.with_data(

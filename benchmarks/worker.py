@@ -138,7 +138,7 @@ def overhead(model: str, size: str, n: int) -> dict:
             "overhead_median": float(np.median(wall - sampler)),
             "overhead_frac_records": float(np.median((wall - sampler) / sampler)),
             # against the sampler call alone (the raw-trace sampler time): the DataTree
-            # conversion sits inside sampler_seconds in the current fit.py
+            # conversion sits inside sampler_seconds in the current sampling.py
             "overhead_frac_vs_pure_sampler": float((np.median(wall) - pure) / pure),
         }
     return {"model": model, "design": size, "n_rows": task.design.n_rows, "n": n,

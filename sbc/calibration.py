@@ -432,7 +432,7 @@ def _failure_counts(block: pd.DataFrame) -> str:
 def _setting(sampler, name: str):
     """A sampler setting in use: from SamplerSettings, its dict (a store's manifest), or,
     when unknown, the default."""
-    from sbc.fit import SamplerSettings
+    from sbc.sampling import SamplerSettings
 
     default = getattr(SamplerSettings(), name)
     if sampler is None:

@@ -1,4 +1,5 @@
-"""Command line: ``sbc run``, ``sbc report``, ``sbc fit-seed``.
+"""Command line: ``sbc run``, ``sbc report``, ``sbc plan``, ``sbc fit``, ``sbc check``,
+``sbc fit-seed``.
 
 User mistakes (``SbcError``) print one clear message and exit with status 2; nothing in an
 existing store is touched before the study file and arguments are validated.
@@ -110,6 +111,40 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--scheduler", help="address of a running Dask scheduler")
     _tls_arguments(plan)
 
+    def data_arguments(p):
+        p.add_argument("data", help="a real screen: long logfc CSV, gene-effect matrix (e.g. "
+                       "DepMap's CRISPRGeneEffect.csv) or MAGeCK count table (.gz too)")
+        p.add_argument("--samples", help="sample sheet of a count table (sample, role, "
+                       "cell_line, replicate)")
+        p.add_argument("--study", help="the SBC study whose procedure (sampler settings, "
+                       "rescue) fits the data: a study file or a study's output directory")
+        p.add_argument("--seed", type=_int_at_least(0, "a seed >= 0"), default=0)
+        p.add_argument("--strict", action="store_true", help="refuse data whose design lies "
+                       "outside the designs the study checked (default: warn)")
+        p.add_argument("--out", help="folder for the results")
+
+    fit = sub.add_parser("fit", help="fit a real screen with a study's certified procedure",
+                         description="Fit a model to a real screen with exactly the sampler "
+                                     "settings and rescue an SBC study validated; writes an "
+                                     "ArviZ DataTree (posterior, posterior predictive, log "
+                                     "likelihood) as NetCDF.")
+    data_arguments(fit)
+    fit.add_argument("--model", default="crispr_screen", help="model name or path.py[:function]")
+
+    chk = sub.add_parser("check", help="check models against a real screen (posterior "
+                         "predictive checks, LOO-PIT, LOO comparison)",
+                         description="Fit each model with the study's procedure and check it "
+                                     "against the data: a verdict (adequate or misfit, naming "
+                                     "the statistics, genes and cell lines) per model, their "
+                                     "LOO comparison, check.html and check.json.")
+    data_arguments(chk)
+    chk.add_argument("--model", action="append", help="a model to check (repeat to compare; "
+                     "default: crispr_screen and crispr_gene_spread)")
+    chk.add_argument("--alpha", type=float, default=0.05, help="false-alarm rate of a misfit "
+                     "verdict per model (default 0.05)")
+    chk.add_argument("--fail-on-misfit", action="store_true", help="exit with status 1 when "
+                     "any model misfits")
+
     seed = sub.add_parser("fit-seed", help="reproduce the seed notebook's single analysis",
                           description="Simulate the seed's design (10 cell lines x 3 genes x 3 "
                                       "experiments) with its true values and seed 103, fit, "
@@ -120,6 +155,37 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--tune", type=_positive, default=1000)
     seed.add_argument("--chains", type=_positive, default=4)
     return parser
+
+
+def _cmd_fit(args) -> int:
+    from pathlib import Path
+
+    from sbc.datafit import fit_data
+
+    result = fit_data(args.data, args.model, study=args.study, samples=args.samples,
+                      seed=args.seed, strict=args.strict)
+    print(result)
+    out = Path(args.out or "reports/fit")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{result.model}.nc"
+    result.datatree.to_netcdf(path, engine="h5netcdf")
+    print(f"wrote {path} (ArviZ DataTree: posterior, posterior_predictive, log_likelihood, "
+          "observed_data)")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from sbc.model_check import check
+
+    if not 0 < args.alpha < 1:
+        from sbc.errors import StudyError
+        raise StudyError(f"--alpha must lie strictly between 0 and 1, got {args.alpha}")
+    models = args.model or ["crispr_screen", "crispr_gene_spread"]
+    result = check(args.data, models, study=args.study, samples=args.samples, seed=args.seed,
+                   alpha=args.alpha, out=args.out or "reports/check", strict=args.strict)
+    print(result)
+    misfit = any(c.verdict == "misfit" for c in result.checks)
+    return EXIT_VERDICT if args.fail_on_misfit and misfit else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plan":
             from sbc.plan import cli_plan
             return cli_plan(args, tls_of(args))
+        if args.command == "fit":
+            return _cmd_fit(args)
+        if args.command == "check":
+            return _cmd_check(args)
         if args.command == "fit-seed":
             from sbc.notebook import fit_seed
             print(fit_seed(model=args.model, draws=args.draws, tune=args.tune, chains=args.chains))

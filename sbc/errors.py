@@ -27,3 +27,7 @@ class StudyMismatchError(StoreError):
 
 class SchedulerError(SbcError):
     """The Dask scheduler cannot be reached."""
+
+
+class DataError(StudyError):
+    """A data file (a screen's counts, gene effects or log fold changes) is malformed."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sbc.dispatch import TLS, check_scheduler_address
 from sbc.errors import ModelError
-from sbc.fit import check_backend
+from sbc.sampling import check_backend
 from sbc.runner import Job, Runner, manifest
 from sbc.spec import (ModelRef, build_pymc_model, make_spec, pair_parameters, ranked_layouts,
                       resolve_model)
@@ -167,7 +167,7 @@ def check_parameter_pairing(study: Study, models: list[ModelRef], sim: ModelRef,
 def check_threads(study: Study) -> None:
     """Fitting in threads needs a sampler that fits side by side in one process."""
     from sbc.errors import StudyError
-    from sbc.fit import get_sampler, samplers
+    from sbc.sampling import get_sampler, samplers
 
     if not get_sampler(study.sampler.name).threads:
         able = ", ".join(name for name, s in samplers().items() if s.threads)

@@ -429,3 +429,53 @@ def sequential_path(log_e: dict, threshold: float, stop: int | None, pass_point:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
+
+
+MODEL_COLORS = ("#0969da", "#e36209", "#1a7f37", "#8250df")
+
+
+def ppc_statistics_figure(statistics: Sequence[tuple[str, float]],
+                          replicated: dict[str, dict[str, np.ndarray]],
+                          misfit: dict[str, set]) -> Figure:
+    """One panel per test statistic of a posterior predictive check: the replicated values
+    of each model (histograms, one colour per model) and the observed value (black line).
+
+    statistics: (name, observed value) pairs; replicated: model -> name -> (S,) values;
+    misfit: model -> names of the statistics that misfit (red title if any model misfits).
+    """
+    fig, axes = _grid(len(statistics), ncols=3, width=3.4, height=2.3)
+    for ax, (name, observed) in zip(axes, statistics):
+        failing = any(name in m for m in misfit.values())
+        _title(ax, Panel(name, failing=failing))
+        values = [_clean(replicated[m][name]) for m in replicated]
+        pooled = np.concatenate([*values, [observed]])
+        bins = np.linspace(pooled.min(), pooled.max(), 40)
+        if bins[0] == bins[-1]:
+            bins = 40
+        for color, (model, v) in zip(MODEL_COLORS, zip(replicated, values)):
+            ax.hist(v, bins=bins, color=color, alpha=0.55, label=plain(model))
+        ax.axvline(observed, color="black", lw=1.6)
+        ax.set_yticks([])
+    axes[0].legend(fontsize=7, frameon=False)
+    fig.supxlabel("statistic of replicated data (histograms) and of the observed data (line)",
+                  fontsize=9)
+    return fig
+
+
+def loo_pit_figure(pits: dict[str, np.ndarray], prob: float = 0.95) -> Figure:
+    """ECDF(LOO-PIT) - u per model, with the simultaneous ``prob`` band of as many
+    independent uniforms (grey; :func:`sbc.stats.ecdf_band`)."""
+    fig, axes = _grid(len(pits), ncols=len(pits), width=3.6, height=2.6)
+    for ax, color, (model, pit) in zip(axes, MODEL_COLORS, pits.items()):
+        u = _clean(pit)
+        band = stats.ecdf_band(len(u), prob)
+        _title(ax, Panel(model))
+        ax.fill_between(band.z, band.lower, band.upper, step="post", color="0.85", lw=0)
+        curve = stats.ecdf_difference(u, band.z)
+        ax.plot(band.z, curve, color=color, lw=1.4, drawstyle="steps-post")
+        ax.axhline(0, color="0.5", lw=0.5)
+        ax.set_xlim(0, 1)
+        _fit_ylim(ax, [band.lower, band.upper, curve])
+    fig.supxlabel("LOO-PIT value", fontsize=9)
+    fig.supylabel("ECDF - uniform", fontsize=9)
+    return fig

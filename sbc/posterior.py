@@ -95,7 +95,7 @@ class PosteriorSimulator:
         import pytensor
         from pymc.model.transform.conditioning import do
 
-        from sbc.fit import make_backend
+        from sbc.sampling import make_backend
         from sbc.simulate import _is_rng
         from sbc.spec import make_spec
 

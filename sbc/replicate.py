@@ -28,7 +28,7 @@ from sbc.quantities import QUANTITIES, LoglikEvaluator, derived_quantities
 from sbc.rank import rank_of_truth, thin_draws, thin_factor
 from sbc.errors import ModelError
 from sbc.spec import ModelRef, make_spec, pair_parameters, parameter_layouts
-from sbc.fit import SamplerSettings, get_sampler
+from sbc.sampling import SamplerSettings, get_sampler
 
 QUANTILES = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
 # A ranked scalar whose posterior sd is at most this times max(1, |posterior mean|) has not
@@ -103,7 +103,7 @@ def prepare(task: BatchTask) -> Prepared:
 
 
 def _prepare(task: BatchTask) -> Prepared:
-    from sbc.fit import make_backend
+    from sbc.sampling import make_backend
     from sbc.simulate import Simulator
 
     key = (task.model.digest, task.simulate_model.digest if task.simulate_model else None,
@@ -181,7 +181,7 @@ def _rescue_specs(task: BatchTask, data, ranked) -> list:
     """
     from dataclasses import replace
 
-    from sbc.fit import make_backend
+    from sbc.sampling import make_backend
     from sbc.spec import load_module
 
     if not task.sampler.rescue or not get_sampler(task.sampler.name).rescue or \
@@ -255,7 +255,7 @@ def run_replicate(prepared: Prepared, task: BatchTask, rep: int) -> Record:
     except ReplicateFailure as exc:
         return _failed_record(task, rep, str(exc), time.perf_counter() - start, exc.code, seed)
     except Exception as exc:
-        from sbc.fit import FitCrashed, FitTimeout
+        from sbc.sampling import FitCrashed, FitTimeout
 
         text = "".join(traceback.format_exception(exc)[-3:])
         code = ("timeout" if isinstance(exc, FitTimeout)
@@ -302,7 +302,7 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int,
     attempts = []
     if task.sampler.rescue and get_sampler(task.sampler.name).rescue and \
             hasattr(prepared.backend, "with_settings"):
-        fit, checked, attempts = _rescue(prepared, task, seed, y, fit, checked, names)
+        fit, checked, attempts = rescue_fit(prepared, task, seed, y, fit, checked, names)
     truth_of = prepared.truth_of or {n: n for n in names}
     for n in names:  # never compare a truth with draws of another layout
         if np.shape(truths[truth_of[n]]) != fit.draws[n].shape[2:]:
@@ -376,7 +376,7 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int,
     }
 
 
-def _rescue(prepared: Prepared, task: BatchTask, seed, y, fit, checked, names):
+def rescue_fit(prepared: Prepared, task: BatchTask, seed, y, fit, checked, names):
     """Refit a flagged fit on the same data: in the model's ``RESCUE`` forms in order (at
     most two), or, without any, once in its own form.  Each refit has settings aimed at what went wrong
     (:meth:`SamplerSettings.rescued`) and a seed from a child of the replicate's seed beyond

@@ -31,7 +31,7 @@ from sbc.dispatch import TLS, Progress, auto_batch_size, default_workers, run_ta
 from sbc.replicate import BatchTask
 from sbc.spec import ModelRef
 from sbc.store import Store, counts_as_done
-from sbc.fit import SamplerSettings
+from sbc.sampling import SamplerSettings
 from sbc.study import ClusterSpec
 
 SEQUENTIAL_BATCH = 2  # replicates per batch of a sequential study: few fitted past its stop

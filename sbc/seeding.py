@@ -26,6 +26,9 @@ sequential power    SEQUENTIAL_POWER_SEED; (seed, 0 shift / 1     ``sbc.sequenti
 genome screen       the plan's seed; (crc32("genome"), genes,       ``sbc.plan.genome``: one simulated
                     rep) for truths, (.., crc32(design label),   screen's truths (shared by designs
                     rep) for its counts and sub-library          with as many genes) and data
+data fit            the fit's seed; (crc32("data-fit"),)          ``sbc.fit`` / ``sbc check``: children
+                                                                 0 fit, 1 posterior predictive,
+                                                                 2-3 rescues
 plot subsampling    PLOT_SEED                                    ``sbc.plots``: which points to draw
 ==================  ===========================================  ==================================
 """
@@ -41,6 +44,7 @@ PLOT_SEED = 0
 SEQUENTIAL_POWER_SEED = 20260511  # departures simulated for the pass point (fixed)
 OBSERVED_POSTERIOR_KEY = (zlib.crc32(b"observed-posterior"),)
 PLAN_PRIOR_KEY = (7, 7)
+DATA_FIT_KEY = (zlib.crc32(b"data-fit"),)
 
 
 def replicate_key(model_label: str, design_label: str, rep: int) -> list[int]:
@@ -120,3 +124,11 @@ def pit_offsets(*keys) -> np.ndarray:
     frame = pd.DataFrame({f"k{i}": np.asarray(k) for i, k in enumerate(keys)})
     h = pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
     return (h >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def data_fit(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence,
+                                 np.random.SeedSequence]:
+    """(fit, posterior predictive, root of the rescues) of one fit to real data."""
+    root = np.random.SeedSequence(int(seed), spawn_key=DATA_FIT_KEY)
+    fit, predictive = root.spawn(2)
+    return fit, predictive, root

@@ -39,7 +39,7 @@ from sbc.config import (AUTO, LIMITS, check_limit, check_path_name, int_list, pa
                         parse_run, parse_seed, parse_thin, positive_int, read_toml, safe_name,
                         unknown_keys, where)
 from sbc.design import Design
-from sbc.fit import SamplerSettings, sampler_names
+from sbc.sampling import SamplerSettings, sampler_names
 from sbc.errors import StudyError
 
 
@@ -89,7 +89,7 @@ class Study:
     value raises :class:`~sbc.errors.StudyError` naming the field and how to fix it.
     Convenient forms are normalized: ``models`` may be one name or a list, ``designs`` a
     list of :class:`~sbc.design.Design`, ``(cell_lines, genes, reps)`` tuples or
-    ``"10x3x3"`` labels, ``sampler`` a :class:`~sbc.fit.SamplerSettings`, a sampler name
+    ``"10x3x3"`` labels, ``sampler`` a :class:`~sbc.sampling.SamplerSettings`, a sampler name
     or a dict of ``[sampler]`` keys.
 
     Parameters

@@ -231,7 +231,7 @@ FLAG_CLAIM = r"\(divergences, ESS below (\d+), R-hat above ([\d.]+), tree depth 
 def _assess(monkeypatch, *, ess=500.0, rhat=1.0, treedepth_hits=0, n_divergent=0):
     """sbc.replicate.assess of a 2-chain fit whose ESS and R-hat are ``ess`` and ``rhat``."""
     import sbc.replicate
-    from sbc.fit import Fit
+    from sbc.sampling import Fit
 
     monkeypatch.setattr(sbc.replicate, "convergence", lambda matrix: {
         "ess_bulk": np.full(matrix.shape[2], ess), "ess_tail": np.full(matrix.shape[2], ess),
@@ -313,10 +313,10 @@ def _rescued_records(tmp_path, monkeypatch, rescue: str, flag_attempts: int | No
     """Records of one replicate run in this process (what ``workers=0`` runs), with every
     backend an exact posterior sampler that notes which builder form it fits, and the first
     ``flag_attempts`` assessments (None: all) forced to report divergences."""
-    import sbc.fit
+    import sbc.sampling
     import sbc.replicate
     from sbc.design import Design
-    from sbc.fit import ExactBackend
+    from sbc.sampling import ExactBackend
     from sbc.replicate import BatchTask, run_batch
     from sbc.spec import resolve_model
     from sbc.study import SamplerSettings
@@ -346,7 +346,7 @@ def _rescued_records(tmp_path, monkeypatch, rescue: str, flag_attempts: int | No
                                            "slow_mixing": True, "n_divergent": 1})
         return checked
 
-    monkeypatch.setattr(sbc.fit, "make_backend", NotingBackend)
+    monkeypatch.setattr(sbc.sampling, "make_backend", NotingBackend)
     monkeypatch.setattr(sbc.replicate, "assess", flagged)
     monkeypatch.setattr(sbc.replicate, "_CACHE", OrderedDict())
 
@@ -584,7 +584,7 @@ def test_readme_reference_report_size_matches_a_local_make_study_store(tmp_path)
 def test_readme_each_worker_keeps_at_most_8_compiled_models_lru(monkeypatch):
     """README: "Each worker compiles each (model, design) once and keeps at most 8 compiled
     models (least recently used dropped)"."""
-    import sbc.fit
+    import sbc.sampling
     import sbc.replicate as replicate
     import sbc.simulate
     from sbc.design import Design
@@ -603,7 +603,7 @@ def test_readme_each_worker_keeps_at_most_8_compiled_models_lru(monkeypatch):
     monkeypatch.setattr(replicate, "make_spec", lambda model, data: SimpleNamespace(
         parameters=("mu",), generative=None))
     monkeypatch.setattr(sbc.simulate, "Simulator", lambda spec: SimpleNamespace(names=("mu",)))
-    monkeypatch.setattr(sbc.fit, "make_backend", lambda spec, settings, data: builds.append(
+    monkeypatch.setattr(sbc.sampling, "make_backend", lambda spec, settings, data: builds.append(
         len(data)) or object())
     monkeypatch.setattr(replicate, "LoglikEvaluator", no_loglik)
     monkeypatch.setattr(replicate, "_rescue_specs", lambda task, data, ranked: [])

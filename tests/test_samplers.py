@@ -1,4 +1,4 @@
-"""The sampler registry (sbc.fit): a fourth sampler is added without touching the pipeline,
+"""The sampler registry (sbc.sampling): a fourth sampler is added without touching the pipeline,
 found by name by the study parser, checked before any fit, and used for every replicate."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from sbc.design import Design
-from sbc.fit import FitTimeout, NutpieBackend
+from sbc.sampling import FitTimeout, NutpieBackend
 from sbc.simulate import Simulator
 from sbc.spec import make_spec, resolve_model
 from sbc.study import SamplerSettings

@@ -17,7 +17,7 @@ import pytest
 
 from support import ROOT, sbc_cmd
 from sbc.errors import SchedulerError
-from sbc.fit import FitCrashed, FitTimeout, PymcBackend, call_stoppable
+from sbc.sampling import FitCrashed, FitTimeout, PymcBackend, call_stoppable
 from sbc.pipeline import run_study
 from sbc.store import Store
 from sbc.study import SamplerSettings, load_study

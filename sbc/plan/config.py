@@ -17,7 +17,7 @@ from sbc.errors import StudyError
 from sbc.plan.criteria import CRITERIA, INTERVALS, Target, element_name, split_quantity
 from sbc.config import (AUTO, check_limit, parse_limits, parse_run, parse_seed, parse_thin,
                         positive_int, read_toml, unknown_keys)
-from sbc.fit import SamplerSettings
+from sbc.sampling import SamplerSettings
 from sbc.study import ClusterSpec, _parse_cluster, _parse_sampler, parse_name
 
 DIMENSIONS = ("cell_lines", "genes", "reps")
@@ -31,7 +31,7 @@ COST_KEYS = {"fixed", "per_cell_line", "per_gene", "per_replicate", "per_screen"
              "per_measurement", "unit"}
 SEARCH_KEYS = {"strategy", "batch", "max_simulations", "confidence", "runners_up",
                "calibration_simulations", "alpha", "max_minutes_per_design", "max_flagged"}
-PILOT_KEYS = {"csv", "draws", "tune", "chains", "widen"}
+PILOT_KEYS = {"data", "csv", "samples", "draws", "tune", "chains", "widen"}
 RUN_KEYS = {"output", "scheduler", "workers", "batch_size"}
 
 
@@ -69,11 +69,18 @@ class SearchSettings:
 
 @dataclass(frozen=True)
 class Pilot:
-    csv: str
+    """``[pilot]``: a pilot screen fitted once with the analysis model.  ``data``: any file
+    :func:`sbc.readers.read_screen` reads (a long logfc CSV, a gene-effect matrix, a MAGeCK
+    count table; ``csv`` is the older name of the key); ``samples``: a count table's sample
+    sheet.  Paths relative to the plan file."""
+
+    data: str
+    samples: str | None = None
     draws: int = 1000
     tune: int = 1000
     chains: int = 2
     widen: float = 1.0  # design prior sd = widen x posterior sd (1 = the pilot's posterior)
+    key: str = "data"  # the key the plan file used ("data" or its older name "csv")
 
 
 @dataclass(frozen=True)
@@ -199,14 +206,25 @@ def parse_plan(raw: dict, path: Path) -> Plan:
             raise StudyError(f"{path}: give either 'design_model' or [pilot], not both: the "
                              "pilot's posterior becomes the design prior")
         table = _table(raw, "pilot", path, PILOT_KEYS)
-        if not isinstance(table.get("csv"), str):
-            raise StudyError(f"{path}: [pilot] needs csv = \"pilot.csv\" (columns logfc, gene, "
-                             "cell_line and optionally replicate)")
-        pilot = Pilot(csv=table["csv"],
+        if "data" in table and "csv" in table:
+            raise StudyError(f"{path}: [pilot] gives both data and csv (csv is the older name "
+                             "of data); keep one")
+        key = "csv" if "csv" in table else "data"
+        if not isinstance(table.get(key), str) or not table[key]:
+            raise StudyError(f"{path}: [pilot] needs data = \"pilot.csv\": a long logfc CSV "
+                             "(columns logfc, gene, cell_line and optionally replicate), a "
+                             "gene-effect matrix (e.g. DepMap's CRISPRGeneEffect.csv) or a "
+                             "MAGeCK count table with samples = \"sheet.csv\"")
+        samples = table.get("samples")
+        if samples is not None and (not isinstance(samples, str) or not samples):
+            raise StudyError(f"{path}: key 'pilot.samples' must be the path of the count "
+                             f"table's sample sheet, got {samples!r}")
+        pilot = Pilot(data=table[key], samples=samples,
                       draws=positive_int(table.get("draws", 1000), path, "pilot.draws"),
                       tune=positive_int(table.get("tune", 1000), path, "pilot.tune"),
                       chains=positive_int(table.get("chains", 2), path, "pilot.chains"),
-                      widen=_number(table.get("widen", 1.0), path, "pilot.widen", 1.0, 10.0))
+                      widen=_number(table.get("widen", 1.0), path, "pilot.widen", 1.0, 10.0),
+                      key=key)
 
     space = _table(raw, "space", path, SPACE_KEYS)
     missing = [k for k in DIMENSIONS if k not in space]

@@ -411,13 +411,16 @@ def replicate_sd(obs: Observations) -> float:
     return float(math.sqrt(max(float(excess.mean()), 1e-8)))
 
 
-def fit_hyper(obs: Observations, genes: np.ndarray, priors: dict) -> np.ndarray:
-    """Stage 1: ``sigma_rep`` from the replicates (:func:`replicate_sd`), then the posterior
-    mode of the other hyperparameters and the global offset, from the collapsed likelihood
-    of the sub-library ``genes`` (non-candidates).  Returns the unconstrained vector."""
+def hyper_objective(obs: Observations, genes: np.ndarray, priors: dict,
+                    sigma_rep: float | None = None):
+    """Stage 1's objective: minus the log posterior of the hyperparameters and the global
+    offset from the collapsed likelihood of the sub-library ``genes``, ``sigma_rep`` held
+    at the replicates' estimate (:func:`replicate_sd`) unless given.  Returns (objective of
+    the 7 free coordinates, the starting point, sigma_rep); the free coordinates are the
+    unconstrained vector without its ``log sigma_rep`` entry (index 6)."""
     F = np.ones((obs.y.shape[1], 1))
     v0 = obs.v0[genes]
-    sigma_rep = replicate_sd(obs)
+    sigma_rep = replicate_sd(obs) if sigma_rep is None else float(sigma_rep)
     sums = _sums(obs, genes, sigma_rep)
     free = [i for i in range(8) if i != 6]
     reduced: dict[tuple, _Affine] = {}
@@ -433,7 +436,17 @@ def fit_hyper(obs: Observations, genes: np.ndarray, priors: dict) -> np.ndarray:
         return -(_mixture_loglik(*_classes(red, h), h["pi_essential"]) + _log_prior(x, priors))
 
     start = _start(priors, float(np.median(obs.y[genes])))
-    return np.insert(_minimize(objective, start[free]), 6, math.log(sigma_rep))
+    return objective, start[free], sigma_rep
+
+
+def fit_hyper(obs: Observations, genes: np.ndarray, priors: dict,
+              sigma_rep: float | None = None) -> np.ndarray:
+    """Stage 1: ``sigma_rep`` from the replicates (:func:`replicate_sd`; or as given, e.g.
+    for a pilot screen without replicates), then the posterior mode of the other
+    hyperparameters and the global offset, from the collapsed likelihood of the
+    sub-library ``genes`` (non-candidates).  Returns the unconstrained vector."""
+    objective, start, sigma_rep = hyper_objective(obs, genes, priors, sigma_rep)
+    return np.insert(_minimize(objective, start), 6, math.log(sigma_rep))
 
 
 def _mixture_objective(x: np.ndarray, red: _Affine, priors: dict):

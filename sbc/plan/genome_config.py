@@ -20,7 +20,7 @@ from sbc.study import ClusterSpec, _parse_cluster, parse_name
 DIMENSIONS = ("cell_lines", "genes", "reps", "guides", "depth")
 TOP_KEYS = {"kind", "name", "description", "seed", "model", "space", "targets", "probability",
             "cost", "search", "candidates", "priors", "library", "shortcut", "run", "limits",
-            "cluster"}
+            "cluster", "pilot"}
 SPACE_KEYS = set(DIMENSIONS) | {"monotone"}
 COST_KEYS = {"fixed", "per_cell_line", "per_screen", "culture_per_1000_guides",
              "per_million_reads", "unit"}
@@ -28,6 +28,7 @@ SEARCH_KEYS = {"strategy", "batch", "max_simulations", "confidence", "runners_up
 CANDIDATE_KEYS = {"genes", "fraction", "effect"}
 LIBRARY_KEYS = {"sd", "t0_depth"}
 SHORTCUT_KEYS = {"hyper_genes", "hyper_draws", "n_pit"}
+PILOT_KEYS = {"data", "samples", "widen", "use"}
 RUN_KEYS = {"output", "scheduler", "workers"}
 KINDS = ("essential_power", "selective_power", "width", "separation")
 TARGET_KEYS = {"kind", "at_least", "below", "fdr", "level", "side", "n_controls", "label"}
@@ -59,6 +60,21 @@ class GenomeCost:
 
 
 @dataclass(frozen=True)
+class GenomePilot:
+    """``[pilot]``: a pilot screen whose posterior replaces the plan's hyperpriors (design
+    and analysis) where it informs them (:mod:`sbc.plan.genome_pilot`).  ``data``: a
+    gene-effect matrix, long logfc CSV or MAGeCK count table; ``samples``: the count
+    table's sample sheet; ``widen``: scales the matched sds; ``use``: the hyperparameters
+    (and ``library_sd``) to take from it, default all it informs.  Paths relative to the
+    plan file."""
+
+    data: str
+    samples: str | None = None
+    widen: float = 1.0
+    use: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class GenomePlan:
     name: str
     seed: int
@@ -84,6 +100,7 @@ class GenomePlan:
     cluster: ClusterSpec | None = None
     base_dir: str = "."
     description: str = ""
+    pilot: GenomePilot | None = None
 
     def designs(self) -> list[ScreenDesign]:
         """Every design of the space, cheapest first (ties: fewer counts first)."""
@@ -218,6 +235,7 @@ def parse_genome_plan(raw: dict, path: Path) -> GenomePlan:
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise StudyError(f"{path}: key 'description' must be a string, got {description!r}")
+    pilot = _parse_pilot(raw, path) if "pilot" in raw else None
     return GenomePlan(
         name=name.strip(), seed=seed, dims=dims, targets=targets, probability=probability,
         cost=cost, search=search, monotone=tuple(monotone), n_candidates=n_candidates,
@@ -228,7 +246,42 @@ def parse_genome_plan(raw: dict, path: Path) -> GenomePlan:
         hyper_draws=positive_int(shortcut.get("hyper_draws", 24), path, "shortcut.hyper_draws"),
         n_pit=positive_int(shortcut.get("n_pit", 10), path, "shortcut.n_pit"),
         output=run["output"], scheduler=run["scheduler"], workers=run["workers"],
-        cluster=cluster, base_dir=str(path.resolve().parent), description=description)
+        cluster=cluster, base_dir=str(path.resolve().parent), description=description,
+        pilot=pilot)
+
+
+def _parse_pilot(raw: dict, path: Path) -> GenomePilot:
+    """``[pilot]``: the files must exist (relative to the plan file); they are read when the
+    plan runs, before anything is simulated."""
+    from sbc.plan.genome_pilot import USABLE
+
+    table = _table(raw, "pilot", path, PILOT_KEYS)
+    files = {}
+    for key in ("data", "samples"):
+        value = table.get(key)
+        if value is None and key == "samples":
+            continue
+        if not isinstance(value, str) or not value:
+            raise StudyError(f"{path}: [pilot] needs data = \"pilot.csv\": a gene-effect "
+                             "matrix (e.g. DepMap's CRISPRGeneEffect.csv), a long logfc CSV or "
+                             "a MAGeCK count table (with samples = \"sheet.csv\")"
+                             if key == "data" else
+                             f"{path}: key 'pilot.samples' must be the path of the count "
+                             f"table's sample sheet, got {value!r}")
+        file = path.resolve().parent / value
+        if not file.is_file():
+            raise StudyError(f"{path}: key 'pilot.{key}' = {value!r}: file {file} not found; "
+                             "give a path relative to the plan file")
+        files[key] = value
+    use = table.get("use")
+    if use is not None:
+        if not isinstance(use, list) or not use or any(u not in USABLE for u in use):
+            raise StudyError(f"{path}: key 'pilot.use' must list names among "
+                             f"{', '.join(USABLE)}, got {use!r}")
+        use = tuple(use)
+    return GenomePilot(data=files["data"], samples=files.get("samples"),
+                       widen=_number(table.get("widen", 1.0), path, "pilot.widen", 1.0, 10.0,
+                                     "1.5"), use=use)
 
 
 def _parse_priors(table: dict, path: Path) -> dict:

@@ -16,7 +16,7 @@ import time
 import numpy as np
 from scipy import special, stats
 
-from sbc.fit import fit_from_arrow
+from sbc.sampling import fit_from_arrow
 from sbc.plan.genome import HYPER, GenePosterior, GenomeSettings, guide_model
 
 POINT_SD = 1e-4

@@ -31,6 +31,7 @@ from sbc.dispatch import check_scheduler_address, map_calls, session
 from sbc.plan.criteria import plan_decision, success_interval
 from sbc.plan.genome import ScreenDesign, run_screen
 from sbc.plan.genome_config import GenomePlan
+from sbc.plan.genome_pilot import apply_pilot
 from sbc.plan.output import jsonable
 from sbc.plan.search import DesignResult, Search
 from sbc.runner import manifest as make_manifest
@@ -109,6 +110,8 @@ class GenomePlanner:
 
     def __init__(self, plan: GenomePlan, out: Path, workers: int | None,
                  scheduler: str | None, stream=None, tls=None):
+        # a [pilot] replaces the priors it informs (design and analysis) before anything runs
+        plan, self.pilot = apply_pilot(plan)
         self.plan, self.out = plan, Path(out)
         self.workers, self.scheduler, self.tls = workers, scheduler, tls
         self.stream = stream or sys.stderr
@@ -126,6 +129,8 @@ class GenomePlanner:
         fixed = {k: plan[k] for k in ("seed", "model", "targets", "n_candidates", "fraction",
                                       "selective_effect", "priors", "library_sd", "t0_depth",
                                       "hyper_genes", "hyper_draws", "n_pit")}
+        if self.pilot is not None:  # the priors above are the pilot's; the file's content too
+            fixed.update(pilot=plan["pilot"], pilot_sha256=self.pilot.sha256)
         source = Path(crispr_guides.__file__).read_bytes() + \
             Path(__file__).with_name("genome.py").read_bytes()
         digest = hashlib.sha256(source).hexdigest()[:16]
@@ -154,6 +159,10 @@ class GenomePlanner:
             stored = sum(len(v) for v in self.screens.values())
             self.log(f"{plan.name}: {len(self.results)} candidate designs, {stored} simulated "
                      f"screens already stored")
+            if self.pilot is not None:
+                store.write_text("pilot_posterior.json",
+                                 json.dumps(jsonable(self.pilot.to_dict()), indent=2))
+                self.log(self.pilot.summary())
             with session(workers=self.workers, scheduler=self.scheduler,
                          cluster_spec=plan.cluster, tls=self.tls) as client:
                 self.client = client
@@ -240,6 +249,7 @@ def run_genome_plan(plan: GenomePlan, out: str | Path, *, workers: int | None = 
     workers = workers if workers is not None else plan.workers
     scheduler = check_scheduler_address(scheduler or plan.scheduler)
     planner = GenomePlanner(plan, Path(out), workers, scheduler, stream, tls)
+    plan = planner.plan  # with the pilot's priors, if it has a pilot
     recommended = planner.run()
     rows = [r.row() for r in sorted(planner.results.values(), key=lambda r: (r.cost, r.design))]
     table = pd.DataFrame(rows)
@@ -247,7 +257,9 @@ def run_genome_plan(plan: GenomePlan, out: str | Path, *, workers: int | None = 
     full = plan.search.max_simulations * len(planner.results)
     fits = {"used": used, "new": planner.new, "full_grid": full,
             "designs": len(planner.results), "saved_share": 1 - used / full if full else 0.0,
-            "design_prior": "crispr_guides (its prior)" + (
+            "design_prior": ("crispr_guides with the pilot's priors "
+                             f"({', '.join(planner.pilot.used)} from {plan.pilot.data})"
+                             if planner.pilot else "crispr_guides (its prior)") + (
                 f", candidates' selective effect fixed at {plan.selective_effect:g}"
                 if plan.selective_effect is not None else "")}
     seconds = time.monotonic() - planner.started
@@ -257,7 +269,8 @@ def run_genome_plan(plan: GenomePlan, out: str | Path, *, workers: int | None = 
     store.write_text("plan.json", json.dumps(jsonable({
         "plan": plan.to_dict(), "kind": "genome", "targets": targets,
         "recommended": recommended.row() if recommended else None,
-        "fits": fits, "seconds": seconds, "designs": rows}), indent=2))
+        "fits": fits, "seconds": seconds, "designs": rows,
+        "pilot": planner.pilot.to_dict() if planner.pilot else None}), indent=2))
     from sbc.plots import plan_cost_figure
 
     fig = plan_cost_figure(table, plan.probability, plan.cost.unit,
@@ -267,14 +280,15 @@ def run_genome_plan(plan: GenomePlan, out: str | Path, *, workers: int | None = 
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     store._write("plan_cost.png", buf.getvalue())
-    store.write_text("summary.md", summary_text(plan, table, recommended, fits, seconds))
+    store.write_text("summary.md", summary_text(plan, table, recommended, fits, seconds,
+                                                planner.pilot))
     return GenomePlanResult(recommended, table, fits, seconds, Path(out))
 
 
 def summary_text(plan: GenomePlan, table: pd.DataFrame, recommended, fits: dict,
-                 seconds: float) -> str:
-    """The plan's outcome as Markdown: the recommendation, the targets, the evaluated
-    designs."""
+                 seconds: float, pilot=None) -> str:
+    """The plan's outcome as Markdown: the recommendation, the targets, the priors a pilot
+    gave, the evaluated designs."""
     unit = plan.cost.unit
     lines = [f"# {plan.name}", "", plan.description, ""]
     if recommended is None:
@@ -289,6 +303,22 @@ def summary_text(plan: GenomePlan, table: pd.DataFrame, recommended, fits: dict,
                      f"{r.calibration}.")
     lines += ["", "Targets (all must be met in a screen):", ""]
     lines += [f"{i}. {t.describe()}" for i, t in enumerate(plan.targets)]
+    if pilot is not None:
+        from sbc.plan.genome_pilot import describe_prior
+
+        lines += ["", f"Priors (design and analysis) from the pilot `{plan.pilot.data}` "
+                  f"({pilot.format}); the rest are the plan's:", "",
+                  "| hyperparameter | plan's prior | pilot's prior | pilot posterior mean "
+                  "[5 %, 95 %] |", "|---|---|---|---|"]
+        for name, post in pilot.posterior.items():
+            lines.append(f"| {name} | {describe_prior(pilot.base[name])} | "
+                         + (describe_prior(pilot.priors[name]) if name in pilot.priors
+                            else "(not used)")
+                         + f" | {post['mean']:.3g} [{post['q05']:.3g}, {post['q95']:.3g}] |")
+        if "library_sd" in pilot.used:
+            lines.append(f"| library sd | {pilot.library['replaced_library_sd']:.3g} | "
+                         f"{plan.library_sd:.3g} | |")
+        lines += [f"- {n}" for n in pilot.notes]
     lines += ["", f"Screens simulated: {fits['used']} ({fits['new']} new) of "
               f"{fits['full_grid']} for the full grid; {seconds:.0f} s.", ""]
     done = table[table["simulations"] > 0]

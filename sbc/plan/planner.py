@@ -89,12 +89,17 @@ class Planner:
         if plan.design_model:
             design_ref = resolve_model(plan.design_model, plan.base_dir)
         elif plan.pilot:
-            csv = Path(plan.base_dir) / plan.pilot.csv
-            if not csv.is_file():
-                raise StudyError(f"plan '{plan.name}': pilot csv {csv} not found; give a path "
-                                 "relative to the plan file")
-            pilot_frame(csv)  # a malformed pilot is refused before the store is touched
-            pilot_digest = hashlib.sha256(csv.read_bytes()).hexdigest()[:16]
+            base = Path(plan.base_dir)
+            files = [base / plan.pilot.data] + \
+                ([base / plan.pilot.samples] if plan.pilot.samples else [])
+            try:  # a malformed pilot is refused before the store is touched
+                pilot_frame(*files, key=plan.pilot.key)
+            except StudyError as exc:
+                raise StudyError(f"plan '{plan.name}': {exc}") from None
+            digest = hashlib.sha256()
+            for file in files:
+                digest.update(file.read_bytes())
+            pilot_digest = digest.hexdigest()[:16]
         self.check_targets(design_ref)
         sources = {"model": self.fit_ref.source,
                    "design_model": design_ref.source if design_ref else None,

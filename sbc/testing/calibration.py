@@ -37,7 +37,7 @@ from sbc.calibration import SHAPE_TEXT as _ENGINE_SHAPES
 from sbc.calibration import Verdict, calibrate, flagged_mask, scalar_adjusted
 from sbc.design import Design
 from sbc.errors import StudyError
-from sbc.fit import SamplerSettings, sampler_names
+from sbc.sampling import SamplerSettings, sampler_names
 from sbc.study import Study
 
 DEFAULT_CACHE_DIR = ".sbc_cache"

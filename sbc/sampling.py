@@ -1,4 +1,4 @@
-"""Fit: the samplers, their settings, and the backends that turn one simulated data set into
+"""Sampling: the samplers, their settings, and the backends that turn one simulated data set into
 posterior draws.
 
 A backend is compiled once per (model, design) on each worker and then fits replicate after
