@@ -82,10 +82,15 @@ def build_noncentered_genes(data):
     with Bambi's names, dims and priors (the same posterior over every parameter of
     ``build``).
     """
+    import numpy as np
+    import pandas as pd
     import pymc as pm
 
     data = screen_data(data)
-    genes, cells = data["gene"].cat, data["cell_line"].cat
+    # Bambi orders a factor's levels sorted, whatever the categories' order: index the
+    # effects the same way, so draws carry Bambi's labels (real data need not be sorted).
+    genes, cells = (pd.Categorical(data[c].astype(str), categories=sorted(
+        set(data[c].astype(str)))) for c in ("gene", "cell_line"))
     coords = {"gene__factor_dim": list(genes.categories),
               "cell_line__factor_dim": list(cells.categories)}
     with pm.Model(coords=coords) as model:
@@ -96,6 +101,6 @@ def build_noncentered_genes(data):
         gene = pm.Deterministic("1|gene", offset * gene_sigma, dims="gene__factor_dim")
         cell_sigma = pm.Exponential("1|cell_line_sigma", CELL_SD_RATE)
         cell = pm.Normal("1|cell_line", 0.0, cell_sigma, dims="cell_line__factor_dim")
-        mu = intercept + gene[genes.codes.to_numpy()] + cell[cells.codes.to_numpy()]
+        mu = intercept + gene[np.asarray(genes.codes)] + cell[np.asarray(cells.codes)]
         pm.Normal("logfc", mu, sigma, observed=data["logfc"].to_numpy())
     return model

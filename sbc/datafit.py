@@ -34,6 +34,8 @@ from sbc.spec import ModelRef, make_spec, resolve_model
 
 __all__ = ["DataFit", "Procedure", "fit_data", "procedure_of"]
 
+DIMENSIONS = ("cell lines", "genes", "replicates per cell line and gene")
+
 # Models are built and compiled, and predictive functions compiled, one at a time; the
 # samplers (nutpie releases the GIL) then run side by side when several fits share a process
 # (``sbc.check`` fits its models in threads).
@@ -71,7 +73,7 @@ class Procedure:
         if not self.designs:
             return []
         out = []
-        for i, name in enumerate(("cell lines", "genes", "replicates")):
+        for i, name in enumerate(DIMENSIONS):
             lo = min(d[i] for d in self.designs)
             hi = max(d[i] for d in self.designs)
             if not lo <= shape[i] <= hi:

@@ -181,13 +181,23 @@ class ModelCheck:
     reasons: list[str] = field(default_factory=list)
 
     @property
+    def loo_pit_deviation(self) -> float:
+        """The largest |ECDF(LOO-PIT) - u|: how far the LOO-PIT is from uniform (the 95 %
+        band of as many independent uniforms has about 1.36 / sqrt(n) at its widest)."""
+        from sbc.stats import ecdf_difference
+
+        u = np.sort(self.loo_pit[np.isfinite(self.loo_pit)])
+        return float(np.max(np.abs(ecdf_difference(u, u))))
+
+    @property
     def pareto_k_high(self) -> int:
         k = np.asarray(self.loo.pareto_k).ravel()
         return int(np.sum(k > getattr(self.loo, "good_k", 0.7)))
 
     def table(self) -> pd.DataFrame:
         rows = [s.row() for s in self.statistics]
-        rows.append({"statistic": "LOO-PIT uniformity (ECDF test)", "observed": np.nan,
+        rows.append({"statistic": "LOO-PIT uniformity (ECDF test): largest |ECDF - u|",
+                     "observed": self.loo_pit_deviation,
                      "replicated 95%": "", "p": self.loo_pit_p,
                      "misfit": "misfit" if self.loo_pit_p < self.threshold else ""})
         return pd.DataFrame(rows)
@@ -196,7 +206,7 @@ class ModelCheck:
         return {"model": self.model, "verdict": self.verdict, "reasons": self.reasons,
                 "threshold": self.threshold,
                 "statistics": [{k: v for k, v in s.__dict__.items()} for s in self.statistics],
-                "loo_pit_p": self.loo_pit_p,
+                "loo_pit_p": self.loo_pit_p, "loo_pit_deviation": self.loo_pit_deviation,
                 "elpd_loo": float(self.loo.elpd), "se": float(self.loo.se),
                 "p_loo": float(self.loo.p), "pareto_k_high": self.pareto_k_high,
                 "genes_misfit": self.genes.to_dict("records"),
@@ -276,6 +286,21 @@ def _json(value):
     return str(value)
 
 
+def _pit_shape(pit: np.ndarray) -> str:
+    """Where LOO-PIT values pile up, in words (:func:`sbc.stats.failure_shape`)."""
+    from sbc.stats import failure_shape
+
+    return {"too_narrow": "values pile up in both tails of their predictions: predictions "
+                          "too narrow, or tails heavier than modelled",
+            "too_wide": "values pile up in the middle of their predictions: predictions too "
+                        "wide",
+            "biased_low": "values mostly above their predictions",
+            "biased_high": "values mostly below their predictions",
+            "ok": "neither shifted nor too narrow or wide on the whole: the departure is in the "
+                  "shape or the far tails (see the LOO-PIT figure)"}[
+        failure_shape(pit[np.isfinite(pit)])]
+
+
 def check_model(fit: DataFit, alpha: float = ALPHA) -> ModelCheck:
     """The posterior predictive, LOO-PIT and per-gene checks of one fitted model."""
     import arviz_stats as azs
@@ -310,7 +335,9 @@ def check_model(fit: DataFit, alpha: float = ALPHA) -> ModelCheck:
     reasons = [f"{s.description}: observed {s.observed:.3g}, replicated 95% {s.low:.3g} to "
                f"{s.high:.3g} (p {s.p:.2g})" for s in checks if s.misfit]
     if pit_p < threshold:
-        reasons.append(f"LOO-PIT not uniform (p {pit_p:.2g})")
+        reasons.append(f"LOO-PIT not uniform (p {pit_p:.2g}; largest |ECDF - u| "
+                       f"{result.loo_pit_deviation:.3f}, "
+                       f"{_pit_shape(pit)})")
     if len(genes):
         reasons.append(f"{len(genes)} gene(s) vary across cell lines unlike the model: "
                        + ", ".join(f"{n} (sd {o:.2f}, replicated {lo:.2f}-{hi:.2f})" for n, o, lo, hi
@@ -370,7 +397,7 @@ def check(data, models: str | Sequence[str] = ("crispr_screen", "crispr_gene_spr
         checks = list(pool.map(one, models))
     comparison = None
     if len(checks) > 1:
-        comparison = azs.compare({c.model: c.loo for c in checks}, round_to=None)
+        comparison = azs.compare({c.model: c.loo for c in checks}, round_to="none")
     result = CheckResult(screen, checks, comparison, alpha)
     if out is not None:
         path = result.write(out)

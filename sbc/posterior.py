@@ -75,15 +75,34 @@ class PosteriorDesign:
         return pd.concat([self.observed, self.new_frame()], ignore_index=True)
 
 
-def posterior_design(path: Path) -> PosteriorDesign:
-    """The design of a posterior-SBC study from its observed CSV, validated with the file
-    name in messages; its label ``posterior-STEM`` names a store directory, so the file
-    name must be a safe path component (``sbc.study.check_path_name``)."""
-    text = _observed_text(path)
-    read_screen_csv(text, f"observed data {path}")
-    check_path_name(f"posterior-{path.stem}", f"observed data {path}: the design label",
-                    f"rename the file to e.g. {safe_name(path.stem, 'observed')}.csv")
-    return PosteriorDesign(name=path.stem, csv_text=text)
+def posterior_design(path: Path, samples: Path | None = None, genes: int | None = None,
+                     cell_lines: int | None = None) -> PosteriorDesign:
+    """The design of a posterior-SBC study from its observed data file, validated with the
+    file name in messages; its label ``posterior-STEM`` names a store directory, so the file
+    name must be a safe path component (``sbc.study.check_path_name``).
+
+    A long CSV travels as it is.  Any other format :func:`sbc.readers.read_screen` reads (a
+    gene-effect matrix, a count table and its sheet), and a subset of the first ``genes`` /
+    ``cell_lines``, travels as the long CSV it becomes, so workers parse one format and the
+    fingerprint covers exactly the values fitted."""
+    from sbc.readers import read_screen
+
+    path = Path(path)
+    stem = path.name.split(".")[0]
+    suffix = "".join(f"-{n}{k[0]}" for k, n in (("genes", genes), ("cells", cell_lines)) if n)
+    if genes is None and cell_lines is None and samples is None and path.suffix == ".csv" and \
+            "logfc" in _observed_text(path).split("\n", 1)[0]:
+        text = _observed_text(path)
+        read_screen_csv(text, f"observed data {path}")
+    else:
+        screen = read_screen(path, samples)
+        if genes is not None or cell_lines is not None:
+            screen = screen.subset(genes=genes, cell_lines=cell_lines)
+        text = screen.frame[["logfc", "gene", "cell_line", "expt"]].to_csv(index=False)
+    name = stem + suffix
+    check_path_name(f"posterior-{name}", f"observed data {path}: the design label",
+                    f"rename the file to e.g. {safe_name(stem, 'observed')}.csv")
+    return PosteriorDesign(name=name, csv_text=text)
 
 
 class PosteriorSimulator:

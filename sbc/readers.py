@@ -12,6 +12,9 @@ dropped, the reference samples found by name, the pseudo-count) is kept in ``not
 The text parsing is written here, not left to ``pandas.read_csv``, because pandas turns a
 duplicated column into ``name.1``, a stray word into a string column and a ragged row into
 NaNs without saying on which line; a reader that must name the line has to see the lines.
+
+This module is long because each format's reader checks its file line by line so that every
+refusal names the line, the column or the sample, and the three readers share those helpers.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ class Screen:
     """A real screen as the models see it.
 
     frame: one row per measurement, columns ``cell_line``, ``gene``, ``expt`` (categorical,
-        sorted like :func:`sbc.design.design_frame`) and ``logfc`` (float).
+        categories sorted as Bambi orders levels; rows sorted like
+        :func:`sbc.design.design_frame`) and ``logfc`` (float).
     source: the file it came from.  format: ``long``, ``gene_effect`` or ``counts``.
     notes: what the reader decided for the user (missing cells dropped, ...).
     """
@@ -108,7 +112,7 @@ class Screen:
                 f"{g} genes" + (f" x up to {r} replicates" if r > 1 else ""))
 
     def subset(self, genes: int | None = None, cell_lines: int | None = None) -> Screen:
-        """The first ``genes`` genes and ``cell_lines`` cell lines (in file order)."""
+        """The first ``genes`` genes and ``cell_lines`` cell lines (in sorted order)."""
         frame = self.frame
         for col, n in (("gene", genes), ("cell_line", cell_lines)):
             if n is not None:
@@ -395,12 +399,16 @@ def _gene_symbols(labels: list[str]) -> list[str]:
 
 
 def _ordered_frame(long: pd.DataFrame, cells, genes, where: str) -> pd.DataFrame:
-    """A long frame validated by ``screen_frame``, its factors in file order."""
+    """A long frame validated by ``screen_frame``, its factors' categories sorted.
+
+    Sorted, not in file order, because Bambi orders a factor's levels sorted whatever the
+    categories' order: a model that indexes effects by ``cat.codes`` (a hand-written PyMC
+    form, such as a rescue parametrization) then labels them as Bambi does."""
+    del cells, genes  # the file order is not kept (see above)
     frame = screen_frame(long, where)
-    for col, order in (("cell_line", cells), ("gene", genes)):
-        present = set(frame[col].astype(str))
-        frame[col] = pd.Categorical(frame[col].astype(str),
-                                    categories=[x for x in dict.fromkeys(order) if x in present])
+    for col in ("cell_line", "gene"):
+        values = frame[col].astype(str)
+        frame[col] = pd.Categorical(values, categories=sorted(set(values)))
     return frame.sort_values(["cell_line", "gene", "expt"], ignore_index=True)
 
 

@@ -29,6 +29,8 @@ genome screen       the plan's seed; (crc32("genome"), genes,       ``sbc.plan.g
 data fit            the fit's seed; (crc32("data-fit"),)          ``sbc.fit`` / ``sbc check``: children
                                                                  0 fit, 1 posterior predictive,
                                                                  2-3 rescues
+genome pilot        the plan's seed; (crc32("genome-pilot"),)    ``sbc.plan.genome_pilot``: the
+                                                                 pilot posterior's importance draws
 plot subsampling    PLOT_SEED                                    ``sbc.plots``: which points to draw
 ==================  ===========================================  ==================================
 """
@@ -132,3 +134,8 @@ def data_fit(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence,
     root = np.random.SeedSequence(int(seed), spawn_key=DATA_FIT_KEY)
     fit, predictive = root.spawn(2)
     return fit, predictive, root
+
+
+def genome_pilot(plan_seed: int) -> np.random.SeedSequence:
+    """The root of a genome plan's pilot posterior (its importance draws)."""
+    return np.random.SeedSequence(int(plan_seed), spawn_key=(zlib.crc32(b"genome-pilot"),))

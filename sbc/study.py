@@ -409,23 +409,35 @@ def _parse_cluster(table: Any, path: Path) -> ClusterSpec:
 
 
 def _parse_posterior(raw: dict, path: Path) -> list:
-    """[posterior_sbc] data = "observed.csv": the design is the observed data set's."""
+    """[posterior_sbc] data = "observed.csv" (any format ``sbc.read_screen`` recognises),
+    optionally ``samples`` (a count table's sheet) and ``genes`` / ``cell_lines`` (the first
+    N in file order): the design is the observed data set's."""
     from sbc.posterior import posterior_design
 
     table = raw["posterior_sbc"]
     if not isinstance(table, dict):
         raise StudyError(f"{where(path, 'posterior_sbc')} must be a table: "
                          "[posterior_sbc] data = \"observed.csv\"")
-    unknown_keys(table, {"data"}, path, "posterior_sbc.")
+    unknown_keys(table, {"data", "samples", "genes", "cell_lines"}, path, "posterior_sbc.")
     if "grid" in raw or "designs" in raw:
         raise StudyError(f"{path}: [posterior_sbc] takes its design from the observed data; "
                          "remove [grid] / [[designs]]")
     data = table.get("data")
     if not isinstance(data, str) or not data:
-        raise StudyError(f"{where(path, 'posterior_sbc.data')} must be the path of a CSV with "
-                         "columns logfc, gene, cell_line")
-    csv = Path(data) if Path(data).is_absolute() else path.resolve().parent / data
-    return [posterior_design(csv)]
+        raise StudyError(f"{where(path, 'posterior_sbc.data')} must be the path of a data file: "
+                         "a CSV with columns logfc, gene, cell_line, a gene-effect matrix or a "
+                         "MAGeCK count table")
+    base = path.resolve().parent
+    csv = Path(data) if Path(data).is_absolute() else base / data
+    samples = table.get("samples")
+    if samples is not None and (not isinstance(samples, str) or not samples):
+        raise StudyError(f"{where(path, 'posterior_sbc.samples')} must be the path of a sample "
+                         "sheet")
+    if samples is not None and not Path(samples).is_absolute():
+        samples = base / samples
+    subset = {k: positive_int(table[k], path, f"posterior_sbc.{k}")
+              for k in ("genes", "cell_lines") if k in table}
+    return [posterior_design(csv, samples=samples, **subset)]
 
 
 def _parse_designs(raw: dict, path: Path, limits: dict[str, int] | None = None) -> list[Design]:

@@ -49,9 +49,7 @@ def pilot_screen(path: Path, samples: Path | None = None, key: str = "data"):
                             "relative to the plan file")
     try:
         return read_screen(path, samples)
-    except DataError as exc:
-        raise DataError(f"{what}: {exc}") from None
-    except StudyError as exc:  # sbc.design's checks of a long CSV
+    except StudyError as exc:  # the readers' DataError, and sbc.design's checks of a long CSV
         raise DataError(f"{what}: {exc}") from None
 
 
