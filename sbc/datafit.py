@@ -107,9 +107,17 @@ def procedure_of(study=None) -> Procedure:
                              "output directory")
     if not isinstance(study, Study):
         raise TypeError(f"study must be a path, an sbc.Study or None, got {type(study).__name__}")
-    designs = tuple((d.n_cell_lines, d.n_genes, d.n_reps) for d in study.designs
-                    if hasattr(d, "n_cell_lines"))
+    designs = tuple(_shape_of(d) for d in study.designs)
     return Procedure(study.sampler, study.thin, study.name, tuple(study.models), designs, verdict)
+
+
+def _shape_of(design) -> tuple[int, int, int]:
+    """(cell lines, genes, reps) of a design; a posterior-SBC design's is its data's."""
+    if hasattr(design, "n_cell_lines"):
+        return (design.n_cell_lines, design.n_genes, design.n_reps)
+    frame = design.observed
+    reps = int(frame.groupby(["cell_line", "gene"], observed=True).size().max())
+    return (frame["cell_line"].nunique(), frame["gene"].nunique(), reps)
 
 
 @dataclass

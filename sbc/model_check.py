@@ -262,6 +262,23 @@ class CheckResult:
         return (f"CheckResult(data={self.screen.source!r}, verdicts="
                 f"{ {c.model: c.verdict for c in self.checks} })")
 
+    def plot_statistics(self):
+        """The test statistics: replicated values of each model and the observed value
+        (matplotlib ``Figure``)."""
+        from sbc.plots import ppc_statistics_figure
+
+        first = self.checks[0]
+        return ppc_statistics_figure(
+            [(s.name, s.observed) for s in first.statistics],
+            {c.model: c.replicated for c in self.checks},
+            {c.model: {s.name for s in c.statistics if s.misfit} for c in self.checks})
+
+    def plot_loo_pit(self):
+        """ECDF(LOO-PIT) - u of each model with its 95 % band (matplotlib ``Figure``)."""
+        from sbc.plots import loo_pit_figure
+
+        return loo_pit_figure({c.model: c.loo_pit for c in self.checks})
+
     def to_dict(self) -> dict:
         return {"data": self.screen.describe(), "notes": list(self.screen.notes),
                 "alpha": self.alpha, "models": [c.summary() for c in self.checks],

@@ -24,7 +24,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from matplotlib.figure import Figure
 
 from sbc.glossary import explain
-from sbc.plots import PLAN_DIMENSIONS, loo_pit_figure, plan_curves_figure, ppc_statistics_figure
+from sbc.plots import PLAN_DIMENSIONS, plan_curves_figure
 from sbc.summarize import Badge, PValue, StudySummary
 
 __all__ = ["check_page", "environment", "plan_curves_figure", "plan_page", "plan_results_html", "png_base64",
@@ -167,12 +167,7 @@ def check_page(result) -> str:
     """check.html of a model check against real data (:class:`sbc.model_check.CheckResult`):
     verdicts, the statistics table of each model, genes and cell lines that misfit, the LOO
     comparison, and the figures (test statistics, LOO-PIT)."""
-    first = result.checks[0]
-    statistics = [(s.name, s.observed) for s in first.statistics]
-    statistics_fig = ppc_statistics_figure(
-        statistics, {c.model: c.replicated for c in result.checks},
-        {c.model: {s.name for s in c.statistics if s.misfit} for c in result.checks})
-    pit_fig = loo_pit_figure({c.model: c.loo_pit for c in result.checks})
+    statistics_fig, pit_fig = result.plot_statistics(), result.plot_loo_pit()
     comparison = None
     if result.comparison is not None:
         comparison = result.comparison.reset_index(names="model")[
