@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 from sbc.design import Design, design_frame
 
 __all__ = ["Design", "PlanResults", "Results", "SamplerSettings", "Study", "__version__",
-           "check", "design_frame", "fit", "known_models", "open", "plan", "read_counts",
+           "check", "datasets", "design_frame", "fit", "known_models", "open", "plan", "read_counts",
            "read_gene_effects", "read_screen", "run"]
 
 # Imported on first use: `import sbc` stays light (PyMC, Dask and matplotlib load only when
@@ -39,6 +39,8 @@ def __getattr__(name):
 
     if name == "plan":
         return importlib.import_module("sbc.plan")  # a package that, called, plans a screen
+    if name == "datasets":
+        return importlib.import_module("sbc.datasets")  # the shipped real screens
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), _RENAMED.get(name, name))
         globals()[name] = value

@@ -119,3 +119,44 @@ def test_cli_check_names_a_malformed_data_file(tmp_path, capsys):
     assert main(["check", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.csv" in err and "appears twice" in err
+
+
+def test_posterior_sbc_reads_a_gene_effect_matrix_and_a_subset_of_it(tmp_path):
+    study = tmp_path / "post.toml"
+    study.write_text('name = "post"\nmodel = "crispr_screen"\nseed = 1\nsimulations = 10\n'
+                     f'[posterior_sbc]\ndata = "{sbc.datasets.depmap("liver")}"\n'
+                     'genes = 5\ncell_lines = 7\n')
+    design = sbc.Study.from_toml(study).designs[0]
+    assert design.label == "posterior-liver_500_genes-5g-7c"
+    observed = design.observed
+    assert observed["gene"].nunique() == 5 and observed["cell_line"].nunique() == 7
+    assert design.n_rows == 2 * 35
+    # the same values as the reader gives
+    full = sbc.read_gene_effects(sbc.datasets.depmap("liver")).matrix()
+    for row in observed.itertuples():
+        assert row.logfc == pytest.approx(full.loc[row.gene, row.cell_line])
+
+
+def test_posterior_sbc_refuses_a_bad_subset_key(tmp_path):
+    from sbc.errors import StudyError
+
+    study = tmp_path / "post.toml"
+    study.write_text('name = "post"\nmodel = "crispr_screen"\nseed = 1\nsimulations = 10\n'
+                     f'[posterior_sbc]\ndata = "{sbc.datasets.depmap("liver")}"\ngenes = 0\n')
+    with pytest.raises(StudyError, match="posterior_sbc.genes"):
+        sbc.Study.from_toml(study)
+
+
+def test_cli_fit_writes_the_datatree_as_netcdf(tmp_path):
+    import xarray as xr
+
+    from sbc.cli import main
+
+    path = spread_screen(tmp_path / "spread.csv")
+    study = tmp_path / "quick.toml"
+    study.write_text('name = "quick"\nmodels = ["crispr_screen"]\nseed = 1\nsimulations = 10\n'
+                     f'[[designs]]\ncell_lines = {N_CELLS}\ngenes = {N_GENES}\nreps = 1\n'
+                     '[sampler]\ntune = 300\ndraws = 300\n')
+    assert main(["fit", str(path), "--study", str(study), "--out", str(tmp_path / "fit")]) == 0
+    tree = xr.open_datatree(tmp_path / "fit" / "crispr_screen.nc", engine="h5netcdf")
+    assert {"posterior", "posterior_predictive", "log_likelihood"} <= set(tree.children)
