@@ -143,7 +143,7 @@ def test_posterior_sbc_refuses_a_bad_subset_key(tmp_path):
     study = tmp_path / "post.toml"
     study.write_text('name = "post"\nmodel = "crispr_screen"\nseed = 1\nsimulations = 10\n'
                      f'[posterior_sbc]\ndata = "{sbc.datasets.depmap("liver")}"\ngenes = 0\n')
-    with pytest.raises(StudyError, match="posterior_sbc.genes"):
+    with pytest.raises(StudyError, match=r"posterior_sbc\.genes"):
         sbc.Study.from_toml(study)
 
 
