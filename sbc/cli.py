@@ -157,16 +157,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_fit(args) -> int:
+def _output_folder(path: str):
+    """The folder results go to, refused before any fit when it cannot be one."""
     from pathlib import Path
 
+    from sbc.errors import StoreError
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"--out {out} is a file, not a folder; give a folder for the results")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the output folder {out}: {exc.strerror}; check the "
+                         "path and its permissions") from None
+    return out
+
+
+def _cmd_fit(args) -> int:
     from sbc.datafit import fit_data
 
+    out = _output_folder(args.out or "reports/fit")
     result = fit_data(args.data, args.model, study=args.study, samples=args.samples,
                       seed=args.seed, strict=args.strict)
     print(result)
-    out = Path(args.out or "reports/fit")
-    out.mkdir(parents=True, exist_ok=True)
     path = out / f"{result.model}.nc"
     result.datatree.to_netcdf(path, engine="h5netcdf")
     print(f"wrote {path} (ArviZ DataTree: posterior, posterior_predictive, log_likelihood, "
@@ -181,8 +195,9 @@ def _cmd_check(args) -> int:
         from sbc.errors import StudyError
         raise StudyError(f"--alpha must lie strictly between 0 and 1, got {args.alpha}")
     models = args.model or ["crispr_screen", "crispr_gene_spread"]
+    out = _output_folder(args.out or "reports/check")
     result = check(args.data, models, study=args.study, samples=args.samples, seed=args.seed,
-                   alpha=args.alpha, out=args.out or "reports/check", strict=args.strict)
+                   alpha=args.alpha, out=out, strict=args.strict)
     print(result)
     misfit = any(c.verdict == "misfit" for c in result.checks)
     return EXIT_VERDICT if args.fail_on_misfit and misfit else 0

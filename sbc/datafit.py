@@ -11,7 +11,8 @@ the study checked.
 
 The result is an ArviZ DataTree (``posterior``, ``posterior_predictive``,
 ``log_likelihood``, ``observed_data``, ``constant_data`` with each value's gene, cell line and
-replicate, ``sample_stats``), so users continue in ArviZ; the posterior predictive and
+replicate, ``sample_stats``; and ``replicated_data`` where a short fit gives each posterior draw
+several replicated data sets), so users continue in ArviZ; the posterior predictive and
 pointwise log likelihood come from PyMC (``sample_posterior_predictive``,
 ``compute_log_likelihood``) on the model as built for the data.
 """
@@ -34,6 +35,7 @@ from sbc.spec import ModelRef, make_spec, resolve_model
 
 __all__ = ["DataFit", "Procedure", "fit_data", "procedure_of"]
 
+REPLICATED = "replicated_data"  # all replicated data sets, where more than the draws
 DIMENSIONS = ("cell lines", "genes", "replicates per cell line and gene")
 
 # Models are built and compiled, and predictive functions compiled, one at a time; the
@@ -88,6 +90,8 @@ def procedure_of(study=None) -> Procedure:
 
     if study is None:
         return Procedure()
+    if isinstance(study, Procedure):
+        return study
     verdict = None
     if isinstance(study, str | Path):
         path = Path(study)
@@ -98,7 +102,7 @@ def procedure_of(study=None) -> Procedure:
             if results.study is None:
                 raise StudyError(f"{path} holds no study whose settings can be read; give the "
                                  "study file instead")
-            verdict = results.verdict.label
+            verdict = results.verdict.label if results.verdict is not None else "none yet"
             study = results.study
         elif path.is_file():
             study = Study.from_toml(path)
@@ -182,6 +186,9 @@ def fit_data(data, model: str | ModelRef = "crispr_screen", *, study=None, sampl
     import time
 
     stream = sys.stderr if stream is None else stream
+    if isinstance(predictive_draws, bool) or not isinstance(predictive_draws, int) or \
+            predictive_draws < 1:
+        raise ValueError(f"predictive_draws must be a positive integer, got {predictive_draws!r}")
     screen = as_screen(data, samples)
     procedure = procedure_of(study)
     ref = model if isinstance(model, ModelRef) else resolve_model(model, base_dir)
@@ -196,6 +203,9 @@ def fit_data(data, model: str | ModelRef = "crispr_screen", *, study=None, sampl
         if strict:
             raise DataError(text)
         warnings.append(text)
+    if procedure.verdict is not None and procedure.verdict != "pass":
+        warnings.append(f"study '{procedure.study}' has verdict '{procedure.verdict}', not "
+                        "pass: its procedure is not certified")
     if procedure.models and ref.label not in procedure.models and \
             ref.ref not in procedure.models:
         warnings.append(f"model '{ref.label}' is not one of the study's models "
@@ -231,7 +241,7 @@ def _flag_text(flags: dict) -> str:
     if flags["n_treedepth"]:
         parts.append(f"{flags['n_treedepth']} draws at the maximum tree depth")
     return ("the fit still has sampler warnings after its rescue (" + ", ".join(parts)
-            + "); its posterior may be unreliable: treat the checks below with care")
+            + "); its posterior may be unreliable: treat what follows from it with care")
 
 
 def _fit_with_rescue(spec, ref: ModelRef, procedure: Procedure, frame, y, seed: int):
@@ -247,14 +257,25 @@ def _fit_with_rescue(spec, ref: ModelRef, procedure: Procedure, frame, y, seed: 
     checked = assess(fit, names, procedure.thin)
     task = BatchTask(model=ref, simulate_model=None, design=None, sampler=settings,
                      thin=procedure.thin, study_seed=int(seed), reps=(0,))
+    with _BUILD_LOCK:
+        forms = _rescue_specs(task, frame, tuple(names))
     prepared = Prepared(spec, None, backend, None, tuple(names),
-                        rescue_specs=_rescue_specs(task, frame, tuple(names)))
+                        rescue_specs=[(name, _locked(build)) for name, build in forms])
     fit, checked, attempts = rescue_fit(prepared, task, root, y, fit, checked, names)
     if not attempts:
         attempts = [{**checked.flags, "build": ref.function, "target_accept":
                      settings.target_accept, "tune": settings.tune, "draws": settings.draws,
                      "seconds": fit.seconds}]
     return fit, checked.flags, attempts
+
+
+def _locked(build):
+    """A rescue form's builder that compiles under the build lock (it runs in the fit's
+    thread, when the first fit is flagged)."""
+    def locked():
+        with _BUILD_LOCK:
+            return build()
+    return locked
 
 
 def _dims_and_coords(pm_model, names):
@@ -284,12 +305,24 @@ def _datatree(spec, frame, fit, seed, predictive_draws, procedure, ref, attempts
                            "sample_stats": {"diverging": fit.diverging}},
                           dims=dims, coords=coords)
     # The predictive and the log likelihood need only the free variables, at kept draws.
+    # Where the fit has fewer draws than replicated data sets are asked for, each kept draw
+    # gives several (a replicated data set is any draw of p(y_rep | theta) at a posterior
+    # theta); the log likelihood stays one per draw, as LOO needs.
     thinned = azb.from_dict({"posterior": {n: fit.draws[n][:, keep] for n in names
                                            if n in free}}, dims=dims, coords=coords)
+    copies = -(-predictive_draws // (chains * len(keep)))
+    replicated = thinned if copies == 1 else azb.from_dict(
+        {"posterior": {n: np.tile(fit.draws[n][:, keep], (1, copies) + (1,) * (
+            fit.draws[n].ndim - 2)) for n in names if n in free}}, dims=dims, coords=coords)
     _, predictive_seed, _ = seeding.data_fit(seed)
-    logging.getLogger("pymc").setLevel(logging.WARNING)  # no "Sampling: [logfc]" line
-    pp = pm.sample_posterior_predictive(thinned, model=model, progressbar=False,
-                                        random_seed=seeding.integer(predictive_seed))
+    logger = logging.getLogger("pymc")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # no "Sampling: [logfc]" line
+    try:
+        pp = pm.sample_posterior_predictive(replicated, model=model, progressbar=False,
+                                            random_seed=seeding.integer(predictive_seed))
+    finally:
+        logger.setLevel(level)
     ll = pm.compute_log_likelihood(thinned, model=model, progressbar=False,
                                    extend_inferencedata=False)
     response = spec.response
@@ -302,7 +335,11 @@ def _datatree(spec, frame, fit, seed, predictive_draws, procedure, ref, attempts
     ll_ds = ll_ds.rename({d: obs_dim for d in ll_ds[response].dims
                           if d not in ("chain", "draw") and d != obs_dim})
     tree = idata.copy()
-    tree["posterior_predictive"] = xr.DataTree(pp_ds)
+    # posterior_predictive pairs with log_likelihood draw by draw (LOO-PIT needs that); the
+    # further replicated data sets of a short fit go to their own group
+    tree["posterior_predictive"] = xr.DataTree(pp_ds.isel(draw=slice(0, len(keep))))
+    if copies > 1:
+        tree[REPLICATED] = xr.DataTree(pp_ds)
     tree["log_likelihood"] = xr.DataTree(ll_ds)
     tree["observed_data"] = xr.DataTree(observed)
     tree["constant_data"] = xr.DataTree(constant)
@@ -311,5 +348,5 @@ def _datatree(spec, frame, fit, seed, predictive_draws, procedure, ref, attempts
         "sbc_procedure": json.dumps({**asdict(procedure.sampler), "thin": procedure.thin,
                                      "study": procedure.study, "verdict": procedure.verdict}),
         "sbc_attempts": json.dumps(attempts, default=float),
-        "sbc_predictive_draws": int(len(keep) * chains)})
+        "sbc_predictive_draws": int(len(keep) * chains * copies)})
     return tree

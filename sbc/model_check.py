@@ -31,8 +31,10 @@ Pareto k diagnostics that say where LOO itself is unreliable.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,12 +45,13 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from sbc.datafit import DataFit, fit_data
+from sbc.datafit import REPLICATED, DataFit, fit_data
 from sbc.readers import Screen, as_screen
 
 __all__ = ["STATISTICS", "CheckResult", "ModelCheck", "check", "screen_statistics"]
 
 ALPHA = 0.05
+_LOO_LOCK = threading.Lock()
 STRONG = -1.0  # "strongly negative": essential on the Chronos scale (median essential = -1)
 
 
@@ -103,12 +106,14 @@ def _pair_operator(frame: pd.DataFrame):
 
 
 def screen_statistics(values: np.ndarray, frame: pd.DataFrame,
-                      chunk: int = 200) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+                      chunk: int | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Every statistic of :data:`STATISTICS` for each row of ``values`` (S, N) laid out as
     ``frame`` (its gene and cell_line codes), with each gene's sd across cell lines (S, G)
     and each cell line's mean (S, C)."""
     values = np.atleast_2d(np.asarray(values, dtype=float))
     op, measured, (n_g, n_c) = _pair_operator(frame)
+    if chunk is None:  # about 160 MB of gene x cell-line means at a time
+        chunk = max(1, min(200, 20_000_000 // (n_g * n_c)))
     out = {s.name: [] for s in STATISTICS}
     gene_sd, cell_mean = [], []
     for start in range(0, len(values), chunk):
@@ -124,6 +129,14 @@ def screen_statistics(values: np.ndarray, frame: pd.DataFrame,
             np.concatenate(cell_mean))
 
 
+def needed_replicates(alpha: float) -> int:
+    """Replicated data sets a check needs: the smallest posterior predictive p-value is
+    2 / (S + 1), which must fall below alpha / family for a statistic to be able to misfit;
+    twice that, so a misfit is not decided at the resolution's edge."""
+    family = len(STATISTICS) + 1
+    return int(2 * math.ceil(2 * family / alpha))
+
+
 def ppp(observed: float, replicated: np.ndarray) -> float:
     """Two-sided posterior predictive p-value, ``2 min(P(T_rep >= T_obs), P(T_rep <= T_obs))``
     with the +1 of a Monte Carlo p-value (it cannot be 0), capped at 1."""
@@ -134,10 +147,17 @@ def ppp(observed: float, replicated: np.ndarray) -> float:
 
 
 def _outliers(observed: np.ndarray, replicated: np.ndarray, names, alpha: float,
-              log: bool) -> pd.DataFrame:
+              sd: bool) -> pd.DataFrame:
     """Units (genes, cell lines) whose observed value is far from its replicated values:
-    z on the log scale for sds, two-sided normal p-value, Bonferroni over the units."""
-    obs, rep = (np.log(observed), np.log(replicated)) if log else (observed, replicated)
+    two-sided normal p-value of z among the replicated values, Bonferroni over the units.
+
+    The Bonferroni level (1e-4 for 500 genes) lies beyond what a thousand replicated values
+    resolve, so the tail is a normal one, on a scale where the statistic is close to normal:
+    a sample sd through the cube root of its variance (Wilson-Hilferty: a scaled chi-square
+    is nearly normal there; on the log scale it is skewed and the lower tail is too long), a
+    mean as it is."""
+    transform = (lambda x: np.power(x, 2.0 / 3.0)) if sd else (lambda x: x)
+    obs, rep = transform(observed), transform(replicated)
     z = (obs - rep.mean(axis=0)) / rep.std(axis=0, ddof=1)
     p = 2 * stats.norm.sf(np.abs(z))
     lo, hi = np.quantile(replicated, [0.025, 0.975], axis=0)
@@ -179,20 +199,25 @@ class ModelCheck:
     threshold: float
     verdict: str = "adequate"
     reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # where an adequate model misfits locally
 
     @property
     def loo_pit_deviation(self) -> float:
         """The largest |ECDF(LOO-PIT) - u|: how far the LOO-PIT is from uniform (the 95 %
         band of as many independent uniforms has about 1.36 / sqrt(n) at its widest)."""
-        from sbc.stats import ecdf_difference
-
         u = np.sort(self.loo_pit[np.isfinite(self.loo_pit)])
-        return float(np.max(np.abs(ecdf_difference(u, u))))
+        i = np.arange(1, len(u) + 1) / len(u)
+        return float(max(np.max(i - u), np.max(u - (i - 1.0 / len(u)))))
+
+    @property
+    def good_k(self) -> float:
+        """PSIS-LOO's Pareto k threshold for this many draws (arviz-stats' ``good_k``)."""
+        return float(getattr(self.loo, "good_k", 0.7))
 
     @property
     def pareto_k_high(self) -> int:
         k = np.asarray(self.loo.pareto_k).ravel()
-        return int(np.sum(k > getattr(self.loo, "good_k", 0.7)))
+        return int(np.sum(k > self.good_k))
 
     def table(self) -> pd.DataFrame:
         rows = [s.row() for s in self.statistics]
@@ -204,6 +229,7 @@ class ModelCheck:
 
     def summary(self) -> dict:
         return {"model": self.model, "verdict": self.verdict, "reasons": self.reasons,
+                "notes": self.notes,
                 "threshold": self.threshold,
                 "statistics": [{k: v for k, v in s.__dict__.items()} for s in self.statistics],
                 "loo_pit_p": self.loo_pit_p, "loo_pit_deviation": self.loo_pit_deviation,
@@ -248,7 +274,7 @@ class CheckResult:
                 f" ({'; '.join(c.reasons)})" if c.reasons else
                 f" (every statistic and LOO-PIT within the replicated data, p >= "
                 f"{c.threshold:.2g})"))
-            lines += [f"    note: {w}" for w in c.fit.warnings]
+            lines += [f"    note: {w}" for w in c.notes + c.fit.warnings]
         if self.comparison is not None and len(self.checks) > 1:
             lines.append("  LOO comparison (elpd_loo, higher is better):")
             for name, row in self.comparison.iterrows():
@@ -292,9 +318,21 @@ class CheckResult:
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "check.json").write_text(json.dumps(self.to_dict(), indent=2, default=_json))
+        (out / "check.json").write_text(json.dumps(_finite(self.to_dict()), indent=2,
+                                                   default=_json, allow_nan=False))
         (out / "check.html").write_text(check_page(self))
         return out / "check.html"
+
+
+def _finite(value):
+    """NaN and infinities as None (strict JSON has neither)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _json(value):
@@ -328,11 +366,16 @@ def check_model(fit: DataFit, alpha: float = ALPHA) -> ModelCheck:
     frame = fit.screen.frame
     response = next(iter(tree["observed_data"].data_vars))
     y = tree["observed_data"][response].values
-    yrep = tree["posterior_predictive"][response].values.reshape(-1, len(y))
+    group = REPLICATED if REPLICATED in tree.children else "posterior_predictive"
+    yrep = tree[group][response].values.reshape(-1, len(y))
     obs_stats, obs_gene_sd, obs_cell = screen_statistics(y[None], frame)
     rep_stats, rep_gene_sd, rep_cell = screen_statistics(yrep, frame)
     family = len(STATISTICS) + 1
     threshold = alpha / family
+    if len(yrep) < needed_replicates(alpha):
+        raise ValueError(f"{len(yrep)} replicated data sets cannot resolve p-values below "
+                         f"{threshold:.2g}; fit with predictive_draws >= "
+                         f"{needed_replicates(alpha)}")
     checks = []
     for s in STATISTICS:
         o, r = float(obs_stats[s.name][0]), rep_stats[s.name]
@@ -340,10 +383,11 @@ def check_model(fit: DataFit, alpha: float = ALPHA) -> ModelCheck:
         lo, hi = np.quantile(r, [0.025, 0.975])
         checks.append(StatisticCheck(s.name, s.description, o, float(lo), float(hi), p,
                                      p < threshold))
-    with warnings.catch_warnings():  # high Pareto k: counted and reported (pareto_k_high)
-        warnings.simplefilter("ignore", UserWarning)
+    # catch_warnings swaps the process's warning filters: one thread at a time
+    with _LOO_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # high Pareto k: counted, reported
         loo = azs.loo(tree, var_name=response)
-    pit = np.asarray(azs.loo_pit(tree, var_names=[response])[response]).ravel()
+        pit = np.asarray(azs.loo_pit(tree, var_names=[response])[response]).ravel()
     pit_p = float(uniformity_test(np.clip(pit, 0.0, 1.0)).p_value)
     genes = _outliers(obs_gene_sd[0], rep_gene_sd, frame["gene"].cat.categories, alpha, True)
     cells = _outliers(obs_cell[0], rep_cell, frame["cell_line"].cat.categories, alpha, False)
@@ -355,19 +399,23 @@ def check_model(fit: DataFit, alpha: float = ALPHA) -> ModelCheck:
         reasons.append(f"LOO-PIT not uniform (p {pit_p:.2g}; largest |ECDF - u| "
                        f"{result.loo_pit_deviation:.3f}, "
                        f"{_pit_shape(pit)})")
+    notes = []
     if len(genes):
-        reasons.append(f"{len(genes)} gene(s) vary across cell lines unlike the model: "
+        notes.append(f"{len(genes)} gene(s) vary across cell lines unlike the model: "
                        + ", ".join(f"{n} (sd {o:.2f}, replicated {lo:.2f}-{hi:.2f})" for n, o, lo, hi
                                    in genes[["name", "observed", "replicated_2.5%",
                                              "replicated_97.5%"]].head(5).itertuples(index=False))
                        + (" ..." if len(genes) > 5 else ""))
     if len(cells):
-        reasons.append(f"{len(cells)} cell line(s) with a mean unlike the model: "
+        notes.append(f"{len(cells)} cell line(s) with a mean unlike the model: "
                        + ", ".join(map(str, cells["name"].head(5)))
                        + (" ..." if len(cells) > 5 else ""))
-    result.reasons = reasons
     result.verdict = "misfit" if (any(s.misfit for s in checks) or pit_p < threshold) \
         else "adequate"
+    # Genes and cell lines that misfit say where; they are not part of the verdict's family
+    # (each has its own Bonferroni over the genes or cell lines).
+    result.reasons = reasons + notes if result.verdict == "misfit" else reasons
+    result.notes = [] if result.verdict == "misfit" else notes
     return result
 
 
@@ -397,12 +445,23 @@ def check(data, models: str | Sequence[str] = ("crispr_screen", "crispr_gene_spr
     """
     import arviz_stats as azs
 
+    from sbc.datafit import procedure_of
+    from sbc.spec import resolve_model
+
     stream = sys.stderr if stream is None else stream
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
     screen = as_screen(data, samples)
-    models = [models] if isinstance(models, str) else list(models)
+    names = [models] if isinstance(models, str) else list(dict.fromkeys(models))
+    if not names:
+        raise ValueError("give at least one model to check")
+    # every model and the study are resolved before any fit starts: a typo fails at once
+    models = [resolve_model(m, base_dir) for m in names]
+    procedure = procedure_of(study)
+    draws = max(1000, needed_replicates(alpha))
     def one(model):
-        fit = fit_data(screen, model, study=study, seed=seed, strict=strict,
-                       base_dir=base_dir, stream=stream)
+        fit = fit_data(screen, model, study=procedure, seed=seed, strict=strict,
+                       predictive_draws=draws, stream=stream)
         result = check_model(fit, alpha)
         print(f"[sbc check] {fit.model}: {result.verdict}", file=stream)
         return result

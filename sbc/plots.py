@@ -452,8 +452,9 @@ def ppc_statistics_figure(statistics: Sequence[tuple[str, float]],
         bins = np.linspace(pooled.min(), pooled.max(), 40)
         if bins[0] == bins[-1]:
             bins = 40
-        for color, (model, v) in zip(MODEL_COLORS, zip(replicated, values)):
-            ax.hist(v, bins=bins, color=color, alpha=0.55, label=plain(model))
+        for i, (model, v) in enumerate(zip(replicated, values)):
+            ax.hist(v, bins=bins, color=MODEL_COLORS[i % len(MODEL_COLORS)], alpha=0.55,
+                    label=plain(model))
         ax.axvline(observed, color="black", lw=1.6)
         ax.set_yticks([])
     axes[0].legend(fontsize=7, frameon=False)
@@ -466,7 +467,8 @@ def loo_pit_figure(pits: dict[str, np.ndarray], prob: float = 0.95) -> Figure:
     """ECDF(LOO-PIT) - u per model, with the simultaneous ``prob`` band of as many
     independent uniforms (grey; :func:`sbc.stats.ecdf_band`)."""
     fig, axes = _grid(len(pits), ncols=len(pits), width=3.6, height=2.6)
-    for ax, color, (model, pit) in zip(axes, MODEL_COLORS, pits.items()):
+    for i, (ax, (model, pit)) in enumerate(zip(axes, pits.items())):
+        color = MODEL_COLORS[i % len(MODEL_COLORS)]
         u = _clean(pit)
         band = stats.ecdf_band(len(u), prob)
         _title(ax, Panel(model))

@@ -116,9 +116,9 @@ class Screen:
         frame = self.frame
         for col, n in (("gene", genes), ("cell_line", cell_lines)):
             if n is not None:
-                keep = list(frame[col].cat.categories[:n])
+                keep = sorted(map(str, frame[col].cat.categories))[:n]
                 frame = frame[frame[col].isin(keep)]
-        frame = screen_frame(frame.reset_index(drop=True), self.source)
+        frame = _ordered_frame(frame.reset_index(drop=True), (), (), self.source)
         return Screen(frame, self.source, self.format,
                       self.notes + (f"subset: first {genes} genes, {cell_lines} cell lines",))
 
@@ -260,7 +260,7 @@ def read_screen(path: str | Path, samples: str | Path | None = None, *,
             out = io.StringIO()
             csv.writer(out, lineterminator="\n").writerows(rows)
             text = out.getvalue()
-        frame = read_screen_csv(text, where)
+        frame = _ordered_frame(read_screen_csv(text, where), (), (), where)
         return Screen(frame, str(path), "long")
     if len(rows[0]) < 2:  # (a header without data lines is told by the matrix reader)
         raise DataError(f"{where}: format not recognised; it must be one of: "
@@ -273,7 +273,7 @@ def as_screen(data, samples=None) -> Screen:
     if isinstance(data, Screen):
         return data
     if isinstance(data, pd.DataFrame):
-        return Screen(screen_frame(data, "data frame"), "data frame", "long")
+        return Screen(_ordered_frame(data, (), (), "data frame"), "data frame", "long")
     if isinstance(data, str | Path):
         return read_screen(data, samples)
     raise TypeError(f"data must be a file path, a pandas DataFrame (logfc, gene, cell_line) "

@@ -411,7 +411,7 @@ def _parse_cluster(table: Any, path: Path) -> ClusterSpec:
 def _parse_posterior(raw: dict, path: Path) -> list:
     """[posterior_sbc] data = "observed.csv" (any format ``sbc.read_screen`` recognises),
     optionally ``samples`` (a count table's sheet) and ``genes`` / ``cell_lines`` (the first
-    N in file order): the design is the observed data set's."""
+    N in sorted order): the design is the observed data set's."""
     from sbc.posterior import posterior_design
 
     table = raw["posterior_sbc"]
