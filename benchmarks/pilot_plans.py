@@ -5,11 +5,13 @@ noisier guides and replicates and a more skewed library than the literature's).
 
 The plans are studies/plan_genome.toml, plan_genome_liver_pilot.toml and
 plan_genome_count_pilot.toml on a small space so that all three finish in about 10 minutes
-on 2 cores: 2,000 genes, 4-16 cell lines, 2-3 replicates, 3, 4 or 6 guides, 250 or 500
-reads per guide (48 designs), no candidate genes, two targets: 60 % of the essential genes
-called at a Bayesian FDR of 5 %, and 90 % of genes with a 95 % interval narrower than 0.8,
-in 80 % of screens; at most 40 screens per design.  Writes benchmarks/pilot_plans.md and
-pilot_plans.json, and (re)writes the count pilot (deterministic) if it is missing.
+on 2 cores: 2,000 genes, 4, 8 or 12 cell lines, 2-3 replicates, 4, 6, 8 or 10 guides, 250
+or 500 reads per guide (48 designs; up to 10 guides so that a lab with noisy guides, which
+only more guides average, can find a design), no candidate genes, two targets: 60 % of the
+essential genes called at a Bayesian FDR of 5 %, and 90 % of genes with a 95 % interval
+narrower than 0.8, in 80 % of screens; at most 40 screens per design.  Writes
+benchmarks/pilot_plans.md and pilot_plans.json, and (re)writes the count pilot
+(deterministic) if it is missing.  The narrative of the markdown is computed from the run.
 
     .venv/bin/python benchmarks/pilot_plans.py [--workers 2]
 """
@@ -36,8 +38,13 @@ VARIANTS = (("literature", "plan_genome.toml", "literature prior (models/crispr_
              "liver gene-effect matrix (DepMap, 24 lines x 500 genes)"),
             ("count pilot", "plan_genome_count_pilot.toml",
              "count table of a noisier lab (simulated, 4 lines x 1,000 genes x 2 reps x 4 guides)"))
-SPACE = {"cell_lines": (4, 8, 12, 16), "genes": (2000,), "reps": (2, 3), "guides": (3, 4, 6),
+SPACE = {"cell_lines": (4, 8, 12), "genes": (2000,), "reps": (2, 3), "guides": (4, 6, 8, 10),
          "depth": (250, 500)}
+N_DESIGNS = math.prod(len(v) for v in SPACE.values())
+MAX_SCREENS = 40        # screens simulated per design at most
+PROBABILITY = 0.8       # the plans' required probability of success
+DIMS = (("cell_lines", "cell lines"), ("reps", "replicates"), ("guides", "guides per gene"),
+        ("depth", "reads per guide"))
 # the noisier lab the count pilot is simulated for
 NOISY = {"sigma_guide": 0.4, "sigma_rep": 0.3, "library_sd": 0.8}
 
@@ -76,7 +83,8 @@ def small(plan):
                GenomeTarget("width", level=0.95, below=0.8, at_least=0.9))
     return dataclasses.replace(
         plan, dims=dict(SPACE), targets=targets, n_candidates=0, selective_effect=None,
-        search=SearchSettings(batch=10, max_simulations=40, runners_up=1, alpha=0.01),
+        search=SearchSettings(batch=10, max_simulations=MAX_SCREENS, runners_up=1,
+                              alpha=0.01),
         output=None)
 
 
@@ -92,6 +100,7 @@ def run(workers: int) -> dict:
                "variants": {}}
     for name, file, what in VARIANTS:
         plan = small(load_genome_plan(STUDIES / file))
+        results["probability"] = plan.probability
         out = ROOT / "reports" / "pilot_plans" / name.replace(" ", "_")
         if out.exists():
             import shutil
@@ -147,9 +156,10 @@ def markdown(res: dict) -> str:
              f"{res['machine']} ({res['when']}; load average {res['load_before']:.2f} before, "
              f"{res['load_after']:.2f} after).  Space: {SPACE['genes'][0]:,} genes, cell lines "
              f"{list(SPACE['cell_lines'])}, replicates {list(SPACE['reps'])}, guides "
-             f"{list(SPACE['guides'])}, reads per guide {list(SPACE['depth'])} (48 designs); "
-             "targets in 80 % of screens: 60 % of essential genes called at Bayesian FDR 5 % "
-             "and 90 % of genes with a 95 % interval narrower than 0.8; at most 40 screens per "
+             f"{list(SPACE['guides'])}, reads per guide {list(SPACE['depth'])} ({N_DESIGNS} "
+             f"designs); targets in {res.get('probability', PROBABILITY) * 100:.0f} % of "
+             "screens: 60 % of essential genes called at Bayesian FDR 5 % and 90 % of genes "
+             f"with a 95 % interval narrower than 0.8; at most {MAX_SCREENS} screens per "
              "design; cost model of studies/plan_genome.toml (kUSD).", "",
              "| prior | recommended design | cost (kUSD) | P(success) [95 % interval] | "
              "screens | designs evaluated | seconds |", "|---|---|---|---|---|---|---|"]
@@ -217,10 +227,56 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _centre(p) -> float:
+    """A prior's centre: a Normal's mean, a LogNormal's median, a Beta's mean."""
+    family, par = p[0], p[1]
+    if family == "LogNormal":
+        return math.exp(par["mu"])
+    if family == "Beta":
+        return par["alpha"] / (par["alpha"] + par["beta"])
+    return par.get("mu", math.nan)
+
+
+def _p(r: dict) -> str:
+    return (f"P(success) {r['p_success']:.2f} [{r['p_lower']:.2f}, {r['p_upper']:.2f}] from "
+            f"{r['simulations']} screens")
+
+
+def _words(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _best_by(variant: dict, dim: str) -> str:
+    """The best P(success) among the evaluated designs at each value of one dimension."""
+    values = sorted({r[dim] for r in variant["evaluated"]})
+    return ", ".join(f"{x}: {max(r['p_success'] for r in variant['evaluated'] if r[dim] == x):.2f}"
+                     for x in values)
+
+
+def _limits(r: dict) -> str:
+    """Which target a design falls short on (its screens' share meeting each target)."""
+    names = ("essential power", "width")
+    shares = [r.get(f"p_target{i}") for i in range(2)]
+    if any(x is None for x in shares):
+        return ""
+    if shares[0] == shares[1]:
+        return (f"  {shares[0]:.2f} of its screens meet each target (mean essential power "
+                f"{r['metric0']:.3f}, width share {r['metric1']:.3f}).")
+    worse = 0 if shares[0] < shares[1] else 1
+    return (f"  Its limiting target is {names[worse]} ({shares[worse]:.2f} of its screens "
+            f"meet it, against {shares[1 - worse]:.2f} for {names[1 - worse]}; mean essential "
+            f"power {r['metric0']:.3f}, width share {r['metric1']:.3f}).")
+
+
 def interpretation(res: dict) -> list[str]:
-    """The comparison in words, every number from the run."""
+    """The comparison in words: every number, and every conclusion, from the run."""
     v = res["variants"]
-    lit, liver, count = v["literature"], v["liver pilot"], v["count pilot"]
+    lit = v["literature"]
+    need = res.get("probability", PROBABILITY)
+    base = lit["recommended"]
+
+    def ref(k):  # the literature prior's centre
+        return _centre(lit["priors"][k])
 
     def post(variant, k):
         return variant["pilot"]["posterior"][k]["mean"]
@@ -228,68 +284,161 @@ def interpretation(res: dict) -> list[str]:
     def at(variant, label):
         return next((r for r in variant["evaluated"] if r["design"] == label), None)
 
-    def cost(variant):
-        r = variant["recommended"]
-        return r["cost"] if r else math.nan
+    def compare(variant, keys):  # the pilot's estimate against the literature's, in words
+        out = []
+        for k in keys:
+            if k == "library sd":
+                mine, theirs = variant["library_sd"], lit["library_sd"]
+            else:
+                mine, theirs = post(variant, k), ref(k)
+            word = "above" if mine > theirs else "below" if mine < theirs else "equal to"
+            out.append(f"{k} {mine:.3g} ({word} the literature's {theirs:.3g})")
+        return out
 
-    out = []
-    r = lit["recommended"]
-    out.append(f"- **Literature prior**: {_design(r)}, {r['cost']:.1f} kUSD.  Six guides per "
-               "gene are what it buys: the guide offsets are shared by every cell line and "
-               "replicate of a gene, so only more guides average them.")
-    r = liver["recommended"]
-    if r:
-        same = at(lit, r["design"]) or at(lit, "8x2000x3x6g500r")
-        mine = at(liver, same["design"]) if same else None
-        text = (f"- **Liver pilot**: {_design(r)}, {r['cost']:.1f} kUSD "
-                f"({r['cost'] - cost(lit):+.1f} kUSD).  The matrix says genes vary more across "
-                f"cell lines (tau {post(liver, 'tau'):.3f} against the literature's 0.15; it "
-                "includes Chronos' own estimation noise, so it is an upper bound) and essential "
-                f"effects spread wider (sigma_essential {post(liver, 'sigma_essential'):.2f} "
-                "against 0.35, so more genes sit between the classes): gene-effect intervals "
-                "widen, and spread across cell lines averages out only over more cell lines, "
-                f"so the width target needs {r['cell_lines']} lines where the literature "
-                f"prior needed {lit['recommended']['cell_lines']}.")
-        if same and mine:
-            text += (f"  At {same['design']} the essential power per screen is "
+    def higher(variant, k):
+        if k == "library sd":
+            return variant["library_sd"] > lit["library_sd"]
+        return post(variant, k) > ref(k)
+
+    def none_passes(label, variant):
+        best = max(variant["evaluated"], key=lambda x: (x["p_success"], -x["cost"]))
+        return (f"- **{label}**: no design in the space passes (none shown above the required "
+                f"{need:g} within {MAX_SCREENS} screens, {variant['designs_evaluated']} of "
+                f"{N_DESIGNS} evaluated).  The best is {_design(best)}, {best['cost']:.1f} "
+                f"kUSD, {_p(best)}." + _limits(best))
+
+    def cheaper_misses(variant):
+        r = variant["recommended"]
+        misses = [x for x in variant["evaluated"] if x["cost"] < r["cost"]]
+        if not misses:
+            return "  It is the cheapest design evaluated."
+        misses.sort(key=lambda x: x["cost"])
+        return ("  The cheaper designs evaluated fall short: " + "; ".join(
+            f"{x['design']} ({x['cost']:.1f} kUSD, P(success) {x['p_success']:.2f}, "
+            f"{x['status']})" for x in misses) + ".")
+
+    out = ["- **Mechanism** (the model's, whatever the prior): a gene's guide offsets are "
+           "shared by every cell line and replicate of the gene, so only more guides average "
+           "them; its spread across cell lines (tau) averages only over more cell lines; "
+           "replicate noise (sigma_rep) and the samples' counting noise average over every "
+           "cell line, replicate and guide, and counting noise also falls with reads, except "
+           "the T0 library's, which each guide carries into every sample like its offset.",
+           "- **Best P(success)** among the designs evaluated, by guides per gene: "
+           + "; ".join(f"{name} ({_best_by(v[name], 'guides')})" for name in v)
+           + "; by cell lines: "
+           + "; ".join(f"{name} ({_best_by(v[name], 'cell_lines')})" for name in v) + "."]
+    if base:
+        def least(d):
+            lo = min(SPACE[d])
+            return "the space's fewest" if base[d] == lo else f"the space's fewest is {lo}"
+
+        out.append(f"- **Literature prior**: {_design(base)}, {base['cost']:.1f} kUSD, "
+                   f"{_p(base)}: {base['guides']} guides per gene ({least('guides')}) and "
+                   f"{base['cell_lines']} cell lines ({least('cell_lines')})."
+                   + cheaper_misses(lit))
+    else:
+        out.append(none_passes("Literature prior", lit))
+
+    explain = {  # why a dimension grows, given which hyperparameter is higher in the pilot
+        "cell_lines": [("tau", "genes vary more across cell lines, and that spread averages "
+                               "only over more cell lines")],
+        "guides": [("sigma_guide", "guide offsets are noisier, and only more guides average "
+                                   "them")],
+        "reps": [("sigma_rep", "replicates are noisier, and replicate noise averages over "
+                               "replicates, cell lines and guides")],
+        "depth": [("library sd", "the library is more skewed, so more guides are thin, and "
+                                 "their counting noise in the samples falls with reads")]}
+    for label, name, keys in (("Liver pilot", "liver pilot", ("tau", "sigma_essential")),
+                              ("Count pilot", "count pilot",
+                               ("sigma_guide", "sigma_rep", "library sd", "tau",
+                                "sigma_essential"))):
+        if name not in v:
+            continue
+        variant = v[name]
+        r = variant["recommended"]
+        text = (none_passes(label, variant) if r is None else
+                f"- **{label}**: {_design(r)}, {r['cost']:.1f} kUSD, {_p(r)}.")
+        text += "  The pilot's estimates: " + "; ".join(compare(variant, keys)) + "."
+        if r is not None and base is not None:
+            grew = [(d, w) for d, w in DIMS if r[d] > base[d]]
+            shrank = [(d, w) for d, w in DIMS if r[d] < base[d]]
+            if not grew and not shrank:
+                text += (f"  It recommends the literature plan's design "
+                         f"({r['cost'] - base['cost']:+.1f} kUSD): the pilot does not change "
+                         "the plan.")
+            else:
+                moves = [f"{w} grow from {base[d]} to {r[d]}" for d, w in grew]
+                moves += [f"{w} fall from {base[d]} to {r[d]}" for d, w in shrank]
+                text += (f"  Against the literature plan ({base['design']}, "
+                         f"{base['cost']:.1f} kUSD) {_words(moves)}, "
+                         f"{r['cost'] - base['cost']:+.1f} kUSD.")
+                reasons = [f"{why} ({k} above the literature's)" for d, _ in grew for k, why in explain[d]
+                           if k in keys and higher(variant, k)]
+                if reasons:
+                    text += "  Why: " + "; ".join(reasons) + "."
+                unexplained = [w for d, w in grew if not any(
+                    k in keys and higher(variant, k) for k, _ in explain[d])]
+                if unexplained:
+                    text += (f"  More {_words(unexplained)} have no noise sd of the "
+                             "pilot above the literature's behind them; they follow from "
+                             "its priors taken together.")
+        if r is not None and base is None:
+            text += cheaper_misses(variant)
+        if "sigma_essential" in keys and post(variant, "sigma_essential") != ref(
+                "sigma_essential"):
+            wider = higher(variant, "sigma_essential")
+            text += (f"  Essential effects spread {'wider' if wider else 'narrower'} than the "
+                     f"literature's, so {'more' if wider else 'fewer'} genes sit between the "
+                     "classes.")
+        if variant["pilot"] and variant["pilot"]["format"] != "counts":
+            text += ("  tau from a matrix includes the pilot's own estimation noise (an "
+                     "upper bound).")
+        # one design evaluated under both priors: the metric and its spread between screens
+        common = [x for x in variant["evaluated"] if at(lit, x["design"])]
+        if common:
+            order = [x["design"] for x in (r, base) if x]
+            mine = next((at(variant, d) for d in order if at(variant, d) and at(lit, d)),
+                        max(common, key=lambda x: min(x["simulations"],
+                                                      at(lit, x["design"])["simulations"])))
+            same = at(lit, mine["design"])
+            lower = mine["metric0"] < same["metric0"]
+            steadier = mine["metric0_between_sd"] < same["metric0_between_sd"]
+            text += (f"  At {mine['design']} the essential power per screen is "
                      f"{mine['metric0']:.3f} (sd {mine['metric0_between_sd']:.3f} between "
                      f"screens) against {same['metric0']:.3f} (sd "
-                     f"{same['metric0_between_sd']:.3f}) under the literature prior: lower, "
-                     "but far steadier, because the pilot pins the class hyperparameters "
-                     "that the literature prior leaves open.")
-        text += (f"  Caveat: pi_essential = {post(liver, 'pi_essential'):.2f} is that of a "
-                 "selected 500-gene subset, not the genome's ~0.11 (`use = [...]` without "
-                 "pi_essential keeps the literature's).")
+                     f"{same['metric0_between_sd']:.3f}) under the literature prior: "
+                     f"{'lower' if lower else 'higher'} "
+                     f"{'but' if lower == steadier else 'and'} "
+                     f"{'steadier' if steadier else 'less steady'}")
+            narrow = [k for k in variant["pilot"]["used"] if k in lit["priors"]
+                      and variant["priors"][k][1].get("sigma", math.inf)
+                      < lit["priors"][k][1].get("sigma", math.inf)] if variant["pilot"] else []
+            text += (f", as the pilot's priors are narrower than the literature's for "
+                     f"{_words(narrow)}." if steadier and narrow else ".")
+        if name == "liver pilot":
+            pi, pi_lit = post(variant, "pi_essential"), ref("pi_essential")
+            if abs(pi - pi_lit) > 0.5 * pi_lit:
+                text += (f"  Caveat: pi_essential = {pi:.2f} against the literature's "
+                         f"{pi_lit:.2f} is that of a selected 500-gene subset, not the "
+                         "genome's (`use = [...]` without pi_essential keeps the "
+                         "literature's).")
+        if name == "count pilot":
+            truth = (res.get("count_pilot_truth") or {}).get("hyper", {})
+            posterior = variant["pilot"]["posterior"]
+            outside = [f"{k} {truth[k]:.4g} outside [{posterior[k]['q05']:.4g}, "
+                       f"{posterior[k]['q95']:.4g}]" for k in truth
+                       if not posterior[k]["q05"] <= truth[k] <= posterior[k]["q95"]]
+            if truth:
+                text += (f"  The pilot's fit against what it was simulated with (last "
+                         f"column above): {len(truth) - len(outside)} of {len(truth)} "
+                         "truths inside their 90 % posterior intervals"
+                         + (f"; {'; '.join(outside)}" if outside else "") + ".")
         out.append(text)
-    evaluated = count["evaluated"]
-    best = max(evaluated, key=lambda x: x["p_success"])
-    powers = [x["metric0"] for x in evaluated if x["guides"] == max(SPACE["guides"])]
-    r = count["recommended"]
-    out.append(
-        f"- **Count pilot** (noisier lab): {_design(r)}"
-        + (f", {r['cost']:.1f} kUSD" if r else "") + ".  Its guides are noisier "
-        f"(sigma_guide {post(count, 'sigma_guide'):.2f} against 0.30), and guide noise is "
-        "the one noise that more cell lines, replicates or reads do not average: with "
-        f"{max(SPACE['guides'])} guides the essential power per screen stays at "
-        f"{min(powers):.2f}-{max(powers):.2f} from {min(x['cell_lines'] for x in evaluated)} "
-        f"to {max(x['cell_lines'] for x in evaluated)} cell lines, and P(success) at most "
-        f"{best['p_success']:.2f} [{best['p_lower']:.2f}, {best['p_upper']:.2f}] "
-        f"({best['design']}): never shown above the required 0.8 within 40 screens.  Its "
-        f"replicate noise (sigma_rep {post(count, 'sigma_rep'):.2f} against 0.20) and "
-        f"library skew (sd {count['library_sd']:.2f} against 0.55) cost reads and "
-        "replicates, which the space offers; better guides (or more than "
-        f"{max(SPACE['guides'])} per gene) it does not.")
-    truth = (res.get("count_pilot_truth") or {}).get("hyper", {})
-    posterior = count["pilot"]["posterior"]
-    outside = [f"{k} {truth[k]:.4g} outside [{posterior[k]['q05']:.4g}, "
-               f"{posterior[k]['q95']:.4g}]" for k in truth
-               if not posterior[k]["q05"] <= truth[k] <= posterior[k]["q95"]]
-    out[-1] += (f"  The pilot's fit against what it was simulated with (last column above): "
-                f"{len(truth) - len(outside)} of {len(truth)} truths inside their 90 % "
-                "posterior intervals" + (f"; {'; '.join(outside)}" if outside else "") + ".")
+    load = res["load_before"]
     out.append(f"- Time: {sum(x['seconds'] for x in v.values()):.0f} s for the three plans "
-               f"with {res['workers']} local workers while other jobs ran (load average "
-               f"{res['load_before']:.1f}).")
+               f"with {res['workers']} local workers on {res['machine']} (load average "
+               f"{load:.1f} before, {res['load_after']:.1f} after"
+               + ("; other jobs were running" if load >= 1.0 else "") + ").")
     return out
 
 

@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "ArviZ DataTree (posterior, posterior predictive, log "
                                      "likelihood) as NetCDF.")
     data_arguments(fit)
-    fit.add_argument("--model", default="crispr_screen", help="model name or path.py[:function]")
+    fit.add_argument("--model", help="model name or path.py[:function] (default: the study's "
+                     "first model, else crispr_screen)")
 
     chk = sub.add_parser("check", help="check models against a real screen (posterior "
                          "predictive checks, LOO-PIT, LOO comparison)",

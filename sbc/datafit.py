@@ -59,6 +59,7 @@ class Procedure:
     models: tuple[str, ...] = ()
     designs: tuple[tuple[int, int, int], ...] = ()
     verdict: str | None = None
+    base_dir: str | None = None  # where the study's model names are looked up
 
     def describe(self) -> str:
         s = self.sampler
@@ -67,7 +68,9 @@ class Procedure:
                f"{'on' if s.rescue else 'off'}")
         if self.study is None:
             return f"sbc's default sampler settings ({how}); no SBC study named, so not certified"
-        verdict = f", verdict {self.verdict}" if self.verdict else ""
+        verdict = (f", SBC verdict {self.verdict}" if self.verdict else
+                   "; its verdict is not read here: give the study's output directory to "
+                   "cite it")
         return f"the procedure of study '{self.study}' ({how}{verdict})"
 
     def outside(self, shape: tuple[int, int, int]) -> list[str]:
@@ -112,7 +115,8 @@ def procedure_of(study=None) -> Procedure:
     if not isinstance(study, Study):
         raise TypeError(f"study must be a path, an sbc.Study or None, got {type(study).__name__}")
     designs = tuple(_shape_of(d) for d in study.designs)
-    return Procedure(study.sampler, study.thin, study.name, tuple(study.models), designs, verdict)
+    return Procedure(study.sampler, study.thin, study.name, tuple(study.models), designs, verdict,
+                     str(getattr(study, "base_dir", "") or "") or None)
 
 
 def _shape_of(design) -> tuple[int, int, int]:
@@ -158,7 +162,7 @@ class DataFit:
         return "\n".join(lines)
 
 
-def fit_data(data, model: str | ModelRef = "crispr_screen", *, study=None, samples=None,
+def fit_data(data, model: str | ModelRef | None = None, *, study=None, samples=None,
              seed: int = 0, strict: bool = False, predictive_draws: int = 1000,
              base_dir: str | Path = ".", stream=None) -> DataFit:
     """Fit a real screen with the procedure an SBC study certified.
@@ -167,7 +171,8 @@ def fit_data(data, model: str | ModelRef = "crispr_screen", *, study=None, sampl
     ----------
     data : a data file (long CSV, gene-effect matrix, MAGeCK count table; see
         :func:`sbc.read_screen`), a long DataFrame or an :class:`sbc.readers.Screen`.
-    model : a model name or ``path.py[:function]`` (as in a study file).
+    model : a model name or ``path.py[:function]`` (as in a study file); default: the
+        study's first model, else ``crispr_screen``.
     study : the study whose procedure to run (study file, :class:`sbc.Study` or output
         directory); None runs sbc's defaults and says they are not certified.
     samples : the sample sheet of a count table.
@@ -191,6 +196,9 @@ def fit_data(data, model: str | ModelRef = "crispr_screen", *, study=None, sampl
         raise ValueError(f"predictive_draws must be a positive integer, got {predictive_draws!r}")
     screen = as_screen(data, samples)
     procedure = procedure_of(study)
+    if model is None:
+        model = procedure.models[0] if procedure.models else "crispr_screen"
+        base_dir = procedure.base_dir or base_dir
     ref = model if isinstance(model, ModelRef) else resolve_model(model, base_dir)
     warnings = []
     outside = procedure.outside(screen.shape)

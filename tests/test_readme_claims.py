@@ -768,3 +768,17 @@ def test_readme_plan_screen_gene_classes():
     assert np.all(np.abs(means[essential] - float(ess_mean)) < 0.1)
     assert np.all(np.abs(means[~essential] - float(non_mean)) < 0.1)
 
+
+
+def test_readme_real_screen_table_is_the_stored_check():
+    """The README's table of `sbc check` on DepMap's neuroblastoma lines is the one
+    benchmarks/real_check.py generated from its stored results (real_check.json)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("real_check", ROOT / "benchmarks" / "real_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = json.loads((ROOT / "benchmarks" / "real_check.json").read_text())
+    assert module.readme_block(results) in readme()
+    verdicts = {m: r["verdict"] for m, r in results[0]["models"].items()}
+    assert verdicts["crispr_screen"] == "misfit"
