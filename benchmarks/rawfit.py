@@ -39,7 +39,7 @@ def fit_datatree(self, y: np.ndarray, seed: int):
 
 def use_raw_trace(enabled: bool = True) -> None:
     """Use the library's raw-trace fit (True) or the old DataTree path (False) in this process."""
-    from sbc import fit
+    from sbc import sampling as fit
 
     if not hasattr(fit.NutpieBackend, "_fit_raw"):
         fit.NutpieBackend._fit_raw = fit.NutpieBackend.fit

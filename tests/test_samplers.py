@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from support import ROOT
-from sbc import fit
+from sbc import sampling as fit
 from sbc.errors import ModelError, StudyError
 from sbc.pipeline import run_study
 from sbc.study import load_study
