@@ -253,6 +253,19 @@ def _best_by(variant: dict, dim: str) -> str:
                      for x in values)
 
 
+def _short(r: dict) -> str:
+    """The share of a design's screens meeting each target, the lower first."""
+    names = ("essential power", "width")
+    shares = [r.get(f"p_target{i}") for i in range(2)]
+    if any(x is None for x in shares):
+        return ""
+    if shares[0] == shares[1]:
+        return f"each target met in {shares[0]:.2f} of its screens"
+    worse = 0 if shares[0] < shares[1] else 1
+    return (f"short on {names[worse]}: met in {shares[worse]:.2f} of its screens, "
+            f"{names[1 - worse]} in {shares[1 - worse]:.2f}")
+
+
 def _limits(r: dict) -> str:
     """Which target a design falls short on (its screens' share meeting each target)."""
     names = ("essential power", "width")
@@ -313,9 +326,12 @@ def interpretation(res: dict) -> list[str]:
         if not misses:
             return "  It is the cheapest design evaluated."
         misses.sort(key=lambda x: x["cost"])
-        return ("  The cheaper designs evaluated fall short: " + "; ".join(
+        return ("  The cheaper designs evaluated under this prior fall short: " + "; ".join(
             f"{x['design']} ({x['cost']:.1f} kUSD, P(success) {x['p_success']:.2f}, "
-            f"{x['status']})" for x in misses) + ".")
+            f"{x['status']}; {_short(x)}"
+            + (f"; not shown above {need:g} within {MAX_SCREENS} screens"
+               if x["status"] == "inconclusive" else "") + ")"
+            for x in misses) + ".")
 
     out = ["- **Mechanism** (the model's, whatever the prior): a gene's guide offsets are "
            "shared by every cell line and replicate of the gene, so only more guides average "
@@ -378,18 +394,47 @@ def interpretation(res: dict) -> list[str]:
                     text += "  Why: " + "; ".join(reasons) + "."
                 unexplained = [w for d, w in grew if not any(
                     k in keys and higher(variant, k) for k, _ in explain[d])]
-                if unexplained:
-                    text += (f"  More {_words(unexplained)} have no noise sd of the "
-                             "pilot above the literature's behind them; they follow from "
-                             "its priors taken together.")
-        if r is not None and base is None:
-            text += cheaper_misses(variant)
+                up = [k for k in keys if k in ("tau", "sigma_essential")
+                      and higher(variant, k)]
+                if unexplained and up:
+                    informed = (variant["pilot"] or {}).get("used", [])
+                    direct = [k for d, w in grew if w in unexplained for k, _ in explain[d]]
+                    groups = [(g, what) for g, what in (
+                        ([k for k in direct if k.replace(" ", "_") in informed],
+                         "not above the literature's"),
+                        ([k for k in direct if k.replace(" ", "_") not in informed],
+                         "the literature's, not informed by it")) if g]
+                    text += (f"  More {_words(unexplained)} answer the pilot's higher "
+                             f"{_words(up)} (its " + "; ".join(
+                                 f"{_words(g)} {'is' if len(g) == 1 else 'are'} {what}"
+                                 for g, what in groups) + "): a gene's "
+                             "interval and call average its cell-line spread over the cell "
+                             "lines, its guide offsets over the guides and its noise over "
+                             f"every sample, so more {_words(unexplained)} make up for "
+                             "them by shrinking the other terms.")
+                elif unexplained:
+                    text += (f"  More {_words(unexplained)} answer none of the pilot's "
+                             "hyperparameters compared here; they follow from its priors "
+                             "taken together.")
+                kept = [(w, r[d], k) for d, w in DIMS if r[d] == base[d]
+                        and d in ("reps", "depth")
+                        for k, _ in explain[d] if k in keys and higher(variant, k)]
+                if kept:
+                    text += ("  " + _words([f"{w} stay at {x} although {k} is above the "
+                                            "literature's" for w, x, k in kept]).capitalize()
+                             + (" (replicate and counting noise average over every sample, "
+                                "which the added " + _words([w for d, w in grew if d in (
+                                    "cell_lines", "guides")]) + " multiply)"
+                                if any(d in ("cell_lines", "guides") for d, _ in grew)
+                                else "") + ".")
         if "sigma_essential" in keys and post(variant, "sigma_essential") != ref(
                 "sigma_essential"):
             wider = higher(variant, "sigma_essential")
             text += (f"  Essential effects spread {'wider' if wider else 'narrower'} than the "
                      f"literature's, so {'more' if wider else 'fewer'} genes sit between the "
                      "classes.")
+        if r is not None:
+            text += cheaper_misses(variant)
         if variant["pilot"] and variant["pilot"]["format"] != "counts":
             text += ("  tau from a matrix includes the pilot's own estimation noise (an "
                      "upper bound).")
@@ -435,10 +480,12 @@ def interpretation(res: dict) -> list[str]:
                          + (f"; {'; '.join(outside)}" if outside else "") + ".")
         out.append(text)
     load = res["load_before"]
+    cores = int(res["machine"].split()[0]) if res["machine"].split()[0].isdigit() else None
     out.append(f"- Time: {sum(x['seconds'] for x in v.values()):.0f} s for the three plans "
-               f"with {res['workers']} local workers on {res['machine']} (load average "
-               f"{load:.1f} before, {res['load_after']:.1f} after"
-               + ("; other jobs were running" if load >= 1.0 else "") + ").")
+               f"with {res['workers']} local workers on {res['machine']} (1-minute load "
+               f"average {load:.1f} before, {res['load_after']:.1f} after"
+               + ("; other jobs filled the cores at the start, so the time is an upper bound"
+                  if cores and load >= cores else "") + ").")
     return out
 
 
