@@ -106,7 +106,9 @@ def read_screen_csv(text: str, where: str) -> pd.DataFrame:
                              "(otherwise only the first would be read)")
         seen[key] = i
     try:
-        frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
+        # factor columns are names: a gene called 007 stays "007", not the number 7
+        frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""],
+                            dtype={c: str for c in FACTOR_COLUMNS})
     except (ValueError, pd.errors.ParserError) as exc:
         raise StudyError(f"{where} cannot be read as CSV: {exc}; fix that line (fields "
                          "separated by commas, one row per measurement)") from None
