@@ -22,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SHOWN = ("gene_sd_max", "gene_sd_q90", "gene_sd_q10", "skewness", "share_below_-1", "q99")
+SHOWN = ("gene_sd_max", "gene_sd_q90", "gene_sd_q10", "skewness", "share_below_-1", "q01", "q99")
 
 
 def run(lineage: str) -> dict:
