@@ -368,14 +368,14 @@ def check_model(fit: DataFit, alpha: float = ALPHA) -> ModelCheck:
     y = tree["observed_data"][response].values
     group = REPLICATED if REPLICATED in tree.children else "posterior_predictive"
     yrep = tree[group][response].values.reshape(-1, len(y))
-    obs_stats, obs_gene_sd, obs_cell = screen_statistics(y[None], frame)
-    rep_stats, rep_gene_sd, rep_cell = screen_statistics(yrep, frame)
     family = len(STATISTICS) + 1
     threshold = alpha / family
     if len(yrep) < needed_replicates(alpha):
         raise ValueError(f"{len(yrep)} replicated data sets cannot resolve p-values below "
                          f"{threshold:.2g}; fit with predictive_draws >= "
                          f"{needed_replicates(alpha)}")
+    obs_stats, obs_gene_sd, obs_cell = screen_statistics(y[None], frame)
+    rep_stats, rep_gene_sd, rep_cell = screen_statistics(yrep, frame)
     checks = []
     for s in STATISTICS:
         o, r = float(obs_stats[s.name][0]), rep_stats[s.name]
