@@ -118,7 +118,7 @@ class Screen:
             if n is not None:
                 keep = sorted(map(str, frame[col].cat.categories))[:n]
                 frame = frame[frame[col].isin(keep)]
-        frame = _ordered_frame(frame.reset_index(drop=True), (), (), self.source)
+        frame = _sorted_frame(frame.reset_index(drop=True), self.source)
         return Screen(frame, self.source, self.format,
                       self.notes + (f"subset: first {genes} genes, {cell_lines} cell lines",))
 
@@ -260,7 +260,7 @@ def read_screen(path: str | Path, samples: str | Path | None = None, *,
             out = io.StringIO()
             csv.writer(out, lineterminator="\n").writerows(rows)
             text = out.getvalue()
-        frame = _ordered_frame(read_screen_csv(text, where), (), (), where)
+        frame = _sorted_frame(read_screen_csv(text, where), where)
         return Screen(frame, str(path), "long")
     if len(rows[0]) < 2:  # (a header without data lines is told by the matrix reader)
         raise DataError(f"{where}: format not recognised; it must be one of: "
@@ -273,7 +273,7 @@ def as_screen(data, samples=None) -> Screen:
     if isinstance(data, Screen):
         return data
     if isinstance(data, pd.DataFrame):
-        return Screen(_ordered_frame(data, (), (), "data frame"), "data frame", "long")
+        return Screen(_sorted_frame(data, "data frame"), "data frame", "long")
     if isinstance(data, str | Path):
         return read_screen(data, samples)
     raise TypeError(f"data must be a file path, a pandas DataFrame (logfc, gene, cell_line) "
@@ -388,7 +388,7 @@ def _matrix_from_rows(path: Path, text: str, genes_as: str | None) -> Screen:
     long = pd.DataFrame({"cell_line": np.asarray(cells, dtype=object)[ci],
                          "gene": np.asarray(genes, dtype=object)[gi],
                          "expt": "e0", "logfc": matrix[gi, ci]})
-    frame = _ordered_frame(long, cells, genes, where)
+    frame = _sorted_frame(long, where)
     return Screen(frame, str(path), "gene_effect", tuple(notes))
 
 
@@ -398,13 +398,12 @@ def _gene_symbols(labels: list[str]) -> list[str]:
     return symbols if len(set(symbols)) == len(symbols) else list(labels)
 
 
-def _ordered_frame(long: pd.DataFrame, cells, genes, where: str) -> pd.DataFrame:
+def _sorted_frame(long: pd.DataFrame, where: str) -> pd.DataFrame:
     """A long frame validated by ``screen_frame``, its factors' categories sorted.
 
     Sorted, not in file order, because Bambi orders a factor's levels sorted whatever the
     categories' order: a model that indexes effects by ``cat.codes`` (a hand-written PyMC
     form, such as a rescue parametrization) then labels them as Bambi does."""
-    del cells, genes  # the file order is not kept (see above)
     frame = screen_frame(long, where)
     for col in ("cell_line", "gene"):
         values = frame[col].astype(str)
@@ -666,7 +665,6 @@ def _count_screen(table: pd.DataFrame, guide_gene: pd.Series, sheet: pd.DataFram
         ["cell_line", "expt"])["logfc"].transform("median"))
     genes = centred.groupby(["cell_line", "gene", "expt"], sort=False, as_index=False)[
         "logfc"].mean()
-    frame = _ordered_frame(genes, list(dict.fromkeys(ends["cell_line"])),
-                           list(dict.fromkeys(guide_gene)), source)
+    frame = _sorted_frame(genes, source)
     return CountScreen(frame, source, "counts", tuple(notes), counts=table,
                        guide_gene=guide_gene, samples=sheet, guide_logfc=guides)

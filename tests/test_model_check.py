@@ -38,6 +38,15 @@ def quick_study(designs=((N_CELLS, N_GENES, 1),)):
                      sampler={"tune": 400, "draws": 500})
 
 
+def quick_study_file(folder, tune: int, draws: int):
+    """A study file of crispr_screen at the design of :func:`spread_screen`."""
+    study = folder / "quick.toml"
+    study.write_text('name = "quick"\nmodels = ["crispr_screen"]\nseed = 1\nsimulations = 10\n'
+                     f'[[designs]]\ncell_lines = {N_CELLS}\ngenes = {N_GENES}\nreps = 1\n'
+                     f'[sampler]\ntune = {tune}\ndraws = {draws}\n')
+    return study
+
+
 @pytest.fixture(scope="module")
 def checked(tmp_path_factory):
     path = spread_screen(tmp_path_factory.mktemp("data") / "spread.csv")
@@ -101,10 +110,7 @@ def test_cli_check_exit_status_with_fail_on_misfit(tmp_path):
     from sbc.cli import main
 
     path = spread_screen(tmp_path / "spread.csv")
-    study = tmp_path / "quick.toml"
-    study.write_text('name = "quick"\nmodels = ["crispr_screen"]\nseed = 1\nsimulations = 10\n'
-                     f'[[designs]]\ncell_lines = {N_CELLS}\ngenes = {N_GENES}\nreps = 1\n'
-                     '[sampler]\ntune = 400\ndraws = 500\n')
+    study = quick_study_file(tmp_path, tune=400, draws=500)
     code = main(["check", str(path), "--model", "crispr_screen", "--study", str(study),
                  "--out", str(tmp_path / "out"), "--fail-on-misfit"])
     assert code == 1
@@ -153,10 +159,7 @@ def test_cli_fit_writes_the_datatree_as_netcdf(tmp_path):
     from sbc.cli import main
 
     path = spread_screen(tmp_path / "spread.csv")
-    study = tmp_path / "quick.toml"
-    study.write_text('name = "quick"\nmodels = ["crispr_screen"]\nseed = 1\nsimulations = 10\n'
-                     f'[[designs]]\ncell_lines = {N_CELLS}\ngenes = {N_GENES}\nreps = 1\n'
-                     '[sampler]\ntune = 300\ndraws = 300\n')
+    study = quick_study_file(tmp_path, tune=300, draws=300)
     assert main(["fit", str(path), "--study", str(study), "--out", str(tmp_path / "fit")]) == 0
     tree = xr.open_datatree(tmp_path / "fit" / "crispr_screen.nc", engine="h5netcdf")
     assert {"posterior", "posterior_predictive", "log_likelihood"} <= set(tree.children)
