@@ -79,7 +79,7 @@ MIN_POWER = 0.8  # a pass with less power than this (0.5-sd shift) is "low power
 MIN_RANKED = 50  # a median of fewer ranked draws per fit than this is "low resolution"
 POWER_SHIFT = 0.5  # the shift (in posterior sds) whose detection probability is stated
 MAX_N_SIM = 100_000  # cap on the null simulations behind each uniformity p-value
-FLAG_COLUMNS = ("flag_divergent", "flag_low_ess", "flag_rhat")
+FLAG_COLUMNS = ("flag_divergent", "flag_low_ess", "flag_rhat", "flag_degenerate")
 KEY = ["model", "design"]
 
 SHAPE_TEXT = {
@@ -111,7 +111,8 @@ class Verdict:
 
     status: "pass" | "fail" | "inconclusive".
     warnings: short tags qualifying a pass or fail ("flagged fits", "failed fits",
-        "low resolution", "low power"); a pass with warnings is not a clean pass.
+        "low resolution", "degenerate fits", "untested quantities", "low power"); a pass
+        with warnings is not a clean pass.
     cause: for a fail, the attribution; None otherwise.
     power: probability of detecting a 0.5-sd shift of one scalar at this number of fits and
         this family (NaN when not computed).
@@ -197,7 +198,8 @@ class Calibration:
 
 
 def flagged_mask(reps: pd.DataFrame) -> pd.Series:
-    """Fits with a sampler warning (divergence, low ESS or high R-hat)."""
+    """Fits with a sampler warning (divergence, low ESS, high R-hat, or a fit that did not
+    move at all)."""
     cols = [c for c in FLAG_COLUMNS if c in reps]
     if not cols:
         return pd.Series(False, index=reps.index)
@@ -211,8 +213,10 @@ def with_fractional_ranks(params: pd.DataFrame, reps: pd.DataFrame) -> pd.DataFr
     out["u"] = stats.table_fractional_ranks(out)
     flags = reps[["model", "design", "rep"]].copy()
     flags["flagged"] = flagged_mask(reps)
+    flags["degenerate"] = reps["flag_degenerate"] if "flag_degenerate" in reps else False
     out = out.merge(flags, on=["model", "design", "rep"], how="left")
-    out["flagged"] = out["flagged"].fillna(False).astype(bool)
+    for column in ("flagged", "degenerate"):
+        out[column] = out[column].fillna(False).astype(bool)
     return out
 
 
@@ -408,15 +412,38 @@ def diagnostics_table(reps: pd.DataFrame) -> pd.DataFrame:
             "divergent": share(ok["n_divergent"].fillna(0) > 0),
             "treedepth": share(ok["n_treedepth"].fillna(0) > 0),
             "rhat": share(ok["flag_rhat"].fillna(False).astype(bool)),
+            "degenerate": share(ok["flag_degenerate"].fillna(False).astype(bool))
+            if "flag_degenerate" in ok else 0.0,
             "low_ess": share(ok["flag_low_ess"].fillna(False).astype(bool)),
             "flagged": share(flagged), "clean": int((~flagged).sum()),
             "rescued": share(ok["rescued"].fillna(False).astype(bool)) if "rescued" in ok
             else 0.0,
             "median_ranked": float(ok["n_ranked"].median()) if n_ok else math.nan,
             "failures": _failure_counts(block),
+            "untested": _untested(ok),
+            # what the ranked fits ran with (rescues included): advice starts from there
+            "target_accept_used": _column_max(ok, "target_accept"),
+            "noncentered": share(ok["noncentered"].fillna(False).astype(bool))
+            if "noncentered" in ok and ok["noncentered"].notna().any() else math.nan,
             "median_seconds": float(block["wall_seconds"].median()),
         })
     return pd.DataFrame(rows)
+
+
+def _column_max(ok: pd.DataFrame, column: str) -> float:
+    values = pd.to_numeric(ok[column], errors="coerce") if column in ok else pd.Series([])
+    return float(values.max()) if values.notna().any() else math.nan
+
+
+def _untested(ok: pd.DataFrame) -> str:
+    """What the fits left unranked ("" when nothing): derived quantities skipped and
+    parameters without a partner, each reason once."""
+    notes = []
+    for column, what in (("quantities_skipped", "log-likelihood quantities not ranked: "),
+                         ("unranked", "")):
+        if column in ok:
+            notes += [what + text for text in dict.fromkeys(ok[column].dropna()) if text]
+    return "; ".join(notes)
 
 
 def _failure_counts(block: pd.DataFrame) -> str:
@@ -444,22 +471,32 @@ def _setting(sampler, name: str):
 
 def recommendation(diag: dict, sampler=None, names: tuple[str, ...] = (),
                    failing_cause: str | None = None) -> str:
-    """Concrete next steps for one (model, design), computed from what went wrong and the
-    settings in use (``sampler``: SamplerSettings or its dict); never a setting already in
-    place.  ``names``: the ranked parameter groups, used to tell a non-centered model
-    (Bambi's ``*_offset`` parameters) from a centered one."""
+    """Concrete next steps for one (model, design), computed from what went wrong and what
+    the fits actually ran with: the study's settings (``sampler``: SamplerSettings or its
+    dict), raised by rescues (``diag["target_accept_used"]``), and the fitted form
+    (``diag["noncentered"]``: share of ranked fits in a non-centered form); never a setting
+    already in place.  ``names``: the ranked parameter groups, the fallback for the form of
+    stores written before the form was recorded."""
     tips = []
-    target = float(_setting(sampler, "target_accept"))
+    used = diag.get("target_accept_used", math.nan)
+    target = max(float(_setting(sampler, "target_accept")),
+                 float(used) if used is not None and np.isfinite(used) else 0.0)
     depth = int(_setting(sampler, "max_treedepth"))
     draws = int(_setting(sampler, "draws"))
     tune = int(_setting(sampler, "tune"))
     chains = int(_setting(sampler, "chains"))
     rescue = bool(_setting(sampler, "rescue"))
-    noncentered = any(n.endswith("_offset") for n in names)
+    share_nc = diag.get("noncentered", math.nan)
+    known_form = share_nc is not None and np.isfinite(share_nc)
+    noncentered = share_nc > 0.5 if known_form else any(n.endswith("_offset") for n in names)
     if failing_cause == "model or code":
         tips.append("check the model code and priors of the failing quantities first (a "
                     "fitter that differs from the simulator, a wrong prior or likelihood); "
                     "better sampler settings do not cure these")
+    elif failing_cause == "undetermined":
+        tips.append("the cause is undetermined, so check the model code and priors of the "
+                    "failing quantities (a fitter that differs from the simulator, a wrong "
+                    "prior or likelihood) as well as the sampler")
     if diag.get("flagged", 0) > MAX_FLAGGED and not rescue:
         tips.append("set [sampler] rescue = true (flagged fits are refitted on the same data, "
                     "recorded)")
@@ -468,11 +505,18 @@ def recommendation(diag: dict, sampler=None, names: tuple[str, ...] = (),
             tips.append(f"raise [sampler] target_accept from {target:g} to 0.95")
         elif target < 0.99:
             tips.append(f"raise [sampler] target_accept from {target:g} to 0.99")
+        elif target > float(_setting(sampler, "target_accept")):
+            tips.append(f"divergences remain after refits at target_accept {target:g}: a "
+                        "smaller step does not cure them, the geometry does")
         if noncentered:
             tips.append("divergences with non-centered group effects: when each group has "
                         "many observations the centered form often samples better (Bambi: "
                         "noncentered=False)")
-        elif names:
+        elif known_form and share_nc > 0:
+            tips.append(f"divergences remain although {share_nc:.0%} of the ranked fits were "
+                        "refitted in the non-centered form: reconsider the priors of the group "
+                        "scales (too much mass near zero makes a funnel in either form)")
+        elif names or known_form:
             tips.append("reparametrize the group effects in the non-centered form "
                         "(Bambi: noncentered=True)")
     if diag.get("treedepth", 0) > 0 and depth < 15:
@@ -521,12 +565,13 @@ def attribute(failing: pd.DataFrame, groups_clean: pd.DataFrame, scalars: pd.Dat
     """Why the failing groups of one (model, design) fail.
 
     Per failing group: "model or code" when no fit was flagged, or when the group also fails
-    on the clean fits alone (with >= MIN_FITS of them); "computation" when the clean fits
-    pass it and its worst element's ranks are more extreme in flagged fits (one-sided
-    Mann-Whitney p < alpha); "undetermined" otherwise.  The (model, design) gets "model or
-    code" if any group does, "computation" if all groups do, else "undetermined".  Excluding
-    flagged fits can itself bias SBC (whether a fit is flagged depends on the parameters), so
-    the evidence is stated, not just the label.
+    on the clean fits alone (however few: a sequential study stops early with fewer than a
+    fixed verdict needs, and a rejection holds its level at any number of fits);
+    "computation" when the clean fits pass it and its worst element's ranks are more extreme
+    in flagged fits (one-sided Mann-Whitney p < alpha); "undetermined" otherwise.  The
+    (model, design) gets "model or code" if any group does, "computation" if all groups do,
+    else "undetermined".  Excluding flagged fits can itself bias SBC (whether a fit is flagged
+    depends on the parameters), so the evidence is stated, not just the label.
     """
     n_clean = int(diag["clean"])
     n_flagged = int(diag["ok"] - diag["clean"])
@@ -542,7 +587,7 @@ def attribute(failing: pd.DataFrame, groups_clean: pd.DataFrame, scalars: pd.Dat
         if n_flagged == 0:
             kinds.append("model or code")
             evidence.append(f"{g.group}: no fit had sampler warnings")
-        elif n_clean >= MIN_FITS and g.group in clean_fail:
+        elif g.group in clean_fail:  # a rejection at alpha is valid at any number of fits
             kinds.append("model or code")
             evidence.append(f"{g.group} fails on the {n_clean} clean fits alone "
                             f"(Holm p = {pc:.2g})")
@@ -576,6 +621,12 @@ def _warnings(diag: dict, power: float) -> tuple[tuple[str, ...], str]:
         notes.append(f"{diag['flagged']:.0%} of fits had sampler warnings (divergent "
                      f"{diag['divergent']:.0%}, low ESS {diag['low_ess']:.0%}); with more "
                      "simulations unreliable fits can bend the ranks")
+    if diag.get("degenerate", 0) > 0:
+        tags.append("degenerate fits")
+        notes.append(f"{diag['degenerate']:.1%} of fits did not move even after their rescue "
+                     "(degenerate: stuck at a point); each is ranked among all its draws, so its "
+                     "extreme ranks count in the tests above, and the report shows where in the "
+                     "prior they come from")
     if diag["failed"] > MAX_FAILED * diag["fits"]:
         tags.append("failed fits")
         notes.append(f"{diag['failed']} of {diag['fits']} fits failed and are not ranked; if "
@@ -588,6 +639,10 @@ def _warnings(diag: dict, power: float) -> tuple[tuple[str, ...], str]:
         notes.append(f"only {diag['median_ranked']:.0f} near-independent draws were ranked "
                      f"per fit (median; thinned to the effective sample size), below "
                      f"{MIN_RANKED}: ranks this coarse can hide a miscalibrated sampler")
+    if diag.get("untested"):
+        tags.append("untested quantities")
+        notes.append(f"not everything the model has was tested, so this verdict rests on "
+                     f"fewer tests than the model has: {diag['untested']}")
     if np.isfinite(power) and power < MIN_POWER:
         tags.append("low power")
         notes.append(f"low power: with {diag['ok']} fits a {POWER_SHIFT:g}-sd shift of one "
@@ -618,8 +673,8 @@ def decide(groups: pd.DataFrame, groups_clean: pd.DataFrame, scalars: pd.DataFra
                        f"{POWER_SHIFT:g}-sd shift {power:.2f}).{notes}",
                        (), tip, tags, None, power)
     cause = attribute(failing, groups_clean, scalars, diag, alpha)
-    tags = tuple(t for t in tags if t != "low power")  # a detected failure has power enough
-    return Verdict("fail", f"{_names(failing)}. Cause: {cause.kind} ({cause.evidence}).",
+    tags, notes = _warnings(diag, math.nan)  # a detected failure has power enough
+    return Verdict("fail", f"{_names(failing)}. Cause: {cause.kind} ({cause.evidence}).{notes}",
                    tuple(failing["group"]), recommendation(diag, sampler, names, cause.kind),
                    tags, cause, power)
 

@@ -27,6 +27,8 @@ def _int_at_least(minimum: int, what: str):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        if value > 2**53:  # as in study files (sbc.config.MAX_INTEGER): exact when stored
+            raise argparse.ArgumentTypeError(f"expected {what} of at most 2**53, got {value}")
         return value
     return parse
 
@@ -164,11 +166,13 @@ def _output_folder(path: str):
 
     from sbc.errors import StoreError
 
+    from sbc.store import make_dirs
+
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise StoreError(f"--out {out} is a file, not a folder; give a folder for the results")
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        make_dirs(out)  # a file in the way (out's parent, ...) is named
     except OSError as exc:
         raise StoreError(f"cannot create the output folder {out}: {exc.strerror}; check the "
                          "path and its permissions") from None
@@ -213,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _cmd_report(args)
         if args.command == "plan":
+            from sbc.dispatch import check_how
             from sbc.plan import cli_plan
+            check_how(workers=args.workers, scheduler=args.scheduler, option=True)
             return cli_plan(args, tls_of(args))
         if args.command == "fit":
             return _cmd_fit(args)
@@ -235,9 +241,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cmd_run(args) -> int:
     from sbc.config import output_dir
+    from sbc.dispatch import check_how
     from sbc.results import run
     from sbc.study import load_study
 
+    # --workers, --threads and --scheduler each choose where fits run: one at most
+    check_how(workers=args.workers, threads=args.threads, scheduler=args.scheduler,
+              option=True)
     study = load_study(args.study, sims=args.sims, max_sims=args.max_sims)
     out = output_dir(args.out, study.output, study.base_dir, study.name)
     if args.fail_on and args.no_report:
@@ -261,11 +271,27 @@ def _cmd_run(args) -> int:
     else:  # nothing to judge (no successful fit), or no report asked for
         status = _print_verdicts(summary.calibration, args.fail_on)
         _print_stops(summary.calibration)
-    print(f"[sbc] {summary.new} new replicates ({summary.failed} failed fits kept as data), "
-          f"{summary.already_done} of this run's {summary.total} already stored, "
-          f"{summary.seconds:.1f} s; results in {out}"
-          + (f"; report: {out / 'report.html'}" if not args.no_report else ""))
-    if summary.stored > summary.total:
+    where = (f"{summary.seconds:.1f} s; results in {out}"
+             + (f"; report: {out / 'report.html'}" if not args.no_report else ""))
+    if study.sequential is not None:  # decided cells are not part of this run at all
+        cells = len(study.models) * len(study.designs)
+        decided = cells - summary.total // max(1, study.simulations)
+        if decided == cells and not summary.new:
+            print(f"[sbc] nothing to fit: the stored study had already reached its verdict "
+                  f"for all {cells} model x design pair(s), with {summary.stored} replicates "
+                  f"stored; {where}")
+        else:
+            print(f"[sbc] {summary.new} new replicates ({summary.failed} failed fits kept as "
+                  f"data), {summary.already_done} already stored of the at most "
+                  f"{summary.total} that the {cells - decided} open model x design pair(s) "
+                  "may need"
+                  + (f" ({decided} of {cells} had already reached their verdict)"
+                     if decided else "") + f", {where}")
+    else:
+        print(f"[sbc] {summary.new} new replicates ({summary.failed} failed fits kept as "
+              f"data), {summary.already_done} of this run's {summary.total} already stored, "
+              f"{where}")
+    if study.sequential is None and summary.stored > summary.total:
         print(f"[sbc] the store holds {summary.stored} replicates, more than the "
               f"{summary.total} this run asks for ({study.simulations} simulations per model "
               f"and design): none of them is dropped, and the "

@@ -18,6 +18,9 @@ from typing import Any
 
 from sbc.errors import StudyError
 
+# integers stored in study.json and the tables must be exact as float64 (JSON readers, the
+# store's own checks of study.json): every integer setting is at most this
+MAX_INTEGER = 2**53
 SEED_END = 2**63  # seeds are stored as signed 64-bit integers (JSON, Parquet): 0 <= seed < 2**63
 # Resource limits, raised per file with a [limits] table (see the module docstring).
 LIMITS = {"simulations": 100_000, "rows": 10_000_000, "designs": 10_000}
@@ -46,6 +49,10 @@ def positive_int(value: Any, path: Path, key: str, minimum: int = 1) -> int:
                          f"write e.g. {key.split('.')[-1]} = {max(minimum, 10)}")
     if value < minimum:
         raise StudyError(f"{where(path, key)} must be >= {minimum}, got {value}")
+    if value > MAX_INTEGER:
+        raise StudyError(f"{where(path, key)} must be at most {MAX_INTEGER} (2**53), got "
+                         f"{value}; larger integers are not exact in the stored results (JSON, "
+                         "Parquet), so the store could not be read back")
     return value
 
 
@@ -196,7 +203,23 @@ def parse_run(table: Any, path: Path, allowed: set[str]) -> dict[str, Any]:
         batch = table.get("batch_size")
         out["batch_size"] = None if batch is None else \
             positive_int(batch, path, "run.batch_size")
+    check_where_fits_run(path, [f"run.{k}" for k in ("scheduler", "workers", "threads")
+                                if out.get(k) is not None])
     return out
+
+
+def check_where_fits_run(path: Path, keys: list[str]) -> None:
+    """Refuse a file that sets more than one of the settings that choose where fits run
+    (``run.scheduler``, ``run.workers``, ``run.threads``, a SLURM ``[cluster]``): all but
+    one would be ignored without a word."""
+    if len(keys) > 1:
+        raise StudyError(
+            f"{path}: {' and '.join(k if k.startswith('[') else repr(k) for k in keys)} are "
+            f"{'both' if len(keys) == 2 else 'all'} set, but each chooses "
+            "where fits run (run.scheduler: that scheduler's workers; run.workers: local "
+            "worker processes; run.threads: threads of this process; [cluster] kind = "
+            "\"slurm\": SLURM jobs), so all but one would be ignored; keep one of them (the "
+            "command line's --workers, --threads or --scheduler overrides it for one run)")
 
 
 def read_toml(path: Path, what: str = "study file") -> dict:

@@ -20,9 +20,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from sbc.errors import SchedulerError
+from sbc.inflight import Guard
 from sbc.replicate import BatchTask, run_batch, worker_died_record
 from sbc.study import ClusterSpec
 
@@ -31,6 +32,42 @@ RETRIES = 3
 
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _shown(name: str, value, option: bool) -> str:
+    """How a message names a value: ``--workers 2`` (command line) or ``workers=2``."""
+    return f"--{name} {value}" if option else f"{name}={value!r}"
+
+
+def check_how(*, workers=None, threads=None, scheduler=None, option: bool = False) -> None:
+    """Refuse (ArgumentError) what would make a run hang or silently ignore a setting: a
+    worker count that is not an integer >= 0, a thread count that is not an integer >= 1,
+    and any two of workers, threads and scheduler given together (each picks where fits
+    run: local worker processes, threads of this process, a running scheduler's workers).
+    ``option``: name them as command-line options (``--workers``), else as arguments."""
+    from numbers import Integral
+
+    from sbc.errors import ArgumentError
+
+    for name, value, minimum, what in (
+            ("workers", workers, 0, "0 fits in this process, N starts N local single-threaded "
+                                    "Dask workers; leave it out for one per core"),
+            ("threads", threads, 1, "threads of this process that fit side by side; leave it "
+                                    "out to fit in worker processes")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, Integral)
+                                  or value < minimum):
+            raise ArgumentError(f"{_shown(name, value, option)}: {name} must be a whole number "
+                                f">= {minimum} ({what})")
+    given = [(n, v) for n, v in (("workers", workers), ("threads", threads),
+                                 ("scheduler", scheduler)) if v is not None]
+    if len(given) > 1:
+        (a, va), (b, vb) = given[:2]
+        where = {"workers": "local worker processes", "threads": "threads of this process",
+                 "scheduler": "the workers of that running scheduler"}
+        raise ArgumentError(
+            f"{_shown(a, va, option)} and {_shown(b, vb, option)} were both given, but they "
+            f"choose where fits run ({a}: {where[a]}; {b}: {where[b]}), so one of them would "
+            f"be ignored; drop " + " or ".join(f"--{n}" if option else n for n, _ in given))
 
 
 class Progress:
@@ -115,7 +152,11 @@ def slurm_cluster(spec: ClusterSpec):
 
 
 class InProcess:
-    """Stands in for a Dask client when ``workers=0``: batches run here, one after another."""
+    """Stands in for a Dask client when ``workers=0``: batches run here, one after another;
+    ``guard`` (:class:`sbc.inflight.Guard`) is told which replicate is being fitted."""
+
+    def __init__(self, guard=None):
+        self.guard = guard
 
 
 @dataclass(frozen=True)
@@ -123,9 +164,11 @@ class Threads:
     """Stands in for a Dask client with ``threads=N``: batches run in N threads of this
     process, which compiles each model once (no worker processes to start or to compile in).
     Only for samplers that fit side by side in threads (``Sampler.threads``); a fit that
-    crashes the process (os.abort, a segfault) ends the run, and a rerun resumes it."""
+    crashes the process (os.abort, a segfault) ends the run, and a rerun resumes it; its
+    ``guard`` (:class:`sbc.inflight.Guard`) then says which replicates were being fitted."""
 
     n: int
+    guard: object = field(default=None, compare=False, repr=False)
 
 
 # A replicate whose fit kills the process running it (os.abort, a segfault, out of memory) is
@@ -171,6 +214,22 @@ class TLS:
     ca_file: str | None = None
     cert: str | None = None
     key: str | None = None
+
+    def check_for(self, scheduler: str | None) -> None:
+        """Refuse certificates that would be ignored: they secure a ``tls://`` scheduler
+        address only (plain ``tcp://`` and local workers never read them)."""
+        given = [f"{name} {path}" for name, path in (("--tls-ca-file", self.ca_file),
+                                                     ("--tls-cert", self.cert),
+                                                     ("--tls-key", self.key)) if path]
+        if not given or (scheduler and scheduler.startswith("tls://")):
+            return
+        where = (f"the scheduler address {scheduler} is not a tls:// address"
+                 if scheduler else "no scheduler address is given (--scheduler or "
+                 "run.scheduler), so fits run locally")
+        raise SchedulerError(
+            f"TLS certificates were given ({', '.join(given)}), but {where}: they would be "
+            "ignored and nothing encrypted. TLS needs a tls:// address: give --scheduler "
+            "tls://HOST:PORT (a scheduler listening on TLS), or leave the TLS options out")
 
     def security(self):
         from distributed.security import Security
@@ -243,6 +302,69 @@ def _local_cluster(factory, n: int, attempts: int = 2):
     raise AssertionError("unreachable")
 
 
+CONNECT_TIMEOUT = 10.0  # seconds for a scheduler given by address to answer (connect + handshake)
+
+
+def _unreachable(address: str, exc: BaseException, timeout: float | None = None) -> str:
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    return (f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
+            f"({type(exc).__name__}: {exc}); check the address (e.g. tcp://host:8786), that "
+            "`dask scheduler` is running, and for tls:// the certificates, or leave "
+            "--scheduler out to run locally")
+
+
+def probe_scheduler(address: str, security=None, timeout: float | None = None) -> None:
+    """Refuse (SchedulerError) an address where no Dask scheduler answers within ``timeout``
+    (default :data:`CONNECT_TIMEOUT`): connect, Dask's handshake and the scheduler's
+    ``identity``, all bounded.  Dask's client bounds only the connect; its handshake waits
+    for a reply forever, so an address where something else listens (a web server, the
+    dashboard's HTTP port) would hang the run without a word."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect
+    from distributed.comm.core import CommClosedError
+    from distributed.core import send_recv
+
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    args = security.get_connection_args("client") if security is not None else {}
+
+    async def identity():
+        comm = await connect(address, timeout=timeout, **args)
+        try:
+            return await send_recv(comm, op="identity")
+        finally:
+            comm.abort()
+
+    async def bounded():  # the connect's own deadline first, then the handshake's
+        task = asyncio.ensure_future(identity())
+        done, _ = await asyncio.wait({task}, timeout=timeout + 2)
+        if not done:
+            task.cancel()
+            return None
+        return task.result()
+
+    silent = (f"no Dask scheduler answered at {address} within {timeout:g} s: something "
+              "accepts connections there but does not speak Dask's protocol (e.g. a web "
+              "server, or the dashboard's HTTP port; the scheduler itself listens on port "
+              "8786 by default); check the address and port, or leave --scheduler out to run "
+              "locally")
+    with ThreadPoolExecutor(1, thread_name_prefix="sbc-probe") as pool:
+        try:
+            info = pool.submit(asyncio.run, bounded()).result()
+        except CommClosedError as exc:  # connected, then closed before Dask's handshake
+            raise SchedulerError(f"{silent} (it closed the connection: {exc})") from None
+        except Exception as exc:
+            raise SchedulerError(_unreachable(address, exc, timeout)) from exc
+    if info is None:
+        raise SchedulerError(silent)
+    kind = info.get("type") if isinstance(info, dict) else None
+    if kind != "Scheduler":
+        raise SchedulerError(f"{address} answered as a Dask {kind or 'server'}, not a scheduler; "
+                             "give the address of the scheduler (`dask scheduler` prints it, "
+                             "e.g. tcp://host:8786)")
+
+
 @contextlib.contextmanager
 def session(*, workers: int | None, scheduler: str | None,
             cluster_spec: ClusterSpec | None = None, tls: TLS | None = None,
@@ -256,12 +378,18 @@ def session(*, workers: int | None, scheduler: str | None,
     runs in this process; ``threads=N`` runs in N threads of this process (:class:`Threads`).
     A cluster that cannot start is one SchedulerError line.
     """
+    check_how(workers=workers)  # a count < 0 would start no worker and wait forever
+    check_how(threads=threads)
+    if tls is not None:
+        tls.check_for(scheduler)
     slurm = cluster_spec is not None and cluster_spec.kind == "slurm"
     if threads and not scheduler and not slurm:
-        yield Threads(threads)
+        with Guard(f"--threads {threads}") as guard:
+            yield Threads(threads, guard)
         return
     if workers == 0 and not scheduler and not slurm:
-        yield InProcess()
+        with Guard("--workers 0") as guard:
+            yield InProcess(guard)
         return
 
     import dask
@@ -273,15 +401,14 @@ def session(*, workers: int | None, scheduler: str | None,
     nanny_log = logging.getLogger("distributed.nanny")
     with contextlib.ExitStack() as stack:
         if scheduler:
-            security = tls.security() if scheduler.startswith("tls://") else None
+            security = (tls or TLS()).security() if scheduler.startswith("tls://") else None
             try:
-                client = Client(scheduler, timeout="10s", security=security)
+                probe_scheduler(scheduler, security)
+                client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT:g}s", security=security)
+            except SchedulerError:
+                raise
             except (OSError, TimeoutError, ValueError, TypeError) as exc:
-                raise SchedulerError(
-                    f"cannot reach the Dask scheduler at {scheduler} within 10 s "
-                    f"({type(exc).__name__}: {exc}); check the address (e.g. "
-                    "tcp://host:8786), that `dask scheduler` is running, and for tls:// the "
-                    "certificates, or leave --scheduler out to run locally") from exc
+                raise SchedulerError(_unreachable(scheduler, exc)) from exc
         else:
             # worker-saturation 1.0: a single-threaded worker holds only the task it runs, so
             # a worker's death is charged to that task alone, never to one queued behind it.
@@ -363,13 +490,14 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
         for task in tasks:
             if wanted is not None and not wanted(task):
                 continue
-            records = run_batch(task)
+            records = run_batch(task, getattr(client, "guard", None))
             on_records(records)
             if progress:
                 _tick(progress, records)
         return 0
     if isinstance(client, Threads):
-        return _run_in_threads(tasks, on_records, client.n, progress, window, wanted)
+        return _run_in_threads(tasks, on_records, client.n, progress, window, wanted,
+                               client.guard)
 
     from dask.distributed import as_completed
     from distributed.scheduler import KilledWorker
@@ -484,7 +612,7 @@ def map_calls(client: object, fn: Callable, calls: Sequence[tuple],
             future.cancel()
 
 
-def _run_in_threads(tasks, on_records, n: int, progress, window, wanted) -> int:
+def _run_in_threads(tasks, on_records, n: int, progress, window, wanted, guard=None) -> int:
     """:func:`run_tasks` on ``n`` threads: records are handed over in this (the calling)
     thread, in the order the batches finish; at most ``window`` batches in flight."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -498,7 +626,7 @@ def _run_in_threads(tasks, on_records, n: int, progress, window, wanted) -> int:
                 while queue and len(running) < limit:
                     task = queue.pop()
                     if wanted is None or wanted(task):
-                        running.add(pool.submit(run_batch, task))
+                        running.add(pool.submit(run_batch, task, guard))
                 if not running:
                     break
                 done, running = wait(running, return_when=FIRST_COMPLETED)

@@ -31,3 +31,8 @@ class SchedulerError(SbcError):
 
 class DataError(StudyError):
     """A data file (a screen's counts, gene effects or log fold changes) is malformed."""
+
+
+class ArgumentError(SbcError, ValueError):
+    """An argument of a Python call or a command-line option is invalid, or two of them
+    conflict (e.g. ``workers=-2``, or ``--threads`` with ``--workers``)."""

@@ -109,7 +109,9 @@ COLUMNS: dict[str, str] = {
     "rescued (refitted)": "share of fits refitted once with stronger settings after a warning "
                           "(both attempts recorded; the refit is ranked)",
     "any warning (after rescue)": "share of fits still flagged after any rescue",
-    "failed fits by reason": "failed fits per failure code (degenerate, timeout, ...)",
+    "failed fits by reason": "failed fits per failure code (timeout, worker_died, ...)",
+    "did not move (degenerate, ranked)": "share of fits stuck at a point even after their "
+                                         "rescue; ranked among all their draws and flagged",
     "median seconds / fit": "median wall time of one fit",
     # the most extreme fits
     "parameter": "the scalar",
@@ -161,10 +163,17 @@ _COVERAGE = re.compile(r"(cov \d+%) ±[0-9.]+")
 _TARGET = re.compile(r"p_target(\d+)")
 
 
+_PERCENTILE = re.compile(r"(.+) \(percentile of truth\)")
+
+
 def explain(column: str) -> str:
     """The explanation of a column header ("" when there is none)."""
     if column in COLUMNS:
         return COLUMNS[column]
+    percentile = _PERCENTILE.fullmatch(column)
+    if percentile:
+        return (f"percentile of this fit's truth of {percentile.group(1)} among the truths of "
+                "all fits of this model x design")
     coverage = _COVERAGE.fullmatch(column)
     if coverage:
         return COLUMNS[coverage.group(1)]

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sbc.dispatch import TLS, check_scheduler_address
+from sbc.dispatch import TLS, check_how, check_scheduler_address
 from sbc.errors import ModelError
 from sbc.sampling import check_backend
 from sbc.runner import Job, Runner, manifest
-from sbc.spec import (ModelRef, build_pymc_model, make_spec, pair_parameters, ranked_layouts,
-                      resolve_model)
-from sbc.store import STUDY_FILE
+from sbc.spec import (DERIVED_QUANTITIES, ModelRef, build_pymc_model, make_spec, pair_parameters,
+                      ranked_layouts, resolve_model, unpaired_text)
 from sbc.study import Study
 
 
@@ -59,26 +59,6 @@ def _sources(models: list[ModelRef], sim: ModelRef | None) -> dict[str, str]:
     return sources
 
 
-def _accept_legacy_fingerprint(manifest: dict, out: Path, study: Study,
-                               models: list[ModelRef], sim: ModelRef | None) -> None:
-    """Stores written when the per-fit timeout was part of the fingerprint: when the store's
-    fingerprint is this study's with the store's own timeout, it is the same study; the run
-    goes on under the store's fingerprint (its study.json is left as it is)."""
-    import json
-    from dataclasses import replace
-
-    try:
-        old = json.loads((out / STUDY_FILE).read_text())
-        old_fp, old_timeout = old["fingerprint"], old["study"]["sampler"]["timeout"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # no store, or a damaged one: the store says so when it opens
-    if old_fp == manifest["fingerprint"] or old_timeout is None:
-        return
-    legacy = replace(study, sampler=replace(study.sampler, timeout=old_timeout))
-    if legacy.fingerprint(_sources(models, sim), legacy_timeout=True) == old_fp:
-        manifest["fingerprint"] = old_fp
-
-
 def manifest_for(study: Study, models: list[ModelRef], sim: ModelRef | None) -> dict:
     return manifest(
         fingerprint=study.fingerprint(_sources(models, sim)), study=study.to_dict(),
@@ -88,18 +68,44 @@ def manifest_for(study: Study, models: list[ModelRef], sim: ModelRef | None) -> 
         simulate_model=sim.label if sim else None)
 
 
-def check_models_build(study: Study, models: list[ModelRef], sim: ModelRef | None) -> None:
+def check_models_build(study: Study, models: list[ModelRef], sim: ModelRef | None) -> list[str]:
     """Build every model on the smallest design before any work is sent out, so a broken
     model file fails fast with its own message instead of as hundreds of failed replicates.
     With a simulate_model, also check on every design that each fitter parameter is paired
-    with a generator parameter of the same layout (see ``check_parameter_pairing``)."""
+    with a generator parameter of the same layout (see ``check_parameter_pairing``).
+
+    Returns what will not be tested, one line per model (empty when everything is): the
+    verdicts say it again, but a run without a report should say it before it starts."""
     smallest = min(study.designs, key=lambda d: d.n_rows)
     data = smallest.frame()
     specs = {m.label: make_spec(m, data) for m in models}
     for spec in specs.values():
         check_backend(spec, study.sampler)
-    if sim:
-        check_parameter_pairing(study, models, sim, specs, make_spec(sim, data))
+    if not sim:
+        return []
+    sim_spec = make_spec(sim, data)
+    check_parameter_pairing(study, models, sim, specs, sim_spec)
+    return untested_notes(study, sim_spec, specs)
+
+
+def untested_notes(study: Study, sim_spec, specs: dict) -> list[str]:
+    """Per fitted model, what goes untested with this generator: unpaired parameters, and
+    the log-likelihood quantities when a free parameter of the generator has no partner
+    (sbc.replicate skips them for the same reason)."""
+    notes = []
+    free = [rv.name for rv in sim_spec.generative.free_RVs]
+    for label, spec in specs.items():
+        pairs = pair_parameters(spec.parameters, sim_spec.parameters, study.parameter_map)
+        parts = [unpaired_text(spec.parameters, sim_spec.parameters, pairs)]
+        missing = [g for g in free if g not in {g for _, g in pairs}]
+        if missing:
+            parts.append(f"log-likelihood quantities ({', '.join(DERIVED_QUANTITIES)}) not ranked: "
+                         f"the generator's likelihood needs {', '.join(missing)}, which no "
+                         "fitter parameter estimates")
+        parts = [p for p in parts if p]
+        if parts:
+            notes.append(f"model '{label}': " + "; ".join(parts))
+    return notes
 
 
 def check_parameter_pairing(study: Study, models: list[ModelRef], sim: ModelRef,
@@ -197,23 +203,32 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
     (models, scheduler address, certificates) is checked before the store is created or
     touched."""
     start = time.monotonic()
-    scheduler = check_scheduler_address(scheduler or study.scheduler)
+    # where fits run: the caller's workers / threads / scheduler (at most one of them) beat
+    # the study's [run] settings and [cluster]; counts and conflicts are refused here
+    check_how(workers=workers, threads=threads, scheduler=scheduler)
+    local = workers is not None or threads is not None
+    if not local and scheduler is None:
+        check_how(workers=study.workers, threads=study.threads, scheduler=study.scheduler)
+    scheduler = check_scheduler_address(scheduler or (None if local else study.scheduler))
+    (tls or TLS()).check_for(scheduler)  # certificates without a tls:// address: refused
     if scheduler and scheduler.startswith("tls://"):
         (tls or TLS()).security()  # refuses missing certificates now, not after the store
     models, sim = resolve_models(study)
     manifest = manifest_for(study, models, sim)
-    _accept_legacy_fingerprint(manifest, Path(out), study, models, sim)
-    check_models_build(study, models, sim)  # before the store is touched or created
+    untested = check_models_build(study, models, sim)  # before the store is touched or created
     if workers is None:
         workers = study.workers
     if threads is None and workers is None:
         threads = study.threads
     if threads:
         check_threads(study)
-    runner = Runner(out, manifest, workers=workers, scheduler=scheduler, cluster=study.cluster,
+    runner = Runner(out, manifest, workers=workers, scheduler=scheduler,
+                    cluster=None if local else study.cluster,
                     tls=tls, batch_size=study.batch_size, stream=progress_stream,
                     retry_failed=retry_failed, keep_records=study.sequential is not None,
                     threads=threads)
+    for note in untested:  # said before the run starts; every verdict says it again
+        print(f"[sbc] not tested: {note}", file=progress_stream or sys.stderr, flush=True)
     with runner:
         settings = study.sequential
         # the store says how it is judged: by the sequential rule of this run, or fixed-n

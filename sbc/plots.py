@@ -56,13 +56,29 @@ class Panel:
 
 
 def plain(text) -> str:
-    """``text`` as a matplotlib label drawn literally, never parsed as mathtext.
+    """``text`` as a matplotlib label drawn literally, never parsed as mathtext, and short.
 
     Matplotlib parses text between two ``$`` as mathtext, and a name it cannot parse
     (``$\\x{y}$``) raises when the figure is drawn; escaping every ``$`` keeps the label
-    plain text.  Use it for every label that holds a name from the user's model or study.
+    plain text.  A name longer than :data:`LABEL_CHARS` (PyMC accepts any length) is drawn
+    as its start and its end around an ellipsis, so it cannot push a panel's margins past
+    each other (the tables of the report show it whole).  Use it for every label that
+    holds a name from the user's model or study.
     """
-    return str(text).replace("$", r"\$")
+    return short(text).replace("$", r"\$")
+
+
+LABEL_CHARS = 40  # the longest name drawn whole in a figure (a panel is ~40 wide)
+_TAIL_CHARS = 14  # of a longer name: its last characters, after an ellipsis
+
+
+def short(text) -> str:
+    """``text`` (a name) at most :data:`LABEL_CHARS` characters long: a longer one as its
+    start, an ellipsis and its last characters (names of elements differ at the end)."""
+    text = str(text)
+    if len(text) <= LABEL_CHARS:
+        return text
+    return text[:LABEL_CHARS - _TAIL_CHARS - 1] + "\u2026" + text[-_TAIL_CHARS:]
 
 
 def _grid(n: int, ncols: int = NCOLS, width: float = 2.9, height: float = 2.2):
@@ -205,7 +221,7 @@ def coverage_plot(rows: list[CoverageRow], levels=(0.5, 0.8, 0.9, 0.95)) -> Figu
     width, height = 3.0 * m + 1.5, 1.0 + 0.32 * len(rows)
     fig = Figure(figsize=(width, height), dpi=DPI)
     axes = fig.subplots(1, m, sharey=True, squeeze=False)
-    label_inches = 0.07 * max((len(r.label) for r in rows), default=4) + 0.2
+    label_inches = 0.07 * max((len(short(r.label)) for r in rows), default=4) + 0.2
     fig.subplots_adjust(left=label_inches / width, right=0.98, bottom=0.55 / height,
                         top=1 - 0.3 / height, wspace=0.12)
     y = np.arange(len(rows))[::-1]

@@ -90,11 +90,13 @@ def posterior_design(path: Path, samples: Path | None = None, genes: int | None 
     path = Path(path)
     stem = path.name.split(".")[0]
     suffix = "".join(f"-{n}{k[0]}" for k, n in (("genes", genes), ("cells", cell_lines)) if n)
-    if genes is None and cell_lines is None and samples is None and path.suffix == ".csv" and \
-            "logfc" in _observed_text(path).split("\n", 1)[0]:
-        text = _observed_text(path)
+    plain = genes is None and cell_lines is None and samples is None and path.suffix == ".csv"
+    text = _observed_text(path) if plain else ""  # read once (a large file: once in memory)
+    end = text.find("\n")
+    if plain and "logfc" in text[:end if end >= 0 else len(text)]:  # the header line
         read_screen_csv(text, f"observed data {path}")
     else:
+        text = ""  # not kept while the file is read again as any format
         screen = read_screen(path, samples)
         if genes is not None or cell_lines is not None:
             screen = screen.subset(genes=genes, cell_lines=cell_lines)

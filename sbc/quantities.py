@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sbc.spec import RESPONSE_DATA_NAME, ModelSpec
+from sbc.spec import DERIVED_QUANTITIES, RESPONSE_DATA_NAME, ModelSpec
 
-QUANTITIES = ("loglik", "loglik_min")
+QUANTITIES = DERIVED_QUANTITIES  # their names (sbc.spec reserves them)
 
 
 class LoglikEvaluator:

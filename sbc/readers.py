@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from sbc.config import read_text
-from sbc.design import read_screen_csv, screen_frame
+from sbc.design import read_screen_csv, screen_frame, text_lines
 from sbc.errors import DataError
 
 __all__ = ["CountScreen", "Screen", "as_screen", "detect_format", "read_counts",
@@ -173,30 +173,54 @@ def _file_text(path: Path, what: str) -> str:
 
 
 def _rows(text: str, where: str) -> tuple[str, list[list[str]], list[int]]:
-    """(delimiter, rows, file line of each row); blank lines are skipped, '#' lines too."""
-    lines = text.split("\n")
+    """(delimiter, rows, file line of each row); blank lines are skipped, '#' lines too.
+    For small files (a sample sheet); a data file is read row by row (:func:`_row_stream`)."""
+    delimiter, stream = _row_stream(text, where)
+    numbered = list(stream())
+    return delimiter, [r for _, r in numbered], [n for n, _ in numbered]
+
+
+def _row_stream(text: str, where: str):
+    """(delimiter, rows): ``rows()`` yields (file line, row) one at a time, each cell
+    stripped; blank lines, lines of delimiters only and '#' lines are skipped.  Each call
+    reads the text again, so a reader may pass over a large file twice while holding only
+    what it keeps (one Python string per cell of a 100 MB file is gigabytes).  DataError
+    when the text holds no row, or a line cannot be parsed."""
     # the first line with content (not only delimiters, which the rows below skip too)
-    first = next((ln for ln in lines if ln.strip(" \t,") and not ln.startswith("#")), None)
+    first = next((ln for ln in text_lines(text) if ln.strip(" \t,\n") and
+                  not ln.startswith("#")), None)
     empty = f"{where} is empty; it needs a header line and one line per row"
     if first is None:
         raise DataError(empty)
     delimiter = "\t" if "\t" in first else ","
-    rows, numbers = [], []
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    start = 1  # the file line a row starts on (a quoted field may span lines)
-    try:
-        for row in reader:
-            number, start = start, reader.line_num + 1
-            if not row or all(not c.strip() for c in row) or row[0].startswith("#"):
-                continue
-            rows.append([c.strip() for c in row])
-            numbers.append(number)
-    except csv.Error as exc:
-        raise DataError(f"{where}: line {start} cannot be parsed as delimited text ({exc}); "
-                        "check the quotes on that line") from None
-    if not rows:
-        raise DataError(empty)
-    return delimiter, rows, numbers
+
+    def rows():
+        reader = csv.reader(text_lines(text), delimiter=delimiter)
+        start = 1  # the file line a row starts on (a quoted field may span lines)
+        found = False
+        try:
+            for row in reader:
+                number, start = start, reader.line_num + 1
+                if not row or all(not c.strip() for c in row) or row[0].startswith("#"):
+                    continue
+                found = True
+                yield number, [c.strip() for c in row]
+        except csv.Error as exc:
+            raise DataError(f"{where}: line {start} cannot be parsed as delimited text "
+                            f"({exc}); check the quotes on that line") from None
+        if not found:
+            raise DataError(empty)
+
+    return delimiter, rows
+
+
+def _header(text: str, where: str) -> tuple[str, list[str]]:
+    """(delimiter, the header row), read without reading the rest of the text."""
+    delimiter, rows = _row_stream(text, where)
+    stream = rows()
+    _, header = next(stream)
+    stream.close()
+    return delimiter, header
 
 
 def _check_header(header: list[str], where: str, line: int, what: str) -> None:
@@ -247,8 +271,8 @@ def read_screen(path: str | Path, samples: str | Path | None = None, *,
     path = Path(path)
     where = f"data file {path}"
     text = _file_text(path, "data file")
-    delimiter, rows, _ = _rows(text, where)
-    fmt = detect_format(rows[0])
+    delimiter, header = _header(text, where)  # the rest is read by the format's reader
+    fmt = detect_format(header)
     if fmt == "counts":
         return _counts_from_text(text, path, samples)
     if samples is not None:
@@ -258,11 +282,13 @@ def read_screen(path: str | Path, samples: str | Path | None = None, *,
     if fmt == "long":
         if delimiter != ",":  # read_screen_csv reads commas; a tab-separated file is re-written
             out = io.StringIO()
-            csv.writer(out, lineterminator="\n").writerows(rows)
+            writer = csv.writer(out, lineterminator="\n")
+            for _, row in _row_stream(text, where)[1]():
+                writer.writerow(row)
             text = out.getvalue()
         frame = _sorted_frame(read_screen_csv(text, where), where)
         return Screen(frame, str(path), "long")
-    if len(rows[0]) < 2:  # (a header without data lines is told by the matrix reader)
+    if len(header) < 2:  # (a header without data lines is told by the matrix reader)
         raise DataError(f"{where}: format not recognised; it must be one of: "
                         + "; ".join(FORMATS.values()))
     return _matrix_from_rows(path, text, genes_as)
@@ -328,19 +354,24 @@ def _orientation(header: list[str], labels: list[str], genes_as: str | None,
 
 def _matrix_from_rows(path: Path, text: str, genes_as: str | None) -> Screen:
     where = f"gene-effect file {path}"
-    _, rows, numbers = _rows(text, where)
-    header = rows[0]
+    _, stream = _row_stream(text, where)
+    rows = stream()  # pass 1: header, widths, labels; pass 2 (below): the values
+    header_line, header = next(rows)
+    numbers = [header_line]
     if len(header) < 2:
         raise DataError(f"{where}: the header (line {numbers[0]}) has one column; a matrix "
                         "needs a label column and one column per cell line or gene. The format "
                         "is not recognised; it must be one of: " + "; ".join(FORMATS.values()))
     _check_header(header, where, numbers[0], "value")
-    body, lines = rows[1:], numbers[1:]
-    if not body:
+    labels, lines, width = [], [], len(header)
+    for line, row in rows:  # one row at a time: only the labels are kept
+        if len(row) != width:
+            _check_width([row], [line], width, where)
+        labels.append(row[0])
+        lines.append(line)
+    if not labels:
         raise DataError(f"{where} has a header (line {numbers[0]}) but no data lines; add one "
                         "line per gene or cell line")
-    _check_width(body, lines, len(header), where)
-    labels = [r[0] for r in body]
     first_line: dict[str, int] = {}
     for label, line in zip(labels, lines):
         if not label:
@@ -351,8 +382,10 @@ def _matrix_from_rows(path: Path, text: str, genes_as: str | None) -> Screen:
                             f"and {line}); remove or merge one of them (each gene and cell "
                             "line once)")
         first_line[label] = line
-    values = np.full((len(body), len(header) - 1), np.nan)
-    for i, (row, line) in enumerate(zip(body, lines)):
+    values = np.full((len(labels), len(header) - 1), np.nan)
+    body = stream()
+    next(body)  # the header
+    for i, (line, row) in enumerate(body):
         for j, cell in enumerate(row[1:]):
             if cell.lower() in MISSING:
                 continue
@@ -385,11 +418,21 @@ def _matrix_from_rows(path: Path, text: str, genes_as: str | None) -> Screen:
             notes.append(f"{len(empty)} {what} without any value left out "
                          f"({', '.join(empty[:5])}{', ...' if len(empty) > 5 else ''})")
     gi, ci = np.nonzero(present)
-    long = pd.DataFrame({"cell_line": np.asarray(cells, dtype=object)[ci],
-                         "gene": np.asarray(genes, dtype=object)[gi],
-                         "expt": "e0", "logfc": matrix[gi, ci]})
+    # factors as codes into the (distinct) labels, never one string per value
+    long = pd.DataFrame({"cell_line": _labelled(cells, ci), "gene": _labelled(genes, gi),
+                         "expt": pd.Categorical.from_codes(np.zeros(len(gi), np.int8), ["e0"]),
+                         "logfc": matrix[gi, ci]})
     frame = _sorted_frame(long, where)
     return Screen(frame, str(path), "gene_effect", tuple(notes))
+
+
+def _labelled(names: list[str], index: np.ndarray) -> pd.Categorical:
+    """``names[index]`` as a categorical whose categories (the distinct ``names``) are
+    sorted, as a column of the names would be."""
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int32)
+    rank[order] = np.arange(len(names), dtype=np.int32)
+    return pd.Categorical.from_codes(rank[index], categories=[names[i] for i in order])
 
 
 def _gene_symbols(labels: list[str]) -> list[str]:
@@ -405,9 +448,8 @@ def _sorted_frame(long: pd.DataFrame, where: str) -> pd.DataFrame:
     categories' order: a model that indexes effects by ``cat.codes`` (a hand-written PyMC
     form, such as a rescue parametrization) then labels them as Bambi does."""
     frame = screen_frame(long, where)
-    for col in ("cell_line", "gene"):
-        values = frame[col].astype(str)
-        frame[col] = pd.Categorical(values, categories=sorted(set(values)))
+    for col in ("cell_line", "gene"):  # every category is used (screen_frame keeps no other)
+        frame[col] = frame[col].cat.reorder_categories(sorted(frame[col].cat.categories))
     return frame.sort_values(["cell_line", "gene", "expt"], ignore_index=True)
 
 
@@ -443,8 +485,10 @@ def read_counts(path: str | Path, samples: str | Path | pd.DataFrame | None = No
 
 def _counts_from_text(text: str, path: Path, samples) -> CountScreen:
     where = f"count table {path}"
-    _, rows, numbers = _rows(text, where)
-    header = rows[0]
+    _, stream = _row_stream(text, where)
+    rows = stream()  # pass 1: header and widths; pass 2 (below): guides and counts
+    header_line, header = next(rows)
+    numbers = [header_line]
     _check_header(header, where, numbers[0], "sample")
     low = [h.lower() for h in header]
     if "sgrna" not in low or "gene" not in low:
@@ -457,14 +501,20 @@ def _counts_from_text(text: str, path: Path, samples) -> CountScreen:
     if not sample_cols:
         raise DataError(f"{where}: no sample columns after sgRNA and Gene; add one column of "
                         "read counts per sample")
-    body, lines = rows[1:], numbers[1:]
-    if not body:
+    n_rows, width = 0, len(header)
+    for line, row in rows:  # one row at a time, nothing kept
+        if len(row) != width:
+            _check_width([row], [line], width, where)
+        n_rows += 1
+    if not n_rows:
         raise DataError(f"{where} has a header (line {numbers[0]}) but no guide lines; add one "
                         "line per sgRNA")
-    _check_width(body, lines, len(header), where)
     seen: dict[str, int] = {}
-    counts = np.zeros((len(body), len(sample_cols)), dtype=np.int64)
-    for r, (row, line) in enumerate(zip(body, lines)):
+    counts = np.zeros((n_rows, len(sample_cols)), dtype=np.int64)
+    guides, genes = [], []
+    body = stream()
+    next(body)  # the header
+    for r, (line, row) in enumerate(body):
         guide, gene = row[i_guide], row[i_gene]
         if not guide or not gene:
             raise DataError(f"{where}: line {line} has an empty {'sgRNA' if not guide else 'Gene'}"
@@ -473,6 +523,8 @@ def _counts_from_text(text: str, path: Path, samples) -> CountScreen:
             raise DataError(f"{where}: guide {guide!r} appears twice (lines {seen[guide]} and "
                             f"{line}); each sgRNA once (sum its counts or rename one)")
         seen[guide] = line
+        guides.append(guide)
+        genes.append(gene)
         for k, i in enumerate(sample_cols):
             counts[r, k] = _count(row[i], where, line, i + 1, header[i])
     names = [header[i] for i in sample_cols]
@@ -484,9 +536,8 @@ def _counts_from_text(text: str, path: Path, samples) -> CountScreen:
             raise DataError(f"{where}: sample {name!r} (column {i + 1}) has no reads in any "
                             "guide (library size 0), so no fold change can be computed; "
                             "remove the column, or mark it role 'skip' in the sample sheet")
-    table = pd.DataFrame(counts, index=pd.Index([r[i_guide] for r in body], name="sgRNA"),
-                         columns=names)
-    guide_gene = pd.Series([r[i_gene] for r in body], index=table.index, name="gene")
+    table = pd.DataFrame(counts, index=pd.Index(guides, name="sgRNA"), columns=names)
+    guide_gene = pd.Series(genes, index=table.index, name="gene")
     return _count_screen(table, guide_gene, sheet, str(path), notes)
 
 

@@ -24,23 +24,26 @@ import pandas as pd
 RECORD_SCHEMA = 1
 # record["failure"] of a failed replicate: the model could not be built on the worker
 # ("prepare"), the simulated data were not finite ("simulation"), the sampler returned
-# non-finite draws ("nonfinite") or did not move ("degenerate"), truths and draws of a
-# parameter differ in shape ("shape_mismatch"), the fit ran past sampler.timeout
-# ("timeout"), the process fitting it died, again and again ("worker_died": os.abort, a
-# segfault, out of memory), anything else raised ("exception").  None for ok records (and
-# old records).
-FAILURE_CODES = ("prepare", "simulation", "nonfinite", "degenerate", "shape_mismatch",
-                 "timeout", "worker_died", "exception")
+# non-finite draws ("nonfinite"), truths and draws of a parameter differ in shape
+# ("shape_mismatch"), the fit ran past sampler.timeout ("timeout"), the process fitting it
+# died, again and again ("worker_died": os.abort, a segfault, out of memory), anything else
+# raised ("exception").  None for ok records (and old records).
+# A fit that did not move is not a failure: it is ranked and flagged ("flag_degenerate").
+FAILURE_CODES = ("prepare", "simulation", "nonfinite", "shape_mismatch", "timeout",
+                 "worker_died", "exception")
 
 MAX_INT = 2**53  # counts and replicate numbers beyond this are not real (nor exact as floats)
 # Columns of the parameters table that come from the record itself, not from "parameters".
 RESERVED_COLUMNS = ("model", "design", "rep", "kind", "n_ranked", "seed_entropy")
 # Fields of a record (either status), checked when present: numbers (finite) or null,
 # counts (integers >= 0) or null, flags (true/false) or null, text or null.
-NUMBER_FIELDS = ("wall_seconds", "sampler_seconds", "ess_bulk_min", "ess_tail_min", "rhat_max")
+NUMBER_FIELDS = ("wall_seconds", "sampler_seconds", "ess_bulk_min", "ess_tail_min", "rhat_max",
+                 "target_accept")
 COUNT_FIELDS = ("n_draws", "thin", "n_divergent", "n_treedepth")
-FLAG_FIELDS = ("flag_divergent", "flag_low_ess", "flag_rhat", "rescued")
-TEXT_FIELDS = ("error", "quantities_skipped", "stage", "fingerprint", "digest")
+FLAG_FIELDS = ("flag_divergent", "flag_low_ess", "flag_rhat", "flag_degenerate", "rescued",
+               "noncentered")
+TEXT_FIELDS = ("error", "quantities_skipped", "unranked", "degenerate", "stage", "fingerprint",
+               "digest")
 
 
 class Parameters(TypedDict, total=False):
@@ -99,11 +102,16 @@ class Record(TypedDict, total=False):
     flag_divergent: bool
     flag_low_ess: bool
     flag_rhat: bool
+    flag_degenerate: bool  # did not move: ranked among all its draws (see sbc.replicate)
+    degenerate: str | None  # why it counts as degenerate
     parameters: Parameters
     quantities: dict[str, Quantity]
     quantities_skipped: str | None
+    unranked: str | None  # parameters of either model left without a rank, and why
     rescued: bool
     attempts: list[dict]
+    target_accept: float  # of the ranked fit (a rescue's when rescued)
+    noncentered: bool | None  # the ranked fit's form had non-centered group effects
     fingerprint: str
     digest: str
 
@@ -204,6 +212,12 @@ def is_number(v) -> bool:
     if isinstance(v, int):
         return -MAX_INT <= v <= MAX_INT
     return isinstance(v, float) and math.isfinite(v)
+
+
+def is_name(v) -> bool:
+    """A parameter's or group's name as PyMC accepts it: non-empty text without '/' or NUL
+    (any length, script, tab or line break; :func:`rank_tree` stores odd ones safely)."""
+    return isinstance(v, str) and bool(v) and "/" not in v and "\x00" not in v
 
 
 def is_label(v) -> bool:
@@ -316,7 +330,7 @@ def _parameters_problem(p, n_ranked: int) -> str | None:
                     f"{length}")
     names, groups = p["name"], p["group"]
     for what, values in (("name", names), ("group", groups)):
-        i = _first_bad(values, is_label)
+        i = _first_bad(values, is_name)
         if i is not None:
             return f"parameters.{what}[{i}] = {show(values[i])} is not a name"
     for i, (n, g) in enumerate(zip(names, groups)):
@@ -360,8 +374,9 @@ def _quantities_problem(record: dict, n_ranked: int) -> str | None:
 REPLICATE_COLUMNS = ["model", "design", "rep", "status", "failure", "error", "wall_seconds",
                      "sampler_seconds", "n_draws", "thin", "n_ranked", "n_divergent",
                      "n_treedepth", "ess_bulk_min", "ess_tail_min", "rhat_max",
-                     "flag_divergent", "flag_low_ess", "flag_rhat", "seed_entropy",
-                     "quantities_skipped", "rescued"]
+                     "flag_divergent", "flag_low_ess", "flag_rhat", "flag_degenerate",
+                     "degenerate", "seed_entropy",
+                     "quantities_skipped", "unranked", "rescued", "target_accept", "noncentered"]
 
 
 def _record_columns(r: Record) -> dict[str, list]:
@@ -417,6 +432,23 @@ def rank_tree_bytes(params: pd.DataFrame) -> bytes:
         return buffer.getvalue()
 
 
+def _variable_names(groups: dict[str, bool]) -> dict[str, str]:
+    """The ranks.nc variable of each group (``groups``: name -> has an element dimension),
+    see :func:`rank_tree`."""
+    taken = {"chain", "draw", "n_ranked", ".", ""}
+    dims = {f"{g}_dim_0" for g, vector in groups.items() if vector}
+    out: dict[str, str] = {}
+    for group, vector in groups.items():
+        var = group
+        while var in taken or var in dims or (var != group and var in groups):
+            var += "_"
+        out[group] = var
+        taken.add(var)
+        if vector:
+            taken.add(f"{var}_dim_0")
+    return out
+
+
 def rank_tree(params: pd.DataFrame):
     """Ranks as an xarray DataTree with one ``prior_sbc`` group per (model, design), the layout
     ``arviz_plots.plot_ecdf_pit`` reads: one variable per parameter (vector parameters keep
@@ -425,7 +457,10 @@ def rank_tree(params: pd.DataFrame):
     the values the report tests).  Randomized rather than midpoint values, because with few
     ranked draws midpoints are visibly discrete and fail continuous uniformity checks
     although the ranks are exactly uniform.  ``sbc_ranks`` holds
-    the raw integer ranks and the number of ranked draws per replicate."""
+    the raw integer ranks and the number of ranked draws per replicate.
+
+    A name that cannot be a variable there ("." or one the layout takes: chain, draw,
+    n_ranked, X_dim_0) gets "_" appended until free; attribute ``sbc_name`` keeps the name."""
     import xarray as xr
 
     from sbc.stats import table_fractional_ranks
@@ -440,19 +475,22 @@ def rank_tree(params: pd.DataFrame):
         groups = block.drop_duplicates("name").groupby("group", sort=False)["name"].apply(list)
         frac, raw = {}, {"n_ranked": xr.DataArray(n_ranked[None].astype(int), dims=("chain", "draw"),
                                                   coords={"chain": [0], "draw": reps})}
+        variables = _variable_names({g: not (len(n) == 1 and n[0] == g)
+                                     for g, n in groups.items()})
         for group, names in groups.items():
             ranks = wide[names].to_numpy(float)  # (reps, elements)
             u = wide_u[names].to_numpy(float)
             coords = {"chain": [0], "draw": reps}
+            var, attrs = variables[group], {"sbc_name": group}
             if len(names) == 1 and names[0] == group:
                 dims, values_u, values_r = ("chain", "draw"), u[None, :, 0], ranks[None, :, 0]
             else:
-                dim = f"{group}_dim_0"
+                dim = f"{var}_dim_0"
                 coords[dim] = [n[len(group) + 1:-1] for n in names]
                 dims, values_u, values_r = ("chain", "draw", dim), u[None], ranks[None]
-            frac[group] = xr.DataArray(values_u, dims=dims, coords=coords)
-            raw[group] = xr.DataArray(np.nan_to_num(values_r, nan=-1).astype(int), dims=dims,
-                                      coords=coords)
+            frac[var] = xr.DataArray(values_u, dims=dims, coords=coords, attrs=attrs)
+            raw[var] = xr.DataArray(np.nan_to_num(values_r, nan=-1).astype(int), dims=dims,
+                                    coords=coords, attrs=attrs)
         kind = "posterior_sbc" if str(design).startswith("posterior-") else "prior_sbc"
         tree[f"/{model}/{design}/{kind}"] = xr.Dataset(frac)
         tree[f"/{model}/{design}/sbc_ranks"] = xr.Dataset(raw)

@@ -5,7 +5,10 @@ design and sampler settings, so each worker compiles each (model, design) once a
 only swaps data.  A replicate never raises: a failed fit becomes a record with its error
 (``error``, readable text) and a short machine-readable reason (``failure``, one of
 ``FAILURE_CODES``).  A fit that did not move (a scalar with zero or negligible posterior
-variance, or ESS 0) is such a failure ("degenerate"), never a ranked replicate.
+variance, or ESS 0) after its rescue is ranked among all its draws, unthinned, and flagged
+(``flag_degenerate``, the reason in ``degenerate``): its truth lies on one side of a point, so
+its ranks are extreme and count against the design.  Leaving such fits out of the ranks (as
+failures) would hide the miscalibration of the region of the prior where they happen.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from sbc.posterior import PosteriorDesign, PosteriorSimulator
 from sbc.quantities import QUANTITIES, LoglikEvaluator, derived_quantities
 from sbc.rank import rank_of_truth, thin_draws, thin_factor
 from sbc.errors import ModelError
-from sbc.spec import ModelRef, make_spec, pair_parameters, parameter_layouts
+from sbc.spec import (ModelRef, is_noncentered, make_spec, pair_parameters, parameter_layouts,
+                      unpaired_text)
 from sbc.sampling import SamplerSettings, get_sampler
 
 QUANTILES = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
@@ -70,6 +74,7 @@ class Prepared:
     # generator input name -> fitter name whose draws feed the log-likelihood; None: skipped
     loglik_draws: dict[str, str] | None = None
     quantities_skipped: str | None = None  # why loglik quantities are not computed
+    unranked: str | None = None  # parameters of either model without a rank (unpaired)
     rescue_specs: list = field(default_factory=list)  # (name, builder) of RESCUE forms
     _rescue_backends: dict = field(default_factory=dict)
     _rescue_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -150,7 +155,8 @@ def _prepare(task: BatchTask) -> Prepared:
         else:
             loglik_draws = {g: fit_of[g] for g, _ in loglik.inputs}
     prepared = Prepared(fit_spec, simulator, backend, loglik, ranked, truth_of, loglik_draws,
-                        skipped, _rescue_specs(task, data, ranked))
+                        skipped, unpaired_text(fit_spec.parameters, simulator.names, pairs),
+                        _rescue_specs(task, data, ranked))
     _CACHE[key] = prepared
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -213,17 +219,32 @@ def low_ess(ess_min: float, n_ranked: int, thin: int | str) -> bool:
     return bool(ess_min < ESS_MIN or (thin != "auto" and ess_min < n_ranked))
 
 
-def run_batch(task: BatchTask) -> list[Record]:
-    """Run every replicate of a batch; never raises (errors become failed records)."""
+def run_batch(task: BatchTask, note=None) -> list[Record]:
+    """Run every replicate of a batch; never raises (errors become failed records).
+    ``note``: an :class:`sbc.inflight.Guard` told which replicate is being fitted (runs in
+    this process, where a crashing fit ends the run: the guard then says which one)."""
+    where = f"model {task.model.label}, design {task.design.label}"
+    if note is not None:
+        note.start(f"{where} (building the model for replicates {task.reps[0]}-"
+                   f"{task.reps[-1]})")
     try:
         prepared = prepare(task)
     except Exception as exc:  # the model cannot be built: every replicate fails with the reason
         error = f"{type(exc).__name__}: {exc}"
         # stage "prepare": the model could not be built here, not a property of the replicate;
         # a resumed run retries these instead of counting them as done.
+        if note is not None:
+            note.end()
         return [{**_failed_record(task, rep, error, 0.0, "prepare"), "stage": "prepare"}
                 for rep in task.reps]
-    return [run_replicate(prepared, task, rep) for rep in task.reps]
+    if note is None:
+        return [run_replicate(prepared, task, rep) for rep in task.reps]
+    records = []
+    for rep in task.reps:
+        note.start(f"{where}, replicate {rep}")
+        records.append(run_replicate(prepared, task, rep))
+    note.end()
+    return records
 
 
 def _replicate_seed(task: BatchTask, rep: int) -> np.random.SeedSequence:
@@ -284,8 +305,8 @@ def degenerate_reason(flat: np.ndarray, diag: dict, truth: np.ndarray,
     if not parts:
         return None
     return ("degenerate fit: " + "; ".join(parts) + ": the sampler did not explore the "
-            "posterior, so this fit is not ranked (check the model's parametrization, priors "
-            "and initial values)")
+            "posterior, so its truth is ranked among all its draws and the fit is flagged "
+            "(check the model's parametrization, priors and initial values)")
 
 
 def _run_replicate(prepared: Prepared, task: BatchTask, rep: int,
@@ -318,10 +339,8 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int,
     n_total = matrix.shape[0] * matrix.shape[1]
     flat = matrix.reshape(n_total, -1)
     labels = scalar_names(fit.draws, names)
-    reason = degenerate_reason(flat, diag, truth_vec, labels)
-    if reason:
-        raise ReplicateFailure("degenerate", reason)
-    factor = checked.factor
+    degenerate = degenerate_reason(flat, diag, truth_vec, labels)
+    factor = 1 if degenerate else checked.factor  # a stuck fit: ranked among all its draws
     kept = thin_draws(matrix, factor)
     rng = np.random.default_rng(tie_seed)
     ranks = rank_of_truth(kept, truth_vec, rng)
@@ -361,6 +380,7 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int,
         "flag_divergent": flags["n_divergent"] > 0,
         "flag_low_ess": flags["low_ess"],
         "flag_rhat": flags["high_rhat"],
+        "flag_degenerate": degenerate is not None, "degenerate": degenerate,
         "parameters": {
             "name": labels, "group": groups, "truth": truth_vec.tolist(),
             "rank": ranks.astype(int).tolist(),
@@ -371,9 +391,20 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int,
         },
         "quantities": {q: {"truth": v[0], "rank": v[1], "mean": v[2], "sd": v[3]}
                        for q, v in quantity_rows.items()},
-        "quantities_skipped": skipped,
+        "quantities_skipped": skipped, "unranked": prepared.unranked,
         "rescued": bool(attempts), "attempts": attempts,
+        # what the ranked fit ran with, so advice never repeats what is already in place
+        "target_accept": attempts[-1]["target_accept"] if attempts
+        else float(task.sampler.target_accept),
+        "noncentered": attempts[-1]["noncentered"] if attempts
+        else _noncentered(prepared.backend),
     }
+
+
+def _noncentered(backend) -> bool | None:
+    """Whether a backend fits a non-centered form (None when it has no PyMC graph)."""
+    spec = getattr(backend, "spec", None)
+    return is_noncentered(spec) if spec is not None else None
 
 
 def rescue_fit(prepared: Prepared, task: BatchTask, seed, y, fit, checked, names):
@@ -391,7 +422,8 @@ def rescue_fit(prepared: Prepared, task: BatchTask, seed, y, fit, checked, names
     forms = prepared.rescue_forms()[:MAX_RESCUES] or [("build", lambda: prepared.backend)]
     flags = checked.flags
     attempts = [{**flags, "build": "build", "target_accept": task.sampler.target_accept,
-                 "tune": task.sampler.tune, "draws": task.sampler.draws, "seconds": fit.seconds}]
+                 "tune": task.sampler.tune, "draws": task.sampler.draws, "seconds": fit.seconds,
+                 "noncentered": _noncentered(prepared.backend)}]
     seeds = seeding.rescue_children(seed, len(forms))
     stronger = task.sampler
     for (form, backend_of), child in zip(forms, seeds):
@@ -401,12 +433,13 @@ def rescue_fit(prepared: Prepared, task: BatchTask, seed, y, fit, checked, names
         stronger = stronger.rescued(
             divergent=flags["n_divergent"] > 0,
             low_ess=flags["slow_mixing"] and stronger.draws < 4 * task.sampler.draws)
-        fit = backend_of().with_settings(stronger).fit(y, seeding.integer(child))
+        backend = backend_of()
+        fit = backend.with_settings(stronger).fit(y, seeding.integer(child))
         checked = assess(fit, names, task.thin)
         flags = checked.flags
         attempts.append({**flags, "build": form, "target_accept": stronger.target_accept,
                          "tune": stronger.tune, "draws": stronger.draws,
-                         "seconds": fit.seconds})
+                         "seconds": fit.seconds, "noncentered": _noncentered(backend)})
     return fit, checked, (attempts if len(attempts) > 1 else [])
 
 

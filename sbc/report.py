@@ -18,16 +18,15 @@ import pandas as pd
 
 from sbc import plots, render
 from sbc.glossary import canonical, explain
-from sbc.calibration import (LEVELS, MIN_FITS, SHAPE_TEXT, Calibration, Verdict, at_floor,
-                             combine, with_fractional_ranks)
+from sbc.calibration import LEVELS, MIN_FITS, Calibration, Verdict, combine, with_fractional_ranks
+from sbc.report_tables import (ComputationCheck, computation_check, degenerate_table,
+                               diagnostics_table, extremes_table, group_table, scalar_table)
 from sbc.store import Store
-from sbc.summarize import (Badge, Plot, PValue, calibrate_store_tables, sequential_plot,
+from sbc.summarize import (Badge, Plot, calibrate_store_tables, sequential_plot,
                            sequential_table, study_summary, summary_frame)
 
 
 WORST_LISTED = 10  # individual elements listed / plotted per model x design
-EXTREME_LISTED = 10  # the fits of largest |z| listed per model x design
-EXTREME_BY_RANK = 3  # and those of the smallest and of the largest fractional rank
 
 
 @dataclass(frozen=True)
@@ -75,19 +74,6 @@ class SummarySection:
 
 
 @dataclass(frozen=True)
-class ComputationCheck:
-    """Model bug or computation: the worst element of each failing group in flagged and
-    clean fits, the cause the engine names, and the verdict without flagged fits."""
-
-    table: pd.DataFrame
-    cause_kind: str
-    cause_evidence: str
-    n_flagged: int
-    changes: bool
-    clean: Badge
-
-
-@dataclass(frozen=True)
 class DesignSection:
     """One model x design: verdict, group and element tables, diagnostics and figures."""
 
@@ -102,6 +88,7 @@ class DesignSection:
     worst_elements: Plot | None
     scalars: pd.DataFrame
     extremes: pd.DataFrame | None = None  # the fits behind the outliers
+    degenerate: pd.DataFrame | None = None  # fits that did not move, and where in the prior
     sequential: pd.DataFrame | None = None  # a sequential study: where it stopped and why
 
 
@@ -157,16 +144,16 @@ class Report:
 
 
 def write_report(store: Store) -> Path:
-    """Recompute every statistic from the store (no refitting) and write report.html,
-    summary.csv and summary.md."""
-    return write_report_with_calibration(store)[0]
+    """Recompute all from the store (no refit) under its lock, write the report's files."""
+    with store.for_report():
+        return write_report_with_calibration(store)[0]
 
 
 def write_report_with_calibration(store: Store, on_verdict=None) -> tuple[Path, Calibration | None]:
     """:func:`write_report`, also returning the engine's result (None when nothing is
     stored), so that a command can print the verdicts it wrote.  ``on_verdict(cal)`` is
     called with the verdicts as soon as they are known, before the figures are drawn."""
-    manifest = store.read_manifest()
+    manifest = store.study_manifest()  # a plan's store is refused: its report is the plan's
     reps, params = store.write_tables()
     report, cal = build_report(manifest, reps, params, on_verdict)
     if cal is not None:
@@ -272,122 +259,6 @@ def coverage_rows(groups: pd.DataFrame, scalars: pd.DataFrame) -> list[plots.Cov
     return rows
 
 
-def coverage_header(level: float, n: float) -> str:
-    """A coverage column's header with its Monte Carlo error: 1.96 binomial standard errors
-    at the nominal level for n fits, the spread simulation noise alone gives a calibrated
-    parameter (every row of a table shares the fits, so the error is the column's)."""
-    error = 1.96 * np.sqrt(level * (1 - level) / max(float(n), 1.0))
-    return f"cov {round(level * 100)}% ±{error:.3f}"
-
-
-def _coverage_columns(frame: pd.DataFrame, n: pd.Series) -> dict[str, pd.Series]:
-    n_fits = float(n.median()) if len(n) else 1.0
-    return {coverage_header(lv, n_fits): frame[f"cov{round(lv * 100)}"].to_numpy(float)
-            for lv in LEVELS}
-
-
-def group_table(groups: pd.DataFrame, scalars: pd.DataFrame) -> pd.DataFrame:
-    n = groups["group"].map(scalars.groupby("group")["n_used"].median()).fillna(0)
-    bound = groups["at_floor"].astype(bool)
-    return pd.DataFrame({
-        "parameter / group": groups["group"], "kind": groups["kind"],
-        "elements": groups["elements"],
-        "p (pooled)": [PValue(p, b) for p, b in zip(groups["p_pooled"], bound)],
-        "Holm p": [PValue(p, b) for p, b in zip(groups["p_holm"], bound)],
-        "result": [Badge("fail" if f else "pass") for f in groups["fails"]],
-        "worst element": groups["worst"],
-        "worst p": [PValue(p, b) for p, b in zip(groups["worst_p"], bound)],
-        "shape": [SHAPE_TEXT.get(s, s) if f else "" for s, f in
-                  zip(groups["worst_shape"], groups["fails"])],
-        **_coverage_columns(groups, n),
-        "robust sd(z)": groups["z_sd"], "contraction": groups["contraction"], "RMSE": groups["rmse"]})
-
-
-SCALAR_COLUMNS = {"name": "name", "n_used": "n", "p_value": "p", "shape": "shape (p<0.05)",
-                  "rank_mean": "mean u", "rank_var": "var u", "cov50": "cov 50%",
-                  "cov80": "cov 80%", "cov90": "cov 90%", "cov95": "cov 95%", "bias": "bias",
-                  "rmse": "RMSE", "z_median": "median z", "z_sd": "robust sd(z)",
-                  "contraction_median": "contraction", "p_clean": "p clean",
-                  "n_clean": "n clean"}
-
-
-def scalar_table(scalars: pd.DataFrame, n_sim: int) -> pd.DataFrame:
-    """One row per scalar; p-values at the Monte Carlo floor 1 / (n_sim + 1) shown as bounds,
-    coverage with its Monte Carlo error."""
-    columns = {k: v for k, v in SCALAR_COLUMNS.items() if not k.startswith("cov")}
-    table = scalars[list(columns)].rename(columns=columns)
-    for column in ("p", "p clean"):
-        table[column] = pvalues(table[column], n_sim)
-    at = table.columns.get_loc("var u") + 1
-    for i, (column, values) in enumerate(_coverage_columns(scalars, scalars["n_used"]).items()):
-        table.insert(at + i, column, values)
-    return table
-
-
-def pvalues(values, n_sim: int) -> list[PValue]:
-    """Uniformity p-values as shown: at the Monte Carlo floor 1 / (n_sim + 1) a bound."""
-    return [PValue(p, at_floor(p, n_sim)) for p in values]
-
-
-def extremes_table(block: pd.DataFrame) -> pd.DataFrame:
-    """The fits behind the outliers of a model x design, with the replicate to look up: the
-    largest posterior |z| (truth far from the posterior mean, largest first), then the
-    smallest and the largest fractional ranks (truth in a posterior tail) not listed yet."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = (block["mean"] - block["truth"]) / block["sd"]
-    fits = block.assign(z=z, az=z.abs())
-    fits = fits[np.isfinite(fits["az"])]
-    picks = [("largest |z|", fits.sort_values("az", ascending=False, kind="stable"),
-              EXTREME_LISTED),
-             ("smallest u", fits.sort_values("u", kind="stable"), EXTREME_BY_RANK),
-             ("largest u", fits.sort_values("u", ascending=False, kind="stable"),
-              EXTREME_BY_RANK)]
-    chosen, why = [], []
-    for reason, ordered, count in picks:
-        new = [i for i in ordered.index if i not in set(chosen)][:count]
-        chosen += new
-        why += [reason] * len(new)
-    worst = fits.loc[chosen]
-    return pd.DataFrame({"parameter": worst["name"].to_numpy(), "replicate": worst["rep"].to_numpy(),
-                         "listed for": why, "u": worst["u"].to_numpy(float),
-                         "z": worst["z"].to_numpy(float), "truth": worst["truth"].to_numpy(float),
-                         "posterior mean": worst["mean"].to_numpy(float),
-                         "posterior sd": worst["sd"].to_numpy(float),
-                         "sampler warning": ["yes" if f else "no" for f in worst["flagged"]]})
-
-
-def computation_check(groups: pd.DataFrame, scalars: pd.DataFrame, verdict: Verdict,
-                      clean_verdict: Verdict, diag, n_sim: int) -> ComputationCheck | None:
-    """None when no group fails."""
-    failing = groups[groups["fails"]]
-    if failing.empty:
-        return None
-    worst = scalars.set_index("name").loc[failing["worst"]].reset_index()
-    frame = pd.DataFrame({
-        "element": worst["name"], "p all fits": pvalues(worst["p_value"], n_sim),
-        "n flagged": worst["n_flagged"], "p flagged": pvalues(worst["p_flagged"], n_sim),
-        "n clean": worst["n_clean"], "p clean": pvalues(worst["p_clean"], n_sim),
-        "extremeness flagged": worst["extreme_flagged"],
-        "extremeness clean": worst["extreme_clean"],
-        "Mann-Whitney p": worst["assoc_p"], "correlation": worst["assoc_r"]})
-    cause = verdict.cause
-    return ComputationCheck(frame, cause.kind if cause else "", cause.evidence if cause else "",
-                            diag["ok"] - diag["clean"], clean_verdict.status != verdict.status,
-                            Badge(clean_verdict.status, note=clean_verdict.reason))
-
-
-def diagnostics_table(diag) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "fits": diag["fits"], "failed": diag["failed"], "ok": diag["ok"],
-        "divergent": f"{diag['divergent']:.0%}", "max treedepth hit": f"{diag['treedepth']:.0%}",
-        "R-hat > 1.01": f"{diag['rhat']:.0%}", "low ESS": f"{diag['low_ess']:.0%}",
-        "rescued (refitted)": f"{diag.get('rescued', 0.0):.0%}",
-        "any warning (after rescue)": f"{diag['flagged']:.0%}",
-        "failed fits by reason": diag.get("failures", "") or "none",
-        "median ranked draws": diag["median_ranked"],
-        "median seconds / fit": diag["median_seconds"]}])
-
-
 def design_panels(groups: pd.DataFrame, block: pd.DataFrame) -> list[plots.Panel]:
     """One panel per parameter group of a model x design (``block``: its parameters table
     with ``u`` and ``flagged``); ``[k]`` marks a group of k elements."""
@@ -457,8 +328,9 @@ def design_section(model: str, design: str, cal: Calibration,
         computation_check(groups, scalars, verdict, clean_verdict, diag, cal.n_sim),
         diagnostics_table(diag), figures,
         worst_elements_plot(groups, scalars, block), scalar_table(scalars, cal.n_sim),
-        extremes_table(block),
-        sequential_table(outcome) if outcome is not None else None)
+        extremes=extremes_table(block),
+        sequential=sequential_table(outcome) if outcome is not None else None,
+        degenerate=degenerate_table(block))
 
 
 def trend_section(model: str, cal: Calibration) -> TrendSection | None:

@@ -95,8 +95,13 @@ def run(study: Study | str | Path, out: str | Path | None = None, *,
     >>> results = sbc.run("studies/crispr_seed.toml", simulations=20)   # doctest: +SKIP
     >>> print(results.verdict.label)                                      # doctest: +SKIP
     """
+    from sbc.dispatch import check_how
     from sbc.pipeline import run_study
+    from sbc.study import check_overrides
 
+    # arguments first, named as arguments, before any file is read or the store touched
+    check_how(workers=workers, threads=threads, scheduler=scheduler)
+    simulations, max_simulations = check_overrides(simulations, max_simulations, cli=False)
     if not isinstance(study, Study):
         study = Study.from_toml(study, simulations=simulations, max_simulations=max_simulations)
     elif simulations == "auto" or (simulations is None and max_simulations is not None):
@@ -312,29 +317,51 @@ class Results:
     # --- writing --------------------------------------------------------------------------
     def write_report(self) -> Path:
         """(Re)write ``report.html``, ``summary.csv``, ``summary.md`` and the tables from the
-        store; returns the report's path.  Never refits."""
+        store; returns the report's path.  Never refits.
+
+        The store is read and the report written under the store's lock
+        (:meth:`sbc.store.Store.for_report`), so the report describes exactly what the store
+        holds when it is written; while a run holds the lock this raises StoreError (the
+        run writes its own report when it finishes).  A plan's store is refused."""
         from sbc.report import write_report_with_calibration
 
-        path, calibration = write_report_with_calibration(self._store)
+        with self._store.for_report():
+            path, calibration = write_report_with_calibration(self._store)
+        self.__dict__.pop("_tables", None)  # read again: the tables the report was made of
         self.__dict__["calibration"] = calibration  # the report's: not computed again
         return path
 
-    def extend(self, simulations: int, *, workers: int | None = None,
-               study: Study | str | Path | None = None, progress: bool = True) -> Results:
+    def extend(self, simulations: int | str, *, max_simulations: int | None = None,
+               workers: int | None = None, study: Study | str | Path | None = None,
+               progress: bool = True) -> Results:
         """Raise the study to ``simulations`` replicates per model and design; only the new
         replicates are fitted (same seeds as if the study had asked for them at first).
-        ``study``: the study (or its file) when this object has none."""
-        reps = self.replicates
-        held = int(reps.groupby(["model", "design"]).size().max()) if len(reps) else 0
-        if simulations <= held:
-            raise StudyError(f"the store already holds {held} simulations per model and "
-                             f"design; extend to more than {held}, not {simulations}")
+        ``simulations="auto"``: go on sequentially, fitting only until each verdict is
+        reached (at most ``max_simulations``, default 1000, per model and design; the
+        stored replicates count first, in order).  ``study``: the study (or its file) when
+        this object has none."""
+        from sbc.dispatch import check_how
+        from sbc.errors import ArgumentError
+        from sbc.study import check_overrides
+
+        if simulations is None:
+            raise ArgumentError("results.extend(simulations) needs the replicates per model "
+                                "and design to reach (more than the store holds), or \"auto\"")
+        simulations, max_simulations = check_overrides(simulations, max_simulations, cli=False)
+        check_how(workers=workers)
+        if simulations != "auto":
+            reps = self.replicates
+            held = int(reps.groupby(["model", "design"]).size().max()) if len(reps) else 0
+            if simulations <= held:
+                raise StudyError(f"the store already holds {held} simulations per model and "
+                                 f"design; extend to more than {held}, not {simulations} (or "
+                                 "to \"auto\": on until each verdict is reached)")
         study = study if study is not None else self.study
         if study is None:
             raise StudyError(f"the designs of {self.directory} cannot be rebuilt from the store; "
                              "pass the study file: results.extend(n, study='path/study.toml')")
-        return run(study, self.directory, simulations=simulations, workers=workers,
-                   progress=progress)
+        return run(study, self.directory, simulations=simulations,
+                   max_simulations=max_simulations, workers=workers, progress=progress)
 
     def _repr_html_(self) -> str:
         from sbc import render

@@ -27,8 +27,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from sbc.design import Design
-from sbc.dispatch import TLS, Progress, auto_batch_size, default_workers, run_tasks, session
+from sbc.dispatch import (TLS, Progress, auto_batch_size, check_how, default_workers, run_tasks,
+                          session)
 from sbc.replicate import BatchTask
+from sbc.numerics import numerics
 from sbc.spec import ModelRef
 from sbc.store import Store, counts_as_done
 from sbc.sampling import SamplerSettings
@@ -57,7 +59,7 @@ def manifest(*, fingerprint: str, study: dict, model_refs: dict, model_digests: 
     fields (e.g. ``kind="plan"``)."""
     return {"fingerprint": fingerprint, **extra, "study": study,
             "model_digests": model_digests, "model_refs": model_refs,
-            "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "versions": versions(), "numerics": numerics(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ class Runner:
                  tls: TLS | None = None, batch_size: int | None = None, stream=None,
                  keep_records: bool = False, retry_failed: bool = False,
                  threads: int | None = None):
+        check_how(workers=workers)  # a negative count would start no worker: a silent hang
+        check_how(threads=threads)
         self.out, self.manifest = Path(out), manifest
         self.scheduler, self.cluster, self.tls = scheduler, cluster, tls
         self.batch_size, self.keep_records, self.retry_failed = batch_size, keep_records, \

@@ -66,27 +66,13 @@ class SamplerSettings:
             out = replace(out, draws=2 * self.draws)
         return out
 
-    def fingerprint_dict(self, legacy_timeout: bool = False) -> dict[str, Any]:
-        """What changes results; fields added later are left out at their old default, so
-        stores written before they existed keep their fingerprint.  ``timeout`` is a
-        run-time limit, not a property of results (a fit that finishes gives the same draws
-        under any limit), so it is fixed at None: raising it and `sbc run --retry-failed` repairs
-        timed-out replicates in place.  ``legacy_timeout``: the form stores written before
-        that used, which included it."""
+    def fingerprint_dict(self) -> dict[str, Any]:
+        """What changes results.  ``timeout`` is a run-time limit, not a property of results
+        (a fit that finishes gives the same draws under any limit), so it is left out: raising
+        it and `sbc run --retry-failed` repairs timed-out replicates in place."""
         out = asdict(self)
-        if not legacy_timeout:
-            out["timeout"] = None  # as stores without a timeout always had it
-        for key, old in _LEGACY_SAMPLER.items():
-            if out.get(key) == old:
-                out.pop(key)
+        out["timeout"] = None
         return out
-
-
-# Sampler fields added after stores were first written, with the value they implicitly had.
-_LEGACY_SAMPLER = {"adaptation": "diag", "rescue": False}
-
-
-
 
 
 class FitTimeout(RuntimeError):

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sbc.errors import ModelError
 from sbc.config import check_path_name, read_text, safe_name
+from sbc.errors import ModelError
+from sbc.numerics import pin_numerics
 
 RESPONSE_DATA_NAME = "sbc_observed"
 
@@ -187,6 +188,8 @@ def build_pymc_model(model: ModelRef, data: pd.DataFrame):
     """Call the model's builder on a design frame and return the PyMC model it describes."""
     import pymc as pm
 
+    pin_numerics()  # every model sbc compiles is built here first (sbc.numerics says why)
+
     builder = getattr(load_module(model), model.function)
     try:
         built = builder(data.copy())
@@ -220,6 +223,10 @@ class ModelSpec:
     response_data: object = None  # the fit model's shared variable holding the response
 
 
+# Names of the derived quantities ranked beside the parameters (sbc.quantities computes them).
+DERIVED_QUANTITIES = ("loglik", "loglik_min")
+
+
 def make_spec(model: ModelRef, data: pd.DataFrame) -> ModelSpec:
     """Build ``model`` for a design and derive generator and fitter from the same graph."""
     import pytensor
@@ -234,6 +241,7 @@ def make_spec(model: ModelRef, data: pd.DataFrame) -> ModelSpec:
     response = observed[0]
     obs_shape = tuple(int(n) for n in response.shape.eval())
     parameters = ranked_parameters(pm_model)
+    _check_reserved_names(model, parameters)
     shared = pytensor.shared(np.zeros(obs_shape, dtype=response.dtype), name=RESPONSE_DATA_NAME)
     fit_model = observe(pm_model, {response.name: shared})
     # observe() copies shared variables into the new graph: find the copy by name.
@@ -349,6 +357,39 @@ def pair_parameters(fit_names, gen_names, mapping=None) -> list[tuple[str, str]]
                              "[parameter_map], or rename the other")
         seen[g] = f
     return pairs
+
+
+def is_noncentered(spec: ModelSpec) -> bool:
+    """Whether the model's group effects are non-centered (Bambi's ``*_offset`` free
+    parameters), read from the fitted graph itself, ranked or not."""
+    return any(rv.name.endswith("_offset") for rv in spec.fit_model.free_RVs)
+
+
+def unpaired_text(fit_names, gen_names, pairs) -> str | None:
+    """What goes unranked when the generator is another model, in words (None: nothing):
+    fitter parameters no generator parameter is paired with, and generator parameters no
+    fitter parameter estimates.  Shown with every verdict that rests on fewer tests."""
+    fit_paired, gen_paired = {f for f, _ in pairs}, {g for _, g in pairs}
+    fit_only = [f for f in fit_names if f not in fit_paired]
+    gen_only = [g for g in gen_names if g not in gen_paired]
+    parts = []
+    if fit_only:
+        parts.append(f"fitter parameter(s) {', '.join(fit_only)} not ranked (no generator "
+                     "parameter of that name; pair them in [parameter_map])")
+    if gen_only:
+        parts.append(f"generator parameter(s) {', '.join(gen_only)} estimated by no fitter "
+                     "parameter")
+    return "; ".join(parts) or None
+
+
+def _check_reserved_names(model: ModelRef, parameters) -> None:
+    """Refuse parameter names that are the derived quantities' (their rows would collide)."""
+    taken = [n for n in parameters if n in DERIVED_QUANTITIES]
+    if taken:
+        raise ModelError(f"model '{model.ref}': parameter name(s) {', '.join(taken)} are "
+                         f"reserved for sbc's derived quantities ({', '.join(DERIVED_QUANTITIES)}: "
+                         "log-likelihoods ranked beside the parameters); rename the "
+                         "parameter(s) in the model file")
 
 
 def _check_proper_priors(model: ModelRef, pm_model) -> None:

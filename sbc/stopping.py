@@ -111,10 +111,12 @@ def parse(raw: dict, path: Path, max_simulations) -> Sequential:
         raise StudyError(f"{path}: {exc}") from None
 
 
-def from_file(raw: dict, path: Path, n_sims, sims, max_sims) -> Sequential | None:
+def from_file(raw: dict, path: Path, n_sims, sims, max_sims,
+              cli: bool = True) -> Sequential | None:
     """The sequential settings of a study file (None: a fixed number of simulations).
     ``n_sims``: its simulations after the command line's ``sims``; ``max_sims``: the command
-    line's max_simulations."""
+    line's max_simulations (already checked); ``cli``: they came as the options --sims and
+    --max-sims (else as the Python arguments simulations= and max_simulations=)."""
     from sbc.config import positive_int, where
 
     if isinstance(n_sims, str) and n_sims != "auto":
@@ -123,7 +125,9 @@ def from_file(raw: dict, path: Path, n_sims, sims, max_sims) -> Sequential | Non
                          "to stop when the verdict is reached")
     if n_sims != "auto":
         if max_sims is not None:
-            raise StudyError(f"--max-sims needs a sequential study: give --sims auto or write "
+            given, auto = (("--max-sims", "--sims auto") if cli else
+                           ("max_simulations", 'simulations="auto"'))
+            raise StudyError(f"{given} needs a sequential study: give {auto} or write "
                              f"simulations = \"auto\" in {path}")
         if "max_simulations" in raw and sims is None:
             raise StudyError(f"{where(path, 'max_simulations')} needs simulations = \"auto\" "
@@ -131,9 +135,10 @@ def from_file(raw: dict, path: Path, n_sims, sims, max_sims) -> Sequential | Non
         if "sequential" in raw and sims is None:
             raise StudyError(f"{path}: a [sequential] table needs simulations = \"auto\"")
         return None
-    most = max_sims if max_sims is not None else raw.get("max_simulations")
-    if most is not None:
-        most = positive_int(most, path, "max_simulations", minimum=sequential.SMALLEST)
+    most = max_sims  # checked by the caller, which names it as given
+    if most is None and raw.get("max_simulations") is not None:
+        most = positive_int(raw["max_simulations"], path, "max_simulations",
+                            minimum=sequential.SMALLEST)
     return parse(raw, path, most)
 
 
@@ -361,13 +366,14 @@ def judge(reps: pd.DataFrame, params: pd.DataFrame, settings: Sequential, sample
     reps_c, params_c = counted(reps, params, found)
     look_alpha = (1.0 - sequential.EARLY) * settings.alpha / max(len(cells), 1)
     cal = calibrate(reps_c, params_c, alpha=look_alpha, family="cell", sampler=sampler)
-    verdicts = {key: _verdict(v, found[key], cal) for key, v in cal.verdicts.items()}
+    verdicts = {key: _verdict(v, found[key], cal, sampler) for key, v in cal.verdicts.items()}
     return replace(cal, verdicts=verdicts, sequential=found)
 
 
-def _verdict(v, o: Outcome, cal):
-    """The look's verdict ``v`` of one cell, adjusted to its sequential outcome."""
-    from sbc.calibration import Cause, Verdict, attribute
+def _verdict(v, o: Outcome, cal, sampler=None):
+    """The look's verdict ``v`` of one cell, adjusted to its sequential outcome: a stop on a
+    failure is attributed, and advised on, by the same engine as a fixed study's failure."""
+    from sbc.calibration import Cause, Verdict, attribute, recommendation
 
     if o.status == "fail":
         def cell(frame: pd.DataFrame) -> pd.DataFrame:
@@ -380,8 +386,10 @@ def _verdict(v, o: Outcome, cal):
         cause = attribute(rows, cell(cal.groups_clean), cell(cal.scalars), diag, cal.alpha) \
             if len(rows) else Cause("undetermined", "stopped by the sequential test")
         tags = tuple(t for t in v.warnings if t != "low power")
+        names = tuple(groups["group"]) if len(groups) else ()
         return Verdict("fail", f"{o.sentence()} Cause: {cause.kind} ({cause.evidence}).",
-                       o.rejected, v.recommendation, tags, cause, v.power)
+                       o.rejected, recommendation(diag, sampler, names, cause.kind), tags,
+                       cause, v.power)
     if o.status == "running":
         return Verdict("inconclusive", o.sentence(), (), "", (), Cause(
             "undetermined", "the sequential study has not reached a stopping point"), v.power)

@@ -32,7 +32,12 @@ The store trusts no file it reads:
   directories (OWN_FILES, replicates/ and its model/design directories) are links is
   refused; a record file that is a link is set aside unread.
 - A run holds an flock on the store directory itself (:meth:`Store.exclusive`), and probes
-  that it can write there before fitting anything.
+  that it can write there before fitting anything; ``sbc report`` holds the same lock while
+  it reads the store and writes the report (:meth:`Store.for_report`), so a report always
+  describes what the store holds when it is written.
+- Every directory the store creates goes through :func:`make_dirs`: a file where one
+  belongs (or a directory where a file is written) is named, with how to clear the way
+  (:func:`in_the_way`), never reported as a permission or disk problem.
 
 This module is long because every rule of trusting the disk lives here and nowhere
 else: atomic writes, the lock, quarantine of files that fail their checks, and the
@@ -44,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import stat
 import sys
@@ -57,6 +63,7 @@ import pandas as pd
 
 from sbc import seeding
 from sbc.errors import StoreError, StudyMismatchError
+from sbc.numerics import describe_change
 from sbc.record import (MAX_INT, digest_problem, dumps, is_int, is_label, is_number, json_type,
                         loads, rank_tree_bytes, record_bytes, record_problem, records_to_tables,
                         show, Record)
@@ -69,6 +76,9 @@ SCREENS = "screens"
 OWN_FILES = (STUDY_FILE, "replicates.parquet", "parameters.parquet", "ranks.nc", "report.html",
              "summary.csv", "summary.md", "plan.csv", "plan.json", "pilot_posterior.json",
              "design_prior.py", "plan_cost.png")
+# a plan's store (study.json "kind") -> the files `sbc plan` writes there, and its report
+PLAN_FILES = {"plan": ("plan.csv, plan.json and report.html", "report.html"),
+              "genome-plan": ("plan.csv, plan.json, summary.md and plan_cost.png", "summary.md")}
 PROBE = ".sbc-write-probe"  # prefix of the file that tests whether a directory is writable
 MAX_RECORD_BYTES = 256 * 2**20  # far above any real record (a few kB per ranked scalar)
 MAX_STUDY_BYTES = 16 * 2**20
@@ -81,8 +91,9 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
 
     The temporary file is a fresh name from ``tempfile.mkstemp`` in the same directory
     (created with O_EXCL: a file or link planted under a predictable name is never opened),
-    and ``os.replace`` swaps it in (a link at ``path`` is replaced, never followed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    and ``os.replace`` swaps it in (a link at ``path`` is replaced, never followed).  A file
+    where a directory of ``path`` belongs is a StoreError naming it (:func:`make_dirs`)."""
+    make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
@@ -97,6 +108,65 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _kind_of(path: Path) -> str:
+    """What a path that is not a directory is, for messages: "a file", "a symbolic link", ..."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "something"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link" + ("" if os.path.isdir(path) else " (not to a directory)")
+    if stat.S_ISREG(mode):
+        return "a file"
+    return "a special file (FIFO, socket or device)"
+
+
+def in_the_way(path: Path, file: str | None = None) -> str:
+    """The message for ``path`` being in the way of what sbc creates there (a directory, or
+    with ``file`` the file it writes): what it is, that nothing stored was changed, and
+    how to clear the way."""
+    what, needed = (_kind_of(path), "a directory of that name") if file is None else \
+        ("a directory", f"to write {file}")
+    return (f"{path} is {what}, where sbc needs {needed}; nothing was written there and "
+            "nothing stored was changed. Move it away (e.g. `mv "
+            f"{path} {path}.moved`) or remove it if it is not needed, then run the same "
+            "command again")
+
+
+def make_dirs(directory: Path) -> None:
+    """``mkdir -p directory``; a file (or anything but a directory) at ``directory`` or at one
+    of its parents is a StoreError naming it (:func:`in_the_way`), never "check permissions"."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        return
+    except (FileExistsError, NotADirectoryError) as exc:
+        error = exc
+    for candidate in [*reversed(directory.parents), directory]:  # outermost first
+        if os.path.lexists(candidate) and not candidate.is_dir():
+            raise StoreError(in_the_way(candidate)) from None
+    raise error  # no blocker found (changed meanwhile): the caller reports the OSError
+
+
+def _non_finite(value, where: str = "") -> str | None:
+    """The dotted key of the first NaN or infinity in a JSON-like ``value``, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "the value"
+    items = value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{where}[{key}]" if isinstance(key, int) else
+                            f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def _study_json(manifest: dict) -> bytes:
+    """study.json's bytes: strict JSON (no NaN or infinity), as :meth:`Store.read_manifest`
+    reads it back."""
+    return json.dumps(manifest, indent=2, allow_nan=False).encode()
 
 
 class _Unreadable(Exception):
@@ -345,10 +415,21 @@ class Store:
         """
         store = cls(root)
         root = store.root
+        bad = _non_finite(manifest)
+        if bad:  # never write a study.json that the next run would refuse as damaged
+            raise StoreError(f"cannot store this study in {root}: '{bad}' is not a finite "
+                             "number (nan or inf), and study.json holds strict JSON, which has "
+                             "neither; nothing was written. Give that key a finite value in the "
+                             "study or plan file, then run again")
+        problem = _manifest_problem(manifest)
+        if problem:
+            raise StoreError(f"cannot store this study in {root}: its study.json would be "
+                             f"refused when read back ({problem}); nothing was written. Check "
+                             "that setting in the study or plan file")
         try:
             if root.exists() and not root.is_dir():
-                raise StoreError(f"output path {root} is a file, not a directory; choose another "
-                                 "path with --out")
+                raise StoreError(f"output path {root} is {_kind_of(root)}, not a directory; "
+                                 "choose another path with --out, or move it away")
             has_study = os.path.lexists(root / STUDY_FILE)
             foreign = not has_study and root.is_dir() and \
                 any(p.name != ".gitkeep" for p in root.iterdir())
@@ -358,9 +439,7 @@ class Store:
         if has_study:
             existing = store.read_manifest()
             if existing["fingerprint"] != manifest["fingerprint"]:
-                changed = _diff_manifests(existing["study"], manifest["study"],
-                                          existing.get("model_digests") or {},
-                                          manifest["model_digests"])
+                changed = _diff_manifests(existing, manifest)
                 raise StudyMismatchError(
                     f"{root} holds results of a different study ({changed}); results of "
                     "different studies are never mixed. Run with --out NEW_DIR to start "
@@ -371,8 +450,8 @@ class Store:
             raise StoreError(f"output directory {root} is not empty and holds no sbc study "
                              f"({STUDY_FILE} missing); choose an empty or new directory with --out")
         try:
-            root.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(root / STUDY_FILE, json.dumps(manifest, indent=2).encode())
+            make_dirs(root)
+            atomic_write_bytes(root / STUDY_FILE, _study_json(manifest))
         except OSError as exc:
             raise StoreError(f"cannot write to output directory {root}: {exc.strerror}; "
                              "check permissions and free disk space, or choose another --out") from exc
@@ -394,8 +473,52 @@ class Store:
         Once the lock is held: study.json is checked again against the study the store was
         opened for (two runs creating one store at once: the second is refused), every
         directory the run writes to is probed (a read-only store is refused before any
-        fit, nothing changed), and the temporary files that a killed run left behind
+        fit, nothing changed), a file where one of the study's record directories belongs
+        is refused, naming it, and the temporary files that a killed run left behind
         (``.NAME.*.tmp``) are removed."""
+        busy = (f"another sbc process is writing to {self.root}; wait for it to finish (or "
+                "stop it), then run the same command to resume")
+        with self._flock(busy):
+            if self._opened_fingerprint is not None:
+                found = self.read_manifest()["fingerprint"]
+                if found != self._opened_fingerprint:
+                    raise StudyMismatchError(
+                        f"{self.root} was taken over by another study (fingerprint {found}) "
+                        "while this run started; results of different studies are never "
+                        "mixed: run with --out NEW_DIR")
+            self.check_layout()
+            self._check_nothing_in_the_way()
+            dirs = [self.root, *self._record_dirs(all_levels=True)]
+            for i, directory in enumerate(dirs):
+                _check_writable(directory, probe=i == 0)
+            for directory in dirs:
+                for pattern in (".r*.json.*.tmp", f"{PROBE}.*.tmp", *(f".{n}.*.tmp" for n in OWN_FILES)):
+                    for stale in directory.glob(pattern):
+                        with contextlib.suppress(OSError):
+                            stale.unlink()
+            yield self
+
+    @contextlib.contextmanager
+    def for_report(self) -> Iterator[Store]:
+        """Hold the store's lock (the one a run holds, :meth:`exclusive`) while a report is
+        read and written, so that the report describes exactly what the store holds when it
+        is written: no run can add records between reading the store and writing
+        report.html, and a report never replaces the report a finishing run writes.  While
+        a run holds the lock the report is refused: the run writes its own report when it
+        finishes."""
+        busy = (f"another sbc process (a run, or a report) is writing to {self.root} now; a "
+                "run writes report.html itself when it finishes. Wait for it (or stop it), "
+                "then run `sbc report` again: a report written now could describe fewer "
+                "replicates than the store holds when the run ends")
+        self.study_manifest()  # a plan's store: refused before anything else
+        with self._flock(busy):
+            self.check_layout()
+            yield self
+
+    @contextlib.contextmanager
+    def _flock(self, busy: str) -> Iterator[None]:
+        """An exclusive, non-blocking flock on the store directory (see :meth:`exclusive`);
+        StoreError ``busy`` when another process holds it."""
         import fcntl
 
         try:
@@ -407,31 +530,33 @@ class Store:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
-                raise StoreError(f"another sbc process is writing to {self.root}; wait for it to "
-                                 "finish (or stop it), then run the same command to resume") from exc
+                raise StoreError(busy) from exc
             except OSError as exc:
                 raise StoreError(f"cannot lock output directory {self.root} ({exc.strerror}); "
                                  "its file system does not support flock on directories: "
                                  "use an output directory on a local disk") from exc
-            if self._opened_fingerprint is not None:
-                found = self.read_manifest()["fingerprint"]
-                if found != self._opened_fingerprint:
-                    raise StudyMismatchError(
-                        f"{self.root} was taken over by another study (fingerprint {found}) "
-                        "while this run started; results of different studies are never "
-                        "mixed: run with --out NEW_DIR")
-            self.check_layout()
-            dirs = [self.root, *self._record_dirs(all_levels=True)]
-            for i, directory in enumerate(dirs):
-                _check_writable(directory, probe=i == 0)
-            for directory in dirs:
-                for pattern in (".r*.json.*.tmp", f"{PROBE}.*.tmp", *(f".{n}.*.tmp" for n in OWN_FILES)):
-                    for stale in directory.glob(pattern):
-                        with contextlib.suppress(OSError):
-                            stale.unlink()
-            yield self
+            yield
         finally:
             os.close(fd)
+
+    def _check_nothing_in_the_way(self) -> None:
+        """Refuse (StoreError, before anything is fitted) a file where a directory the run
+        writes into belongs: replicates/MODEL and replicates/MODEL/DESIGN of the study's
+        models and designs, and screens/DESIGN of a genome plan."""
+        manifest = self.read_manifest()
+        expected = _Expected.of(manifest)
+        wanted = [self.root / REPLICATES / m / d for m in expected.models for d in expected.designs]
+        if manifest.get("kind") == "genome-plan":
+            wanted += [self.root / SCREENS / d for d in expected.designs]
+        seen: set[Path] = set()
+        for path in wanted:
+            parts = path.relative_to(self.root).parts
+            for candidate in (self.root.joinpath(*parts[:i]) for i in range(1, len(parts) + 1)):
+                if candidate in seen:
+                    continue
+                seen.add(candidate)
+                if os.path.lexists(candidate) and not candidate.is_dir():
+                    raise StoreError(in_the_way(candidate))
 
     def check_layout(self) -> None:
         """Refuse (StoreError) a store whose own files (OWN_FILES), replicates/ or its
@@ -440,8 +565,7 @@ class Store:
         try:
             links = [p for p in (self.root / n for n in (*OWN_FILES, REPLICATES)) if p.is_symlink()]
             if not links and os.path.lexists(base) and not base.is_dir():
-                raise StoreError(f"{base} is not a directory; it holds the replicate records of "
-                                 "the study: move it away and run again")
+                raise StoreError(in_the_way(base))  # the replicate records' directory
             if not links and base.is_dir():
                 for model in os.scandir(base):
                     if model.is_symlink():
@@ -484,9 +608,33 @@ class Store:
             raise StoreError(f"{path} is unusable: {exc.reason}; it is written by `sbc run`: "
                              "restore it, or move the directory away and start afresh") from None
         except (ValueError, RecursionError) as exc:
+            if str(exc).endswith("is not strict JSON"):  # NaN, Infinity: from an older sbc
+                constant = str(exc).split()[0]
+                raise StoreError(
+                    f"{path} holds {constant}, which is not strict JSON: an older sbc stored a "
+                    "non-finite number (nan or inf) from the study or plan file there. The "
+                    "stored replicates are intact: give that key a finite value in the study "
+                    f"or plan file, write the same value in place of {constant} in {path}, "
+                    "then run again") from None
             raise StoreError(f"{path} is unreadable or corrupt ({exc}); it was written by "
                              "`sbc run` and should not be edited") from exc
         return check_manifest(manifest, path)
+
+    def study_manifest(self) -> dict:
+        """study.json of a calibration study (:meth:`read_manifest`); a plan's store
+        (``sbc plan``: kind "plan" or "genome-plan") is a StoreError that names the command
+        rebuilding the plan's own files, so that a study report never replaces them."""
+        manifest = self.read_manifest()
+        if manifest.get("kind") in PLAN_FILES:
+            files, page = PLAN_FILES[manifest["kind"]]
+            raise StoreError(
+                f"{self.root} holds the design plan '{manifest['study']['name']}' (written by "
+                f"`sbc plan`), not a calibration study, so `sbc report` leaves it as it is "
+                f"(its {page} is the plan's report). To rebuild the plan's {files}, run "
+                f"`sbc plan PLAN_FILE --out {self.root}` with the plan's file: it resumes from "
+                "the stored fits and refits nothing stored; in Python, "
+                f"sbc.open('{self.root}') reads a finished plan")
+        return manifest
 
     def _expect(self, fresh: bool = False) -> _Expected:
         if fresh or self._expected is None:
@@ -502,7 +650,7 @@ class Store:
         if manifest.get(key) == value:
             return
         manifest[key] = value
-        atomic_write_bytes(self.root / STUDY_FILE, json.dumps(manifest, indent=2).encode())
+        self._write(STUDY_FILE, _study_json(manifest))
 
     def replicate_path(self, model: str, design: str, rep: int) -> Path:
         return self.root / REPLICATES / model / design / f"r{rep:06d}.json"
@@ -662,6 +810,8 @@ class Store:
         path = self.root / name
         if name == STUDY_FILE:
             self._expected = None
+        if path.is_dir() and not path.is_symlink():
+            raise StoreError(in_the_way(path, f"its file {name}"))
         try:
             atomic_write_bytes(path, payload)
         except OSError as exc:
@@ -677,6 +827,8 @@ def _write_under(path: Path, levels: int, payload: bytes) -> None:
     links = [p for p in list(path.parents)[:levels][::-1] if p.is_symlink()]
     if links:
         raise StoreError(_link_message(links))
+    if path.is_dir():
+        raise StoreError(in_the_way(path, f"the record file {path.name}"))
     try:
         atomic_write_bytes(path, payload)
     except OSError as exc:
@@ -689,13 +841,19 @@ def _rep_of(name: str) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def _diff_manifests(old: dict, new: dict, old_digests: dict, new_digests: dict) -> str:
+def _diff_manifests(old_manifest: dict, new_manifest: dict) -> str:
+    old, new = old_manifest["study"], new_manifest["study"]
+    old_digests = old_manifest.get("model_digests") or {}
+    new_digests = new_manifest.get("model_digests") or {}
     changed = [k for k in sorted(set(old) | set(new))
                if k not in ("simulations", "output", "scheduler", "workers", "batch_size",
                             "base_dir", "description", "name")
                and old.get(k) != new.get(k)]
     changed += [f"source of model '{k}'" for k in sorted(set(old_digests) | set(new_digests))
                 if old_digests.get(k) != new_digests.get(k)]
+    if old_manifest.get("numerics") != new_manifest.get("numerics"):
+        changed.append("numerics: " + describe_change(old_manifest.get("numerics"),
+                                                      new_manifest.get("numerics") or {}))
     return "changed: " + ", ".join(changed) if changed else "different fingerprint"
 
 

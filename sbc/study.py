@@ -28,19 +28,20 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sbc.config import (AUTO, LIMITS, check_limit, check_path_name, int_list, parse_limits,
+from sbc.config import (AUTO, LIMITS, check_limit, check_path_name, check_where_fits_run,
+                        int_list, parse_limits,
                         parse_run, parse_seed, parse_thin, positive_int, read_toml, safe_name,
                         unknown_keys, where)
 from sbc.design import Design
-from sbc.sampling import SamplerSettings, sampler_names
 from sbc.errors import StudyError
+from sbc.numerics import fingerprint
+from sbc.sampling import SamplerSettings, sampler_names
 
 
 TOP_KEYS = {"name", "seed", "simulations", "max_simulations", "sequential", "model", "models",
@@ -146,28 +147,26 @@ class Study:
                   max_simulations: int | None = None) -> Study:
         """Read and validate a study file; ``simulations`` overrides its ``simulations`` (a
         count or "auto") and ``max_simulations`` its ``max_simulations``."""
-        return load_study(path, sims=simulations, max_sims=max_simulations)
+        return load_study(path, sims=simulations, max_sims=max_simulations, cli=False)
 
-    def fingerprint(self, model_sources: dict[str, str], legacy_timeout: bool = False) -> str:
+    def fingerprint(self, model_sources: dict[str, str]) -> str:
         """Hash of everything that changes results (not the number of simulations,
         output, workers, scheduler or the per-fit timeout: those may change between
-        resumes).  ``legacy_timeout``: the fingerprint as stores written when the timeout
-        was part of it have it (see ``SamplerSettings.fingerprint_dict``)."""
+        resumes), the numerics included (:func:`sbc.numerics.numerics`)."""
         payload = {
             "models": list(self.models),
             "simulate_model": self.simulate_model,
             "designs": [d.label for d in self.designs],
             "observed_data": [d.digest for d in self.designs if hasattr(d, "digest")],
             "seed": self.seed,
-            "sampler": self.sampler.fingerprint_dict(legacy_timeout),
+            "sampler": self.sampler.fingerprint_dict(),
             "thin": self.thin,
             "model_sources": {k: hashlib.sha256(v.encode()).hexdigest()
                               for k, v in sorted(model_sources.items())},
         }
         if self.parameter_map:  # only when given: fingerprints of older studies stay valid
             payload["parameter_map"] = [list(p) for p in self.parameter_map]
-        blob = json.dumps(payload, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return fingerprint(payload)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -256,17 +255,59 @@ def _design(value) -> Design:
 
 
 def load_study(path: str | Path, *, sims: int | str | None = None,
-               max_sims: int | None = None) -> Study:
+               max_sims: int | None = None, cli: bool = True) -> Study:
     """Read and validate a study file; ``sims`` overrides ``simulations`` (a count or
-    "auto") and ``max_sims`` its ``max_simulations``."""
+    "auto") and ``max_sims`` its ``max_simulations``.  ``cli``: messages about ``sims`` and
+    ``max_sims`` name them as the options ``--sims`` and ``--max-sims`` (else as the Python
+    arguments ``simulations=`` and ``max_simulations=``), never as keys of the file."""
     path = Path(path)
     raw = read_toml(path)
-    return parse_study(raw, path, sims=sims, max_sims=max_sims)
+    return parse_study(raw, path, sims=sims, max_sims=max_sims, cli=cli)
+
+
+def override_names(cli: bool) -> tuple[str, str]:
+    """How messages name the overrides of simulations and max_simulations."""
+    return ("--sims", "--max-sims") if cli else ("simulations=", "max_simulations=")
+
+
+def shown(name: str, value) -> str:
+    """``--max-sims 5`` (an option) or ``max_simulations=5`` (a Python argument)."""
+    return f"{name}{value!r}" if name.endswith("=") else f"{name} {value}"
+
+
+def _override(value, name: str, minimum: int, what: str, auto: bool = False, why: str = ""):
+    """A count given on the command line or as an argument, refused naming it (not the
+    study file): a whole number >= ``minimum`` (or "auto" where ``auto``)."""
+    if auto and value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        also = ' or "auto" (stop when the verdict is reached)' if auto else ""
+        raise StudyError(f"{shown(name, value)}: {what} must be a whole number >= {minimum}"
+                         f"{also}{why}; give e.g. {shown(name, max(minimum, 100))}")
+    return value
+
+
+def check_overrides(sims, max_sims, cli: bool = True) -> tuple:
+    """``sims`` (a count or "auto") and ``max_sims`` as given on the command line (``cli``)
+    or to :func:`sbc.run`, checked; a bad one is refused naming the option or argument."""
+    from sbc import sequential
+
+    names = override_names(cli)
+    if sims is not None:
+        sims = _override(sims, names[0], 1, "the simulations per model and design", auto=True)
+    if max_sims is not None:
+        max_sims = _override(max_sims, names[1], sequential.SMALLEST,
+                             "the most simulations per model and design of a sequential "
+                             "study", why=" (fewer cannot reach a verdict)")
+    return sims, max_sims
 
 
 def parse_study(raw: dict, path: Path, *, sims: int | str | None = None,
-                max_sims: int | None = None) -> Study:
+                max_sims: int | None = None, cli: bool = True) -> Study:
     from sbc import stopping
+
+    names = override_names(cli)
+    sims, max_sims = check_overrides(sims, max_sims, cli)
 
     unknown_keys(raw, TOP_KEYS, path, "")
     limits = parse_limits(raw, path)
@@ -300,11 +341,15 @@ def parse_study(raw: dict, path: Path, *, sims: int | str | None = None,
     if n_sims is None:
         raise StudyError(f"{path}: missing key 'simulations' (replicates per design); "
                          "write e.g. simulations = 100")
-    settings = stopping.from_file(raw, path, n_sims, sims, max_sims)
+    settings = stopping.from_file(raw, path, n_sims, sims, max_sims, cli=cli)
     n_sims = positive_int(settings.max_simulations if settings else n_sims, path, "simulations")
-    check_limit(n_sims, limits, "simulations",
-                f"{where(path, 'simulations')} = {n_sims}" if sims is None else
-                f"--sims {n_sims} (for {path})")
+    if settings is not None:  # the limit applies to max_simulations: name where it came from
+        source = (f"{shown(names[1], n_sims)} (for {path})" if max_sims is not None
+                  else f"{where(path, 'max_simulations')} = {n_sims}")
+    else:
+        source = (f"{where(path, 'simulations')} = {n_sims}" if sims is None else
+                  f"{shown(names[0], n_sims)} (for {path})")
+    check_limit(n_sims, limits, "simulations", source)
 
     designs = _parse_posterior(raw, path) if "posterior_sbc" in raw else \
         _parse_designs(raw, path, limits)
@@ -319,7 +364,7 @@ def parse_study(raw: dict, path: Path, *, sims: int | str | None = None,
     if not isinstance(description, str):
         raise StudyError(f"{where(path, 'description')} must be a string")
 
-    cluster = _parse_cluster(raw["cluster"], path) if "cluster" in raw else None
+    cluster = _parse_cluster(raw["cluster"], path, run) if "cluster" in raw else None
     parameter_map = _parse_parameter_map(raw.get("parameter_map"), simulate_model, path)
 
     return Study(name=name.strip(), models=tuple(models), designs=tuple(designs),
@@ -377,7 +422,9 @@ def _parse_parameter_map(table: Any, simulate_model: str | None,
     return tuple(sorted(table.items()))
 
 
-def _parse_cluster(table: Any, path: Path) -> ClusterSpec:
+def _parse_cluster(table: Any, path: Path, run: dict | None = None) -> ClusterSpec:
+    """The [cluster] table; ``run``: the file's parsed [run], whose scheduler, workers and
+    threads a SLURM cluster would silently override (refused)."""
     if not isinstance(table, dict):
         raise StudyError(f"{where(path, 'cluster')} must be a table: [cluster] kind = \"slurm\"")
     kind = table.get("kind", "local")
@@ -386,6 +433,9 @@ def _parse_cluster(table: Any, path: Path) -> ClusterSpec:
                          f"choose one of {', '.join(CLUSTER_KINDS)}")
     allowed = {"kind", "jobs"} | (SLURM_KEYS if kind == "slurm" else set())
     unknown_keys(table, allowed, path, "cluster.")
+    if kind == "slurm" and run:
+        check_where_fits_run(path, ['[cluster] kind = "slurm"'] + [
+            f"run.{k}" for k in ("scheduler", "workers", "threads") if run.get(k) is not None])
     jobs = positive_int(table.get("jobs", 1), path, "cluster.jobs")
     options = {k: v for k, v in table.items() if k not in ("kind", "jobs")}
     for key in ("cores", "processes"):

@@ -72,7 +72,8 @@ def synthetic_tables(n_reps: int, spec: dict, seed: int = 0, n_ranked=99, model:
         "status": ["failed" if r in failed else "ok" for r in range(n_reps)],
         "error": [("boom" if r in failed else None) for r in range(n_reps)],
         "wall_seconds": 0.1, "n_ranked": n_ranked, "n_divergent": flagged.astype(int),
-        "n_treedepth": 0, "flag_divergent": flagged, "flag_low_ess": False, "flag_rhat": False})
+        "n_treedepth": 0, "flag_divergent": flagged, "flag_low_ess": False, "flag_rhat": False,
+        "flag_degenerate": False})
     return reps, params
 
 
@@ -292,6 +293,46 @@ def test_recommendations_never_repeat_a_setting_in_place():
     params_nc = params.replace({"group": {"alpha_g": "1|gene_offset"}})
     tip_nc = _only(calibrate(reps, params_nc)).recommendation
     assert "noncentered=False" in tip_nc and "noncentered=True" not in tip_nc
+
+
+def test_advice_starts_from_what_the_fits_ran_with_not_from_the_study_file():
+    flagged = np.arange(200) % 2 == 1
+    reps, params = synthetic_tables(200, EXACT, seed=13, flagged=flagged)
+    # the rescue refitted the flagged half at target_accept 0.99; divergences remained
+    reps["target_accept"] = np.where(flagged, 0.99, 0.9)
+    tip = _only(calibrate(reps, params, sampler=SamplerSettings())).recommendation
+    assert "target_accept from" not in tip
+    assert "divergences remain after refits at target_accept 0.99" in tip
+    # the fitter's form comes from its graph (recorded per fit), not from ranked names: a
+    # non-centered fitter whose *_offset parameters a separate generator never ranks
+    reps["noncentered"] = True
+    tip_nc = _only(calibrate(reps, params)).recommendation
+    assert "noncentered=False" in tip_nc and "noncentered=True" not in tip_nc
+    reps["noncentered"] = False  # a centered fitter is told the non-centered form
+    assert "noncentered=True" in _only(calibrate(reps, params)).recommendation
+    reps["noncentered"] = flagged & (np.arange(200) % 4 == 1)  # a quarter refitted non-centered
+    tip_mixed = _only(calibrate(reps, params)).recommendation
+    assert "25% of the ranked fits were refitted in the non-centered form" in tip_mixed
+    assert "noncentered=True" not in tip_mixed
+
+
+def test_an_undetermined_failure_still_advises_checking_the_model_code():
+    flagged = np.arange(24) % 3 != 0  # 8 clean fits, passing: too few to compare
+    reps, params = synthetic_tables(24, {"mu": (1, 1.0, lambda f: 3.0 if f else 0.0)}, seed=21,
+                                    flagged=flagged)
+    verdict = _only(calibrate(reps, params))
+    assert verdict.status == "fail" and verdict.cause.kind == "undetermined", verdict.reason
+    assert "check the model code" in verdict.recommendation
+
+
+def test_clean_fits_that_fail_alone_blame_the_model_even_when_few():
+    # a sequential study stops early, with fewer clean fits than a fixed verdict needs; when
+    # those alone reject, the model or code is to blame, as at any size
+    flagged = np.arange(24) % 3 != 0
+    reps, params = synthetic_tables(24, {"mu": (1, 1.0, 4.0)}, seed=22, flagged=flagged)
+    verdict = _only(calibrate(reps, params))
+    assert verdict.status == "fail" and verdict.cause.kind == "model or code", verdict.reason
+    assert "fails on the 8 clean fits alone" in verdict.cause.evidence
 
 
 def test_one_stuck_fit_cannot_wreck_the_z_summary():

@@ -1,5 +1,5 @@
 """Generator and fitter parameters are paired by name and layout (or by [parameter_map]),
-never element-misaligned; degenerate fits are failures with a machine-readable reason."""
+never element-misaligned; fits that did not move are ranked at their point and flagged."""
 
 import json
 
@@ -199,20 +199,31 @@ def exact_posterior(data, y, n_draws, rng):
 """
 
 
-def test_degenerate_fits_are_failed_records_with_a_reason_not_ranked(tmp_path):
+def test_degenerate_fits_are_ranked_at_their_point_flagged_and_can_fail_the_design(tmp_path):
     model = write_model(tmp_path, "stuck.py", DEGENERATE)
     path = tmp_path / "study.toml"
-    path.write_text(STUDY.format(model=model, sim=model, sims=12, designs=ONE_DESIGN, extra="")
+    path.write_text(STUDY.format(model=model, sim=model, sims=30, designs=ONE_DESIGN, extra="")
                     .replace(f'simulate_model = "{model}"\n', ""))
     out = tmp_path / "out"
-    assert run(path, out) == 0
+    assert main(["run", str(path), "--out", str(out), "--workers", "0"]) == 0
     reps, params = Store(out).tables()
-    failed = reps[reps.status == "failed"]
-    assert 0 < len(failed) < len(reps)
-    assert (failed["failure"] == "degenerate").all()
-    assert failed["error"].str.contains(r"zero or negligible posterior variance in mu\[1\]").all()
-    assert reps.loc[reps.status == "ok", "failure"].isna().all()
-    assert set(params["rep"]) == set(reps.loc[reps.status == "ok", "rep"])  # never ranked
+    assert (reps.status == "ok").all()  # none is left out of the ranks
+    stuck = reps[reps["flag_degenerate"].astype(bool)]
+    assert 5 <= len(stuck) < len(reps)
+    assert stuck["degenerate"].str.contains(r"zero or negligible posterior variance in mu\[1\]").all()
+    assert reps.loc[~reps["flag_degenerate"].astype(bool), "degenerate"].isna().all()
+    # ranked among all 99 draws, unthinned: the truth lies on one side of the point
+    ranked = params[(params["name"] == "mu[1]") & params["rep"].isin(stuck["rep"])]
+    assert (ranked["n_ranked"] == 99).all()
+    assert ranked["rank"].isin([0, 99]).all()
+    from sbc.calibration import calibrate
+
+    verdict = calibrate(reps, params).verdicts[("stuck", "3x2x2")]
+    assert verdict.status == "fail" and "mu" in verdict.failing
+    assert "degenerate fits" in verdict.warnings and "did not move" in verdict.reason
+    html = (out / "report.html").read_text()
+    assert "Fits that did not move" in html and "mu (percentile of truth)" not in html
+    assert "mu[0] (percentile of truth)" in html  # no one-element group: the first scalars
 
 
 def test_degenerate_reason_spares_constants_of_the_model():
@@ -241,3 +252,58 @@ def test_failed_records_carry_a_failure_code(exact_study, tmp_path, monkeypatch,
     failed = reps[reps.status == "failed"]
     assert len(failed) and (failed["failure"] == code).all()
     assert reps.loc[reps.status == "ok", "failure"].isna().all()
+
+
+# A generator with the fitter's mu (no dims, as normal_mean has it) and a noise sd the fitter
+# does not estimate: sigma has no partner, and the log-likelihood needs it.
+WITH_NOISE = """
+import pymc as pm
+
+def build(data):
+    gene = data["gene"].cat.codes.to_numpy()
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 1.0, shape=len(data["gene"].cat.categories))
+        sigma = pm.LogNormal("sigma", -0.7, 0.01)
+        pm.Normal("logfc", mu[gene], sigma, observed=data["logfc"].to_numpy())
+    return model
+"""
+
+
+def test_what_goes_untested_is_said_before_the_run_in_every_verdict_and_in_summary(tmp_path,
+                                                                                   capsys):
+    sim = write_model(tmp_path, "gen.py", WITH_NOISE)
+    out = tmp_path / "out"
+    rc = main(["run", str(study_file(tmp_path, model=FITTER, sim=sim, sims=20)), "--out",
+               str(out), "--workers", "0"])
+    printed = capsys.readouterr()
+    err = printed.err
+    assert rc == 0, err
+    before = err[:err.index("replicates done")]
+    assert "not tested: model 'normal_mean'" in before
+    assert "generator parameter(s) sigma estimated by no fitter parameter" in before
+    assert "loglik, loglik_min) not ranked" in before and "needs sigma" in before
+    from sbc.calibration import calibrate
+
+    reps, params = Store(out).tables()
+    assert set(params["name"]) == {"mu[0]", "mu[1]"}  # no quantity rows
+    verdict = calibrate(reps, params).verdicts[("normal_mean", "3x2x2")]
+    assert "untested quantities" in verdict.warnings and verdict.label != "pass"
+    assert "fewer tests than the model has" in verdict.reason and "sigma" in verdict.reason
+    summary = (out / "summary.md").read_text()
+    assert "pass, with warnings" in summary and "estimated by no fitter parameter" in summary
+    assert "estimated by no fitter parameter" in (out / "report.html").read_text()
+    assert "estimated by no fitter parameter" in printed.out  # the verdict lines
+
+
+def test_a_parameter_named_like_a_derived_quantity_is_refused_at_load(tmp_path, capsys):
+    clash = write_model(tmp_path, "clash.py", (ROOT / "tests/models/normal_mean.py").read_text()
+                        .replace('pm.Normal("mu"', 'pm.Normal("loglik"'))
+    out = tmp_path / "out"
+    path = tmp_path / "clash.toml"
+    path.write_text(STUDY.format(model=clash, sim=clash, sims=4, designs=ONE_DESIGN, extra="")
+                    .replace(f'simulate_model = "{clash}"\n', ""))
+    assert run(path, out) == 2
+    err = capsys.readouterr().err
+    assert "'loglik'" not in err or "reserved" in err
+    assert "loglik are reserved for sbc's derived quantities" in err and "rename" in err
+    assert not out.exists()

@@ -669,7 +669,7 @@ def exact_posterior(data, y, n_draws, rng):
 
 
 def test_readme_failure_codes_are_the_records():
-    """README: failed fits carry "a short reason code `failure`: `degenerate`, `nonfinite`,
+    """README: failed fits carry "a short reason code `failure`: `nonfinite`,
     `timeout`, `worker_died`, `exception`, `simulation`, `shape_mismatch` or `prepare`"."""
     from sbc.record import FAILURE_CODES
 

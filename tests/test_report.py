@@ -200,7 +200,7 @@ def test_p_values_at_the_monte_carlo_floor_are_shown_as_bounds(failing_report):
 
 
 def test_coverage_columns_carry_their_monte_carlo_error(failing_report):
-    from sbc.report import coverage_header
+    from sbc.report_tables import coverage_header
 
     report, _, _ = failing_report
     groups = report.models[0].designs[0].groups

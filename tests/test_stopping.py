@@ -178,6 +178,10 @@ def test_a_broken_model_stops_at_the_same_replicate_with_any_workers_and_resumes
     assert (o0.stop_rep, o0.fits, o0.rejected) == (o2.stop_rep, o2.fits, o2.rejected)
     assert o0.stop_rep < 30  # a clear bug: seconds, not the 200 allowed
     assert alone.verdict.status == two.verdict.status == "fail"
+    # attributed and advised by the same engine as a fixed study's failure
+    stopped = alone.calibration.verdicts[(BUG.stem, "5x3x2")]
+    assert stopped.cause.kind == "model or code", stopped.reason
+    assert "check the model code" in stopped.recommendation
     html = (tmp_path / "w2" / "report.html").read_text()
     assert "<h4>Sequential test</h4>" in html and "where it stopped" in html
     assert 'alt="sequential test"' in html

@@ -564,3 +564,174 @@ def test_any_damage_between_runs_is_named_set_aside_and_refitted(base, source, o
             assert not path.is_symlink() and json.loads(path.read_text())["rep"] < SIMS
             assert json.loads(path.read_text()).get("fingerprint", fingerprint) == fingerprint
         assert (outside / "victim.txt").read_text() == "precious"
+
+
+# --- 7. something in the way of what the store creates ------------------------------------
+IN_THE_WAY = ("replicates", "replicates/normal_mean", str(DESIGN_DIR))
+
+
+@pytest.mark.parametrize("name", IN_THE_WAY)
+def test_a_file_where_a_store_directory_belongs_is_named_with_the_fix(name, base, out, tmp_path):
+    """A plain file where the run must create (or use) a directory: refused before any fit,
+    naming the file, saying that it is in the way and what to do; nothing stored changes,
+    and once it is moved away the run resumes with every stored replicate."""
+    target = out / name
+    shutil.move(target, tmp_path / "aside")  # the directory, kept to put back
+    target.write_text("a note a user saved here")
+    before = snapshot(out)
+    rc, err = cli("run", base.study, "--out", out, "--workers", "0", "--sims", str(SIMS + 1))
+    assert rc == 2
+    assert f"{target} is a file, where sbc needs a directory of that name" in err, err
+    assert f"mv {target} {target}.moved" in err and "nothing stored was changed" in err
+    assert "free disk space" not in err and "permissions" not in err
+    assert snapshot(out) == before
+    target.unlink()
+    shutil.move(tmp_path / "aside", target)
+    rc, err = cli("run", base.study, "--out", out, "--workers", "0", "--sims", str(SIMS + 1),
+                  "--no-report")
+    assert rc == 0, err
+    assert f"{SIMS + 1} replicates ({SIMS} already stored)" in err, err
+
+
+def test_a_file_where_the_output_directory_or_its_parent_belongs(base, tmp_path):
+    blocker = tmp_path / "results"
+    blocker.write_text("keep me")
+    for out in (blocker, blocker / "study"):
+        rc, err = cli("run", base.study, "--out", out, "--workers", "0")
+        assert rc == 2 and f"{blocker} is a file" in err, err
+        assert "--out" in err or "Move it away" in err
+    rc, err = cli("fit", base.study, "--out", blocker / "fit")
+    assert rc == 2 and f"{blocker} is a file, where sbc needs a directory" in err, err
+    assert blocker.read_text() == "keep me"
+
+
+def test_a_directory_where_the_store_writes_a_file_is_named(base, out):
+    (out / "report.html").unlink(missing_ok=True)
+    (out / "report.html").mkdir()
+    rc, err = cli("report", out)
+    assert rc == 2 and f"{out / 'report.html'} is a directory, where sbc needs to write" in err
+    pd.testing.assert_frame_equal(ranks_of(out), base.ranks)
+
+
+def test_every_directory_the_store_creates_names_a_file_in_the_way(tmp_path):
+    """Writes that create directories (records, screens, top-level files) go through one
+    helper: a file at any level is a StoreError naming it, whatever the depth."""
+    from sbc.errors import StoreError
+    from sbc.store import atomic_write_bytes, make_dirs
+
+    (tmp_path / "a").write_text("x")
+    for path in (tmp_path / "a", tmp_path / "a/b/c"):
+        with pytest.raises(StoreError, match=f"{tmp_path / 'a'} is a file, where sbc needs"):
+            make_dirs(path)
+        with pytest.raises(StoreError, match=f"{tmp_path / 'a'} is a file"):
+            atomic_write_bytes(path / "r000001.json", b"{}")
+    assert (tmp_path / "a").read_text() == "x"
+
+
+def test_a_genome_plan_screen_directory_in_the_way_is_refused_before_anything_runs(tmp_path):
+    from sbc.errors import StoreError
+
+    manifest = {"fingerprint": "g" * 16, "kind": "genome-plan", "model_digests": {},
+                "study": {"name": "g", "models": ["crispr_guides"], "designs": ["2x300x2x3x250"],
+                          "seed": 3}}
+    store = Store.open_for_run(tmp_path / "out", manifest)
+    (tmp_path / "out/screens").mkdir()
+    (tmp_path / "out/screens/2x300x2x3x250").write_text("not a directory")
+    with pytest.raises(StoreError, match="2x300x2x3x250 is a file, where sbc needs a directory"):
+        with store.exclusive():
+            pass
+
+
+# --- 8. a report describes what the store holds when it is written ------------------------
+def test_report_is_refused_while_a_run_writes_and_changes_nothing(base, out):
+    rc, _ = cli("report", out)
+    assert rc == 0
+    before = snapshot(out)
+    with Store(out).exclusive():  # as a running `sbc run` holds it
+        rc, err = cli("report", out)
+    assert rc == 2 and f"another sbc process (a run, or a report) is writing to {out} now" \
+        in err, err
+    assert "run `sbc report` again" in err
+    assert snapshot(out) == before
+
+
+def test_no_run_can_add_replicates_while_a_report_is_being_written(base, out, monkeypatch):
+    """The report is read and written under the store's lock: a run started while it is
+    drawn is refused, so the report (and its tables) hold exactly the store's replicates."""
+    import sbc.report
+
+    build = sbc.report.build_report
+    attempts = []
+
+    def concurrent_run_then_build(*args, **kwargs):
+        attempts.append(cli("run", base.study, "--out", out, "--workers", "0", "--sims",
+                            str(SIMS + 4)))
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(sbc.report, "build_report", concurrent_run_then_build)
+    rc, err = cli("report", out)
+    assert rc == 0, err
+    (run_rc, run_err), = attempts
+    assert run_rc == 2 and "another sbc process is writing to" in run_err
+    stored = len(list((out / DESIGN_DIR).glob("r*.json")))
+    assert stored == SIMS
+    assert len(pd.read_parquet(out / "replicates.parquet")) == stored
+    assert f"{SIMS} / {SIMS}" in (out / "report.html").read_text()  # fits ok / total
+
+
+# --- 9. a plan's store gets no study report ----------------------------------------------
+PLAN = f"""
+name = "hostile_plan"
+seed = 11
+model = "{ROOT / 'tests/plan_models/normal_mean.py'}"
+probability = 0.8
+[space]
+cell_lines = [2, 3]
+genes = [2]
+reps = [2]
+[target]
+quantity = "mu"
+criterion = "width"
+below = 0.5
+[search]
+batch = 10
+max_simulations = 20
+[sampler]
+name = "exact"
+draws = 99
+"""
+
+
+def test_sbc_report_on_a_plan_store_points_at_sbc_plan_and_changes_nothing(tmp_path):
+    from sbc.errors import StoreError
+    from sbc.report import write_report
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN)
+    out = tmp_path / "plan_out"
+    rc, err = cli("plan", plan, "--out", out, "--workers", "0")
+    assert rc == 0, err
+    assert "design plan" in (out / "report.html").read_text().lower() or \
+        "P(target met)" in (out / "report.html").read_text()
+    before = snapshot(out)
+    rc, err = cli("report", out)
+    assert rc == 2
+    assert "holds the design plan 'hostile_plan' (written by `sbc plan`)" in err, err
+    assert f"sbc plan PLAN_FILE --out {out}" in err and "report.html" in err
+    with pytest.raises(StoreError, match="not a calibration study"):
+        write_report(Store(out))
+    assert snapshot(out) == before
+    rc, err = cli("plan", plan, "--out", out, "--workers", "0")  # what the message says
+    assert rc == 0 and snapshot(out).keys() == before.keys()
+
+
+def test_sbc_report_on_a_genome_plan_store_is_refused(tmp_path):
+    manifest = {"fingerprint": "g" * 16, "kind": "genome-plan", "model_digests": {},
+                "study": {"name": "genome", "models": ["crispr_guides"],
+                          "designs": ["2x300x2x3x250"], "seed": 3}}
+    Store.open_for_run(tmp_path / "out", manifest)
+    (tmp_path / "out/summary.md").write_text("# the plan's summary\n")
+    before = snapshot(tmp_path / "out")
+    rc, err = cli("report", tmp_path / "out")
+    assert rc == 2 and "holds the design plan 'genome'" in err and "summary.md" in err, err
+    assert snapshot(tmp_path / "out") == before

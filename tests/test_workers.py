@@ -230,28 +230,6 @@ def test_raising_the_timeout_and_retry_failed_repair_a_study_in_place(exact_stud
     pd.testing.assert_frame_equal(ranks_of(out), ranks_of(reference))
 
 
-def test_stores_whose_fingerprint_held_the_timeout_still_resume(exact_study, tmp_path):
-    import json
-
-    from sbc.pipeline import _sources, resolve_models
-
-    study = load_study(exact_study(sims=4, extra="timeout = 120"))
-    out = tmp_path / "out"
-    run_study(study, out, workers=0, report=False)
-    manifest = json.loads((out / "study.json").read_text())
-    legacy = study.fingerprint(_sources(*resolve_models(study)), legacy_timeout=True)
-    assert legacy != manifest["fingerprint"]
-    manifest["fingerprint"] = legacy  # as such a store has it, whose records carry neither
-    (out / "study.json").write_text(json.dumps(manifest))  # a fingerprint nor a digest
-    for path in out.glob("replicates/*/*/r*.json"):
-        record = json.loads(path.read_text())
-        record.pop("fingerprint"), record.pop("digest")
-        path.write_text(json.dumps(record))
-    again = run_study(load_study(exact_study(sims=6, extra="timeout = 120")), out, workers=0,
-                      report=False)
-    assert again.already_done == 8 and again.new == 4
-
-
 def test_a_run_whose_fits_all_fail_exits_non_zero_with_the_reasons(exact_study, tmp_path,
                                                                    capsys, monkeypatch):
     from sbc.cli import main

@@ -138,10 +138,19 @@ def _table(raw: dict, key: str, path: Path, allowed: set[str]) -> dict:
 
 def _number(value: Any, path: Path, key: str, lo: float = -math.inf, hi: float = math.inf,
             example: str = "0.5") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        bounds = f" between {lo:g} and {hi:g}" if math.isfinite(lo) or math.isfinite(hi) else ""
-        raise StudyError(f"{path}: key '{key}' must be a number{bounds}, got {value!r}; "
-                         f"write e.g. {key.split('.')[-1]} = {example}")
+    """A finite number in [lo, hi]: nan, inf and -inf (TOML's nan and inf) are refused, as
+    is an integer too large for a float, since the plan is stored as strict JSON, which
+    has none of them (a stored plan that held one could not be read back)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and isinstance(value, int) and abs(value) > 2**53:
+        number = False  # not exact as a float (nor as a JSON number other readers read)
+    if not number or not math.isfinite(value) or not lo <= value <= hi:
+        bounds = (f" between {lo:g} and {hi:g}" if math.isfinite(lo) and math.isfinite(hi)
+                  else f" >= {lo:g}" if math.isfinite(lo) else f" <= {hi:g}"
+                  if math.isfinite(hi) else "")
+        why = " (nan and inf cannot be stored)" if number and not math.isfinite(value) else ""
+        raise StudyError(f"{path}: key '{key}' must be a finite number{bounds}, got "
+                         f"{value!r}{why}; write e.g. {key.split('.')[-1]} = {example}")
     return float(value)
 
 
@@ -292,7 +301,7 @@ def parse_plan(raw: dict, path: Path) -> Plan:
     sampler = _parse_sampler(raw.get("sampler", {}), path)
     thin = parse_thin(raw.get("thin", AUTO), path, sampler.chains, sampler.draws)
     run = parse_run(raw.get("run", {}), path, RUN_KEYS)
-    cluster = _parse_cluster(raw["cluster"], path) if "cluster" in raw else None
+    cluster = _parse_cluster(raw["cluster"], path, run) if "cluster" in raw else None
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise StudyError(f"{path}: key 'description' must be a string, got {description!r}")

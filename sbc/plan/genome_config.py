@@ -231,7 +231,7 @@ def parse_genome_plan(raw: dict, path: Path) -> GenomePlan:
     if hyper_genes != "auto":
         hyper_genes = positive_int(hyper_genes, path, "shortcut.hyper_genes", 50)
     run = parse_run(raw.get("run", {}), path, RUN_KEYS)
-    cluster = _parse_cluster(raw["cluster"], path) if "cluster" in raw else None
+    cluster = _parse_cluster(raw["cluster"], path, run) if "cluster" in raw else None
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise StudyError(f"{path}: key 'description' must be a string, got {description!r}")

@@ -16,6 +16,7 @@ import time
 import numpy as np
 from scipy import special, stats
 
+from sbc.numerics import pin_numerics
 from sbc.sampling import fit_from_arrow
 from sbc.plan.genome import HYPER, GenePosterior, GenomeSettings, guide_model
 
@@ -26,6 +27,7 @@ def compile_full_model(t0: np.ndarray, counts: np.ndarray, settings: GenomeSetti
     """nutpie's compiled full model for screens of this shape (reused with new data)."""
     import nutpie
 
+    pin_numerics()
     model = guide_model().build(t0, counts, settings.analysis_priors(), settings.library_sd,
                                 settings.n_candidates, settings.fraction)
     return nutpie.compile_pymc_model(model, var_names=_names(settings))

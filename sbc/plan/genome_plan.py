@@ -14,6 +14,7 @@ their ranks are valid SBC ranks even when the plan fixes the candidates' effect.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -27,7 +28,8 @@ import pandas as pd
 
 from sbc import stats
 from sbc.calibration import MIN_FITS
-from sbc.dispatch import check_scheduler_address, map_calls, session
+from sbc.dispatch import TLS, check_how, check_scheduler_address, map_calls, session
+from sbc.numerics import fingerprint
 from sbc.plan.criteria import plan_decision, success_interval
 from sbc.plan.genome import ScreenDesign, run_screen
 from sbc.plan.genome_config import GenomePlan
@@ -134,11 +136,8 @@ class GenomePlanner:
         source = Path(crispr_guides.__file__).read_bytes() + \
             Path(__file__).with_name("genome.py").read_bytes()
         digest = hashlib.sha256(source).hexdigest()[:16]
-        fingerprint = hashlib.sha256(json.dumps({"plan": fixed, "source": digest},
-                                                sort_keys=True, default=str).encode()
-                                     ).hexdigest()[:16]
         return make_manifest(
-            fingerprint=fingerprint, kind="genome-plan",
+            fingerprint=fingerprint({"plan": fixed, "source": digest}), kind="genome-plan",
             study={**fixed, "name": self.plan.name, "models": [self.plan.model],
                    "designs": [d.label for d in self.plan.designs()]},
             plan=plan, model_digests={"model": digest},
@@ -246,8 +245,14 @@ def run_genome_plan(plan: GenomePlan, out: str | Path, *, workers: int | None = 
                     scheduler: str | None = None, stream=None, tls=None) -> GenomePlanResult:
     """Run (or resume) a genome plan into ``out``: plan.csv, plan.json, summary.md and
     plan_cost.png."""
+    check_how(workers=workers, scheduler=scheduler)  # counts; one of the two at most
+    if workers is not None:  # the caller's local workers beat the file's scheduler / SLURM
+        plan = dataclasses.replace(plan, scheduler=None, cluster=None)
     workers = workers if workers is not None else plan.workers
     scheduler = check_scheduler_address(scheduler or plan.scheduler)
+    (tls or TLS()).check_for(scheduler)  # certificates without a tls:// address: refused
+    if scheduler and scheduler.startswith("tls://"):
+        (tls or TLS()).security()  # missing certificates: refused before the store opens
     planner = GenomePlanner(plan, Path(out), workers, scheduler, stream, tls)
     plan = planner.plan  # with the pilot's priors, if it has a pilot
     recommended = planner.run()

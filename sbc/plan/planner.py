@@ -30,8 +30,9 @@ from sbc import seeding
 from sbc.config import output_dir
 from sbc.calibration import MIN_FITS
 from sbc.design import Design
-from sbc.dispatch import TLS, check_scheduler_address
+from sbc.dispatch import TLS, check_how, check_scheduler_address
 from sbc.errors import ModelError, StudyError
+from sbc.numerics import fingerprint
 from sbc.plan.config import Plan, Target, load_plan
 from sbc.plan.criteria import (INTERVALS, contraction, element_name, plan_decision,
                                replicate_success, select_quantity, split_quantity,
@@ -109,11 +110,8 @@ class Planner:
         # they may change between resumes; the seed, models, sampler and thinning may not.
         fixed = {k: plan_dict[k] for k in ("seed", "model", "design_model", "pilot", "sampler",
                                             "thin")}
-        fingerprint = hashlib.sha256(json.dumps({"plan": fixed, "sources": sources},
-                                                sort_keys=True, default=str).encode()
-                                     ).hexdigest()[:16]
         manifest = make_manifest(
-            fingerprint=fingerprint, kind="plan",
+            fingerprint=fingerprint({"plan": fixed, "sources": sources}), kind="plan",
             study={**fixed, "name": plan.name, "models": [self.fit_ref.label],
                    "designs": [d.label for d in plan.designs()]},
             plan=plan_dict,
@@ -377,8 +375,12 @@ def run_plan(plan: Plan, out: str | Path, *, workers: int | None = None,
              scheduler: str | None = None, stream=None, tls=None) -> PlanResult:
     """Run (or resume) a plan into ``out``; writes plan.csv, plan.json and report.html.
     ``tls``: certificates (sbc.dispatch.TLS) for a ``tls://`` scheduler."""
+    check_how(workers=workers, scheduler=scheduler)  # counts; one of the two at most
+    if workers is not None:  # the caller's local workers beat the file's scheduler / SLURM
+        plan = dataclasses.replace(plan, scheduler=None, cluster=None)
     workers = workers if workers is not None else plan.workers
     scheduler = check_scheduler_address(scheduler or plan.scheduler)
+    (tls or TLS()).check_for(scheduler)  # certificates without a tls:// address: refused
     if scheduler and scheduler.startswith("tls://"):
         (tls or TLS()).security()  # missing certificates: refused before the store opens
     with Planner(plan, Path(out), workers, scheduler, stream, tls) as planner:

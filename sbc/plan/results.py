@@ -45,8 +45,10 @@ def plan_screen(plan: str | Path | Plan, out: str | Path | None = None, *,
     >>> p.recommended["design"]                     # doctest: +SKIP
     '12x100x3'
     """
+    from sbc.dispatch import check_how
     from sbc.plan.genome_config import GenomePlan, is_genome_plan, load_genome_plan
 
+    check_how(workers=workers, scheduler=scheduler)  # before the plan file is read
     stream = sys.stderr if progress else io.StringIO()
     if not isinstance(plan, (Plan, GenomePlan)):
         plan = load_genome_plan(plan) if is_genome_plan(plan) else Plan.from_toml(plan)

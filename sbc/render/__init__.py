@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,9 @@ def png_base64(figure: Figure) -> str:
     from PIL import Image
 
     buf = io.BytesIO()
-    figure.savefig(buf, format="png", dpi="figure")
+    with warnings.catch_warnings():  # a name in a script the font lacks: drawn as boxes
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        figure.savefig(buf, format="png", dpi="figure")
     image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
     small = io.BytesIO()
     image.quantize(colors=PNG_COLORS, method=Image.Quantize.MEDIANCUT).save(

@@ -316,9 +316,11 @@ def check_calibration(model, design=(10, 3, 3), *, n_sims: int | str = "auto",
     max_failed: share of failed fits tolerated before the check fails.
     Returns a :class:`CalibrationResult` (never raises for miscalibration).
     """
+    from sbc.dispatch import check_how
     from sbc.results import run
     from sbc.stopping import Sequential
 
+    check_how(workers=workers)  # before any model is resolved or a cache directory made
     if not 0 < alpha < 1:
         raise StudyError(f"alpha must lie in (0, 1), got {alpha!r}; 0.05 is usual")
     settings = Sequential(max_simulations=max_sims, alpha=alpha, power=power, shift=shift,

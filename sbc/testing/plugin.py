@@ -25,12 +25,26 @@ from sbc.testing.calibration import (
 )
 
 
+def _workers(text: str) -> int:
+    """--sbc-workers: 0 (in the test process) or more local Dask workers."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (in the test process) or more Dask "
+                                         f"workers, got {text!r}")
+    return value
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("sbc", "simulation-based calibration")
     group.addoption("--sbc-cache", default=None,
                     help=f"directory of cached calibration fits (default: {DEFAULT_CACHE_DIR} "
                          "under the rootdir)")
-    group.addoption("--sbc-workers", type=int, default=0,
+    group.addoption("--sbc-workers", type=_workers, default=0,
                     help="Dask workers for calibration runs (0: in the test process)")
     group.addoption("--sbc-profile", default=None,
                     help="hypothesis settings profile from sbc.testing.strategies: dev or ci")
