@@ -18,6 +18,7 @@ its power share their computations; each function is short and pure.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -388,11 +389,16 @@ def uniformity_test(
 
 
 def format_p(p: float, bound: bool = False) -> str:
-    """A p-value for display; ``bound``: it derives from a Monte Carlo p-value at its floor
-    1 / (n_sim + 1), so the true value is smaller and it is shown as "< p"."""
+    """A p-value as every table, verdict and summary shows it (the one formatter): two
+    significant digits; ``bound``: it derives from a Monte Carlo p-value at its floor
+    1 / (n_sim + 1), so the true value is smaller and it is shown as "< p" with the bound
+    rounded up (1.51e-5 -> "< 1.6e-05"), never down; NaN -> "n/a"."""
     if p is None or not np.isfinite(p):
         return "n/a"
-    return f"< {p:.2g}" if bound else f"{p:.2g}"
+    if bound and p < 1:
+        exp = math.floor(math.log10(p)) - 1
+        return f"< {math.ceil(p / 10 ** exp - 1e-9) * 10 ** exp:.2g}"
+    return f"{p:.2g}"
 
 
 def _min_tail_probs_of(u: np.ndarray, n_eval: int) -> np.ndarray:

@@ -45,28 +45,16 @@ class Badge:
 
 @dataclass(frozen=True)
 class PValue:
-    """A p-value as a table shows it.  ``bound``: the value is an upper bound (the test's
-    Monte Carlo floor was reached, so the true p is smaller): shown as "< 1.5e-05", the
-    bound rounded up, never as if it were an estimate."""
+    """A p-value as a table shows it (:func:`sbc.stats.format_p`, the one formatter).
+    ``bound``: the value is an upper bound (the test's Monte Carlo floor was reached, so the
+    true p is smaller): shown as "< 1.6e-05", the bound rounded up, never as an estimate."""
 
     value: float
     bound: bool = False
 
     @property
     def text(self) -> str:
-        if self.value != self.value:  # NaN
-            return ""
-        if self.bound and self.value < 1:
-            return f"< {_round_up(self.value)}"
-        return f"{self.value:.3g}"
-
-
-def _round_up(x: float) -> str:
-    """``x`` rounded up to two significant digits, as text."""
-    import math
-
-    exp = math.floor(math.log10(x)) - 1
-    return f"{math.ceil(x / 10 ** exp - 1e-9) * 10 ** exp:.2g}"
+        return stats.format_p(self.value, self.bound)
 
 
 @dataclass(frozen=True)

@@ -190,7 +190,9 @@ def test_p_values_at_the_monte_carlo_floor_are_shown_as_bounds(failing_report):
 
     assert PValue(1.45e-05, bound=True).text == "< 1.5e-05"
     assert PValue(0.2, bound=True).text == "< 0.2"
-    assert PValue(1.45e-05).text == "1.45e-05" and PValue(1.0, bound=True).text == "1"
+    assert PValue(1.45e-05).text == "1.5e-05" and PValue(1.0, bound=True).text == "1"
+    assert PValue(1.51e-05, bound=True).text == "< 1.6e-05"  # a bound is rounded up
+    assert PValue(float("nan")).text == "n/a"  # as in every verdict and summary
     _, cal, html = failing_report
     floor = 1 / (cal.n_sim + 1)
     sigma = cal.scalars.query("name == 'sigma'").iloc[0]
