@@ -311,6 +311,23 @@ def _cmd_run(args) -> int:
     return status
 
 
+def verdict_lines(cal) -> list[str]:
+    """Plain-text verdicts for a terminal (a :class:`sbc.calibration.Calibration`): overall, per
+    model x design, failing groups and what to try."""
+    overall = cal.overall()
+    lines = [f"overall: {overall.label} ({overall.reason}); {cal.family_text()}"]
+    for (model, design), v in cal.verdicts.items():
+        lines.append(f"  {model} {design}: {v.label}")
+        if v.status == "fail":
+            lines.append(f"    failing: {', '.join(v.failing)}")
+            lines.append(f"    {v.reason}")
+        elif v.warnings or v.status == "inconclusive":
+            lines.append(f"    {v.reason}")
+        if v.recommendation and not v.clean_pass:
+            lines.append(f"    try: {v.recommendation}")
+    return lines
+
+
 def _print_verdicts(cal, fail_on: str | None) -> int:
     """Print the verdicts (overall, per model x design, failing groups) and return the exit
     status that ``--fail-on`` asks for."""
@@ -319,7 +336,6 @@ def _print_verdicts(cal, fail_on: str | None) -> int:
             print("[sbc] no successful fits stored: no verdict", file=sys.stderr)
             return EXIT_VERDICT
         return 0
-    from sbc.calibration import verdict_lines
 
     for line in verdict_lines(cal):
         print(f"[sbc] {line}")

@@ -9,9 +9,15 @@ PyTensor compile directory, and 1,156 of 1,170 ranks of ``sbc run studies/crispr
 --sims 6`` changed between the two.  Without fastmath the compiled code keeps IEEE semantics:
 cold, warm and uncached compiles give the same draws bit for bit (tests/test_reproducible.py).
 So sbc switches fastmath off in every process where it compiles a model (the setting is
-process-wide in PyTensor; it cost no measurable speed in benchmarks/reproducible.md), and a
-store's fingerprint holds :func:`numerics`, so fits made under other numerics are never mixed
-into it.
+process-wide in PyTensor), and a store's fingerprint holds :func:`numerics`, so fits made under
+other numerics are never mixed into it.
+
+What it costs (benchmarks/numerics.md, both variants side by side in one process): nothing at
+10x3x3 and 100x30x3, but a fit of ``crispr_screen`` at 30x10x3 takes 1.35x as long (gradient
+evaluations per second 0.65x: without reassociation the likelihood's sum over 900 rows is not
+vectorised).  The alternative that keeps fastmath, compiling without numba's cache in every
+process, is also reproducible but adds about 4 s to every compile of every model form in
+every worker; bits that do not depend on how a function was compiled were chosen instead.
 """
 
 from __future__ import annotations

@@ -18,12 +18,13 @@ import pandas as pd
 
 from sbc import plots, render
 from sbc.glossary import canonical, explain
-from sbc.calibration import LEVELS, MIN_FITS, Calibration, Verdict, combine, with_fractional_ranks
+from sbc.calibration import LEVELS, Calibration, with_fractional_ranks
 from sbc.report_tables import (ComputationCheck, computation_check, degenerate_table,
                                diagnostics_table, extremes_table, group_table, scalar_table)
 from sbc.store import Store
 from sbc.summarize import (Badge, Plot, calibrate_store_tables, sequential_plot,
                            sequential_table, study_summary, summary_frame)
+from sbc.verdicts import MIN_FITS, Verdict, combine
 
 
 WORST_LISTED = 10  # individual elements listed / plotted per model x design

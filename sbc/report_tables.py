@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sbc.calibration import LEVELS, SHAPE_TEXT, Verdict, at_floor
+from sbc.calibration import LEVELS, at_floor
 from sbc.summarize import Badge, PValue
+from sbc.verdicts import SHAPE_TEXT, Verdict
 
 EXTREME_LISTED = 10  # the fits of largest |z| listed per model x design
 EXTREME_BY_RANK = 3  # and those of the smallest and of the largest fractional rank

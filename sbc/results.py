@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sbc.calibration import Calibration, Verdict, with_fractional_ranks
+from sbc.calibration import Calibration, with_fractional_ranks
 from sbc.config import output_dir
 from sbc.errors import StoreError, StudyError
 from sbc.study import Study
+from sbc.verdicts import Verdict
 
 if TYPE_CHECKING:
     from sbc.plan.results import PlanResults
@@ -229,7 +230,7 @@ class Results:
 
     @property
     def verdicts(self) -> dict[tuple[str, str], Verdict]:
-        """(model, design) -> :class:`~sbc.calibration.Verdict`."""
+        """(model, design) -> :class:`~sbc.verdicts.Verdict`."""
         return dict(self.calibration.verdicts) if self.calibration is not None else {}
 
     def summary(self) -> pd.DataFrame:

@@ -373,7 +373,7 @@ def judge(reps: pd.DataFrame, params: pd.DataFrame, settings: Sequential, sample
 def _verdict(v, o: Outcome, cal, sampler=None):
     """The look's verdict ``v`` of one cell, adjusted to its sequential outcome: a stop on a
     failure is attributed, and advised on, by the same engine as a fixed study's failure."""
-    from sbc.calibration import Cause, Verdict, attribute, recommendation
+    from sbc.verdicts import Cause, Verdict, attribute, recommendation
 
     if o.status == "fail":
         def cell(frame: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from sbc import stats
-from sbc.calibration import ALPHA, Calibration, Verdict, calibrate
+from sbc.calibration import Calibration, calibrate
+from sbc.verdicts import ALPHA, Verdict
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -18,7 +18,8 @@ import pytest
 
 from scipy.stats import binom
 
-from sbc.calibration import FLAG_COLUMNS, Verdict, calibrate, combine
+from sbc.calibration import FLAG_COLUMNS, calibrate
+from sbc.verdicts import Verdict, combine
 from sbc.stats import wilson_interval
 from sbc.study import SamplerSettings
 from sbc.render import summary_markdown

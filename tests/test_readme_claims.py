@@ -61,7 +61,7 @@ def test_readme_false_alarm_study_count_is_the_tests():
     n, alpha = stated(r"A fast test runs (\d+) calibrated synthetic studies through the engine "
                       r"and checks that the false-fail rate sits at the stated (\d+) %")
     assert int(n) == test_calibration.N_STUDIES
-    from sbc.calibration import ALPHA
+    from sbc.verdicts import ALPHA
 
     assert float(alpha) / 100 == ALPHA
 
@@ -129,7 +129,7 @@ def _verdict(n_reps: int, seed: int = 2, **kwargs):
 def test_readme_flagged_share_above_which_a_pass_has_warnings(past):
     """README: "A pass is qualified ... when more than 10 % of fits were flagged by the
     sampler ... (**pass, with warnings**)"."""
-    from sbc.calibration import MAX_FLAGGED
+    from sbc.verdicts import MAX_FLAGGED
 
     pct, _ = stated(r"more than (\d+) % of fits were flagged by the sampler or more than "
                     r"(\d+) % failed \(\*\*pass, with warnings\*\*\)")
@@ -145,7 +145,7 @@ def test_readme_flagged_share_above_which_a_pass_has_warnings(past):
 @pytest.mark.parametrize("past", [False, True], ids=["at", "past"])
 def test_readme_failed_share_above_which_a_pass_has_warnings(past):
     """README: "... or more than 5 % failed (**pass, with warnings**)"."""
-    from sbc.calibration import MAX_FAILED
+    from sbc.verdicts import MAX_FAILED
 
     _, pct = stated(r"more than (\d+) % of fits were flagged by the sampler or more than "
                     r"(\d+) % failed \(\*\*pass, with warnings\*\*\)")
@@ -168,7 +168,7 @@ def test_readme_failed_share_above_which_a_pass_has_warnings(past):
 def test_readme_ranked_draws_below_which_a_pass_is_low_resolution(n_ranked, low):
     """README: "fewer than 50 near-independent draws were ranked per fit (median; *low
     resolution*: coarse ranks can hide a miscalibrated sampler)"."""
-    from sbc.calibration import MIN_RANKED
+    from sbc.verdicts import MIN_RANKED
 
     (limit,) = stated(r"fewer than (\d+) near-independent draws were ranked per fit "
                       r"\(median; \*low resolution\*")
@@ -185,7 +185,7 @@ def test_readme_power_below_which_a_pass_has_low_power(past, monkeypatch):
     (computed for this number of fits and this family) is below 0.8 (**pass, low power**;
     the power is stated in every pass)"."""
     import sbc.stats
-    from sbc.calibration import MIN_POWER, POWER_SHIFT
+    from sbc.verdicts import MIN_POWER, POWER_SHIFT
 
     (limit,) = stated(r"the probability of detecting a shift of one scalar by half a posterior "
                       r"sd \(computed for this number of fits and this family\) is below "
@@ -213,7 +213,7 @@ def test_readme_power_below_which_a_pass_has_low_power(past, monkeypatch):
 def test_readme_successful_fits_below_which_a_verdict_is_inconclusive(n_fits, n_failed,
                                                                       inconclusive):
     """README: "**inconclusive**: fewer than 10 successful fits, nothing to test"."""
-    from sbc.calibration import MIN_FITS
+    from sbc.verdicts import MIN_FITS
 
     (limit,) = stated(r"\*\*inconclusive\*\*: fewer than (\d+) successful fits, nothing to test")
     assert MIN_FITS == int(limit)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from sbc import stats
-from sbc.calibration import MIN_FITS
+from sbc.verdicts import MIN_FITS
 from sbc.dispatch import TLS, check_how, check_scheduler_address, map_calls, session
 from sbc.numerics import fingerprint
 from sbc.plan.criteria import plan_decision, success_interval

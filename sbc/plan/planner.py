@@ -28,7 +28,7 @@ import pandas as pd
 
 from sbc import seeding
 from sbc.config import output_dir
-from sbc.calibration import MIN_FITS
+from sbc.verdicts import MIN_FITS
 from sbc.design import Design
 from sbc.dispatch import TLS, check_how, check_scheduler_address
 from sbc.errors import ModelError, StudyError

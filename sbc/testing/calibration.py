@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sbc.calibration import SHAPE_TEXT as _ENGINE_SHAPES
-from sbc.calibration import Verdict, calibrate, flagged_mask, scalar_adjusted
+from sbc.calibration import calibrate, flagged_mask, scalar_adjusted
+from sbc.verdicts import SHAPE_TEXT as _ENGINE_SHAPES
+from sbc.verdicts import Verdict
 from sbc.design import Design
 from sbc.errors import StudyError
 from sbc.sampling import SamplerSettings, sampler_names
