@@ -179,6 +179,46 @@ def _output_folder(path: str):
     return out
 
 
+def _cmd_plan(args) -> int:
+    """``sbc plan PLAN [--out DIR] [--workers N] [--scheduler ADDR]``, either kind of plan."""
+    from sbc.config import output_dir
+    from sbc.dispatch import check_how
+    from sbc.plan.genome_config import GenomePlan
+    from sbc.plan.results import load_any_plan, run_any_plan
+
+    check_how(workers=args.workers, scheduler=args.scheduler, option=True)
+    plan = load_any_plan(args.plan)
+    out = output_dir(args.out, plan.output, plan.base_dir, plan.name)
+    result = run_any_plan(plan, out, workers=args.workers, scheduler=args.scheduler,
+                          tls=tls_of(args))
+    genome = isinstance(plan, GenomePlan)
+    page = out / ("summary.md" if genome else "report.html")
+    r = result.recommended
+    if r is None:
+        print(f"[sbc plan] no design meets the target{'s' if genome else ''} with the stated "
+              f"confidence; see {page}")
+    elif genome:
+        d = r.design
+        print(f"[sbc plan] recommended {d.cell_lines} cell lines x {d.reps} replicates, "
+              f"{d.guides} guides per gene, {d.depth} reads per guide ({d.genes} genes): cost "
+              f"{r.cost:.4g} {plan.cost.unit}; P(success) = {r.probability:.2f} "
+              f"[{r.lower:.2f}, {r.upper:.2f}], n = {r.n}; SBC {r.calibration}")
+        for other in result.table.itertuples():
+            if other.status == "pass" and other.design != d.label:
+                print(f"[sbc plan]   runner-up {other.design}: cost {other.cost:.4g}, "
+                      f"P(success) = {other.p_success:.2f} [{other.p_lower:.2f}, "
+                      f"{other.p_upper:.2f}]")
+    else:
+        print(f"[sbc plan] recommended {r.design.label} (cell lines x genes x replicates), "
+              f"cost {r.cost:g} {plan.cost.unit}: P(target met) = {r.probability:.2f} "
+              f"[{r.lower:.2f}, {r.upper:.2f}], n = {r.n}; SBC {r.calibration}")
+    f = result.fits
+    print(f"[sbc plan] {'screens simulated' if genome else 'fits used'} {f['used']} "
+          f"({f['new']} new) vs {f['full_grid']} for the full grid ({f['saved_share']:.0%} "
+          f"saved); {result.seconds:.0f} s; {'summary' if genome else 'report'}: {page}")
+    return 0
+
+
 def _cmd_fit(args) -> int:
     from sbc.datafit import fit_data
 
@@ -217,10 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _cmd_report(args)
         if args.command == "plan":
-            from sbc.dispatch import check_how
-            from sbc.plan import cli_plan
-            check_how(workers=args.workers, scheduler=args.scheduler, option=True)
-            return cli_plan(args, tls_of(args))
+            return _cmd_plan(args)
         if args.command == "fit":
             return _cmd_fit(args)
         if args.command == "check":

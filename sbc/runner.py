@@ -13,7 +13,9 @@ For one store it owns
   replicate that must be fitted and kept across calls, so workers keep compiled models.
 
 Callers describe what must exist as :class:`Job` s (the first ``n`` replicates of one model on
-one design) and call :meth:`Runner.ensure`; only missing replicates are fitted.
+one design) and call :meth:`Runner.ensure`; only missing replicates are fitted.  Work that is
+not a replicate of a model (the genome plan's simulated screens) goes through
+:meth:`Runner.map` on the same store, lock and session.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from sbc.design import Design
-from sbc.dispatch import (TLS, Progress, auto_batch_size, check_how, default_workers, run_tasks,
-                          session)
+from sbc.dispatch import (TLS, Progress, auto_batch_size, check_how, default_workers, map_calls,
+                          run_tasks, session)
 from sbc.replicate import BatchTask
 from sbc.numerics import numerics
 from sbc.spec import ModelRef
@@ -194,6 +196,11 @@ class Runner:
             f"{self.workers} local Dask worker(s)"
 
     # --- fitting -----------------------------------------------------------------------
+    def map(self, fn, calls, on_result) -> None:
+        """``fn(*args)`` for every ``args`` of ``calls`` on the session's workers, each result
+        handed to ``on_result`` here as it completes (the genome plan's screens)."""
+        map_calls(self.client, fn, list(calls), on_result)
+
     def missing(self, job: Job) -> list[int]:
         return [r for r in range(job.n)
                 if (job.model.label, job.design.label, r) not in self.finished]

@@ -804,6 +804,10 @@ class Store:
     def write_text(self, name: str, text: str) -> Path:
         return self._write(name, text.encode())
 
+    def write_bytes(self, name: str, payload: bytes) -> Path:
+        """Write one of the store's top-level files (a figure, a table) atomically."""
+        return self._write(name, payload)
+
     def _write(self, name: str, payload: bytes) -> Path:
         """Write one of the store's top-level files atomically; StoreError with a fix if the
         directory is not writable or the disk is full."""

@@ -23,9 +23,9 @@ from sbc.plan.config import CostModel, Pilot, Plan, SearchSettings, Target, load
 from sbc.plan.criteria import (INTERVALS, dominated, element_success, plan_decision,
                                replicate_success, success_interval)
 from sbc.plan.pilot import moment_matched_priors, pilot_frame
-from sbc.plan.planner import PlanResult, Planner, calibration_verdict, cli_plan, run_plan
+from sbc.plan.planner import Planner, calibration_verdict, run_plan
 from sbc.plan.results import PlanResults, plan_screen
-from sbc.plan.search import DesignResult, Search
+from sbc.plan.search import DesignResult, PlanResult, Search
 
 __all__ = [
     "INTERVALS",
@@ -40,7 +40,6 @@ __all__ = [
     "SearchSettings",
     "Target",
     "calibration_verdict",
-    "cli_plan",
     "dominated",
     "element_success",
     "load_plan",

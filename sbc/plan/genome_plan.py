@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,16 +28,17 @@ import pandas as pd
 
 from sbc import stats
 from sbc.verdicts import MIN_FITS
-from sbc.dispatch import TLS, check_how, check_scheduler_address, map_calls, session
+from sbc.dispatch import TLS, check_how, check_scheduler_address
 from sbc.numerics import fingerprint
 from sbc.plan.criteria import plan_decision, success_interval
 from sbc.plan.genome import ScreenDesign, run_screen
 from sbc.plan.genome_config import GenomePlan
 from sbc.plan.genome_pilot import apply_pilot
 from sbc.plan.output import jsonable
-from sbc.plan.search import DesignResult, Search
+from sbc.plan.search import DesignResult, PlanResult, Search
+from sbc.plots import plan_cost_figure
+from sbc.runner import Runner
 from sbc.runner import manifest as make_manifest
-from sbc.store import Store
 
 RECORD_NUMBERS = ("coverage95", "reliability", "reliability_var", "fdp05", "rmse_beta",
                   "simulate_seconds", "fit_seconds")
@@ -108,15 +109,17 @@ def design_verdict(records: list[dict], alpha: float, gamma: bool) -> tuple[str,
 
 
 class GenomePlanner:
-    """A genome plan's run: store, Dask session, evaluation of designs, search."""
+    """A genome plan's evaluation of designs and search, on a :class:`sbc.runner.Runner`
+    (the store, its lock and the Dask session every run uses)."""
 
     def __init__(self, plan: GenomePlan, out: Path, workers: int | None,
                  scheduler: str | None, stream=None, tls=None):
         # a [pilot] replaces the priors it informs (design and analysis) before anything runs
         plan, self.pilot = apply_pilot(plan)
         self.plan, self.out = plan, Path(out)
-        self.workers, self.scheduler, self.tls = workers, scheduler, tls
-        self.stream = stream or sys.stderr
+        self.runner = Runner(out, self.manifest(), workers=workers, scheduler=scheduler,
+                             cluster=plan.cluster, tls=tls, stream=stream)
+        self.stream = self.runner.stream
         self.settings = plan.settings()
         self.results = {d: GenomeDesignResult(d, plan.cost_of(d), million_reads=d.million_reads)
                         for d in plan.designs()}
@@ -148,9 +151,8 @@ class GenomePlanner:
 
     def run(self) -> GenomeDesignResult | None:
         plan = self.plan
-        store = Store.open_for_run(self.out, self.manifest())
-        self.store = store
-        with store.exclusive():
+        with self.runner as runner:
+            self.store = store = runner.store
             n_targets = len(plan.targets)
             for record in store.iter_screens(lambda r: screen_problem(r, n_targets),
                                              quarantine=True):
@@ -162,13 +164,43 @@ class GenomePlanner:
                 store.write_text("pilot_posterior.json",
                                  json.dumps(jsonable(self.pilot.to_dict()), indent=2))
                 self.log(self.pilot.summary())
-            with session(workers=self.workers, scheduler=self.scheduler,
-                         cluster_spec=plan.cluster, tls=self.tls) as client:
-                self.client = client
-                search = Search(self.results, plan.monotone, self.evaluate,
-                                strategy=plan.search.strategy,
-                                runners_up=plan.search.runners_up)
-                return search.run()
+            search = Search(self.results, plan.monotone, self.evaluate,
+                            strategy=plan.search.strategy, runners_up=plan.search.runners_up)
+            recommended = search.run()
+            runner.close_session()
+            self.write_outputs(recommended)
+            return recommended
+
+    def write_outputs(self, recommended) -> None:
+        """plan.csv, plan.json, plan_cost.png and summary.md, under the store's lock."""
+        plan, store = self.plan, self.store
+        rows = [r.row() for r in sorted(self.results.values(), key=lambda r: (r.cost, r.design))]
+        self.table = table = pd.DataFrame(rows)
+        used = sum(r.n for r in self.results.values())
+        full = plan.search.max_simulations * len(self.results)
+        self.fits = fits = {
+            "used": used, "new": self.new, "full_grid": full, "designs": len(self.results),
+            "saved_share": 1 - used / full if full else 0.0,
+            "design_prior": ("crispr_guides with the pilot's priors "
+                             f"({', '.join(self.pilot.used)} from {plan.pilot.data})"
+                             if self.pilot else "crispr_guides (its prior)") + (
+                f", candidates' selective effect fixed at {plan.selective_effect:g}"
+                if plan.selective_effect is not None else "")}
+        self.seconds = seconds = time.monotonic() - self.started
+        store.write_text("plan.csv", table.to_csv(index=False))
+        store.write_text("plan.json", json.dumps(jsonable({
+            "plan": plan.to_dict(), "kind": "genome",
+            "targets": [t.describe() for t in plan.targets],
+            "recommended": recommended.row() if recommended else None,
+            "fits": fits, "seconds": seconds, "designs": rows,
+            "pilot": self.pilot.to_dict() if self.pilot else None}), indent=2))
+        fig = plan_cost_figure(table, plan.probability, plan.cost.unit,
+                               recommended.design.label if recommended else None)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        store.write_bytes("plan_cost.png", buf.getvalue())
+        store.write_text("summary.md", summary_text(plan, table, recommended, fits, seconds,
+                                                    self.pilot))
 
     def _simulate(self, design: ScreenDesign, reps: range) -> None:
         have = self.screens.setdefault(design.label, {})
@@ -182,7 +214,7 @@ class GenomePlanner:
             have[record["rep"]] = record
             self.new += 1
 
-        map_calls(self.client, run_screen, [(design, r, self.settings) for r in todo], keep)
+        self.runner.map(run_screen, [(design, r, self.settings) for r in todo], keep)
         rate = (time.monotonic() - start) / len(todo)
         self.log(f"{design.label}: {len(todo)} screens in {time.monotonic() - start:.0f} s "
                  f"({rate:.1f} s per screen with the workers), {self.new} new in all, "
@@ -232,17 +264,8 @@ class GenomePlanner:
                                            for r in records]))
 
 
-@dataclass
-class GenomePlanResult:
-    recommended: GenomeDesignResult | None
-    table: pd.DataFrame
-    fits: dict
-    seconds: float
-    out: Path
-
-
 def run_genome_plan(plan: GenomePlan, out: str | Path, *, workers: int | None = None,
-                    scheduler: str | None = None, stream=None, tls=None) -> GenomePlanResult:
+                    scheduler: str | None = None, stream=None, tls=None) -> PlanResult:
     """Run (or resume) a genome plan into ``out``: plan.csv, plan.json, summary.md and
     plan_cost.png."""
     check_how(workers=workers, scheduler=scheduler)  # counts; one of the two at most
@@ -254,40 +277,8 @@ def run_genome_plan(plan: GenomePlan, out: str | Path, *, workers: int | None = 
     if scheduler and scheduler.startswith("tls://"):
         (tls or TLS()).security()  # missing certificates: refused before the store opens
     planner = GenomePlanner(plan, Path(out), workers, scheduler, stream, tls)
-    plan = planner.plan  # with the pilot's priors, if it has a pilot
     recommended = planner.run()
-    rows = [r.row() for r in sorted(planner.results.values(), key=lambda r: (r.cost, r.design))]
-    table = pd.DataFrame(rows)
-    used = sum(r.n for r in planner.results.values())
-    full = plan.search.max_simulations * len(planner.results)
-    fits = {"used": used, "new": planner.new, "full_grid": full,
-            "designs": len(planner.results), "saved_share": 1 - used / full if full else 0.0,
-            "design_prior": ("crispr_guides with the pilot's priors "
-                             f"({', '.join(planner.pilot.used)} from {plan.pilot.data})"
-                             if planner.pilot else "crispr_guides (its prior)") + (
-                f", candidates' selective effect fixed at {plan.selective_effect:g}"
-                if plan.selective_effect is not None else "")}
-    seconds = time.monotonic() - planner.started
-    store = planner.store
-    targets = [t.describe() for t in plan.targets]
-    store.write_text("plan.csv", table.to_csv(index=False))
-    store.write_text("plan.json", json.dumps(jsonable({
-        "plan": plan.to_dict(), "kind": "genome", "targets": targets,
-        "recommended": recommended.row() if recommended else None,
-        "fits": fits, "seconds": seconds, "designs": rows,
-        "pilot": planner.pilot.to_dict() if planner.pilot else None}), indent=2))
-    from sbc.plots import plan_cost_figure
-
-    fig = plan_cost_figure(table, plan.probability, plan.cost.unit,
-                           recommended.design.label if recommended else None)
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    store._write("plan_cost.png", buf.getvalue())
-    store.write_text("summary.md", summary_text(plan, table, recommended, fits, seconds,
-                                                planner.pilot))
-    return GenomePlanResult(recommended, table, fits, seconds, Path(out))
+    return PlanResult(recommended, planner.table, planner.fits, planner.seconds, Path(out))
 
 
 def summary_text(plan: GenomePlan, table: pd.DataFrame, recommended, fits: dict,
@@ -335,33 +326,3 @@ def summary_text(plan: GenomePlan, table: pd.DataFrame, recommended, fits: dict,
         lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v)
                                        for v in row) + " |")
     return "\n".join(lines) + "\n"
-
-
-def cli_genome_plan(args, tls=None) -> int:
-    """``sbc plan GENOME_PLAN``."""
-    from sbc.config import output_dir
-    from sbc.plan.genome_config import load_genome_plan
-
-    plan = load_genome_plan(args.plan)
-    out = output_dir(args.out, plan.output, plan.base_dir, plan.name)
-    result = run_genome_plan(plan, out, workers=args.workers, scheduler=args.scheduler, tls=tls)
-    r = result.recommended
-    if r is None:
-        print(f"[sbc plan] no design meets the targets with the stated confidence; see "
-              f"{out / 'summary.md'}")
-    else:
-        d = r.design
-        print(f"[sbc plan] recommended {d.cell_lines} cell lines x {d.reps} replicates, "
-              f"{d.guides} guides per gene, {d.depth} reads per guide ({d.genes} genes): cost "
-              f"{r.cost:.4g} {plan.cost.unit}; P(success) = {r.probability:.2f} "
-              f"[{r.lower:.2f}, {r.upper:.2f}], n = {r.n}; SBC {r.calibration}")
-        for other in result.table.itertuples():
-            if other.status == "pass" and other.design != d.label:
-                print(f"[sbc plan]   runner-up {other.design}: cost {other.cost:.4g}, "
-                      f"P(success) = {other.p_success:.2f} [{other.p_lower:.2f}, "
-                      f"{other.p_upper:.2f}]")
-    f = result.fits
-    print(f"[sbc plan] screens simulated {f['used']} ({f['new']} new) vs {f['full_grid']} for "
-          f"the full grid ({f['saved_share']:.0%} saved); {result.seconds:.0f} s; summary: "
-          f"{out / 'summary.md'}")
-    return 0

@@ -20,27 +20,25 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from sbc import seeding
-from sbc.config import output_dir
 from sbc.verdicts import MIN_FITS
 from sbc.design import Design
 from sbc.dispatch import TLS, check_how, check_scheduler_address
 from sbc.errors import ModelError, StudyError
 from sbc.numerics import fingerprint
-from sbc.plan.config import Plan, Target, load_plan
+from sbc.plan.config import Plan, Target
 from sbc.plan.criteria import (INTERVALS, contraction, element_name, plan_decision,
                                replicate_success, select_quantity, split_quantity,
                                success_interval)
 from sbc.plan.output import jsonable, result_table
 from sbc.render import plan_page
 from sbc.plan.pilot import pilot_design_model, pilot_frame
-from sbc.plan.search import DesignResult, Search
+from sbc.plan.search import DesignResult, PlanResult, Search
 from sbc.runner import Job, Runner
 from sbc.runner import manifest as make_manifest
 from sbc.spec import resolve_model
@@ -362,15 +360,6 @@ class Planner:
         print(f"[sbc plan {elapsed:5.0f}s] {text}", file=self.stream, flush=True)
 
 
-@dataclass
-class PlanResult:
-    recommended: DesignResult | None
-    table: pd.DataFrame
-    fits: dict
-    seconds: float
-    out: Path
-
-
 def run_plan(plan: Plan, out: str | Path, *, workers: int | None = None,
              scheduler: str | None = None, stream=None, tls=None) -> PlanResult:
     """Run (or resume) a plan into ``out``; writes plan.csv, plan.json and report.html.
@@ -411,31 +400,3 @@ def run_plan(plan: Plan, out: str | Path, *, workers: int | None = None,
             indent=2))
         store.write_text("report.html", plan_page(plan, table, recommended, fits))
     return PlanResult(recommended, table, fits, seconds, Path(out))
-
-
-def cli_plan(args, tls=None) -> int:
-    """``sbc plan PLAN [--out DIR] [--workers N] [--scheduler ADDR]``; a genome plan
-    (``kind = "genome"``) runs :func:`sbc.plan.genome_plan.cli_genome_plan`."""
-    from sbc.plan.genome_config import is_genome_plan
-
-    if is_genome_plan(args.plan):
-        from sbc.plan.genome_plan import cli_genome_plan
-
-        return cli_genome_plan(args, tls)
-    plan = load_plan(args.plan)
-    out = output_dir(args.out, plan.output, plan.base_dir, plan.name)
-    result = run_plan(plan, out, workers=args.workers, scheduler=args.scheduler,
-                      tls=tls)
-    r = result.recommended
-    if r is None:
-        print(f"[sbc plan] no design meets the target with the stated confidence; see "
-              f"{out / 'report.html'}")
-    else:
-        print(f"[sbc plan] recommended {r.design.label} (cell lines x genes x replicates), "
-              f"cost {r.cost:g} {plan.cost.unit}: P(target met) = {r.probability:.2f} "
-              f"[{r.lower:.2f}, {r.upper:.2f}], n = {r.n}; SBC {r.calibration}")
-    f = result.fits
-    print(f"[sbc plan] fits used {f['used']} ({f['new']} new) vs {f['full_grid']} for the full "
-          f"grid ({f['saved_share']:.0%} saved); {result.seconds:.0f} s; report: "
-          f"{out / 'report.html'}")
-    return 0

@@ -46,20 +46,36 @@ def plan_screen(plan: str | Path | Plan, out: str | Path | None = None, *,
     '12x100x3'
     """
     from sbc.dispatch import check_how
-    from sbc.plan.genome_config import GenomePlan, is_genome_plan, load_genome_plan
 
     check_how(workers=workers, scheduler=scheduler)  # before the plan file is read
     stream = sys.stderr if progress else io.StringIO()
-    if not isinstance(plan, (Plan, GenomePlan)):
-        plan = load_genome_plan(plan) if is_genome_plan(plan) else Plan.from_toml(plan)
+    plan = load_any_plan(plan)
     directory = output_dir(out, plan.output, plan.base_dir, plan.name)
+    run_any_plan(plan, directory, workers=workers, scheduler=scheduler, stream=stream)
+    return PlanResults(directory)
+
+
+def load_any_plan(plan):
+    """A plan file of either kind (``kind = "genome"``: a genome-wide guide-level plan) read
+    and validated; a ``Plan`` or ``GenomePlan`` is returned as it is.  The one place that
+    tells the two kinds apart."""
+    from sbc.plan.genome_config import GenomePlan, is_genome_plan, load_genome_plan
+
+    if isinstance(plan, (Plan, GenomePlan)):
+        return plan
+    return load_genome_plan(plan) if is_genome_plan(plan) else Plan.from_toml(plan)
+
+
+def run_any_plan(plan, out, *, workers=None, scheduler=None, stream=None, tls=None):
+    """Run (or resume) a plan of either kind into ``out``; its :class:`PlanResult`."""
+    from sbc.plan.genome_config import GenomePlan
+
     if isinstance(plan, GenomePlan):
         from sbc.plan.genome_plan import run_genome_plan
 
-        run_genome_plan(plan, directory, workers=workers, scheduler=scheduler, stream=stream)
-    else:
-        run_plan(plan, directory, workers=workers, scheduler=scheduler, stream=stream)
-    return PlanResults(directory)
+        return run_genome_plan(plan, out, workers=workers, scheduler=scheduler, stream=stream,
+                               tls=tls)
+    return run_plan(plan, out, workers=workers, scheduler=scheduler, stream=stream, tls=tls)
 
 
 class PlanResults:

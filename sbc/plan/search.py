@@ -20,6 +20,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
 
 from sbc.design import Design
 from sbc.plan.criteria import dominated
@@ -67,6 +70,19 @@ class DesignResult:
                     "calibration_failing": self.calibration_failing,
                     "calibration_simulations": self.calibration_n, "note": self.note})
         return out
+
+
+@dataclass
+class PlanResult:
+    """What a plan run returns (both kinds): the recommended design (None when no design
+    meets the targets), the table of evaluated designs, the fits or screens used, the
+    seconds it took and the output directory."""
+
+    recommended: DesignResult | None
+    table: pd.DataFrame
+    fits: dict
+    seconds: float
+    out: Path
 
 
 class Search:
