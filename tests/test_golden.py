@@ -1,5 +1,5 @@
-"""The golden run (tests/golden/make_golden.py): a small study and a small plan must store and
-decide exactly what golden.json records, so a restructuring that changes any stored rank,
+"""The golden run (tests/golden/make_golden.py): a small study, a small plan and a small genome
+plan must store and decide exactly what golden.json records, so a restructuring that changes any stored rank,
 truth, status, statistic, verdict or plan decision fails here.  A deliberate change
 regenerates golden.json (``.venv/bin/python tests/golden/make_golden.py``) in the commit
 that makes it, and says why."""
@@ -31,6 +31,10 @@ def test_golden_exact_study(tmp_path):
 
 def test_golden_plan(tmp_path):
     _compare(make_golden.run_plan(tmp_path / "plan"), GOLDEN["plan"])
+
+
+def test_golden_genome_plan(tmp_path):
+    _compare(make_golden.run_genome_plan(tmp_path / "genome"), GOLDEN["genome_plan"])
 
 
 @pytest.mark.slow

@@ -91,6 +91,42 @@ draws = 4000
 """
 
 
+GENOME_PLAN = """
+kind = "genome"
+name = "golden_genome"
+seed = 11
+probability = 0.6
+
+[space]
+cell_lines = [2, 4]
+genes = [300]
+reps = [2]
+guides = [3]
+depth = [250]
+
+[candidates]
+genes = 6
+fraction = 0.5
+
+[[targets]]
+kind = "essential_power"
+at_least = 0.3
+
+[[targets]]
+kind = "width"
+below = 1.0
+at_least = 0.5
+
+[cost]
+per_cell_line = 1.0
+per_million_reads = 0.01
+
+[search]
+batch = 10
+max_simulations = 20
+"""
+
+
 def _g(x) -> float | None:
     """A float to 12 significant digits (JSON-stable), None for NaN."""
     x = float(x)
@@ -135,9 +171,28 @@ def run_plan(out: Path) -> dict:
             "designs": rows, "fits": {k: result.fits[k] for k in ("used", "full_grid")}}
 
 
+def run_genome_plan(out: Path) -> dict:
+    from sbc.plan.genome_config import load_genome_plan
+    from sbc.plan.genome_plan import run_genome_plan as run
+
+    path = out.parent / f"{out.name}.toml"
+    path.write_text(GENOME_PLAN)
+    result = run(load_genome_plan(path), out, workers=0, stream=io.StringIO())
+    table = result.table.sort_values("design")
+    rows = [[r["design"], r["status"], int(r["simulations"]), _g(r["p_success"]),
+             _g(r["fdp_at_0.05"]), _g(r["coverage95"]), r["calibration"],
+             _g(r["calibration_p_holm"])]
+            for _, r in table.iterrows()]
+    return {"recommended": result.recommended.design.label if result.recommended else None,
+            "designs": rows, "fits": {k: result.fits[k] for k in ("used", "full_grid")}}
+
+
 def environment() -> dict:
+    from sbc.numerics import numerics
+
     return {"machine": platform.machine(), "processor": platform.processor(),
-            "versions": {p: version(p) for p in ("numpy", "pymc", "pytensor", "nutpie")}}
+            "versions": {p: version(p) for p in ("numpy", "pymc", "pytensor", "nutpie")},
+            "numerics": numerics()}
 
 
 def main() -> int:
@@ -148,7 +203,8 @@ def main() -> int:
         golden = {"environment": environment(),
                   "exact": run_study(EXACT_STUDY, tmp / "exact"),
                   "nutpie": run_study(NUTPIE_STUDY, tmp / "nutpie"),
-                  "plan": run_plan(tmp / "plan")}
+                  "plan": run_plan(tmp / "plan"),
+                  "genome_plan": run_genome_plan(tmp / "genome")}
     GOLDEN.write_text(json.dumps(golden, indent=1) + "\n")
     print(f"wrote {GOLDEN}")
     return 0
