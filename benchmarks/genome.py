@@ -1,5 +1,5 @@
 """Seconds per planned design against the number of genes: the genome shortcut
-(sbc.plan.genome) and full NUTS on the count model (sbc.plan.genome_nuts) side by side in
+(sbc.plan.genome_fit) and full NUTS on the count model (sbc.plan.genome_nuts) side by side in
 one run, and the shortcut's scaling over local Dask workers.
 
 - Per number of genes (100 to 18,000), one design shape, 4 cell lines x 2 replicates x
@@ -34,7 +34,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from sbc.dispatch import map_calls, session  # noqa: E402
-from sbc.plan.genome import GenomeSettings, GenomeTarget, ScreenDesign, run_screen, simulate  # noqa: E402
+from sbc.plan.genome import GenomeSettings, GenomeTarget, ScreenDesign  # noqa: E402
+from sbc.plan.genome_screen import run_screen, simulate  # noqa: E402
 
 TARGETS = (GenomeTarget("essential_power", at_least=0.7),
            GenomeTarget("selective_power", at_least=0.8),

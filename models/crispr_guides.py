@@ -60,7 +60,7 @@ weakly informative choices around them):
 
 ``PRIORS`` holds the hyperpriors as (distribution, parameters); a plan's design prior may
 override them.  ``build`` is the full model in PyMC (every guide, cell line and count), for
-NUTS at a scale where it runs; the planner's shortcut (:mod:`sbc.plan.genome`) fits the same
+NUTS at a scale where it runs; the planner's shortcut (:mod:`sbc.plan.genome_fit`) fits the same
 model genome-wide and is certified against it.
 """
 

@@ -92,6 +92,10 @@ class Calibration:
     n_tests: dict = field(default_factory=dict)
     # (model, design) -> sbc.stopping.Outcome for a sequential study (empty otherwise)
     sequential: dict = field(default_factory=dict)
+    # the replicates and parameters tables the verdicts rest on (a sequential study: each
+    # cell's replicates up to its stop), so no reader selects them again
+    reps: pd.DataFrame | None = field(default=None, repr=False)
+    params: pd.DataFrame | None = field(default=None, repr=False)
 
     def verdict(self, model: str, design: str) -> Verdict:
         return self.verdicts[(model, design)]
@@ -392,7 +396,7 @@ def calibrate(reps: pd.DataFrame, params: pd.DataFrame, *, alpha: float = ALPHA,
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
-    params = with_fractional_ranks(params, reps)
+    raw_params, params = params, with_fractional_ranks(params, reps)
     sizes = params.groupby(["model", "design", "group"])["name"].nunique()
     per_cell = sizes.groupby(level=[0, 1]).size()
     n_tests = {key: int(n) for key, n in per_cell.items()}
@@ -423,6 +427,6 @@ def calibrate(reps: pd.DataFrame, params: pd.DataFrame, *, alpha: float = ALPHA,
                                power, sampler)
         verdicts_clean[key] = decide_clean(sel(groups_clean), diag)
     return Calibration(scalars, groups, groups_clean, diagnostics, verdicts, verdicts_clean,
-                       n_sim, alpha, family, n_tests)
+                       n_sim, alpha, family, n_tests, reps=reps, params=raw_params)
 
 

@@ -166,7 +166,7 @@ def _output_folder(path: str):
 
     from sbc.errors import StoreError
 
-    from sbc.store import make_dirs
+    from sbc.storefiles import make_dirs
 
     out = Path(path)
     if out.exists() and not out.is_dir():
@@ -182,7 +182,7 @@ def _output_folder(path: str):
 def _cmd_plan(args) -> int:
     """``sbc plan PLAN [--out DIR] [--workers N] [--scheduler ADDR]``, either kind of plan."""
     from sbc.config import output_dir
-    from sbc.dispatch import check_how
+    from sbc.execution import check_how
     from sbc.plan.genome_config import GenomePlan
     from sbc.plan.results import load_any_plan, run_any_plan
 
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cmd_run(args) -> int:
     from sbc.config import output_dir
-    from sbc.dispatch import check_how
+    from sbc.execution import check_how
     from sbc.results import run
     from sbc.study import load_study
 

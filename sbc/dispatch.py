@@ -5,136 +5,32 @@ consumed with ``as_completed``; every record is written to the store as its batc
 an interrupted run keeps everything finished.  A worker that dies mid-task loses nothing:
 the scheduler reruns the batch elsewhere, and seeds depend only on (model, design, replicate).
 
-This module is long because it is the one home of Dask for every caller: sessions (local,
-SLURM, a scheduler address, threads), batches with their retries and worker deaths, and the
-genome planner's plain calls (:func:`map_calls`).
+Here: sessions (:func:`session`: a LocalCluster, SLURM jobs, a scheduler given by address,
+with its TLS certificates), batches with their retries and worker deaths (:func:`run_tasks`),
+and the genome planner's plain calls (:func:`map_calls`).  What needs no Dask (checking where
+fits run, worker and batch counts, running batches in this process or in its threads) is
+:mod:`sbc.execution`; the progress line is :mod:`sbc.progress`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from sbc.errors import SchedulerError
+from sbc.execution import (InProcess, Threads, check_how, check_scheduler_address, default_workers,
+                           run_in_process, run_in_threads)
 from sbc.inflight import Guard
+from sbc.progress import Progress, tick
 from sbc.replicate import BatchTask, run_batch, worker_died_record
 from sbc.study import ClusterSpec
 
 RETRIES = 3
-
-
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
-def _shown(name: str, value, option: bool) -> str:
-    """How a message names a value: ``--workers 2`` (command line) or ``workers=2``."""
-    return f"--{name} {value}" if option else f"{name}={value!r}"
-
-
-def check_how(*, workers=None, threads=None, scheduler=None, option: bool = False) -> None:
-    """Refuse (ArgumentError) what would make a run hang or silently ignore a setting: a
-    worker count that is not an integer >= 0, a thread count that is not an integer >= 1,
-    and any two of workers, threads and scheduler given together (each picks where fits
-    run: local worker processes, threads of this process, a running scheduler's workers).
-    ``option``: name them as command-line options (``--workers``), else as arguments."""
-    from numbers import Integral
-
-    from sbc.errors import ArgumentError
-
-    for name, value, minimum, what in (
-            ("workers", workers, 0, "0 fits in this process, N starts N local single-threaded "
-                                    "Dask workers; leave it out for one per core"),
-            ("threads", threads, 1, "threads of this process that fit side by side; leave it "
-                                    "out to fit in worker processes")):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, Integral)
-                                  or value < minimum):
-            raise ArgumentError(f"{_shown(name, value, option)}: {name} must be a whole number "
-                                f">= {minimum} ({what})")
-    given = [(n, v) for n, v in (("workers", workers), ("threads", threads),
-                                 ("scheduler", scheduler)) if v is not None]
-    if len(given) > 1:
-        (a, va), (b, vb) = given[:2]
-        where = {"workers": "local worker processes", "threads": "threads of this process",
-                 "scheduler": "the workers of that running scheduler"}
-        raise ArgumentError(
-            f"{_shown(a, va, option)} and {_shown(b, vb, option)} were both given, but they "
-            f"choose where fits run ({a}: {where[a]}; {b}: {where[b]}), so one of them would "
-            f"be ignored; drop " + " or ".join(f"--{n}" if option else n for n, _ in given))
-
-
-class Progress:
-    """Replicates done / total, rate, ETA and failures on one line (stderr).
-
-    The rate is measured from the first finished batch on, not from the start: the time
-    before it is start-up (imports, workers, compiling the model once per worker), which a
-    rate over the whole run would spread over every replicate and so inflate the ETA many
-    times over on a fresh run.  Until a second batch finishes the ETA reads "estimating".
-    """
-
-    def __init__(self, total: int, done: int = 0, stream=None, every: float = 5.0,
-                 clock=time.monotonic):
-        self.total, self.done, self.failed, self.new = total, done, 0, 0
-        self.clock = clock
-        self.first: tuple[float, int] | None = None  # (time, replicates) at the first batch
-        self.stream = stream or sys.stderr
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
-        self.every, self._last = every, 0.0
-
-    def update(self, n_ok: int, n_failed: int) -> None:
-        self.done += n_ok + n_failed
-        self.new += n_ok + n_failed
-        self.failed += n_failed
-        now = self.clock()
-        if self.first is None:
-            self.first = (now, self.new)
-        if self.tty or now - self._last >= self.every or self.done >= self.total:
-            self._last = now
-            self.stream.write(("\r" if self.tty else "") + self.line() + ("" if self.tty else "\n"))
-            self.stream.flush()
-
-    def rate(self) -> float | None:
-        """Replicates per second since the first finished batch (None: not measured yet)."""
-        if self.first is None:
-            return None
-        seconds, n = self.clock() - self.first[0], self.new - self.first[1]
-        return n / seconds if n > 0 and seconds > 0 else None
-
-    def line(self) -> str:
-        rate = self.rate()
-        left = self.total - self.done
-        if left <= 0:
-            eta = "0s"
-        else:
-            eta = _duration(left / rate) if rate else "estimating"
-        shown = f"{rate:.2f}/s" if rate else "rate after the first batches"
-        return (f"[sbc] {self.done}/{self.total} replicates done, {self.failed} failed, "
-                f"{shown}, ETA {eta}   ")
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
-def auto_batch_size(n_missing: int, n_workers: int, n_rows: int) -> int:
-    """Replicates per task: enough to amortize scheduling when fits are fast (small designs),
-    one per task when a fit is long; always leave about 4 tasks per worker to balance load."""
-    if n_rows > 5000:
-        return 1
-    return int(min(8, max(1, math.ceil(n_missing / (4 * max(1, n_workers))))))
 
 
 def slurm_cluster(spec: ClusterSpec):
@@ -151,26 +47,6 @@ def slurm_cluster(spec: ClusterSpec):
     return SLURMCluster(scheduler_options={"dashboard_address": ":0"}, **kwargs)
 
 
-class InProcess:
-    """Stands in for a Dask client when ``workers=0``: batches run here, one after another;
-    ``guard`` (:class:`sbc.inflight.Guard`) is told which replicate is being fitted."""
-
-    def __init__(self, guard=None):
-        self.guard = guard
-
-
-@dataclass(frozen=True)
-class Threads:
-    """Stands in for a Dask client with ``threads=N``: batches run in N threads of this
-    process, which compiles each model once (no worker processes to start or to compile in).
-    Only for samplers that fit side by side in threads (``Sampler.threads``); a fit that
-    crashes the process (os.abort, a segfault) ends the run, and a rerun resumes it; its
-    ``guard`` (:class:`sbc.inflight.Guard`) then says which replicates were being fitted."""
-
-    n: int
-    guard: object = field(default=None, compare=False, repr=False)
-
-
 # A replicate whose fit kills the process running it (os.abort, a segfault, out of memory) is
 # tried on this many workers, then recorded as failed ("worker_died").  A batch that kills a
 # worker this often is split, and each of its replicates is retried alone, so one crashing
@@ -178,32 +54,6 @@ class Threads:
 # (Dask's ``distributed.scheduler.allowed-failures`` is set to one less); a scheduler given by
 # address keeps its own setting.
 WORKER_DEATHS = 2
-SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
-_LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
-
-
-def check_scheduler_address(address: str | None) -> str | None:
-    """``address`` if it is a Dask scheduler address (``scheme://host:port``), else a
-    SchedulerError saying what is expected.  Warns (stderr) when plain TCP leaves this
-    machine: Dask sends pickled tasks and results over it, unencrypted and unauthenticated."""
-    if address is None:
-        return None
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(address) if "://" in address else None
-    if parts is None or parts.scheme not in SCHEMES or (not parts.hostname and parts.scheme != "inproc"):
-        hint = (" (http:// is the dashboard; the scheduler listens on tcp://, port 8786 by "
-                "default)" if address.startswith(("http://", "https://")) else "")
-        raise SchedulerError(f"--scheduler/run.scheduler {address!r} is not a Dask scheduler "
-                             f"address{hint}; give scheme://host:port with scheme one of "
-                             f"{', '.join(SCHEMES)}, e.g. tcp://127.0.0.1:8786")
-    if parts.scheme in ("tcp", "ws") and parts.hostname not in _LOOPBACK:
-        print(f"[sbc] warning: {address} is plain {parts.scheme.upper()} beyond this machine: "
-              "anyone who can reach the scheduler can run code on its workers and read "
-              "results. Use tls:// with certificates (--tls-ca-file, --tls-cert, --tls-key) "
-              "on networks you do not control (README: 'What a scheduler address trusts')",
-              file=sys.stderr)
-    return address
 
 
 @dataclass(frozen=True)
@@ -487,16 +337,9 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
             return run_tasks(tasks, on_records, progress=progress, client=own,
                              window=window, wanted=wanted)
     if isinstance(client, InProcess):
-        for task in tasks:
-            if wanted is not None and not wanted(task):
-                continue
-            records = run_batch(task, getattr(client, "guard", None))
-            on_records(records)
-            if progress:
-                _tick(progress, records)
-        return 0
+        return run_in_process(tasks, on_records, progress, wanted, getattr(client, "guard", None))
     if isinstance(client, Threads):
-        return _run_in_threads(tasks, on_records, client.n, progress, window, wanted,
+        return run_in_threads(tasks, on_records, client.n, progress, window, wanted,
                                client.guard)
 
     from dask.distributed import as_completed
@@ -580,7 +423,7 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
             if records is not None:
                 on_records(records)
                 if progress:
-                    _tick(progress, records)
+                    tick(progress, records)
                 future.release()
             if window:
                 refill()
@@ -612,34 +455,6 @@ def map_calls(client: object, fn: Callable, calls: Sequence[tuple],
             future.cancel()
 
 
-def _run_in_threads(tasks, on_records, n: int, progress, window, wanted, guard=None) -> int:
-    """:func:`run_tasks` on ``n`` threads: records are handed over in this (the calling)
-    thread, in the order the batches finish; at most ``window`` batches in flight."""
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
-    queue = list(reversed(tasks))
-    limit = window or len(tasks)
-    running: set = set()
-    with ThreadPoolExecutor(n, thread_name_prefix="sbc-fit") as pool:
-        try:
-            while queue or running:
-                while queue and len(running) < limit:
-                    task = queue.pop()
-                    if wanted is None or wanted(task):
-                        running.add(pool.submit(run_batch, task, guard))
-                if not running:
-                    break
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    records = future.result()  # run_batch never raises for a replicate
-                    on_records(records)
-                    if progress:
-                        _tick(progress, records)
-        finally:  # Ctrl-C or an error: drop what has not started, wait for what runs
-            pool.shutdown(wait=True, cancel_futures=True)
-    return 0
-
-
 # Designs that carry data (posterior SBC's observed CSV) above this size are scattered once.
 SCATTER_BYTES = 1_000_000
 
@@ -652,6 +467,3 @@ def _run_with_design(task: BatchTask, design) -> list[dict]:
     return run_batch(replace(task, design=design))
 
 
-def _tick(progress: Progress, records: list[dict]) -> None:
-    failed = sum(r["status"] != "ok" for r in records)
-    progress.update(len(records) - failed, failed)

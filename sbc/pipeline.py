@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sbc.dispatch import TLS, check_how, check_scheduler_address
+from sbc.dispatch import TLS
+from sbc.execution import check_how, check_scheduler_address
 from sbc.errors import ModelError
 from sbc.sampling import check_backend
 from sbc.runner import Job, Runner, manifest
@@ -198,7 +199,7 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
     """Run (or resume) ``study`` into ``out`` and write its tables and report.
 
     ``tls``: certificates for a ``tls://`` scheduler; ``threads``: fit in threads of this
-    process (:class:`sbc.dispatch.Threads`); ``on_verdict(cal)``: called with the verdicts
+    process (:class:`sbc.execution.Threads`); ``on_verdict(cal)``: called with the verdicts
     before the report's figures are drawn.  Everything that can be checked without running
     (models, scheduler address, certificates) is checked before the store is created or
     touched."""

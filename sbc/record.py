@@ -240,7 +240,7 @@ def record_problem(record) -> str | None:
     numbers) and ``rank`` (integers in 0..n_ranked), every other list numbers or null, no
     column named like RESERVED_COLUMNS; and, if present, ``quantities``: an object of
     name -> {truth, rank, ...} with the same rules, names apart from the parameters'.
-    Whether the record is this study's, and this path's, is :func:`_foreign_problem`'s."""
+    Whether the record is this study's, and this path's, is :func:`sbc.storecheck.foreign_problem`'s."""
     if not isinstance(record, dict):
         return f"it holds {json_type(record)} instead of a record (a JSON object)"
     if not is_int(record.get("schema")) or record["schema"] != RECORD_SCHEMA:

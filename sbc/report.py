@@ -177,11 +177,8 @@ def build_report(manifest: dict, reps: pd.DataFrame, params: pd.DataFrame, on_ve
     cal = calibrate_store_tables(manifest, reps, params)
     if on_verdict is not None:
         on_verdict(cal)
-    if cal.sequential:  # figures show the replicates the verdicts rest on
-        from sbc.stopping import counted
-
-        reps, params = counted(reps, params, cal.sequential)
-    return study_report(header, cal, with_fractional_ranks(params, reps)), cal
+    # figures show the replicates the verdicts rest on (a sequential study's, up to its stops)
+    return study_report(header, cal, with_fractional_ranks(cal.params, cal.reps)), cal
 
 
 def study_header(manifest: dict) -> StudyHeader:

@@ -96,7 +96,7 @@ def run(study: Study | str | Path, out: str | Path | None = None, *,
     >>> results = sbc.run("studies/crispr_seed.toml", simulations=20)   # doctest: +SKIP
     >>> print(results.verdict.label)                                      # doctest: +SKIP
     """
-    from sbc.dispatch import check_how
+    from sbc.execution import check_how
     from sbc.pipeline import run_study
     from sbc.study import check_overrides
 
@@ -341,7 +341,7 @@ class Results:
         reached (at most ``max_simulations``, default 1000, per model and design; the
         stored replicates count first, in order).  ``study``: the study (or its file) when
         this object has none."""
-        from sbc.dispatch import check_how
+        from sbc.execution import check_how
         from sbc.errors import ArgumentError
         from sbc.study import check_overrides
 

@@ -29,8 +29,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from sbc.design import Design
-from sbc.dispatch import (TLS, Progress, auto_batch_size, check_how, default_workers, map_calls,
-                          run_tasks, session)
+from sbc.dispatch import TLS, map_calls, run_tasks, session
+from sbc.execution import auto_batch_size, check_how, default_workers
+from sbc.progress import Progress
 from sbc.replicate import BatchTask
 from sbc.numerics import numerics
 from sbc.spec import ModelRef

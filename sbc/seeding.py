@@ -23,7 +23,7 @@ null simulations    NULL_SEED (or the caller's seed)             the ECDF test's
 exact fit           the fit child's first 32-bit word            ``exact_posterior`` backends
 sequential power    SEQUENTIAL_POWER_SEED; (seed, 0 shift / 1     ``sbc.sequential``: the pass point
                     narrow) as the generator's entropy
-genome screen       the plan's seed; (crc32("genome"), genes,       ``sbc.plan.genome``: one simulated
+genome screen       the plan's seed; (crc32("genome"), genes,       ``sbc.plan.genome_screen``: one simulated
                     rep) for truths, (.., crc32(design label),   screen's truths (shared by designs
                     rep) for its counts and sub-library          with as many genes) and data
 data fit            the fit's seed; (crc32("data-fit"),)          ``sbc.fit`` / ``sbc check``: children

@@ -9,7 +9,7 @@ import pytest
 
 from sbc import __version__
 from sbc.cli import main
-from sbc.dispatch import Progress
+from sbc.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = f"""

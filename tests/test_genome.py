@@ -17,9 +17,10 @@ from scipy import stats as sps
 
 from sbc.cli import main
 from sbc.errors import StudyError, StudyMismatchError
-from sbc.plan import genome as gm
+from sbc.plan import genome_fit as gf, genome_screen as gm
 from sbc.plan.criteria import dominated
-from sbc.plan.genome import GenomeSettings, GenomeTarget, Observations, ScreenDesign
+from sbc.plan.genome import GenomeSettings, GenomeTarget, ScreenDesign
+from sbc.plan.genome_fit import Observations
 from sbc.plan.genome_config import GenomeCost, load_genome_plan
 from sbc.plan.genome_plan import run_genome_plan
 
@@ -72,14 +73,14 @@ def test_collapsed_gene_model_equals_the_dense_gaussian(candidate):
     obs = Observations(y, vcount, v0, x, 0)
     F = np.stack([np.ones(C), x], axis=1) if candidate else np.ones((C, 1))
     offset = 0.07
-    affine = gm._reduce(gm._sums(obs, slice(None), H["sigma_rep"]), v0, F, H,
+    affine = gf._reduce(gf._sums(obs, slice(None), H["sigma_rep"]), v0, F, H,
                         extra_prec=1 / 0.5**2 if candidate else 0.0)
     red = affine.at(offset)
-    ess, non = gm._classes(red, H)
+    ess, non = gf._classes(red, H)
     for cls, m0, s0 in ((ess, H["mu_essential"], H["sigma_essential"]),
                         (non, 0.0, H["sigma_gene"])):
         mean_f, cov_f = cls.fixed_block(red)
-        u_mean, u_sd = gm._u_moments(red, cls, G)
+        u_mean, u_sd = gf._u_moments(red, cls, G)
         for g in range(G):
             logml, mean, cov = _dense(y[g], vcount[g], v0[g], x, H, offset, candidate, m0, s0)
             assert cls.logml[g] == pytest.approx(logml, rel=1e-9, abs=1e-9)
@@ -144,7 +145,7 @@ def test_replicate_sd_recovers_the_replicate_noise():
     vcount = rng.uniform(0.005, 0.05, (G, C, R, K))
     base = rng.normal(0, 1, (G, C, 1, K))
     y = base + rng.normal(0, np.sqrt(vcount + 0.2**2))
-    assert gm.replicate_sd(Observations(y, vcount, np.zeros((G, K)), np.ones(C), 0)) == \
+    assert gf.replicate_sd(Observations(y, vcount, np.zeros((G, K)), np.ones(C), 0)) == \
         pytest.approx(0.2, rel=0.02)
 
 

@@ -261,7 +261,7 @@ def test_retry_failed_refits_only_the_failed_replicates(exact_study, tmp_path, m
 def test_more_local_workers_than_cores_are_capped_with_a_note(exact_study, tmp_path):
     import io
 
-    from sbc.dispatch import default_workers
+    from sbc.execution import default_workers
 
     stream = io.StringIO()
     summary = run_study(load_study(exact_study(sims=2)), tmp_path / "out", workers=100,

@@ -17,11 +17,11 @@ from sbc.cli import main
 from sbc.datasets import depmap
 from sbc.errors import DataError, StudyError
 from sbc.plan import load_plan, pilot_frame
-from sbc.plan.genome import (HYPER, GenomeSettings, GenomeTarget, ScreenDesign, guide_model,
-                             simulate)
+from sbc.plan.genome import HYPER, GenomeSettings, GenomeTarget, ScreenDesign, guide_model
 from sbc.plan.genome_config import load_genome_plan
 from sbc.plan.genome_pilot import (apply_pilot, count_arrays, derive_pilot_priors,
                                    write_mageck)
+from sbc.plan.genome_screen import simulate
 from sbc.readers import read_counts, read_gene_effects
 
 LIVER = depmap("liver")

@@ -478,7 +478,7 @@ REFERENCE = (r"The reference study \(`make study`: both model forms, (\w+) desig
 
 def test_readme_reference_study_is_studies_crispr_seed():
     """README: "The reference study (`make study`: both model forms, three designs, 250
-    simulations each, ...)" and "3 of its 750 fits" (the seed form's)."""
+    simulations each, ...)" and "0 of its 750 fits" (the seed form's)."""
     from sbc.study import load_study
 
     designs, sims = stated(REFERENCE)
@@ -487,7 +487,7 @@ def test_readme_reference_study_is_studies_crispr_seed():
     assert len(study.designs) == {"three": 3}[designs]
     assert study.simulations == int(sims)
     assert [d.label for d in study.designs] == ["10x3x3", "20x5x3", "30x10x2"]
-    (fits,) = stated(r"3 of its (\d+) fits got stuck")
+    (fits,) = stated(r"\d+ of its (\d+) fits got stuck")
     assert int(fits) == len(study.designs) * study.simulations
     assert "make study" in readme() and "studies/crispr_seed.toml" in \
         (ROOT / "Makefile").read_text(encoding="utf-8")

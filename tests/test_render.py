@@ -160,12 +160,14 @@ def test_summary_markdown_keeps_names_inside_table_cells():
 
 
 def test_templates_ship_as_package_data():
-    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-data"]["sbc.render"]
-    shipped = [p.name for p in (files("sbc.render") / "templates").iterdir()]
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "sbc.render.templates" in setuptools["packages"]
+    patterns = setuptools["package-data"]["sbc.render.templates"]
+    shipped = [p.name for p in (files("sbc.render") / "templates").iterdir()
+               if p.name != "__pycache__"]
     assert {"report.html.j2", "summary.md.j2", "plan.html.j2"} <= set(shipped)
     for name in shipped:
-        assert any(fnmatch.fnmatch(f"templates/{name}", p) for p in patterns), name
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), name
 
 
 @pytest.mark.parametrize("name", ["report.html.j2", "plan.html.j2", "_page.html.j2"])

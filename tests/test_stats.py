@@ -13,7 +13,6 @@ from scipy.special import bdtr
 from scipy.stats import binom, norm
 
 from sbc.stats import (
-    _two_sided_table,
     coverage,
     ecdf_band,
     ecdf_difference,
@@ -29,6 +28,7 @@ from sbc.stats import (
     uniformity_test,
     wilson_interval,
 )
+from sbc.uniformity import _two_sided_table
 
 Z999 = norm.ppf(0.9995)  # 3.29: two-sided 99.9%
 

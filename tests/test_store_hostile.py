@@ -617,7 +617,7 @@ def test_every_directory_the_store_creates_names_a_file_in_the_way(tmp_path):
     """Writes that create directories (records, screens, top-level files) go through one
     helper: a file at any level is a StoreError naming it, whatever the depth."""
     from sbc.errors import StoreError
-    from sbc.store import atomic_write_bytes, make_dirs
+    from sbc.storefiles import atomic_write_bytes, make_dirs
 
     (tmp_path / "a").write_text("x")
     for path in (tmp_path / "a", tmp_path / "a/b/c"):

@@ -194,7 +194,7 @@ def test_tls_scheduler_without_certificates_says_what_to_give(exact_study, tmp_p
 
 
 def test_plain_tcp_beyond_this_machine_is_warned_about(capsys):
-    from sbc.dispatch import check_scheduler_address
+    from sbc.execution import check_scheduler_address
 
     check_scheduler_address("tcp://127.0.0.1:8786")
     assert capsys.readouterr().err == ""

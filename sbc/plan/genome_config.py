@@ -1,5 +1,5 @@
 """The genome plan file (``kind = "genome"``): a guide-level screen planned genome-wide with
-the shortcut of :mod:`sbc.plan.genome`.  Every key is validated the way study and plan
+the shortcut of :mod:`sbc.plan.genome_fit`.  Every key is validated the way study and plan
 files are (unknown keys with did-you-mean, ranges, limits), naming the file, the key and the
 fix."""
 

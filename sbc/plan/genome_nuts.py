@@ -1,7 +1,7 @@
 """Full NUTS on the guide-level count model (``models/crispr_guides.py:build``), as the
 reference the genome shortcut is certified against: the same simulated screen, fitted with
 every gene, guide, deviation and library abundance sampled, summarised in the shortcut's
-form (:class:`sbc.plan.genome.GenePosterior`) so the same targets and PITs apply.
+form (:class:`sbc.plan.genome_fit.GenePosterior`) so the same targets and PITs apply.
 
 A posterior draw is a point mass; it enters the shortcut's mixture form as a Gaussian of
 sd ``POINT_SD`` (1e-4 log2 units, negligible against posterior sds of 0.05 and more), so
@@ -18,7 +18,8 @@ from scipy import special, stats
 
 from sbc.numerics import pin_numerics
 from sbc.sampling import fit_from_arrow
-from sbc.plan.genome import HYPER, GenePosterior, GenomeSettings, guide_model
+from sbc.plan.genome import HYPER, GenomeSettings, guide_model
+from sbc.plan.genome_fit import GenePosterior
 
 POINT_SD = 1e-4
 

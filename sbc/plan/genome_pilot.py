@@ -19,13 +19,13 @@ families the ``[priors]`` parser accepts (Beta for ``pi_essential``, Normal for
   likelihood the shortcut integrates for every gene, at K = R = 1; an EM of the means alone
   would find the same classes but not ``tau``, nor the posterior's spread.)  Its mode and a
   Laplace proposal, importance-weighted by the exact posterior (as
-  :func:`sbc.plan.genome.class_hyper_draws` does), give ``pi_essential``, ``mu_essential``,
+  :func:`sbc.plan.genome_fit.class_hyper_draws` does), give ``pi_essential``, ``mu_essential``,
   ``sigma_essential``, ``sigma_gene`` and ``tau``.  Chronos scores carry their own
   estimation noise, which this ``tau`` includes: an upper bound, and conservative for a plan
   (a larger ``tau`` widens every gene's interval).  The replicate and guide noise and the
   library keep the plan's priors.
 * **A MAGeCK count table** with its sample sheet: the shortcut's own fit
-  (:func:`sbc.plan.genome.fit_hyper`, :func:`sbc.plan.genome.class_hyper_draws`) on the
+  (:func:`sbc.plan.genome_fit.fit_hyper`, :func:`sbc.plan.genome_fit.class_hyper_draws`) on the
   pilot's guide-level log fold changes, that is the model's own posterior: stage 1's mode
   with a Laplace approximation for ``tau`` and ``sigma_guide``, ``sigma_rep`` from the
   replicates (its standard error by the delta method over genes), stage 2's importance
@@ -51,8 +51,9 @@ from scipy import special
 
 from sbc import seeding
 from sbc.errors import DataError, StudyError
-from sbc.plan import genome as gm
+from sbc.plan import genome_fit as gm
 from sbc.plan.genome import HYPER, GenomeSettings, ScreenDesign, guide_model
+from sbc.plan.genome_screen import simulate
 
 LIBRARY_SD = "library_sd"
 USABLE = (*HYPER, LIBRARY_SD)
@@ -335,7 +336,7 @@ def library_sd(t0: np.ndarray) -> float:
 
 
 def replicate_sd_se(obs: gm.Observations) -> float:
-    """Standard error of ``log sigma_rep`` from :func:`sbc.plan.genome.replicate_sd`: the
+    """Standard error of ``log sigma_rep`` from :func:`sbc.plan.genome_fit.replicate_sd`: the
     mean excess variance averaged per gene, its standard error over genes, by the delta
     method (sd of log sigma = se of sigma^2 / (2 sigma^2))."""
     R = obs.y.shape[2]
@@ -508,7 +509,7 @@ class MageckFiles:
 def write_mageck(design: ScreenDesign, settings: GenomeSettings, path, rep: int = 0,
                  samples=None) -> MageckFiles:
     """Write replicate ``rep`` of ``design`` (simulated by the guide model, exactly as the
-    genome planner simulates it: :func:`sbc.plan.genome.simulate`) as a MAGeCK count table
+    genome planner simulates it: :func:`sbc.plan.genome_screen.simulate`) as a MAGeCK count table
     (tab-separated: ``sgRNA``, ``Gene``, ``T0`` (the library), then ``CL01_rep1`` ... one
     column per cell line and replicate screen; gzipped when ``path`` ends in ``.gz``) and a
     sample sheet (``sample``, ``role``, ``cell_line``, ``replicate``; default path: the
@@ -518,7 +519,7 @@ def write_mageck(design: ScreenDesign, settings: GenomeSettings, path, rep: int 
     path = Path(path)
     samples = Path(samples) if samples else path.with_name(
         path.name.split(".")[0] + "_samples.csv")
-    truth, t0, counts, _ = gm.simulate(design, rep, settings)
+    truth, t0, counts, _ = simulate(design, rep, settings)
     C, R, G, K = counts.shape
     width = max(5, len(str(G)))
     genes = [f"G{g + 1:0{width}d}" for g in range(G)]

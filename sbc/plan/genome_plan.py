@@ -1,5 +1,5 @@
 """Running a genome plan: simulated screens of each design through the shortcut
-(:mod:`sbc.plan.genome`) on the Dask session of :mod:`sbc.dispatch`, one small record per
+(:mod:`sbc.plan.genome_screen`) on the Dask session of :mod:`sbc.dispatch`, one small record per
 screen in the store (OUT/screens/DESIGN/rNNNNNN.json, resumable), the same search as
 ``sbc plan`` (:class:`sbc.plan.search.Search`), and the outputs: plan.csv, plan.json,
 summary.md and plan_cost.png (P(success) against cost).
@@ -14,7 +14,6 @@ their ranks are valid SBC ranks even when the plan fixes the candidates' effect.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -28,18 +27,21 @@ import pandas as pd
 
 from sbc import stats
 from sbc.verdicts import MIN_FITS
-from sbc.dispatch import TLS, check_how, check_scheduler_address
 from sbc.numerics import fingerprint
 from sbc.plan.criteria import plan_decision, success_interval
-from sbc.plan.genome import ScreenDesign, run_screen
+from sbc.plan.genome import ScreenDesign
 from sbc.plan.genome_config import GenomePlan
 from sbc.plan.genome_pilot import apply_pilot
+from sbc.plan.genome_screen import run_screen
 from sbc.plan.output import jsonable
-from sbc.plan.search import DesignResult, PlanResult, Search
+from sbc.plan.search import DesignResult, PlanResult, Search, where_to_run
 from sbc.plots import plan_cost_figure
 from sbc.runner import Runner
 from sbc.runner import manifest as make_manifest
 
+# the modules whose code decides a screen's record (with the model's): a change in any of
+# them changes the plan's fingerprint, so old and new results are never mixed
+SHORTCUT_SOURCES = ("genome.py", "genome_fit.py", "genome_screen.py")
 RECORD_NUMBERS = ("coverage95", "reliability", "reliability_var", "fdp05", "rmse_beta",
                   "simulate_seconds", "fit_seconds")
 PIT_GROUPS = ("pit_beta", "pit_u", "pit_gamma")
@@ -136,8 +138,8 @@ class GenomePlanner:
                                       "hyper_genes", "hyper_draws", "n_pit")}
         if self.pilot is not None:  # the priors above are the pilot's; the file's content too
             fixed.update(pilot=plan["pilot"], pilot_sha256=self.pilot.sha256)
-        source = Path(crispr_guides.__file__).read_bytes() + \
-            Path(__file__).with_name("genome.py").read_bytes()
+        source = Path(crispr_guides.__file__).read_bytes() + b"".join(
+            Path(__file__).with_name(name).read_bytes() for name in SHORTCUT_SOURCES)
         digest = hashlib.sha256(source).hexdigest()[:16]
         return make_manifest(
             fingerprint=fingerprint({"plan": fixed, "source": digest}), kind="genome-plan",
@@ -268,14 +270,7 @@ def run_genome_plan(plan: GenomePlan, out: str | Path, *, workers: int | None = 
                     scheduler: str | None = None, stream=None, tls=None) -> PlanResult:
     """Run (or resume) a genome plan into ``out``: plan.csv, plan.json, summary.md and
     plan_cost.png."""
-    check_how(workers=workers, scheduler=scheduler)  # counts; one of the two at most
-    if workers is not None:  # the caller's local workers beat the file's scheduler / SLURM
-        plan = dataclasses.replace(plan, scheduler=None, cluster=None)
-    workers = workers if workers is not None else plan.workers
-    scheduler = check_scheduler_address(scheduler or plan.scheduler)
-    (tls or TLS()).check_for(scheduler)  # certificates without a tls:// address: refused
-    if scheduler and scheduler.startswith("tls://"):
-        (tls or TLS()).security()  # missing certificates: refused before the store opens
+    plan, workers, scheduler = where_to_run(plan, workers, scheduler, tls)
     planner = GenomePlanner(plan, Path(out), workers, scheduler, stream, tls)
     recommended = planner.run()
     return PlanResult(recommended, planner.table, planner.fits, planner.seconds, Path(out))

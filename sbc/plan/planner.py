@@ -28,7 +28,6 @@ import pandas as pd
 from sbc import seeding
 from sbc.verdicts import MIN_FITS
 from sbc.design import Design
-from sbc.dispatch import TLS, check_how, check_scheduler_address
 from sbc.errors import ModelError, StudyError
 from sbc.numerics import fingerprint
 from sbc.plan.config import Plan, Target
@@ -38,7 +37,7 @@ from sbc.plan.criteria import (INTERVALS, contraction, element_name, plan_decisi
 from sbc.plan.output import jsonable, result_table
 from sbc.render import plan_page
 from sbc.plan.pilot import pilot_design_model, pilot_frame
-from sbc.plan.search import DesignResult, PlanResult, Search
+from sbc.plan.search import DesignResult, PlanResult, Search, where_to_run
 from sbc.runner import Job, Runner
 from sbc.runner import manifest as make_manifest
 from sbc.spec import resolve_model
@@ -364,14 +363,7 @@ def run_plan(plan: Plan, out: str | Path, *, workers: int | None = None,
              scheduler: str | None = None, stream=None, tls=None) -> PlanResult:
     """Run (or resume) a plan into ``out``; writes plan.csv, plan.json and report.html.
     ``tls``: certificates (sbc.dispatch.TLS) for a ``tls://`` scheduler."""
-    check_how(workers=workers, scheduler=scheduler)  # counts; one of the two at most
-    if workers is not None:  # the caller's local workers beat the file's scheduler / SLURM
-        plan = dataclasses.replace(plan, scheduler=None, cluster=None)
-    workers = workers if workers is not None else plan.workers
-    scheduler = check_scheduler_address(scheduler or plan.scheduler)
-    (tls or TLS()).check_for(scheduler)  # certificates without a tls:// address: refused
-    if scheduler and scheduler.startswith("tls://"):
-        (tls or TLS()).security()  # missing certificates: refused before the store opens
+    plan, workers, scheduler = where_to_run(plan, workers, scheduler, tls)
     with Planner(plan, Path(out), workers, scheduler, stream, tls) as planner:
         runner = planner.runner
         planner.log(f"{plan.name}: {len(planner.results)} candidate designs, "

@@ -45,7 +45,7 @@ def plan_screen(plan: str | Path | Plan, out: str | Path | None = None, *,
     >>> p.recommended["design"]                     # doctest: +SKIP
     '12x100x3'
     """
-    from sbc.dispatch import check_how
+    from sbc.execution import check_how
 
     check_how(workers=workers, scheduler=scheduler)  # before the plan file is read
     stream = sys.stderr if progress else io.StringIO()

@@ -317,7 +317,7 @@ def check_calibration(model, design=(10, 3, 3), *, n_sims: int | str = "auto",
     max_failed: share of failed fits tolerated before the check fails.
     Returns a :class:`CalibrationResult` (never raises for miscalibration).
     """
-    from sbc.dispatch import check_how
+    from sbc.execution import check_how
     from sbc.results import run
     from sbc.stopping import Sequential
 
@@ -347,10 +347,10 @@ def check_calibration(model, design=(10, 3, 3), *, n_sims: int | str = "auto",
         verdict = next(iter(cal.verdicts.values()))
         checks = _checks(cal, alpha)
     else:
-        from sbc.stopping import counted, judge
+        from sbc.stopping import judge
 
         cal = judge(reps, params, settings, sampler=study.sampler)
-        reps, params = counted(reps, params, cal.sequential)
+        reps, params = cal.reps, cal.params  # the replicates the verdict rests on
         verdict = next(iter(cal.verdicts.values()))
         checks = _checks(cal, cal.alpha, next(iter(cal.sequential.values())).rejected)
     ok = reps[reps["status"] == "ok"]

@@ -1,4 +1,4 @@
-"""Certification of the genome-scale shortcut (sbc.plan.genome) at 500 genes and more.
+"""Certification of the genome-scale shortcut (sbc.plan.genome_fit) at 500 genes and more.
 
 1. SBC: truths drawn from the guide-level model's prior, read counts simulated from it
    (negative binomial, library skew, guides), fitted by the shortcut; the PITs of a gene's
@@ -26,8 +26,9 @@ import pytest
 from scipy import stats as sps
 
 from sbc import stats
-from sbc.plan.genome import (GenomeSettings, GenomeTarget, ScreenDesign, calibration_summary,
-                             fit_screen, run_screen, simulate, target_scores)
+from sbc.plan.genome import GenomeSettings, GenomeTarget, ScreenDesign
+from sbc.plan.genome_screen import (calibration_summary, fit_screen, run_screen, simulate,
+                                    target_scores)
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,163 @@
+"""Where a run's fits go, and running them in this process: the part of dispatching that
+needs no Dask (:mod:`sbc.dispatch`, the only module that knows Dask, runs them on workers).
+
+- :func:`check_how` refuses a worker or thread count that would hang a run or silently
+  ignore a setting, and any two of workers, threads and a scheduler given together;
+  :func:`check_scheduler_address` refuses what is no Dask scheduler address (and warns when
+  plain TCP leaves this machine) before Dask is touched.
+- :func:`default_workers` (one per core this process may use) and :func:`auto_batch_size`
+  (replicates per task).
+- :class:`InProcess` (``workers=0``) and :class:`Threads` (``threads=N``) stand in for a Dask
+  client; :func:`run_in_process` and :func:`run_in_threads` run batches with them, handing
+  each batch's records over in the calling thread as it finishes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+
+from sbc.errors import SchedulerError
+from sbc.progress import tick
+from sbc.replicate import run_batch
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _shown(name: str, value, option: bool) -> str:
+    """How a message names a value: ``--workers 2`` (command line) or ``workers=2``."""
+    return f"--{name} {value}" if option else f"{name}={value!r}"
+
+
+def check_how(*, workers=None, threads=None, scheduler=None, option: bool = False) -> None:
+    """Refuse (ArgumentError) what would make a run hang or silently ignore a setting: a
+    worker count that is not an integer >= 0, a thread count that is not an integer >= 1,
+    and any two of workers, threads and scheduler given together (each picks where fits
+    run: local worker processes, threads of this process, a running scheduler's workers).
+    ``option``: name them as command-line options (``--workers``), else as arguments."""
+    from numbers import Integral
+
+    from sbc.errors import ArgumentError
+
+    for name, value, minimum, what in (
+            ("workers", workers, 0, "0 fits in this process, N starts N local single-threaded "
+                                    "Dask workers; leave it out for one per core"),
+            ("threads", threads, 1, "threads of this process that fit side by side; leave it "
+                                    "out to fit in worker processes")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, Integral)
+                                  or value < minimum):
+            raise ArgumentError(f"{_shown(name, value, option)}: {name} must be a whole number "
+                                f">= {minimum} ({what})")
+    given = [(n, v) for n, v in (("workers", workers), ("threads", threads),
+                                 ("scheduler", scheduler)) if v is not None]
+    if len(given) > 1:
+        (a, va), (b, vb) = given[:2]
+        where = {"workers": "local worker processes", "threads": "threads of this process",
+                 "scheduler": "the workers of that running scheduler"}
+        raise ArgumentError(
+            f"{_shown(a, va, option)} and {_shown(b, vb, option)} were both given, but they "
+            f"choose where fits run ({a}: {where[a]}; {b}: {where[b]}), so one of them would "
+            f"be ignored; drop " + " or ".join(f"--{n}" if option else n for n, _ in given))
+
+
+def auto_batch_size(n_missing: int, n_workers: int, n_rows: int) -> int:
+    """Replicates per task: enough to amortize scheduling when fits are fast (small designs),
+    one per task when a fit is long; always leave about 4 tasks per worker to balance load."""
+    if n_rows > 5000:
+        return 1
+    return int(min(8, max(1, math.ceil(n_missing / (4 * max(1, n_workers))))))
+
+
+class InProcess:
+    """Stands in for a Dask client when ``workers=0``: batches run here, one after another;
+    ``guard`` (:class:`sbc.inflight.Guard`) is told which replicate is being fitted."""
+
+    def __init__(self, guard=None):
+        self.guard = guard
+
+
+@dataclass(frozen=True)
+class Threads:
+    """Stands in for a Dask client with ``threads=N``: batches run in N threads of this
+    process, which compiles each model once (no worker processes to start or to compile in).
+    Only for samplers that fit side by side in threads (``Sampler.threads``); a fit that
+    crashes the process (os.abort, a segfault) ends the run, and a rerun resumes it; its
+    ``guard`` (:class:`sbc.inflight.Guard`) then says which replicates were being fitted."""
+
+    n: int
+    guard: object = field(default=None, compare=False, repr=False)
+
+
+SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+_LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def check_scheduler_address(address: str | None) -> str | None:
+    """``address`` if it is a Dask scheduler address (``scheme://host:port``), else a
+    SchedulerError saying what is expected.  Warns (stderr) when plain TCP leaves this
+    machine: Dask sends pickled tasks and results over it, unencrypted and unauthenticated."""
+    if address is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address) if "://" in address else None
+    if parts is None or parts.scheme not in SCHEMES or (not parts.hostname and parts.scheme != "inproc"):
+        hint = (" (http:// is the dashboard; the scheduler listens on tcp://, port 8786 by "
+                "default)" if address.startswith(("http://", "https://")) else "")
+        raise SchedulerError(f"--scheduler/run.scheduler {address!r} is not a Dask scheduler "
+                             f"address{hint}; give scheme://host:port with scheme one of "
+                             f"{', '.join(SCHEMES)}, e.g. tcp://127.0.0.1:8786")
+    if parts.scheme in ("tcp", "ws") and parts.hostname not in _LOOPBACK:
+        print(f"[sbc] warning: {address} is plain {parts.scheme.upper()} beyond this machine: "
+              "anyone who can reach the scheduler can run code on its workers and read "
+              "results. Use tls:// with certificates (--tls-ca-file, --tls-cert, --tls-key) "
+              "on networks you do not control (README: 'What a scheduler address trusts')",
+              file=sys.stderr)
+    return address
+
+
+def run_in_process(tasks, on_records, progress, wanted, guard=None) -> int:
+    """:func:`sbc.dispatch.run_tasks` in this process (:class:`InProcess`): batches one after
+    another, each batch's records handed to ``on_records`` as it finishes; ``guard`` is told
+    which replicate is being fitted."""
+    for task in tasks:
+        if wanted is not None and not wanted(task):
+            continue
+        records = run_batch(task, guard)
+        on_records(records)
+        if progress:
+            tick(progress, records)
+    return 0
+
+
+def run_in_threads(tasks, on_records, n: int, progress, window, wanted, guard=None) -> int:
+    """:func:`sbc.dispatch.run_tasks` on ``n`` threads (:class:`Threads`): records are handed
+    over in this (the calling) thread, in the order the batches finish; at most ``window``
+    batches in flight."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    queue = list(reversed(tasks))
+    limit = window or len(tasks)
+    running: set = set()
+    with ThreadPoolExecutor(n, thread_name_prefix="sbc-fit") as pool:
+        try:
+            while queue or running:
+                while queue and len(running) < limit:
+                    task = queue.pop()
+                    if wanted is None or wanted(task):
+                        running.add(pool.submit(run_batch, task, guard))
+                if not running:
+                    break
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    records = future.result()  # run_batch never raises for a replicate
+                    on_records(records)
+                    if progress:
+                        tick(progress, records)
+        finally:  # Ctrl-C or an error: drop what has not started, wait for what runs
+            pool.shutdown(wait=True, cancel_futures=True)
+    return 0
