@@ -33,7 +33,7 @@ from sbc.plan.genome import ScreenDesign
 from sbc.plan.genome_config import GenomePlan
 from sbc.plan.genome_pilot import apply_pilot
 from sbc.plan.genome_screen import run_screen
-from sbc.plan.output import jsonable
+from sbc.plan.output import jsonable, result_table, write_plan_files
 from sbc.plan.search import DesignResult, PlanResult, Search, where_to_run
 from sbc.plots import plan_cost_figure
 from sbc.runner import Runner
@@ -176,8 +176,7 @@ class GenomePlanner:
     def write_outputs(self, recommended) -> None:
         """plan.csv, plan.json, plan_cost.png and summary.md, under the store's lock."""
         plan, store = self.plan, self.store
-        rows = [r.row() for r in sorted(self.results.values(), key=lambda r: (r.cost, r.design))]
-        self.table = table = pd.DataFrame(rows)
+        self.table = table = result_table(list(self.results.values()))
         used = sum(r.n for r in self.results.values())
         full = plan.search.max_simulations * len(self.results)
         self.fits = fits = {
@@ -189,13 +188,8 @@ class GenomePlanner:
                 f", candidates' selective effect fixed at {plan.selective_effect:g}"
                 if plan.selective_effect is not None else "")}
         self.seconds = seconds = time.monotonic() - self.started
-        store.write_text("plan.csv", table.to_csv(index=False))
-        store.write_text("plan.json", json.dumps(jsonable({
-            "plan": plan.to_dict(), "kind": "genome",
-            "targets": [t.describe() for t in plan.targets],
-            "recommended": recommended.row() if recommended else None,
-            "fits": fits, "seconds": seconds, "designs": rows,
-            "pilot": self.pilot.to_dict() if self.pilot else None}), indent=2))
+        write_plan_files(store, plan, table, recommended, fits, seconds, kind="genome",
+                         pilot=self.pilot.to_dict() if self.pilot else None)
         fig = plan_cost_figure(table, plan.probability, plan.cost.unit,
                                recommended.design.label if recommended else None)
         buf = io.BytesIO()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-import json
 import math
 import sys
 import time
@@ -34,7 +33,7 @@ from sbc.plan.config import Plan, Target
 from sbc.plan.criteria import (INTERVALS, contraction, element_name, plan_decision,
                                replicate_success, select_quantity, split_quantity,
                                success_interval)
-from sbc.plan.output import jsonable, result_table
+from sbc.plan.output import result_table, write_plan_files
 from sbc.render import plan_page
 from sbc.plan.pilot import pilot_design_model, pilot_frame
 from sbc.plan.search import DesignResult, PlanResult, Search, where_to_run
@@ -383,12 +382,6 @@ def run_plan(plan: Plan, out: str | Path, *, workers: int | None = None,
                 "design_prior": planner.design_ref.ref if separate else
                 f"{plan.model} (its prior)"}
         seconds = time.monotonic() - planner.started
-        store = planner.store
-        store.write_text("plan.csv", table.to_csv(index=False))
-        store.write_text("plan.json", json.dumps(jsonable({
-            "plan": plan.to_dict(), "targets": [t.describe() for t in plan.targets],
-            "recommended": recommended.row() if recommended else None,
-            "fits": fits, "seconds": seconds, "designs": table.to_dict(orient="records")}),
-            indent=2))
-        store.write_text("report.html", plan_page(plan, table, recommended, fits))
+        write_plan_files(planner.store, plan, table, recommended, fits, seconds)
+        planner.store.write_text("report.html", plan_page(plan, table, recommended, fits))
     return PlanResult(recommended, table, fits, seconds, Path(out))
