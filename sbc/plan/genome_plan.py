@@ -1,10 +1,12 @@
 """Running a genome plan: simulated screens of each design through the shortcut
-(:mod:`sbc.plan.genome_screen`) on the Dask session of :mod:`sbc.dispatch`, one small record per
-screen in the store (OUT/screens/DESIGN/rNNNNNN.json, resumable), the same search as
-``sbc plan`` (:class:`sbc.plan.search.Search`), and the outputs: plan.csv, plan.json,
-summary.md and plan_cost.png (P(success) against cost).
+(:func:`sbc.plan.genome_screen.run_screen`) on a :class:`sbc.runner.Runner` (its store, lock
+and Dask session), one small record per screen in the store (OUT/screens/DESIGN/rNNNNNN.json,
+resumable), the same search as ``sbc plan`` (:class:`sbc.plan.search.Search`), and the
+outputs: plan.csv and plan.json (:mod:`sbc.plan.output`), summary.md
+(:func:`sbc.render.genome_plan_summary`) and plan_cost.png (P(success) against cost).
 
-Each design's SBC verdict comes from its own screens: per screen, the PIT of one gene's
+Each design's SBC verdict (:func:`sbc.plan.genome_screen.design_verdict`) comes from its own
+screens: per screen, the PIT of one gene's
 effect and of one gene x cell-line deviation (gene ``rep mod n_pit``, never a candidate, so
 the ranks are independent across screens), and of one candidate's selective effect when the
 candidates' effects come from the analysis prior.  The non-candidates' posteriors do not
@@ -23,28 +25,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from sbc import stats
-from sbc.verdicts import MIN_FITS
 from sbc.numerics import fingerprint
 from sbc.plan.criteria import plan_decision, success_interval
 from sbc.plan.genome import ScreenDesign
 from sbc.plan.genome_config import GenomePlan
 from sbc.plan.genome_pilot import apply_pilot
-from sbc.plan.genome_screen import run_screen
+from sbc.plan.genome_screen import design_verdict, run_screen, screen_problem
 from sbc.plan.output import jsonable, result_table, write_plan_files
 from sbc.plan.search import DesignResult, PlanResult, Search, where_to_run
 from sbc.plots import plan_cost_figure
 from sbc.runner import Runner
+from sbc.render import genome_plan_summary
 from sbc.runner import manifest as make_manifest
 
 # the modules whose code decides a screen's record (with the model's): a change in any of
 # them changes the plan's fingerprint, so old and new results are never mixed
 SHORTCUT_SOURCES = ("genome.py", "genome_fit.py", "genome_screen.py")
-RECORD_NUMBERS = ("coverage95", "reliability", "reliability_var", "fdp05", "rmse_beta",
-                  "simulate_seconds", "fit_seconds")
-PIT_GROUPS = ("pit_beta", "pit_u", "pit_gamma")
 
 
 @dataclass
@@ -65,49 +62,6 @@ class GenomeDesignResult(DesignResult):
             out[f"metric{i}"], out[f"metric{i}_se"] = mean, se
         out.update({"fdp_at_0.05": self.fdp, "coverage95": self.coverage})
         return out
-
-
-def screen_problem(record: dict, n_targets: int) -> str | None:
-    """Why a stored screen record is not one this plan wrote, or None."""
-    if not isinstance(record.get("success"), bool):
-        return "its 'success' is not true/false"
-    for i in range(n_targets):
-        if not isinstance(record.get(f"met{i}"), bool):
-            return f"its 'met{i}' is not true/false"
-        value = record.get(f"metric{i}")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            return f"its 'metric{i}' is not a number"
-    for key in RECORD_NUMBERS:
-        value = record.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"its '{key}' is not a number"
-    for key in PIT_GROUPS:
-        values = record.get(key)
-        if not isinstance(values, list) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
-                for v in values):
-            return f"its '{key}' is not a list of numbers in [0, 1]"
-    return None
-
-
-def design_verdict(records: list[dict], alpha: float, gamma: bool) -> tuple[str, float, str, int]:
-    """(calibrated / miscalibrated / not checked, smallest Holm-adjusted p, failing groups,
-    screens) from one PIT per screen and group (see the module docstring)."""
-    groups = {"beta_g": "pit_beta", "u": "pit_u"}
-    if gamma:
-        groups["gamma"] = "pit_gamma"
-    pits = {}
-    for name, key in groups.items():
-        values = [r[key][r["rep"] % len(r[key])] for r in records if r[key]]
-        if len(values) >= MIN_FITS:
-            pits[name] = np.asarray(values)
-    if not pits:
-        return "not checked", math.nan, "", len(records)
-    p = np.array([stats.uniformity_test(u).p_value for u in pits.values()])
-    adjusted = stats.holm(p)
-    failing = [name for name, q in zip(pits, adjusted) if q < alpha]
-    return ("miscalibrated" if failing else "calibrated", float(adjusted.min()),
-            ", ".join(failing), len(records))
 
 
 class GenomePlanner:
@@ -195,8 +149,8 @@ class GenomePlanner:
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         store.write_bytes("plan_cost.png", buf.getvalue())
-        store.write_text("summary.md", summary_text(plan, table, recommended, fits, seconds,
-                                                    self.pilot))
+        store.write_text("summary.md", genome_plan_summary(plan, table, recommended, fits,
+                                                            seconds, self.pilot))
 
     def _simulate(self, design: ScreenDesign, reps: range) -> None:
         have = self.screens.setdefault(design.label, {})
@@ -268,50 +222,3 @@ def run_genome_plan(plan: GenomePlan, out: str | Path, *, workers: int | None = 
     planner = GenomePlanner(plan, Path(out), workers, scheduler, stream, tls)
     recommended = planner.run()
     return PlanResult(recommended, planner.table, planner.fits, planner.seconds, Path(out))
-
-
-def summary_text(plan: GenomePlan, table: pd.DataFrame, recommended, fits: dict,
-                 seconds: float, pilot=None) -> str:
-    """The plan's outcome as Markdown: the recommendation, the targets, the priors a pilot
-    gave, the evaluated designs."""
-    unit = plan.cost.unit
-    lines = [f"# {plan.name}", "", plan.description, ""]
-    if recommended is None:
-        lines.append("No design meets the targets with the stated confidence.")
-    else:
-        r = recommended
-        d = r.design
-        lines.append(f"Recommended: **{d.cell_lines} cell lines x {d.reps} replicates, "
-                     f"{d.guides} guides per gene, {d.depth} reads per guide, {d.genes:,} "
-                     f"genes**; cost {r.cost:.4g} {unit}; P(success) = {r.probability:.2f} "
-                     f"[{r.lower:.2f}, {r.upper:.2f}] from {r.n} simulated screens; SBC "
-                     f"{r.calibration}.")
-    lines += ["", "Targets (all must be met in a screen):", ""]
-    lines += [f"{i}. {t.describe()}" for i, t in enumerate(plan.targets)]
-    if pilot is not None:
-        from sbc.plan.genome_pilot import describe_prior
-
-        lines += ["", f"Priors (design and analysis) from the pilot `{plan.pilot.data}` "
-                  f"({pilot.format}); the rest are the plan's:", "",
-                  "| hyperparameter | plan's prior | pilot's prior | pilot posterior mean "
-                  "[5 %, 95 %] |", "|---|---|---|---|"]
-        for name, post in pilot.posterior.items():
-            lines.append(f"| {name} | {describe_prior(pilot.base[name])} | "
-                         + (describe_prior(pilot.priors[name]) if name in pilot.priors
-                            else "(not used)")
-                         + f" | {post['mean']:.3g} [{post['q05']:.3g}, {post['q95']:.3g}] |")
-        if "library_sd" in pilot.used:
-            lines.append(f"| library sd | {pilot.library['replaced_library_sd']:.3g} | "
-                         f"{plan.library_sd:.3g} | |")
-        lines += [f"- {n}" for n in pilot.notes]
-    lines += ["", f"Screens simulated: {fits['used']} ({fits['new']} new) of "
-              f"{fits['full_grid']} for the full grid; {seconds:.0f} s.", ""]
-    done = table[table["simulations"] > 0]
-    cols = ["design", "cost", "status", "simulations", "p_success", "p_lower", "p_upper",
-            *[f"metric{i}" for i in range(len(plan.targets))], "fdp_at_0.05", "calibration"]
-    lines.append("| " + " | ".join(cols) + " |")
-    lines.append("|" + "---|" * len(cols))
-    for row in done[cols].itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v)
-                                       for v in row) + " |")
-    return "\n".join(lines) + "\n"

@@ -18,9 +18,10 @@ import time
 import numpy as np
 from scipy import special
 
-from sbc import seeding
+from sbc import seeding, stats
 from sbc.plan.genome import GenomeSettings, ScreenDesign, guide_model
 from sbc.plan.genome_fit import GenePosterior, fit_hyper, gene_posterior, observations
+from sbc.verdicts import MIN_FITS
 
 
 # --- the posterior mixtures: quantiles, CDFs, FDR calls ----------------------------------
@@ -208,3 +209,53 @@ def run_screen(design: ScreenDesign, rep: int, settings: GenomeSettings) -> dict
     done = time.perf_counter()
     record.update(simulate_seconds=simulated - start, fit_seconds=done - simulated)
     return record
+
+
+# --- stored screen records and a design's calibration from them -------------------------
+
+RECORD_NUMBERS = ("coverage95", "reliability", "reliability_var", "fdp05", "rmse_beta",
+                  "simulate_seconds", "fit_seconds")
+PIT_GROUPS = ("pit_beta", "pit_u", "pit_gamma")
+
+
+def screen_problem(record: dict, n_targets: int) -> str | None:
+    """Why a stored screen record is not one this plan wrote, or None."""
+    if not isinstance(record.get("success"), bool):
+        return "its 'success' is not true/false"
+    for i in range(n_targets):
+        if not isinstance(record.get(f"met{i}"), bool):
+            return f"its 'met{i}' is not true/false"
+        value = record.get(f"metric{i}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"its 'metric{i}' is not a number"
+    for key in RECORD_NUMBERS:
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"its '{key}' is not a number"
+    for key in PIT_GROUPS:
+        values = record.get(key)
+        if not isinstance(values, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+                for v in values):
+            return f"its '{key}' is not a list of numbers in [0, 1]"
+    return None
+
+
+def design_verdict(records: list[dict], alpha: float, gamma: bool) -> tuple[str, float, str, int]:
+    """(calibrated / miscalibrated / not checked, smallest Holm-adjusted p, failing groups,
+    screens) from one PIT per screen and group (see the module docstring)."""
+    groups = {"beta_g": "pit_beta", "u": "pit_u"}
+    if gamma:
+        groups["gamma"] = "pit_gamma"
+    pits = {}
+    for name, key in groups.items():
+        values = [r[key][r["rep"] % len(r[key])] for r in records if r[key]]
+        if len(values) >= MIN_FITS:
+            pits[name] = np.asarray(values)
+    if not pits:
+        return "not checked", math.nan, "", len(records)
+    p = np.array([stats.uniformity_test(u).p_value for u in pits.values()])
+    adjusted = stats.holm(p)
+    failing = [name for name, q in zip(pits, adjusted) if q < alpha]
+    return ("miscalibrated" if failing else "calibrated", float(adjusted.min()),
+            ", ".join(failing), len(records))

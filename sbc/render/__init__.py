@@ -178,3 +178,50 @@ def check_page(result) -> str:
     return _ENV.get_template("check.html.j2").render(
         result=result, badge=lambda v: Badge("pass" if v == "adequate" else "fail", v),
         statistics_fig=statistics_fig, pit_fig=pit_fig, comparison=comparison)
+
+
+def genome_plan_summary(plan, table: pd.DataFrame, recommended, fits: dict, seconds: float,
+                        pilot=None) -> str:
+    """The plan's outcome as Markdown: the recommendation, the targets, the priors a pilot
+    gave, the evaluated designs."""
+    unit = plan.cost.unit
+    lines = [f"# {plan.name}", "", plan.description, ""]
+    if recommended is None:
+        lines.append("No design meets the targets with the stated confidence.")
+    else:
+        r = recommended
+        d = r.design
+        lines.append(f"Recommended: **{d.cell_lines} cell lines x {d.reps} replicates, "
+                     f"{d.guides} guides per gene, {d.depth} reads per guide, {d.genes:,} "
+                     f"genes**; cost {r.cost:.4g} {unit}; P(success) = {r.probability:.2f} "
+                     f"[{r.lower:.2f}, {r.upper:.2f}] from {r.n} simulated screens; SBC "
+                     f"{r.calibration}.")
+    lines += ["", "Targets (all must be met in a screen):", ""]
+    lines += [f"{i}. {t.describe()}" for i, t in enumerate(plan.targets)]
+    if pilot is not None:
+        from sbc.plan.genome_pilot import describe_prior
+
+        lines += ["", f"Priors (design and analysis) from the pilot `{plan.pilot.data}` "
+                  f"({pilot.format}); the rest are the plan's:", "",
+                  "| hyperparameter | plan's prior | pilot's prior | pilot posterior mean "
+                  "[5 %, 95 %] |", "|---|---|---|---|"]
+        for name, post in pilot.posterior.items():
+            lines.append(f"| {name} | {describe_prior(pilot.base[name])} | "
+                         + (describe_prior(pilot.priors[name]) if name in pilot.priors
+                            else "(not used)")
+                         + f" | {post['mean']:.3g} [{post['q05']:.3g}, {post['q95']:.3g}] |")
+        if "library_sd" in pilot.used:
+            lines.append(f"| library sd | {pilot.library['replaced_library_sd']:.3g} | "
+                         f"{plan.library_sd:.3g} | |")
+        lines += [f"- {n}" for n in pilot.notes]
+    lines += ["", f"Screens simulated: {fits['used']} ({fits['new']} new) of "
+              f"{fits['full_grid']} for the full grid; {seconds:.0f} s.", ""]
+    done = table[table["simulations"] > 0]
+    cols = ["design", "cost", "status", "simulations", "p_success", "p_lower", "p_upper",
+            *[f"metric{i}" for i in range(len(plan.targets))], "fdp_at_0.05", "calibration"]
+    lines.append("| " + " | ".join(cols) + " |")
+    lines.append("|" + "---|" * len(cols))
+    for row in done[cols].itertuples(index=False):
+        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v)
+                                       for v in row) + " |")
+    return "\n".join(lines) + "\n"
