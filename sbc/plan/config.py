@@ -36,17 +36,24 @@ RUN_KEYS = {"output", "scheduler", "workers", "batch_size"}
 
 
 @dataclass(frozen=True)
-class CostModel:
-    """Cost of a design: fixed + per cell line + per gene + per replicate + per screen
-    (one cell line screened once: cell lines x replicates) + per measurement (every row)."""
+class CostParts:
+    """The cost parts both kinds of plan share (keyword arguments only): fixed, per cell line,
+    per screen (one cell line screened once), and the unit they are stated in."""
 
     fixed: float = 0.0
     per_cell_line: float = 0.0
+    per_screen: float = 0.0
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class CostModel(CostParts):
+    """Cost of a design: fixed + per cell line + per gene + per replicate + per screen
+    (one cell line screened once: cell lines x replicates) + per measurement (every row)."""
+
     per_gene: float = 0.0
     per_replicate: float = 0.0
-    per_screen: float = 0.0
     per_measurement: float = 0.0
-    unit: str = ""
 
     def __call__(self, d: Design) -> float:
         return (self.fixed + self.per_cell_line * d.n_cell_lines + self.per_gene * d.n_genes

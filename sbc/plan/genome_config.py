@@ -13,7 +13,7 @@ from typing import Any
 
 from sbc.config import check_limit, parse_limits, parse_run, parse_seed, positive_int, read_toml, unknown_keys
 from sbc.errors import StudyError
-from sbc.plan.config import SearchSettings, _int_tuple, _number, _table
+from sbc.plan.config import CostParts, SearchSettings, _int_tuple, _number, _table
 from sbc.plan.genome import GenomeSettings, GenomeTarget, ScreenDesign, guide_model
 from sbc.study import ClusterSpec, _parse_cluster, parse_name
 
@@ -37,18 +37,14 @@ MAX_COUNTS = 200_000_000  # guide counts in the largest design (memory: ~8 bytes
 
 
 @dataclass(frozen=True)
-class GenomeCost:
+class GenomeCost(CostParts):
     """Cost of a genome screen design: fixed + per cell line + per screen (a cell line
     screened once) + culture per screen per 1,000 guides (cells at fixed representation
     scale with the library) + sequencing per million reads (the screens' reads, and the
     library's T0 sample)."""
 
-    fixed: float = 0.0
-    per_cell_line: float = 0.0
-    per_screen: float = 0.0
     culture_per_1000_guides: float = 0.0
     per_million_reads: float = 0.0
-    unit: str = ""
 
     def __call__(self, d: ScreenDesign, t0_depth: float = 500.0) -> float:
         screens = d.cell_lines * d.reps
