@@ -59,7 +59,7 @@ bench: $(BENCH_STAMP)
 
 bench-genome-plan: $(BENCH_STAMP)
 	$(PY) benchmarks/plan_genome.py
-	$(PY) tools/genome_readme.py
+	$(PY) tools/readme.py --only genome-plan
 
 bench-quick: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py --quick --out $${OUT:-/tmp/sbc-bench-quick}

@@ -4,7 +4,7 @@ tests/validation/RESULTS.md.
 Run with ``pytest -m slow tests/validation``.  RESULTS.md is rewritten at the end of a
 session in which every validation test produced its row; a partial session (``-m ci``, ``-k``,
 a single test, an error) writes its rows to ``.sbc_cache/RESULTS.partial.md`` instead, so it
-never replaces the committed table with a partial one.  ``python tools/readme_tables.py``
+never replaces the committed table with a partial one.  ``python tools/readme.py``
 then copies the tables into the README.
 
 Fits are cached under ``tests/validation/.sbc_cache/env-<key>`` (``$SBC_VALIDATION_CACHE``

@@ -1,5 +1,6 @@
-"""Fast tests (default run): the README's validation and benchmark tables are the committed
-RESULTS.md's and benchmarks/results.json's, and RESULTS.md states what the slow validation
+"""Fast tests (default run): every generated block of the README (tools/readme.py: the
+validation and benchmark tables, the real-data check, the genome-planning numbers) is what
+its committed source gives, the tool's errors, and RESULTS.md states what the slow validation
 tests assert."""
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import pytest
 from validation_support import FalseAlarmDesign, parse_tables
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOL = ROOT / "tools" / "readme_tables.py"
+TOOL = ROOT / "tools" / "readme.py"
 RESULTS = ROOT / "tests" / "validation" / "RESULTS.md"
 BENCH = ROOT / "benchmarks" / "results.json"
 README = ROOT / "README.md"
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("readme_tables", TOOL)
+    spec = importlib.util.spec_from_file_location("readme_tool", TOOL)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,6 +37,34 @@ def run_tool(*args):
 def test_readme_tables_agree_with_committed_results():
     proc = run_tool("--check")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+
+
+BLOCK_NAMES = ("real-check", "genome-certification", "genome-plan", "genome-bench",
+               "validation", "bench")
+
+
+def test_every_marked_block_of_the_readme_is_generated():
+    tool = _tool()
+    assert tuple(tool.BLOCKS) == BLOCK_NAMES
+    readme = README.read_text(encoding="utf-8")
+    found = re.findall(r"^<!-- ([\w-]+):start -->$", readme, re.M)
+    assert found == list(BLOCK_NAMES)  # each once, in README order, none without a generator
+    assert re.findall(r"^<!-- ([\w-]+):end -->$", readme, re.M) == found
+
+
+@pytest.mark.parametrize("name", BLOCK_NAMES)
+def test_readme_block_is_its_source(name):
+    tool = _tool()
+    readme = README.read_text(encoding="utf-8")
+    assert tool.replace_block(readme, name, tool.generate(name)) == readme, \
+        f"README block {name} is stale: run python tools/readme.py --only {name}"
+
+
+def test_headings_stay_outside_the_markers():
+    readme = README.read_text(encoding="utf-8")
+    assert "### Validation results\n\n<!-- validation:start -->\n`pytest -m slow" in readme
+    assert "### Latest benchmark run\n\n<!-- bench:start -->\n`make bench` writes" in readme
+    assert readme.endswith("|\n<!-- bench:end -->\n")
 
 
 RESULTS_TEXT = """\
@@ -59,10 +88,12 @@ README_TEXT = """\
 
 ```python
 # a comment in a code block, not a heading
+<!-- validation:start -->
 ```
 
 ### Validation results
 
+<!-- validation:start -->
 old text
 
 #### Known bugs
@@ -70,6 +101,7 @@ old text
 | bug | simulations to detection |
 |---|---|
 | a | 50 |
+<!-- validation:end -->
 
 ## Scale-out and faults
 
@@ -87,19 +119,23 @@ def files(tmp_path):
 
 def test_check_fails_with_a_diff_and_writing_fixes_it(files):
     results, readme = files
-    args = ("--only", "validation", "--readme", readme, "--results", results)
+    args = ("--only", "validation", "--readme", readme, "--source", f"validation={results}")
     proc = run_tool("--check", *args)
     assert proc.returncode == 1
     assert "-| a | 50 |" in proc.stdout and "+| a | 25 | 1\\|gene[0] (too_narrow) |" in proc.stdout
+    assert "validation" in proc.stderr and "python tools/readme.py" in proc.stderr
     assert readme.read_text() == README_TEXT  # --check writes nothing
     assert run_tool(*args).returncode == 0
     text = readme.read_text()
     assert run_tool("--check", *args).returncode == 0
-    # only the section changed: what precedes and follows it is kept byte for byte
-    head, tail = README_TEXT.split("### Validation results")[0], README_TEXT.split(
-        "## Scale-out and faults")[1]
-    assert text.startswith(head + "### Validation results\n\n")
-    assert text.endswith("\n\n## Scale-out and faults" + tail)
+    # only the block changed: what precedes and follows it, markers included, is kept byte
+    # for byte (a marker inside a code fence is text, not a marker)
+    head = README_TEXT.split("### Validation results")[0]
+    tail = README_TEXT.split("<!-- validation:end -->")[1]
+    assert text.startswith(head + "### Validation results\n\n<!-- validation:start -->\n"
+                           + "`pytest -m slow tests/validation`")
+    assert text.endswith("(controls)\n\n_not run in this session_\n<!-- validation:end -->"
+                         + tail)
     assert "#### Known bugs" in text and "#### Correct models (controls)" in text
     assert "old text" not in text and "| a | 50 |" not in text
     # a change in RESULTS.md is a difference again
@@ -107,26 +143,58 @@ def test_check_fails_with_a_diff_and_writing_fixes_it(files):
     assert run_tool("--check", *args).returncode == 1
 
 
-def test_missing_heading_or_file_is_exit_2(files, tmp_path):
+@pytest.mark.parametrize("broken, message", [
+    (README_TEXT.replace("<!-- validation:start -->\nold", "old"),
+     "no <!-- validation:start --> line"),
+    (README_TEXT.replace("<!-- validation:end -->\n", ""), "no <!-- validation:end --> line"),
+    (README_TEXT + "\n<!-- validation:end -->\n", "more than one <!-- validation:end -->"),
+    (README_TEXT.replace("<!-- validation:start -->\nold", "<!-- validation:end -->\nold")
+     .replace("| a | 50 |\n<!-- validation:end -->", "| a | 50 |\n<!-- validation:start -->"),
+     "<!-- validation:end --> comes before"),
+])
+def test_a_missing_or_misplaced_marker_is_exit_2(files, broken, message):
     results, readme = files
-    readme.write_text(README_TEXT.replace("### Validation results", "### Something else"))
-    proc = run_tool("--check", "--only", "validation", "--readme", readme, "--results", results)
+    readme.write_text(broken)
+    for check in (("--check",), ()):
+        proc = run_tool(*check, "--only", "validation", "--readme", readme, "--source",
+                        f"validation={results}")
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert readme.read_text() == broken
+
+
+def test_missing_file_or_heading_is_exit_2(files, tmp_path):
+    results, readme = files
+    proc = run_tool("--check", "--only", "validation", "--readme", readme, "--source",
+                    f"validation={tmp_path / 'missing.md'}")
+    assert proc.returncode == 2 and "missing.md is missing" in proc.stderr
+    results.write_text(RESULTS_TEXT.replace("# Validation results", "# Something else"))
+    proc = run_tool("--check", "--only", "validation", "--readme", readme, "--source",
+                    f"validation={results}")
     assert proc.returncode == 2 and "Validation results" in proc.stderr
-    proc = run_tool("--check", "--only", "validation", "--readme", readme, "--results",
-                    tmp_path / "missing.md")
-    assert proc.returncode == 2
-    # without --only, the benchmark section is required too
-    readme.write_text(README_TEXT)
-    proc = run_tool("--check", "--readme", readme, "--results", results)
-    assert proc.returncode == 2 and "Latest benchmark run" in proc.stderr
+    # without --only, every block's markers are required: this README has no bench block
+    results.write_text(RESULTS_TEXT)
+    proc = run_tool("--check", "--readme", readme, "--source", f"validation={results}")
+    assert proc.returncode == 2 and "<!-- real-check:start -->" in proc.stderr
+    proc = run_tool("--check", "--only", "validation", "--only", "bench", "--readme", readme,
+                    "--source", f"validation={results}")
+    assert proc.returncode == 2 and "<!-- bench:start -->" in proc.stderr
+    proc = run_tool("--check", "--readme", tmp_path / "nothing.md")
+    assert proc.returncode == 2 and "nothing.md" in proc.stderr
+    proc = run_tool("--check", "--source", f"nonsense={results}")
+    assert proc.returncode == 2 and "NAME=PATH" in proc.stderr
 
 
-def test_section_ends_at_the_next_heading_of_level_3_or_less():
+def test_a_block_ends_at_its_end_marker_not_at_a_heading():
     tool = _tool()
-    section = tool.section_from_results(RESULTS_TEXT)
+    body = tool.validation_block(RESULTS_TEXT)
     readme = README_TEXT.replace("## Scale-out and faults", "### Next subsection")
-    out = tool.replace_section(readme, section)
-    assert out.endswith("### Next subsection\n\nkept\n") and "old text" not in out
+    out = tool.replace_block(readme, "validation", body)
+    assert out.endswith("<!-- validation:end -->\n\n### Next subsection\n\nkept\n")
+    assert "old text" not in out and "#### Correct models (controls)" in out
+    # a heading inside the block is the block's: it is replaced with it
+    assert tool.replace_block(out, "validation", "new") == readme.split(
+        "<!-- validation:start -->\nold")[0] + "<!-- validation:start -->\nnew\n" + \
+        "<!-- validation:end -->\n\n### Next subsection\n\nkept\n"
 
 
 BENCH_README = """\
@@ -138,7 +206,9 @@ kept prose
 
 ### Latest benchmark run
 
+<!-- bench:start -->
 old
+<!-- bench:end -->
 """
 
 
@@ -147,12 +217,13 @@ def test_benchmark_table_is_generated_from_results_json(tmp_path):
     readme, source = tmp_path / "README.md", tmp_path / "results.json"
     readme.write_text(BENCH_README)
     source.write_text(json.dumps(bench))
-    args = ("--only", "bench", "--readme", readme, "--bench", source)
+    args = ("--only", "bench", "--readme", readme, "--source", f"bench={source}")
     assert run_tool("--check", *args).returncode == 1
     assert run_tool(*args).returncode == 0
     text = readme.read_text()
     assert run_tool("--check", *args).returncode == 0
     assert text.startswith(BENCH_README.split("old")[0]) and "\nold\n" not in text
+    assert text.endswith(" |\n<!-- bench:end -->\n")
     ratio = f"{bench['sbc_vs_simuk']:.1f}, {bench['sbc_vs_naive']:.1f}"
     assert f"| `sbc_vs_simuk`, `sbc_vs_naive` (replicates per core-second, setup included) | " \
            f"{ratio} |" in text
@@ -166,6 +237,9 @@ def test_benchmark_table_is_generated_from_results_json(tmp_path):
     source.write_text(json.dumps(bench))
     proc = run_tool("--check", *args)
     assert proc.returncode == 2 and "paths" in proc.stderr
+    source.write_text("{not json")
+    proc = run_tool("--check", *args)
+    assert proc.returncode == 2 and "not valid JSON" in proc.stderr
 
 
 # ---- RESULTS.md states what the slow tests assert ------------------------------------
