@@ -2,7 +2,8 @@
 tests/validation/RESULTS.md.
 
 Run with ``pytest -m slow tests/validation``.  RESULTS.md is rewritten at the end of a
-session in which every validation test produced its row; a partial session (``-m ci``, ``-k``,
+session in which every validation test produced its row and none failed; a failing session
+writes its rows, marked FAILED, to ``.sbc_cache/RESULTS.partial.md``; a partial session (``-m ci``, ``-k``,
 a single test, an error) writes its rows to ``.sbc_cache/RESULTS.partial.md`` instead, so it
 never replaces the committed table with a partial one.  ``python tools/readme.py``
 then copies the tables into the README.
@@ -130,9 +131,14 @@ A bug the fixed-n schedule detects at the suite seed must be detected there sequ
 """
 
 
-def results_text(results: Results, when: str, environment: str) -> str:
-    how = ("Written by `pytest -m slow tests/validation`" if results.complete() else
-           "PARTIAL (not every validation test ran; RESULTS.md was left alone): written")
+def results_text(results: Results, when: str, environment: str, failed: int = 0) -> str:
+    if failed:
+        how = (f"FAILED ({failed} validation test(s) failed; RESULTS.md was left alone): "
+               "written")
+    elif results.complete():
+        how = "Written by `pytest -m slow tests/validation`"
+    else:
+        how = "PARTIAL (not every validation test ran; RESULTS.md was left alone): written"
     return (
         "# Validation results\n\n"
         f"{how} on {when}\n({environment}).\n\n"
@@ -149,8 +155,10 @@ def results_text(results: Results, when: str, environment: str) -> str:
 def pytest_sessionfinish(session, exitstatus):
     if not _RESULTS.any():
         return
-    text = results_text(_RESULTS, time.strftime("%Y-%m-%d %H:%M"), environment_line(_RESULTS.cache_key))
-    if _RESULTS.complete():
+    failed = session.testsfailed
+    text = results_text(_RESULTS, time.strftime("%Y-%m-%d %H:%M"),
+                        environment_line(_RESULTS.cache_key), failed)
+    if _RESULTS.complete() and not failed:  # a certificate only from a passing run
         RESULTS_FILE.write_text(text)
         target = RESULTS_FILE
     else:

@@ -131,3 +131,61 @@ def test_parse_tables_reads_escaped_pipes():
     assert tables == {"Known bugs": [{"bug": "a", "failing checks":
                                       "1|gene[0] (too_narrow), loglik (biased_low)"}],
                       "Other": []}
+
+
+def _validation_conftest():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).with_name("conftest.py")
+    spec = importlib.util.spec_from_file_location("validation_conftest_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("failed", [0, 1])
+def test_results_md_is_written_only_by_a_complete_passing_session(tmp_path, monkeypatch,
+                                                                   failed):
+    conf = _validation_conftest()
+    results_file = tmp_path / "RESULTS.md"
+    results_file.write_text("the committed certificate\n")
+    monkeypatch.setattr(conf, "RESULTS_FILE", results_file)
+    results = conf.Results()
+    results.cache_dir, results.cache_key = tmp_path / "cache" / "env-x", "0" * 16
+    for section in conf.SECTIONS:  # every row of every section: a complete session
+        results.add(section, 0, 1, {"model": "m", "result": "ok"})
+    monkeypatch.setattr(conf, "_RESULTS", results)
+
+    class Session:
+        testsfailed = failed
+
+        class config:  # noqa: N801 (pytest's attribute name)
+            class pluginmanager:  # noqa: N801
+                @staticmethod
+                def get_plugin(name):
+                    return None
+
+    conf.pytest_sessionfinish(Session(), exitstatus=int(bool(failed)))
+    partial = tmp_path / "cache" / "RESULTS.partial.md"
+    if failed:
+        assert results_file.read_text() == "the committed certificate\n"
+        assert "FAILED (1 validation test(s) failed" in partial.read_text()
+    else:
+        assert "Written by `pytest -m slow tests/validation`" in results_file.read_text()
+        assert not partial.exists()
+
+
+def test_genome_md_is_written_after_the_assertions_of_both_certifications():
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(__file__).with_name("test_genome_validation.py").read_text())
+    names = ("test_shortcut_passes_sbc", "test_shortcut_agrees_with_full_nuts")
+    found = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names]
+    assert [fn.name for fn in found] == list(names)
+    for fn in found:
+        body = fn.body
+        writes = [i for i, stmt in enumerate(body) if "_write()" in ast.unparse(stmt)]
+        asserts = [i for i, stmt in enumerate(body) if isinstance(stmt, ast.Assert)]
+        assert writes and asserts and min(writes) > max(asserts), fn.name
