@@ -160,8 +160,8 @@ def test_results_md_is_written_only_by_a_complete_passing_session(tmp_path, monk
     class Session:
         testsfailed = failed
 
-        class config:  # noqa: N801 (pytest's attribute name)
-            class pluginmanager:  # noqa: N801
+        class config:
+            class pluginmanager:
                 @staticmethod
                 def get_plugin(name):
                     return None
