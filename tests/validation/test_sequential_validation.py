@@ -73,6 +73,20 @@ def test_sequential_false_alarm_rate_is_at_most_alpha(validation_results):
     assert lo <= ALPHA, (total_fails, len(outcomes), lo)
 
 
+@pytest.mark.ci
+def test_sequential_false_alarm_rate_ci_slice():
+    """CI's slice of the test above: 400 calibrated studies (2 groups, the default pass
+    point) through the production sbc.stopping.judge, seeds apart from the full test's.
+    Fails when the 95 % Clopper-Pearson interval of the false-'fail' rate lies wholly above
+    0.05, i.e. at 30 or more false 'fail's: a procedure at exactly 0.05 fails it with
+    probability 0.019, one at twice the rate (0.10) with probability 0.96 (scipy binom)."""
+    tasks = [(100_000 + i, 1, 3, {"max_simulations": 1000, "alpha": ALPHA}) for i in range(400)]
+    outcomes = run_null_studies(tasks)
+    fails = sum(status == "fail" for status, _ in outcomes)
+    lo, hi = clopper_pearson(fails, len(outcomes))
+    assert lo <= ALPHA, (fails, len(outcomes), lo, hi)
+
+
 # Seeds of each bug: the suite's own and others; the flagship (nutpie) bugs cost about a
 # minute per seed, so fewer.
 EXACT_SEEDS = (STUDY_SEED, 0, 1, 2, 3, 4, 5, 6)
