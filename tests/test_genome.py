@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from scipy import stats as sps
+from support import TINY_GENOME_PLAN
 
 from sbc.cli import main
 from sbc.errors import StudyError, StudyMismatchError
@@ -195,40 +196,7 @@ def test_cost_counts_sequencing_culture_and_cell_lines():
     assert cost(d, 500) == pytest.approx(1 + 8 + 6 + 0.01 * 12 * 4 + 0.004 * reads)
 
 
-PLAN = """
-kind = "genome"
-name = "tiny_genome"
-seed = 11
-probability = 0.6
-
-[space]
-cell_lines = [2, 4]
-genes = [300]
-reps = [2]
-guides = [3]
-depth = [250]
-
-[candidates]
-genes = 6
-fraction = 0.5
-
-[[targets]]
-kind = "essential_power"
-at_least = 0.3
-
-[[targets]]
-kind = "width"
-below = 1.0
-at_least = 0.5
-
-[cost]
-per_cell_line = 1.0
-per_million_reads = 0.01
-
-[search]
-batch = 10
-max_simulations = 20
-"""
+PLAN = TINY_GENOME_PLAN
 
 
 def _plan_file(tmp_path: Path, text: str = PLAN) -> Path:

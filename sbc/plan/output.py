@@ -31,13 +31,14 @@ def jsonable(value):
 
 
 def write_plan_files(store, plan, table: pd.DataFrame, recommended, fits: dict, seconds: float,
-                     **extra) -> None:
-    """plan.csv (one row per evaluated design) and plan.json (the plan, its targets, the
-    recommendation, the fits used, the seconds, every design's row and ``extra`` fields)."""
+                     *, kind: str | None = None, **extra) -> None:
+    """plan.csv (one row per evaluated design) and plan.json (the plan, its ``kind`` when
+    given, its targets, the recommendation, the fits used, the seconds, every design's row
+    and ``extra`` fields)."""
     store.write_text("plan.csv", table.to_csv(index=False))
     store.write_text("plan.json", json.dumps(jsonable({
-        "plan": plan.to_dict(), **{k: v for k, v in extra.items() if k == "kind"},
+        "plan": plan.to_dict(), **({"kind": kind} if kind else {}),
         "targets": [t.describe() for t in plan.targets],
         "recommended": recommended.row() if recommended else None,
         "fits": fits, "seconds": seconds, "designs": table.to_dict(orient="records"),
-        **{k: v for k, v in extra.items() if k != "kind"}}), indent=2))
+        **extra}), indent=2))

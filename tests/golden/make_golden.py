@@ -26,6 +26,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 GOLDEN = HERE / "golden.json"
+sys.path.insert(0, str(ROOT / "tests"))
+from support import TINY_GENOME_PLAN  # noqa: E402
 
 EXACT_STUDY = """
 name = "golden_exact"
@@ -91,40 +93,8 @@ draws = 4000
 """
 
 
-GENOME_PLAN = """
-kind = "genome"
-name = "golden_genome"
-seed = 11
-probability = 0.6
-
-[space]
-cell_lines = [2, 4]
-genes = [300]
-reps = [2]
-guides = [3]
-depth = [250]
-
-[candidates]
-genes = 6
-fraction = 0.5
-
-[[targets]]
-kind = "essential_power"
-at_least = 0.3
-
-[[targets]]
-kind = "width"
-below = 1.0
-at_least = 0.5
-
-[cost]
-per_cell_line = 1.0
-per_million_reads = 0.01
-
-[search]
-batch = 10
-max_simulations = 20
-"""
+# the genome tests' tiny plan (tests/support.py) under its own name
+GENOME_PLAN = TINY_GENOME_PLAN.replace('name = "tiny_genome"', 'name = "golden_genome"')
 
 
 def _g(x) -> float | None:
