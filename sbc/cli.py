@@ -184,13 +184,14 @@ def _cmd_plan(args) -> int:
     from sbc.config import output_dir
     from sbc.execution import check_how
     from sbc.plan.genome_config import GenomePlan
-    from sbc.plan.results import load_any_plan, run_any_plan
+    from sbc.plan.planner import run_plan
+    from sbc.plan.results import load_any_plan
 
     check_how(workers=args.workers, scheduler=args.scheduler, option=True)
     plan = load_any_plan(args.plan)
     out = output_dir(args.out, plan.output, plan.base_dir, plan.name)
-    result = run_any_plan(plan, out, workers=args.workers, scheduler=args.scheduler,
-                          tls=tls_of(args))
+    result = run_plan(plan, out, workers=args.workers, scheduler=args.scheduler,
+                      tls=tls_of(args))
     genome = isinstance(plan, GenomePlan)
     page = out / ("summary.md" if genome else "report.html")
     r = result.recommended

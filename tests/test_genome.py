@@ -23,7 +23,7 @@ from sbc.plan.criteria import dominated
 from sbc.plan.genome import GenomeSettings, GenomeTarget, ScreenDesign
 from sbc.plan.genome_fit import Observations
 from sbc.plan.genome_config import GenomeCost, load_genome_plan
-from sbc.plan.genome_plan import run_genome_plan
+from sbc.plan.planner import run_plan as run_genome_plan
 
 H = {"pi_essential": 0.15, "mu_essential": -0.9, "sigma_essential": 0.4, "sigma_gene": 0.15,
      "tau": 0.2, "sigma_guide": 0.3, "sigma_rep": 0.25}

@@ -9,7 +9,9 @@
 Modules: :mod:`~sbc.plan.config` (the plan file), :mod:`~sbc.plan.criteria` (pure success
 criteria), :mod:`~sbc.plan.search` (the search, against an ``evaluate`` callback),
 :mod:`~sbc.plan.pilot` (a pilot screen as the design prior), :mod:`~sbc.plan.planner`
-(running it), :mod:`~sbc.plan.output` (what it writes).
+(running a plan of either kind: one ``Planner`` on the replicate runner),
+:mod:`~sbc.plan.model_plan` and :mod:`~sbc.plan.genome_plan` (the two kinds),
+:mod:`~sbc.plan.output` (what it writes).
 
 Called, the package plans a screen: ``sbc.plan("plan.toml")`` is
 :func:`~sbc.plan.results.plan_screen`, which returns a :class:`~sbc.plan.results.PlanResults`.
@@ -23,7 +25,9 @@ from sbc.plan.config import CostModel, Pilot, Plan, SearchSettings, Target, load
 from sbc.plan.criteria import (INTERVALS, dominated, element_success, plan_decision,
                                replicate_success, success_interval)
 from sbc.plan.pilot import moment_matched_priors, pilot_frame
-from sbc.plan.planner import Planner, calibration_verdict, run_plan
+from sbc.plan.genome_plan import GenomePlanner
+from sbc.plan.model_plan import ModelPlanner, calibration_verdict
+from sbc.plan.planner import Planner, run_plan
 from sbc.plan.results import PlanResults, plan_screen
 from sbc.plan.search import DesignResult, PlanResult, Search
 
@@ -31,6 +35,8 @@ __all__ = [
     "INTERVALS",
     "CostModel",
     "DesignResult",
+    "GenomePlanner",
+    "ModelPlanner",
     "Pilot",
     "Plan",
     "PlanResult",

@@ -1,9 +1,9 @@
-"""Running a genome plan: simulated screens of each design through the shortcut
-(:func:`sbc.plan.genome_screen.run_screen`) on a :class:`sbc.runner.Runner` (its store, lock
-and Dask session), one small record per screen in the store (OUT/screens/DESIGN/rNNNNNN.json,
-resumable), the same search as ``sbc plan`` (:class:`sbc.plan.search.Search`), and the
-outputs: plan.csv and plan.json (:mod:`sbc.plan.output`), summary.md
-(:func:`sbc.render.genome_plan_summary`) and plan_cost.png (P(success) against cost).
+"""A genome plan (``kind = "genome"``): the kind's part of :class:`sbc.plan.planner.Planner`.
+A replicate is a simulated screen fitted by the shortcut
+(:func:`sbc.plan.genome_screen.run_screen`), one small record per screen in the store
+(OUT/screens/DESIGN/rNNNNNN.json, resumable); besides plan.csv and plan.json (every plan's),
+it writes summary.md (:func:`sbc.render.genome_plan_summary`) and plan_cost.png (P(success)
+against cost).
 
 Each design's SBC verdict (:func:`sbc.plan.genome_screen.design_verdict`) comes from its own
 screens: per screen, the PIT of one gene's
@@ -21,21 +21,20 @@ import io
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from sbc.numerics import fingerprint
-from sbc.plan.criteria import plan_decision, success_interval
+from sbc.plan.criteria import success_interval
 from sbc.plan.genome import ScreenDesign
 from sbc.plan.genome_config import GenomePlan
 from sbc.plan.genome_pilot import apply_pilot
 from sbc.plan.genome_screen import design_verdict, run_screen, screen_problem
-from sbc.plan.output import jsonable, result_table, write_plan_files
-from sbc.plan.search import DesignResult, PlanResult, Search, where_to_run
+from sbc.plan.output import jsonable
+from sbc.plan.planner import Planner
+from sbc.plan.search import DesignResult
 from sbc.plots import plan_cost_figure
-from sbc.runner import Runner
 from sbc.render import genome_plan_summary
 from sbc.runner import manifest as make_manifest
 
@@ -44,44 +43,32 @@ from sbc.runner import manifest as make_manifest
 SHORTCUT_SOURCES = ("genome.py", "genome_fit.py", "genome_screen.py")
 
 
-@dataclass
-class GenomeDesignResult(DesignResult):
-    """A design's result with the genome targets' metrics (mean and Monte Carlo standard
-    error over its screens), the realised false discovery proportion and the cost parts."""
+class GenomePlanner(Planner):
+    """A genome plan (``kind = "genome"``): the kind's part of
+    :class:`sbc.plan.planner.Planner`.  A replicate is a simulated screen fitted by the
+    shortcut (:func:`sbc.plan.genome_screen.run_screen`), stored as one small record."""
 
-    metrics: list[tuple[float, float]] = field(default_factory=list)
-    fdp: float = math.nan
-    coverage: float = math.nan
-    million_reads: float = math.nan
-
-    def row(self) -> dict:
-        out = super().row()
-        d = self.design
-        out.update({"guides": d.guides, "depth": d.depth, "million_reads": self.million_reads})
-        for i, (mean, se) in enumerate(self.metrics):
-            out[f"metric{i}"], out[f"metric{i}_se"] = mean, se
-        out.update({"fdp_at_0.05": self.fdp, "coverage95": self.coverage})
-        return out
-
-
-class GenomePlanner:
-    """A genome plan's evaluation of designs and search, on a :class:`sbc.runner.Runner`
-    (the store, its lock and the Dask session every run uses)."""
+    plan_type = GenomePlan
+    unit = "screens"
+    kind = "genome"
 
     def __init__(self, plan: GenomePlan, out: Path, workers: int | None,
                  scheduler: str | None, stream=None, tls=None):
         # a [pilot] replaces the priors it informs (design and analysis) before anything runs
         plan, self.pilot = apply_pilot(plan)
-        self.plan, self.out = plan, Path(out)
-        self.runner = Runner(out, self.manifest(), workers=workers, scheduler=scheduler,
-                             cluster=plan.cluster, tls=tls, stream=stream)
-        self.stream = self.runner.stream
+        super().__init__(plan, out, workers, scheduler, stream, tls)
         self.settings = plan.settings()
-        self.results = {d: GenomeDesignResult(d, plan.cost_of(d), million_reads=d.million_reads)
-                        for d in plan.designs()}
         self.screens: dict[str, dict[int, dict]] = {}
         self.new = 0
-        self.started = time.monotonic()
+
+    def new_result(self, design: ScreenDesign) -> DesignResult:
+        """A design's result; its own columns: the guides, depth and reads, the targets'
+        metrics (mean and Monte Carlo standard error over its screens), the realised false
+        discovery proportion and the coverage of 95 % intervals."""
+        return DesignResult(design, self.plan.cost_of(design), extra={
+            "guides": design.guides, "depth": design.depth,
+            "million_reads": design.million_reads, "fdp_at_0.05": math.nan,
+            "coverage95": math.nan})
 
     def manifest(self) -> dict:
         from sbc.models import crispr_guides
@@ -102,59 +89,25 @@ class GenomePlanner:
             plan=plan, model_digests={"model": digest},
             model_refs={self.plan.model: self.plan.model})
 
-    def log(self, text: str) -> None:
-        print(f"[sbc plan] {text}", file=self.stream, flush=True)
+    def prepare(self) -> None:
+        """The screens already stored (a damaged record is quarantined and simulated again),
+        and the pilot's posterior beside them."""
+        n_targets = len(self.plan.targets)
+        for record in self.store.iter_screens(lambda r: screen_problem(r, n_targets),
+                                              quarantine=True):
+            self.screens.setdefault(record["design"], {})[record["rep"]] = record
+        if self.pilot is not None:
+            self.store.write_text("pilot_posterior.json",
+                                  json.dumps(jsonable(self.pilot.to_dict()), indent=2))
+            self.log(self.pilot.summary())
 
-    def run(self) -> GenomeDesignResult | None:
-        plan = self.plan
-        with self.runner as runner:
-            self.store = store = runner.store
-            n_targets = len(plan.targets)
-            for record in store.iter_screens(lambda r: screen_problem(r, n_targets),
-                                             quarantine=True):
-                self.screens.setdefault(record["design"], {})[record["rep"]] = record
-            stored = sum(len(v) for v in self.screens.values())
-            self.log(f"{plan.name}: {len(self.results)} candidate designs, {stored} simulated "
-                     f"screens already stored")
-            if self.pilot is not None:
-                store.write_text("pilot_posterior.json",
-                                 json.dumps(jsonable(self.pilot.to_dict()), indent=2))
-                self.log(self.pilot.summary())
-            search = Search(self.results, plan.monotone, self.evaluate,
-                            strategy=plan.search.strategy, runners_up=plan.search.runners_up)
-            recommended = search.run()
-            runner.close_session()
-            self.write_outputs(recommended)
-            return recommended
+    def stored(self) -> int:
+        return sum(len(v) for v in self.screens.values())
 
-    def write_outputs(self, recommended) -> None:
-        """plan.csv, plan.json, plan_cost.png and summary.md, under the store's lock."""
-        plan, store = self.plan, self.store
-        self.table = table = result_table(list(self.results.values()))
-        used = sum(r.n for r in self.results.values())
-        full = plan.search.max_simulations * len(self.results)
-        self.fits = fits = {
-            "used": used, "new": self.new, "full_grid": full, "designs": len(self.results),
-            "saved_share": 1 - used / full if full else 0.0,
-            "design_prior": ("crispr_guides with the pilot's priors "
-                             f"({', '.join(self.pilot.used)} from {plan.pilot.data})"
-                             if self.pilot else "crispr_guides (its prior)") + (
-                f", candidates' selective effect fixed at {plan.selective_effect:g}"
-                if plan.selective_effect is not None else "")}
-        self.seconds = seconds = time.monotonic() - self.started
-        write_plan_files(store, plan, table, recommended, fits, seconds, kind="genome",
-                         pilot=self.pilot.to_dict() if self.pilot else None)
-        fig = plan_cost_figure(table, plan.probability, plan.cost.unit,
-                               recommended.design.label if recommended else None)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        store.write_bytes("plan_cost.png", buf.getvalue())
-        store.write_text("summary.md", genome_plan_summary(plan, table, recommended, fits,
-                                                            seconds, self.pilot))
-
-    def _simulate(self, design: ScreenDesign, reps: range) -> None:
+    def simulate(self, design: ScreenDesign, n: int) -> None:
+        """Screens 0..n-1 of ``design`` stored (only the missing ones simulated)."""
         have = self.screens.setdefault(design.label, {})
-        todo = [r for r in reps if r not in have]
+        todo = [r for r in range(n) if r not in have]
         if not todo:
             return
         start = time.monotonic()
@@ -167,58 +120,66 @@ class GenomePlanner:
         self.runner.map(run_screen, [(design, r, self.settings) for r in todo], keep)
         rate = (time.monotonic() - start) / len(todo)
         self.log(f"{design.label}: {len(todo)} screens in {time.monotonic() - start:.0f} s "
-                 f"({rate:.1f} s per screen with the workers), {self.new} new in all, "
-                 f"{time.monotonic() - self.started:.0f} s elapsed")
+                 f"({rate:.1f} s per screen with the workers), {self.new} new in all")
 
-    def evaluate(self, design: ScreenDesign) -> GenomeDesignResult:
-        """Simulate batches of screens until the probability of success is decided (its
-        Wilson interval clear of the required probability) or max_simulations is reached."""
+    def measure(self, design: ScreenDesign, n: int) -> None:
+        """P(success) with its interval, the targets' metrics (mean and Monte Carlo standard
+        error), the realised FDP, coverage and RMSE from the first ``n`` screens."""
         res = self.results[design]
-        s = self.plan.search
-        n = 0
-        while True:
-            n = min(n + s.batch, s.max_simulations)
-            self._simulate(design, range(n))
-            records = [self.screens[design.label][r] for r in range(n)]
-            self.summarize(res, records)
-            decision = plan_decision(res.lower, res.upper, self.plan.probability)
-            if decision or n >= s.max_simulations:
-                res.status = decision or "inconclusive"
-                break
-        verdict, p, failing, n_cal = design_verdict(records, s.alpha,
-                                                    self.settings.calibrated_stream)
-        res.calibration, res.calibration_p = verdict, p
-        res.calibration_failing, res.calibration_n = failing, n_cal
-        self.log(f"{design.label} (cost {res.cost:.4g}): P(success) = {res.probability:.2f} "
-                 f"[{res.lower:.2f}, {res.upper:.2f}] from {res.n} screens -> {res.status}; "
-                 f"SBC {verdict}")
-        return res
-
-    def summarize(self, res: GenomeDesignResult, records: list[dict]) -> None:
+        records = [self.screens[design.label][r] for r in range(n)]
         success = np.array([r["success"] for r in records], float)
         res.n = len(records)
         res.probability, res.lower, res.upper = success_interval(success,
                                                                  self.plan.search.confidence)
         res.per_target = [float(np.mean([r[f"met{i}"] for r in records]))
                           for i in range(len(self.plan.targets))]
-        res.metrics = []
+        design_columns = {k: res.extra[k] for k in ("guides", "depth", "million_reads")}
+        metrics = {}
         for i in range(len(self.plan.targets)):
             values = np.array([r[f"metric{i}"] for r in records
                                if r[f"metric{i}"] is not None], float)
             se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-            res.metrics.append((float(values.mean()) if len(values) else math.nan, float(se)))
-        res.fdp = float(np.mean([r["fdp05"] for r in records]))
-        res.coverage = float(np.mean([r["coverage95"] for r in records]))
+            metrics[f"metric{i}"] = float(values.mean()) if len(values) else math.nan
+            metrics[f"metric{i}_se"] = float(se)
+        res.extra = {**design_columns, **metrics,
+                     "fdp_at_0.05": float(np.mean([r["fdp05"] for r in records])),
+                     "coverage95": float(np.mean([r["coverage95"] for r in records]))}
         res.rmse = float(np.mean([r["rmse_beta"] for r in records]))
         res.fit_seconds = float(np.median([r["simulate_seconds"] + r["fit_seconds"]
                                            for r in records]))
 
+    def calibrate(self, design: ScreenDesign, n: int) -> None:
+        res = self.results[design]
+        records = [self.screens[design.label][r] for r in range(n)]
+        verdict, p, failing, n_cal = design_verdict(records, self.plan.search.alpha,
+                                                    self.settings.calibrated_stream)
+        res.calibration, res.calibration_p = verdict, p
+        res.calibration_failing, res.calibration_n = failing, n_cal
 
-def run_genome_plan(plan: GenomePlan, out: str | Path, *, workers: int | None = None,
-                    scheduler: str | None = None, stream=None, tls=None) -> PlanResult:
-    """Run (or resume) a genome plan into ``out``: plan.csv, plan.json, summary.md and
-    plan_cost.png."""
-    plan, workers, scheduler = where_to_run(plan, workers, scheduler, tls)
-    planner = GenomePlanner(plan, Path(out), workers, scheduler, stream, tls)
-    recommended = planner.run()
-    return PlanResult(recommended, planner.table, planner.fits, planner.seconds, Path(out))
+    def fits(self) -> dict:
+        plan = self.plan
+        used = sum(r.n for r in self.results.values())
+        full = plan.search.max_simulations * len(self.results)
+        return {
+            "used": used, "new": self.new, "full_grid": full, "designs": len(self.results),
+            "saved_share": 1 - used / full if full else 0.0,
+            "design_prior": ("crispr_guides with the pilot's priors "
+                             f"({', '.join(self.pilot.used)} from {plan.pilot.data})"
+                             if self.pilot else "crispr_guides (its prior)") + (
+                f", candidates' selective effect fixed at {plan.selective_effect:g}"
+                if plan.selective_effect is not None else "")}
+
+    def plan_json(self) -> dict:
+        return {"pilot": self.pilot.to_dict() if self.pilot else None}
+
+    def write_pages(self, table, recommended, fits: dict, seconds: float) -> None:
+        """plan_cost.png (P(success) against cost) and summary.md."""
+        plan = self.plan
+        fig = plan_cost_figure(table, plan.probability, plan.cost.unit,
+                               recommended.design.label if recommended else None)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        self.store.write_bytes("plan_cost.png", buf.getvalue())
+        self.store.write_text("summary.md", genome_plan_summary(plan, table, recommended, fits,
+                                                                seconds, self.pilot))
+

@@ -1,138 +1,118 @@
-"""Running a plan: each design's simulated screens through the replicate runner
-(:mod:`sbc.runner`: store, lock, batching, Dask), their evaluation against the targets, the
-SBC verdict of each design, the time projection, and the entry points ``run_plan`` and
-``sbc plan``.
+"""Running a plan of either kind: one :class:`Planner` on the replicate runner
+(:class:`sbc.runner.Runner`: the store, its lock, batching and the Dask session), the
+sequential looks at each design, the search (:class:`sbc.plan.search.Search`) and the files
+every plan writes (:func:`sbc.plan.output.write_plan_files`).
 
-Every fit is an ordinary replicate record in the store (OUT/replicates/...), written by the
-same machinery as ``sbc run``; criteria are evaluated from the stored quantiles, so a
-resumed plan walks the same path and refits nothing.  Two streams of replicates exist when
-the design prior differs from the analysis prior: design-prior fits (for the probability of
-success) and analysis-prior fits (for the calibration verdict, because ranks are uniform
-only when truths come from the prior used to fit).
+A plan kind is a subclass that says what a replicate of one design is and how it is judged
+(the protocol below): :class:`sbc.plan.model_plan.ModelPlanner` (a Bambi/PyMC model, one
+MCMC fit per replicate, ``sbc plan`` on an ordinary plan file) and
+:class:`sbc.plan.genome_plan.GenomePlanner` (a genome-wide guide-level screen through the
+shortcut, ``kind = "genome"``).  ``Planner(plan, out, ...)`` returns the planner of the
+plan's kind; :func:`run_plan` runs either.
+
+The protocol, in the order the planner calls it:
+
+- ``manifest()``: what identifies the plan's results (its fingerprint, for the store);
+- ``prepare()``: once the store is open (read stored screens, fit a pilot);
+- ``new_result(design)``: the empty :class:`~sbc.plan.search.DesignResult` of a design;
+- ``admit(design)``: ``None``, or why the design is not run (too large);
+- ``simulate(design, n)``: replicates 0..n-1 of a design stored (only missing ones run);
+- ``measure(design, n)``: P(success) with its interval and the precision columns from them;
+- ``calibrate(design, n)``: the design's SBC verdict;
+- ``fits()``: the replicates used, new and saved; ``write_pages(...)``: the kind's pages.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import hashlib
-import math
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
-import numpy as np
-import pandas as pd
-
-from sbc import seeding
-from sbc.verdicts import MIN_FITS
-from sbc.design import Design
-from sbc.errors import ModelError, StudyError
-from sbc.numerics import fingerprint
-from sbc.plan.config import Plan, Target
-from sbc.plan.criteria import (INTERVALS, contraction, element_name, plan_decision,
-                               replicate_success, select_quantity, split_quantity,
-                               success_interval)
+from sbc.plan.criteria import plan_decision
 from sbc.plan.output import result_table, write_plan_files
-from sbc.render import plan_page
-from sbc.plan.pilot import pilot_design_model, pilot_frame
 from sbc.plan.search import DesignResult, PlanResult, Search, where_to_run
-from sbc.runner import Job, Runner
-from sbc.runner import manifest as make_manifest
-from sbc.spec import resolve_model
-
-
-def calibration_verdict(reps: pd.DataFrame, params: pd.DataFrame, alpha: float,
-                        sampler=None) -> tuple[str, float, str]:
-    """SBC verdict of one design from its stored fits: (verdict, smallest Holm-adjusted p,
-    failing groups), from the one engine (:func:`sbc.calibration.calibrate`, family "cell":
-    each design is judged on its own at level ``alpha``).  "calibrated" / "miscalibrated" /
-    "not checked" are the engine's pass / fail / inconclusive."""
-    from sbc.calibration import calibrate
-
-    if params.empty or reps.empty:
-        return "not checked", math.nan, ""
-    cal = calibrate(reps, params, alpha=alpha, family="cell", sampler=sampler)
-    (verdict,) = cal.verdicts.values()
-    word = {"pass": "calibrated", "fail": "miscalibrated"}.get(verdict.status, "not checked")
-    p = float(cal.groups["p_holm"].min()) if len(cal.groups) else math.nan
-    return word, p, ", ".join(verdict.failing)
+from sbc.runner import Runner
 
 
 class Planner:
-    """Runs a plan: model references, the store (through :class:`sbc.runner.Runner`, which
-    holds its lock, the records and the Dask session), the evaluation of each design and
-    the search.  Use as a context manager (or call :meth:`open` and :meth:`close`)."""
+    """Runs a plan: the store (through :class:`sbc.runner.Runner`), the evaluation of each
+    design and the search.  ``Planner(plan, ...)`` makes the planner of the plan's kind; use
+    it as a context manager (or call :meth:`open` and :meth:`close`), or call :meth:`run`."""
 
-    def __init__(self, plan: Plan, out: Path, workers: int | None, scheduler: str | None,
+    #: the plan type (config class) each kind runs, filled by the subclasses
+    kinds: ClassVar[dict[type, type[Planner]]] = {}
+    #: the plan type a subclass runs; the word for one replicate; plan.json's ``kind``
+    plan_type: ClassVar[type | None] = None
+    unit: ClassVar[str] = "simulations"
+    kind: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.plan_type is not None:
+            Planner.kinds[cls.plan_type] = cls
+
+    def __new__(cls, plan, *args, **kwargs):
+        if cls is Planner:
+            cls = planner_class(plan)
+        return super().__new__(cls)
+
+    def __init__(self, plan, out: Path, workers: int | None, scheduler: str | None,
                  stream=None, tls=None):
         self.plan, self.out = plan, Path(out)
         self.workers, self.scheduler, self.tls = workers, scheduler, tls
         self.stream = stream or sys.stderr
-        self.results = {d: DesignResult(d, plan.cost(d)) for d in plan.designs()}
-        self.prior_sd: dict[Design, dict[str, float]] = {}
         self.started = time.monotonic()
         self.runner: Runner | None = None
+        self.results = {d: self.new_result(d) for d in plan.designs()}
 
-    # --- setup --------------------------------------------------------------------------
+    # --- the kind's part (see the module docstring) -------------------------------------
+    def manifest(self) -> dict:
+        raise NotImplementedError
+
+    def runner_options(self) -> dict:
+        return {}
+
+    def prepare(self) -> None:
+        """Once the store is open: read or fit what the designs share."""
+
+    def new_result(self, design) -> DesignResult:
+        return DesignResult(design, self.plan.cost(design))
+
+    def admit(self, design) -> str | None:
+        return None
+
+    def simulate(self, design, n: int) -> None:
+        raise NotImplementedError
+
+    def measure(self, design, n: int) -> None:
+        raise NotImplementedError
+
+    def calibrate(self, design, n: int) -> None:
+        raise NotImplementedError
+
+    def fits(self) -> dict:
+        raise NotImplementedError
+
+    def plan_json(self) -> dict:
+        """Fields of plan.json beyond the ones every plan writes."""
+        return {}
+
+    def write_pages(self, table, recommended, fits: dict, seconds: float) -> None:
+        raise NotImplementedError
+
+    # --- the store ----------------------------------------------------------------------
     def open(self) -> None:
         plan = self.plan
-        try:
-            self.fit_ref = resolve_model(plan.model, plan.base_dir)
-        except ModelError as exc:
-            raise StudyError(f"plan '{plan.name}': {exc}") from exc
-        design_ref = None
-        pilot_digest = None
-        if plan.design_model:
-            design_ref = resolve_model(plan.design_model, plan.base_dir)
-        elif plan.pilot:
-            base = Path(plan.base_dir)
-            files = [base / plan.pilot.data] + \
-                ([base / plan.pilot.samples] if plan.pilot.samples else [])
-            try:  # a malformed pilot is refused before the store is touched
-                pilot_frame(*files, key=plan.pilot.key)
-            except StudyError as exc:
-                raise StudyError(f"plan '{plan.name}': {exc}") from None
-            digest = hashlib.sha256()
-            for file in files:
-                digest.update(file.read_bytes())
-            pilot_digest = digest.hexdigest()[:16]
-        self.check_targets(design_ref)
-        sources = {"model": self.fit_ref.source,
-                   "design_model": design_ref.source if design_ref else None,
-                   "pilot": pilot_digest}
-        plan_dict = plan.to_dict()
-        # The search settings change which replicates exist, not what any replicate is, so
-        # they may change between resumes; the seed, models, sampler and thinning may not.
-        fixed = {k: plan_dict[k] for k in ("seed", "model", "design_model", "pilot", "sampler",
-                                            "thin")}
-        manifest = make_manifest(
-            fingerprint=fingerprint({"plan": fixed, "sources": sources}), kind="plan",
-            study={**fixed, "name": plan.name, "models": [self.fit_ref.label],
-                   "designs": [d.label for d in plan.designs()]},
-            plan=plan_dict,
-            model_digests={"model": self.fit_ref.digest,
-                           "design_model": design_ref.digest if design_ref else None,
-                           "pilot": pilot_digest},
-            model_refs={self.fit_ref.label: self.fit_ref.ref})
-        self.runner = Runner(self.out, manifest, workers=self.workers, scheduler=self.scheduler,
-                             cluster=plan.cluster, tls=self.tls, batch_size=plan.batch_size,
-                             stream=self.stream, keep_records=True)
+        self.runner = Runner(self.out, self.manifest(), workers=self.workers,
+                             scheduler=self.scheduler, cluster=plan.cluster, tls=self.tls,
+                             stream=self.stream, **self.runner_options())
         self.runner.__enter__()
         try:
-            if plan.pilot:
-                design_ref = pilot_design_model(plan, self.fit_ref, self.store, self.stream)
+            self.prepare()
         except BaseException:
             self.close()
             raise
-        self.design_ref = design_ref
-        # Label of the stream whose truths come from the design prior (= the analysis
-        # stream when no separate design prior is given).
-        if design_ref is None:
-            self.power_ref = self.fit_ref
-        else:
-            self.power_ref = dataclasses.replace(
-                self.fit_ref, label=f"{self.fit_ref.label}~{design_ref.label}")
 
     def close(self) -> None:
         if self.runner is not None:
@@ -158,99 +138,29 @@ class Planner:
     def new_fits(self) -> int:
         return self.runner.new_fits if self.runner is not None else 0
 
-    def check_targets(self, design_ref) -> None:
-        """Every target quantity must exist in the analysis model (and the design model),
-        and an element (``beta_g[3]``) must exist on every design of the space.
+    def log(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[sbc plan {elapsed:5.0f}s] {text}", file=self.stream, flush=True)
 
-        Checked on the smallest design (the space is a full grid, so it is smallest in every
-        dimension and has the fewest elements) before anything is fitted: a target naming
-        no stored scalar would otherwise score 0 on every design ("no design meets the
-        target") instead of being refused.
-        """
-        from sbc.spec import make_spec, parameter_layouts
-
-        smallest = min(self.plan.designs(), key=lambda d: d.n_rows)
-        data = smallest.frame()
-        specs = [("model", make_spec(self.fit_ref, data))]
-        if design_ref is not None:
-            specs.append(("design_model", make_spec(design_ref, data)))
-        for target in self.plan.targets:
-            base, index = split_quantity(target.quantity)
-            for role, spec in specs:
-                if base in spec.parameters and index is not None:
-                    shape = parameter_layouts(spec.generative, [base])[base].shape
-                    self._check_index(target, base, index, shape, role, spec, smallest)
-                if base not in spec.parameters:
-                    guess = difflib.get_close_matches(base, spec.parameters, n=1)
-                    raise StudyError(
-                        f"plan '{self.plan.name}': target quantity '{target.quantity}' is not a "
-                        f"parameter of the {role} '{spec.model.ref}'; "
-                        + (f"did you mean '{guess[0]}'? " if guess else "")
-                        + f"its parameters are: {', '.join(spec.parameters)}. A contrast "
-                        "(e.g. the difference of two genes) must be a pm.Deterministic in "
-                        "the model, because stored quantiles are per scalar")
-
-    def _check_index(self, target: Target, base: str, index: tuple[int, ...],
-                     shape: tuple[int, ...], role: str, spec, design: Design) -> None:
-        """Refuse an element index that ``base`` (of ``shape`` on ``design``) lacks, listing
-        the valid ones."""
-        where = (f"plan '{self.plan.name}': target quantity '{target.quantity}' names an "
-                 f"element of '{base}' of the {role} '{spec.model.ref}'")
-        if not shape:
-            raise StudyError(f"{where}, but '{base}' is a scalar (no elements); write "
-                             f"quantity = \"{base}\"")
-        if len(index) != len(shape) or any(i >= n for i, n in zip(index, shape)):
-            names = [element_name(base, idx) for idx in np.ndindex(*shape)]
-            valid = ", ".join(names) if len(names) <= 12 else \
-                f"{', '.join(names[:3])}, ..., {names[-1]}"
-            raise StudyError(
-                f"{where}, which does not exist on design {design.label} (the smallest of "
-                f"the space): '{base}' has shape {shape} there; valid elements: {valid} "
-                f"(0-based), or quantity = \"{base}\" for every element")
-
-    # --- fitting ------------------------------------------------------------------------
-    def ensure(self, ref, simulate_ref, design: Design, n: int) -> None:
-        """Make sure replicates 0..n-1 of (ref, design) are stored; fit only missing ones."""
-        plan = self.plan
-        counts = self.runner.ensure([Job(ref, design, n, plan.sampler, plan.thin, plan.seed,
-                                         simulate=simulate_ref)], progress=False)
-        if counts.lost_batches:
-            raise StudyError(f"{counts.lost_batches} batches of design {design.label} could not "
-                             "run; the stored fits are kept: run the same command again to "
-                             "resume")
-
-    def tables(self, label: str, design: Design, n: int | None = None):
-        from sbc.record import records_to_tables
-
-        recs = [r for (m, d, rep), r in sorted(self.records.items())
-                if m == label and d == design.label and (n is None or rep < n)]
-        return records_to_tables(recs)
-
-    # --- evaluation ---------------------------------------------------------------------
-    def evaluate(self, design: Design) -> DesignResult:
-        """Sequential looks at one design until its interval clears the target probability."""
+    # --- evaluation and search ----------------------------------------------------------
+    def evaluate(self, design) -> DesignResult:
+        """Sequential looks at one design (batches of ``search.batch`` replicates) until the
+        Wilson interval of P(success) clears the required probability or
+        ``search.max_simulations`` is reached (grid: all of them at once); then its SBC
+        verdict."""
         plan, s = self.plan, self.plan.search
         res = self.results[design]
         res.note = ""  # a runner-up may have been inferred meanwhile: it is measured now
-        n = 0
-        # A design with fits already stored was admitted by the run that stored them: a
-        # resume (perhaps with fewer workers) continues it rather than refusing it, so it
-        # walks the same path and refits nothing.
-        started = any((self.power_ref.label, design.label, rep) in self.records
-                      for rep in range(s.max_simulations))
-        estimate = None if started else self.projected_minutes(design)
-        if estimate is not None and estimate > s.max_minutes_per_design:
-            res.status = "too large"
-            res.note = (f"projected {estimate:.0f} min for {s.max_simulations} full-MCMC fits "
-                        f"exceeds search.max_minutes_per_design = {s.max_minutes_per_design:g}; "
-                        "raise it, add workers (--scheduler), or lower sampler.draws/tune (ESS "
-                        "is still checked per fit and low-ESS fits count as flagged)")
-            self.log(f"{design.label}: skipped, {res.note}")
+        refused = self.admit(design)
+        if refused:
+            res.status, res.note = "too large", refused
+            self.log(f"{design.label}: skipped, {refused}")
             return res
+        n = 0
         while True:
             n = min(n + s.batch, s.max_simulations) if s.strategy == "adaptive" \
                 else s.max_simulations
-            self.ensure(self.power_ref, self.design_ref, design, n)
+            self.simulate(design, n)
             self.measure(design, n)
             verdict = plan_decision(res.lower, res.upper, plan.probability)
             if s.strategy == "adaptive" and verdict is not None:
@@ -259,129 +169,54 @@ class Planner:
             if n >= s.max_simulations:
                 res.status = verdict or "inconclusive"
                 break
-        if res.status == "pass" or s.strategy == "grid":
-            # the calibration verdict uses analysis-prior fits: the same stream when the
-            # design prior is the analysis prior, else a separate one
-            n_cal = max(s.calibration_simulations, n if self.design_ref is None else 0)
-            self.ensure(self.fit_ref, None, design, n_cal)
-        self.calibrate(design)
-        self.log(f"{design.label} (cost {res.cost:g}): P(success) = {res.probability:.2f} "
-                 f"[{res.lower:.2f}, {res.upper:.2f}] from {res.n} simulations -> {res.status}; "
-                 f"SBC {res.calibration}")
+        self.calibrate(design, n)
+        self.log(f"{design.label} (cost {res.cost:.4g}): P(success) = {res.probability:.2f} "
+                 f"[{res.lower:.2f}, {res.upper:.2f}] from {res.n} {self.unit} -> "
+                 f"{res.status}; SBC {res.calibration}")
         return res
 
-    def measure(self, design: Design, n: int) -> None:
-        """P(target met) with its interval and the precision columns of ``design`` from its
-        first ``n`` design-prior fits."""
-        res = self.results[design]
-        reps, params = self.tables(self.power_ref.label, design, n)
-        prior_sd = self.prior_sds(design) if any(
-            t.criterion == "contraction" for t in self.plan.targets) else None
-        scores = replicate_success(params, reps, self.plan.targets, prior_sd)
-        res.n = len(scores)
-        res.probability, res.lower, res.upper = success_interval(
-            scores["success"].to_numpy(), self.plan.search.confidence)
-        res.per_target = [float(scores[f"target{i}"].mean())
-                          for i in range(len(self.plan.targets))]
-        res.failed = int((reps["status"] != "ok").sum())
-        ok = reps[reps["status"] == "ok"]
-        res.flagged = int((ok["flag_divergent"].astype(bool) | ok["flag_low_ess"].astype(bool)
-                           | ok["flag_rhat"].astype(bool)).sum()) if len(ok) else 0
-        res.fit_seconds = float(ok["sampler_seconds"].median()) if len(ok) else math.nan
-        rows = select_quantity(params, self.plan.targets[0].quantity)
-        if len(rows):
-            lo, hi = INTERVALS[self.plan.targets[0].level]
-            res.posterior_sd = float(rows["sd"].mean())
-            res.width = float((rows[hi] - rows[lo]).mean())
-            res.bias = float((rows["mean"] - rows["truth"]).mean())
-            res.rmse = float(np.sqrt(((rows["mean"] - rows["truth"]) ** 2).mean()))
-            if prior_sd is None and self.design_ref is None:
-                # truths are analysis-prior draws here: their spread is the prior sd,
-                # which saves compiling a prior simulator just for a descriptive column
-                prior_sd = rows.groupby("name")["truth"].std().to_dict()
-            res.contraction = float(np.nanmean(contraction(rows, prior_sd or
-                                                           self.prior_sds(design))))
-
-    def calibrate(self, design: Design) -> None:
-        res = self.results[design]
-        reps, params = self.tables(self.fit_ref.label, design)
-        res.calibration_n = int((reps["status"] == "ok").sum()) if len(reps) else 0
-        if res.calibration_n < MIN_FITS:
-            res.calibration = "not checked"
-            return
-        res.calibration, res.calibration_p, res.calibration_failing = calibration_verdict(
-            reps, params, self.plan.search.alpha, self.plan.sampler)
-        n_bad = res.failed + res.flagged
-        if res.n and n_bad / res.n > self.plan.search.max_flagged:
-            res.calibration = "unreliable fits"
-            res.calibration_failing = (f"{res.failed} failed and {res.flagged} flagged "
-                                       f"(divergences, low ESS or R-hat) of {res.n} fits")
-
-    def prior_sds(self, design: Design) -> dict[str, float]:
-        """Analysis-prior sd of every ranked scalar (400 prior draws), for contraction."""
-        if design not in self.prior_sd:
-            from sbc.diagnostics import scalar_names
-            from sbc.simulate import Simulator
-            from sbc.spec import make_spec
-
-            sim = Simulator(make_spec(self.fit_ref, design.frame()))
-            draws = [sim.draw(s)[0] for s in seeding.plan_prior_draws(self.plan.seed, 400)]
-            out = {}
-            for name in sim.names:
-                arr = np.stack([d[name] for d in draws])
-                sd = arr.reshape(len(draws), -1).std(axis=0, ddof=1)
-                labels = scalar_names({name: arr[None]}, [name])
-                out.update(dict(zip(labels, sd)))
-            self.prior_sd[design] = out
-        return self.prior_sd[design]
-
-    def projected_minutes(self, design: Design) -> float | None:
-        """Wall minutes for max_simulations fits, scaled by rows from designs already fitted."""
-        rates = [r.fit_seconds / r.design.n_rows for r in self.results.values()
-                 if r.n and np.isfinite(r.fit_seconds)]
-        if not rates:
-            return None
-        per_fit = float(np.median(rates)) * design.n_rows
-        workers = self.runner.n_workers() if self.runner is not None else \
-            max(1, self.workers or 1)
-        return per_fit * self.plan.search.max_simulations / workers / 60
-
-    # --- the search ---------------------------------------------------------------------
     def search(self) -> DesignResult | None:
         """The cheapest passing, calibrated design (None if there is none)."""
         s = self.plan.search
         return Search(self.results, self.plan.monotone, self.evaluate, strategy=s.strategy,
                       runners_up=s.runners_up).run()
 
-    def log(self, text: str) -> None:
-        elapsed = time.monotonic() - self.started
-        print(f"[sbc plan {elapsed:5.0f}s] {text}", file=self.stream, flush=True)
+    def run(self) -> PlanResult:
+        """Run (or resume) the plan: search, then plan.csv, plan.json and the kind's pages,
+        written under the store's lock."""
+        with self:
+            self.log(f"{self.plan.name}: {len(self.results)} candidate designs, "
+                     f"{self.stored()} {self.unit} already stored, {self.runner.where()}")
+            recommended = self.search()
+            self.runner.close_session()
+            table = result_table(list(self.results.values()))
+            fits = self.fits()
+            seconds = time.monotonic() - self.started
+            write_plan_files(self.store, self.plan, table, recommended, fits, seconds,
+                             kind=self.kind, **self.plan_json())
+            self.write_pages(table, recommended, fits, seconds)
+        return PlanResult(recommended, table, fits, seconds, self.out)
+
+    def stored(self) -> int:
+        return len(self.records)
 
 
-def run_plan(plan: Plan, out: str | Path, *, workers: int | None = None,
+def planner_class(plan) -> type[Planner]:
+    """The planner of a plan's kind (the one place that tells plan kinds apart by type)."""
+    # the kinds register themselves when their modules load: sbc/plan/__init__.py imports
+    # both, and any import of this module runs the package's __init__ first
+    for plan_type, cls in Planner.kinds.items():
+        if isinstance(plan, plan_type):
+            return cls
+    raise TypeError(f"not a plan: {type(plan).__name__} (expected one of "
+                    f"{', '.join(t.__name__ for t in Planner.kinds)})")
+
+
+def run_plan(plan, out: str | Path, *, workers: int | None = None,
              scheduler: str | None = None, stream=None, tls=None) -> PlanResult:
-    """Run (or resume) a plan into ``out``; writes plan.csv, plan.json and report.html.
-    ``tls``: certificates (sbc.dispatch.TLS) for a ``tls://`` scheduler."""
+    """Run (or resume) a plan of either kind into ``out``: plan.csv, plan.json and the
+    kind's pages (report.html; a genome plan's summary.md and plan_cost.png).  ``workers``
+    beat the plan file's scheduler and cluster; ``tls``: certificates
+    (:class:`sbc.dispatch.TLS`) for a ``tls://`` scheduler."""
     plan, workers, scheduler = where_to_run(plan, workers, scheduler, tls)
-    with Planner(plan, Path(out), workers, scheduler, stream, tls) as planner:
-        runner = planner.runner
-        planner.log(f"{plan.name}: {len(planner.results)} candidate designs, "
-                    f"{len(planner.records)} fits already stored, {runner.where()}")
-        recommended = planner.search()
-        runner.close_session()
-        table = result_table(list(planner.results.values()))
-        separate = planner.design_ref is not None
-        per_design = plan.search.max_simulations + (plan.search.calibration_simulations
-                                                    if separate else 0)
-        labels = {planner.power_ref.label, planner.fit_ref.label}
-        used = sum(1 for (m, d, _) in planner.records if m in labels)
-        full = per_design * len(planner.results)
-        fits = {"used": used, "new": planner.new_fits, "full_grid": full,
-                "designs": len(planner.results), "separate": separate,
-                "saved_share": 1 - used / full if full else 0.0,
-                "design_prior": planner.design_ref.ref if separate else
-                f"{plan.model} (its prior)"}
-        seconds = time.monotonic() - planner.started
-        write_plan_files(planner.store, plan, table, recommended, fits, seconds)
-        planner.store.write_text("report.html", plan_page(plan, table, recommended, fits))
-    return PlanResult(recommended, table, fits, seconds, Path(out))
+    return Planner(plan, Path(out), workers, scheduler, stream, tls).run()

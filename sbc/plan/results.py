@@ -14,6 +14,7 @@ from sbc.config import output_dir
 from sbc.errors import StoreError
 from sbc.plan.config import Plan
 from sbc.plan.planner import run_plan
+from sbc.plan.genome_config import GenomePlan, is_genome_plan, load_genome_plan
 
 __all__ = ["PlanResults", "plan_screen"]
 
@@ -51,31 +52,16 @@ def plan_screen(plan: str | Path | Plan, out: str | Path | None = None, *,
     stream = sys.stderr if progress else io.StringIO()
     plan = load_any_plan(plan)
     directory = output_dir(out, plan.output, plan.base_dir, plan.name)
-    run_any_plan(plan, directory, workers=workers, scheduler=scheduler, stream=stream)
+    run_plan(plan, directory, workers=workers, scheduler=scheduler, stream=stream)
     return PlanResults(directory)
 
 
 def load_any_plan(plan):
     """A plan file of either kind (``kind = "genome"``: a genome-wide guide-level plan) read
-    and validated; a ``Plan`` or ``GenomePlan`` is returned as it is.  The one place that
-    tells the two kinds apart."""
-    from sbc.plan.genome_config import GenomePlan, is_genome_plan, load_genome_plan
-
+    and validated; a ``Plan`` or ``GenomePlan`` is returned as it is."""
     if isinstance(plan, (Plan, GenomePlan)):
         return plan
     return load_genome_plan(plan) if is_genome_plan(plan) else Plan.from_toml(plan)
-
-
-def run_any_plan(plan, out, *, workers=None, scheduler=None, stream=None, tls=None):
-    """Run (or resume) a plan of either kind into ``out``; its :class:`PlanResult`."""
-    from sbc.plan.genome_config import GenomePlan
-
-    if isinstance(plan, GenomePlan):
-        from sbc.plan.genome_plan import run_genome_plan
-
-        return run_genome_plan(plan, out, workers=workers, scheduler=scheduler, stream=stream,
-                               tls=tls)
-    return run_plan(plan, out, workers=workers, scheduler=scheduler, stream=stream, tls=tls)
 
 
 class PlanResults:

@@ -54,6 +54,7 @@ class DesignResult:
     calibration_failing: str = ""
     calibration_n: int = 0
     note: str = ""
+    extra: dict = field(default_factory=dict)  # a plan kind's own columns, after the rest
 
     def row(self) -> dict:
         d = self.design
@@ -70,6 +71,7 @@ class DesignResult:
                     "calibration_p_holm": self.calibration_p,
                     "calibration_failing": self.calibration_failing,
                     "calibration_simulations": self.calibration_n, "note": self.note})
+        out.update(self.extra)
         return out
 
 

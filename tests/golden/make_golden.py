@@ -143,7 +143,7 @@ def run_plan(out: Path) -> dict:
 
 def run_genome_plan(out: Path) -> dict:
     from sbc.plan.genome_config import load_genome_plan
-    from sbc.plan.genome_plan import run_genome_plan as run
+    from sbc.plan.planner import run_plan as run
 
     path = out.parent / f"{out.name}.toml"
     path.write_text(GENOME_PLAN)
