@@ -135,9 +135,15 @@ def flagged_mask(reps: pd.DataFrame) -> pd.Series:
 
 def with_fractional_ranks(params: pd.DataFrame, reps: pd.DataFrame) -> pd.DataFrame:
     """The parameters table plus ``u`` (randomised fractional rank from the replicate's own
-    n_ranked, :func:`sbc.stats.table_fractional_ranks`) and ``flagged``."""
+    n_ranked, :func:`sbc.stats.table_fractional_ranks`) and ``flagged``.  A fitter whose
+    posterior CDF is exact (the genome shortcut) gives its PIT as ``u`` directly; those rows
+    keep it."""
     out = params.copy()
-    out["u"] = stats.table_fractional_ranks(out)
+    given = out["u"].to_numpy(float) if "u" in out else np.full(len(out), np.nan)
+    missing = ~np.isfinite(given)
+    if missing.any():
+        given[missing] = stats.table_fractional_ranks(out[missing])
+    out["u"] = given
     flags = reps[["model", "design", "rep"]].copy()
     flags["flagged"] = flagged_mask(reps)
     flags["degenerate"] = reps["flag_degenerate"] if "flag_degenerate" in reps else False

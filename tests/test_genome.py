@@ -307,3 +307,26 @@ def test_priors_in_a_plan_reach_the_simulation(tmp_path):
     truth = gm.simulate(ScreenDesign(2, 300, 2, 3, 250), 0, plan.settings())[0]
     assert truth["hyper"]["tau"] == pytest.approx(math.exp(-0.5), rel=0.05)
     shutil.rmtree(tmp_path)
+
+
+def test_genome_designs_are_judged_by_the_calibration_engine():
+    """A design's screens go through the engine every study and plan uses: uniform PITs
+    pass, PITs squeezed to the middle (an over-wide posterior) fail in the group they are
+    in, and too few screens are "not checked"."""
+    from sbc.plan.genome_screen import screen_tables
+    from sbc.plan.planner import calibration_verdict
+
+    rng = np.random.default_rng(5)
+
+    def records(n, squeeze):
+        return [{"rep": r, "simulate_seconds": 0.1, "fit_seconds": 0.2,
+                 "pit_beta": [float(rng.uniform())],
+                 "pit_u": [float(0.5 + (rng.uniform() - 0.5) * squeeze)],
+                 "pit_gamma": []} for r in range(n)]
+
+    good = calibration_verdict(*screen_tables(records(200, 1.0), "m", "d", True), 0.01)
+    bad = calibration_verdict(*screen_tables(records(200, 0.4), "m", "d", True), 0.01)
+    few = calibration_verdict(*screen_tables(records(5, 1.0), "m", "d", True), 0.01)
+    assert good[0] == "calibrated" and good[1] > 0.01
+    assert bad[0] == "miscalibrated" and bad[2] == "u" and bad[1] < 0.01
+    assert few[0] == "not checked"

@@ -26,8 +26,8 @@ from sbc.plan.criteria import (INTERVALS, dominated, element_success, plan_decis
                                replicate_success, success_interval)
 from sbc.plan.pilot import moment_matched_priors, pilot_frame
 from sbc.plan.genome_plan import GenomePlanner
-from sbc.plan.model_plan import ModelPlanner, calibration_verdict
-from sbc.plan.planner import Planner, run_plan
+from sbc.plan.model_plan import ModelPlanner
+from sbc.plan.planner import Planner, calibration_verdict, run_plan
 from sbc.plan.results import PlanResults, plan_screen
 from sbc.plan.search import DesignResult, PlanResult, Search
 

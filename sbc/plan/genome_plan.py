@@ -5,8 +5,8 @@ A replicate is a simulated screen fitted by the shortcut
 it writes summary.md (:func:`sbc.render.genome_plan_summary`) and plan_cost.png (P(success)
 against cost).
 
-Each design's SBC verdict (:func:`sbc.plan.genome_screen.design_verdict`) comes from its own
-screens: per screen, the PIT of one gene's
+Each design's SBC verdict comes from the calibration engine, as every plan's does
+(:func:`sbc.plan.genome_screen.screen_tables`), on its own screens: per screen, the PIT of one gene's
 effect and of one gene x cell-line deviation (gene ``rep mod n_pit``, never a candidate, so
 the ranks are independent across screens), and of one candidate's selective effect when the
 candidates' effects come from the analysis prior.  The non-candidates' posteriors do not
@@ -30,9 +30,9 @@ from sbc.plan.criteria import success_interval
 from sbc.plan.genome import ScreenDesign
 from sbc.plan.genome_config import GenomePlan
 from sbc.plan.genome_pilot import apply_pilot
-from sbc.plan.genome_screen import design_verdict, run_screen, screen_problem
+from sbc.plan.genome_screen import run_screen, screen_problem, screen_tables
 from sbc.plan.output import jsonable
-from sbc.plan.planner import Planner
+from sbc.plan.planner import Planner, calibration_verdict
 from sbc.plan.search import DesignResult
 from sbc.plots import plan_cost_figure
 from sbc.render import genome_plan_summary
@@ -151,10 +151,11 @@ class GenomePlanner(Planner):
     def calibrate(self, design: ScreenDesign, n: int) -> None:
         res = self.results[design]
         records = [self.screens[design.label][r] for r in range(n)]
-        verdict, p, failing, n_cal = design_verdict(records, self.plan.search.alpha,
-                                                    self.settings.calibrated_stream)
-        res.calibration, res.calibration_p = verdict, p
-        res.calibration_failing, res.calibration_n = failing, n_cal
+        reps, params = screen_tables(records, self.plan.model, design.label,
+                                     self.settings.calibrated_stream)
+        res.calibration_n = len(records)
+        res.calibration, res.calibration_p, res.calibration_failing = calibration_verdict(
+            reps, params, self.plan.search.alpha)
 
     def fits(self) -> dict:
         plan = self.plan

@@ -16,9 +16,10 @@ import math
 import time
 
 import numpy as np
+import pandas as pd
 from scipy import special
 
-from sbc import seeding, stats
+from sbc import seeding
 from sbc.plan.genome import GenomeSettings, ScreenDesign, guide_model
 from sbc.plan.genome_fit import GenePosterior, fit_hyper, gene_posterior, observations
 from sbc.verdicts import MIN_FITS
@@ -241,21 +242,27 @@ def screen_problem(record: dict, n_targets: int) -> str | None:
     return None
 
 
-def design_verdict(records: list[dict], alpha: float, gamma: bool) -> tuple[str, float, str, int]:
-    """(calibrated / miscalibrated / not checked, smallest Holm-adjusted p, failing groups,
-    screens) from one PIT per screen and group (see the module docstring)."""
+def screen_tables(records: list[dict], model: str, design: str,
+                  gamma: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A design's screens as the calibration engine's tables (:func:`sbc.calibration.calibrate`,
+    the one that judges every study and plan): one replicate per screen (the shortcut
+    neither diverges nor stops early, so no sampler flags) and, per group, the screen's one
+    PIT (gene ``rep mod n_pit``; see the module docstring) as its exact fractional rank ``u``.
+    A group with fewer than MIN_FITS PITs is left out."""
     groups = {"beta_g": "pit_beta", "u": "pit_u"}
     if gamma:
         groups["gamma"] = "pit_gamma"
-    pits = {}
+    reps = pd.DataFrame({
+        "model": model, "design": design, "rep": [r["rep"] for r in records], "status": "ok",
+        "n_divergent": 0, "n_treedepth": 0, "flag_rhat": False, "flag_low_ess": False,
+        "n_ranked": math.nan,
+        "wall_seconds": [r["simulate_seconds"] + r["fit_seconds"] for r in records]})
+    rows = []
     for name, key in groups.items():
-        values = [r[key][r["rep"] % len(r[key])] for r in records if r[key]]
-        if len(values) >= MIN_FITS:
-            pits[name] = np.asarray(values)
-    if not pits:
-        return "not checked", math.nan, "", len(records)
-    p = np.array([stats.uniformity_test(u).p_value for u in pits.values()])
-    adjusted = stats.holm(p)
-    failing = [name for name, q in zip(pits, adjusted) if q < alpha]
-    return ("miscalibrated" if failing else "calibrated", float(adjusted.min()),
-            ", ".join(failing), len(records))
+        pits = [(r["rep"], r[key][r["rep"] % len(r[key])]) for r in records if r[key]]
+        if len(pits) >= MIN_FITS:
+            rows += [{"model": model, "design": design, "rep": rep, "name": name,
+                      "group": name, "kind": "parameter", "u": u, "rank": math.nan,
+                      "n_ranked": math.nan, "truth": math.nan, "mean": math.nan,
+                      "sd": math.nan} for rep, u in pits]
+    return reps, pd.DataFrame(rows)

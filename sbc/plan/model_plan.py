@@ -20,7 +20,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from sbc import seeding
 from sbc.verdicts import MIN_FITS
@@ -31,28 +30,11 @@ from sbc.plan.config import Plan, Target
 from sbc.plan.criteria import (INTERVALS, contraction, element_name, replicate_success,
                                select_quantity, split_quantity, success_interval)
 from sbc.plan.pilot import pilot_design_model, pilot_frame
-from sbc.plan.planner import Planner
+from sbc.plan.planner import Planner, calibration_verdict
 from sbc.render import plan_page
 from sbc.runner import Job
 from sbc.runner import manifest as make_manifest
 from sbc.spec import resolve_model
-
-
-def calibration_verdict(reps: pd.DataFrame, params: pd.DataFrame, alpha: float,
-                        sampler=None) -> tuple[str, float, str]:
-    """SBC verdict of one design from its stored fits: (verdict, smallest Holm-adjusted p,
-    failing groups), from the one engine (:func:`sbc.calibration.calibrate`, family "cell":
-    each design is judged on its own at level ``alpha``).  "calibrated" / "miscalibrated" /
-    "not checked" are the engine's pass / fail / inconclusive."""
-    from sbc.calibration import calibrate
-
-    if params.empty or reps.empty:
-        return "not checked", math.nan, ""
-    cal = calibrate(reps, params, alpha=alpha, family="cell", sampler=sampler)
-    (verdict,) = cal.verdicts.values()
-    word = {"pass": "calibrated", "fail": "miscalibrated"}.get(verdict.status, "not checked")
-    p = float(cal.groups["p_holm"].min()) if len(cal.groups) else math.nan
-    return word, p, ", ".join(verdict.failing)
 
 
 class ModelPlanner(Planner):

@@ -24,15 +24,34 @@ The protocol, in the order the planner calls it:
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
 from typing import ClassVar
 
+import pandas as pd
+
+from sbc.calibration import calibrate
 from sbc.plan.criteria import plan_decision
 from sbc.plan.output import result_table, write_plan_files
 from sbc.plan.search import DesignResult, PlanResult, Search, where_to_run
 from sbc.runner import Runner
+
+
+def calibration_verdict(reps: pd.DataFrame, params: pd.DataFrame, alpha: float,
+                        sampler=None) -> tuple[str, float, str]:
+    """SBC verdict of one design from its stored fits: (verdict, smallest Holm-adjusted p,
+    failing groups), from the one engine (:func:`sbc.calibration.calibrate`, family "cell":
+    each design is judged on its own at level ``alpha``).  "calibrated" / "miscalibrated" /
+    "not checked" are the engine's pass / fail / inconclusive."""
+    if params.empty or reps.empty:
+        return "not checked", math.nan, ""
+    cal = calibrate(reps, params, alpha=alpha, family="cell", sampler=sampler)
+    (verdict,) = cal.verdicts.values()
+    word = {"pass": "calibrated", "fail": "miscalibrated"}.get(verdict.status, "not checked")
+    p = float(cal.groups["p_holm"].min()) if len(cal.groups) else math.nan
+    return word, p, ", ".join(verdict.failing)
 
 
 class Planner:
