@@ -9,11 +9,14 @@ from pathlib import Path
 
 from sbc.dispatch import TLS
 from sbc.execution import check_how, check_scheduler_address
-from sbc.errors import ModelError
-from sbc.sampling import check_backend
+from sbc.errors import ModelError, StudyError
+from sbc.posterior import PosteriorDesign
+from sbc.report import write_report_with_calibration
+from sbc.sampling import check_backend, get_sampler, samplers
 from sbc.runner import Job, Runner, manifest
 from sbc.spec import (DERIVED_QUANTITIES, ModelRef, build_pymc_model, make_spec, pair_parameters,
                       ranked_layouts, resolve_model, unpaired_text)
+from sbc.stopping import Monitor
 from sbc.study import Study
 
 
@@ -142,8 +145,6 @@ def check_parameter_pairing(study: Study, models: list[ModelRef], sim: ModelRef,
                              "generator the fitter's parameter names, or pair them in "
                              "[parameter_map] (fitter_name = \"generator_name\")")
 
-    from sbc.posterior import PosteriorDesign
-
     mismatches: dict[tuple, list[str]] = {}
     for design in study.designs:
         if isinstance(design, PosteriorDesign):  # posterior SBC draws truths from the fitter
@@ -173,9 +174,6 @@ def check_parameter_pairing(study: Study, models: list[ModelRef], sim: ModelRef,
 
 def check_threads(study: Study) -> None:
     """Fitting in threads needs a sampler that fits side by side in one process."""
-    from sbc.errors import StudyError
-    from sbc.sampling import get_sampler, samplers
-
     if not get_sampler(study.sampler.name).threads:
         able = ", ".join(name for name, s in samplers().items() if s.threads)
         raise StudyError(f"sampler '{study.sampler.name}' cannot fit in threads of one "
@@ -191,6 +189,48 @@ def jobs_of(study: Study, models: list[ModelRef], sim: ModelRef | None) -> list[
             for model in models for design in study.designs]
 
 
+@dataclass(frozen=True)
+class Preflight:
+    """What a run checked before the store is created or touched: the models (built once),
+    the manifest, what is not tested, and where the fits run."""
+
+    models: list[ModelRef]
+    sim: ModelRef | None
+    manifest: dict
+    untested: list[str]
+    workers: int | None
+    threads: int | None
+    scheduler: str | None
+    local: bool
+
+
+def preflight(study: Study, *, workers: int | None = None, threads: int | None = None,
+              scheduler: str | None = None, tls: TLS | None = None) -> Preflight:
+    """Every check of a run that needs no fit, in one place, before the store is touched:
+    where fits run (the caller's workers / threads / scheduler, at most one of them, beat
+    the study's [run] settings and [cluster]; counts and conflicts refused), the scheduler
+    address and certificates, the models (resolved, built, parameters paired) and the
+    thread-safety of the sampler."""
+    check_how(workers=workers, threads=threads, scheduler=scheduler)
+    local = workers is not None or threads is not None
+    if not local and scheduler is None:
+        check_how(workers=study.workers, threads=study.threads, scheduler=study.scheduler)
+    scheduler = check_scheduler_address(scheduler or (None if local else study.scheduler))
+    (tls or TLS()).check_for(scheduler)  # certificates without a tls:// address: refused
+    if scheduler and scheduler.startswith("tls://"):
+        (tls or TLS()).security()  # refuses missing certificates now, not after the store
+    models, sim = resolve_models(study)
+    manifest = manifest_for(study, models, sim)
+    untested = check_models_build(study, models, sim)
+    if workers is None:
+        workers = study.workers
+    if threads is None and workers is None:
+        threads = study.threads
+    if threads:
+        check_threads(study)
+    return Preflight(models, sim, manifest, untested, workers, threads, scheduler, local)
+
+
 def run_study(study: Study, out: str | Path, *, workers: int | None = None,
               scheduler: str | None = None, report: bool = True,
               progress_stream=None, retry_failed: bool = False,
@@ -204,25 +244,9 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
     (models, scheduler address, certificates) is checked before the store is created or
     touched."""
     start = time.monotonic()
-    # where fits run: the caller's workers / threads / scheduler (at most one of them) beat
-    # the study's [run] settings and [cluster]; counts and conflicts are refused here
-    check_how(workers=workers, threads=threads, scheduler=scheduler)
-    local = workers is not None or threads is not None
-    if not local and scheduler is None:
-        check_how(workers=study.workers, threads=study.threads, scheduler=study.scheduler)
-    scheduler = check_scheduler_address(scheduler or (None if local else study.scheduler))
-    (tls or TLS()).check_for(scheduler)  # certificates without a tls:// address: refused
-    if scheduler and scheduler.startswith("tls://"):
-        (tls or TLS()).security()  # refuses missing certificates now, not after the store
-    models, sim = resolve_models(study)
-    manifest = manifest_for(study, models, sim)
-    untested = check_models_build(study, models, sim)  # before the store is touched or created
-    if workers is None:
-        workers = study.workers
-    if threads is None and workers is None:
-        threads = study.threads
-    if threads:
-        check_threads(study)
+    go = preflight(study, workers=workers, threads=threads, scheduler=scheduler, tls=tls)
+    models, sim, manifest, untested = go.models, go.sim, go.manifest, go.untested
+    workers, threads, scheduler, local = go.workers, go.threads, go.scheduler, go.local
     runner = Runner(out, manifest, workers=workers, scheduler=scheduler,
                     cluster=None if local else study.cluster,
                     tls=tls, batch_size=study.batch_size, stream=progress_stream,
@@ -236,8 +260,6 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
         runner.store.set_manifest_key("sequential", settings.to_dict() if settings else None)
         monitor = None
         if settings is not None:
-            from sbc.stopping import Monitor
-
             monitor = Monitor(settings, [(m.label, d.label) for m in models
                                          for d in study.designs])
         counts = runner.ensure(jobs_of(study, models, sim), announce=study.name,
@@ -245,7 +267,6 @@ def run_study(study: Study, out: str | Path, *, workers: int | None = None,
         runner.close_session()
         calibration = None
         if report:
-            from sbc.report import write_report_with_calibration
             _, calibration = write_report_with_calibration(runner.store, on_verdict)
         else:  # the tables are data, not the report: always keep them current
             runner.store.write_tables()
