@@ -9,18 +9,22 @@
    files are fresh names, never a link planted under the old fixed names; a record file
    that is a link is set aside unread.
 4. the lock is an flock on the store directory: deleting or replacing `.lock` changes nothing.
-5. a read-only store or parent: a clear StoreError, nothing changed (not as root).
+5. a read-only store or parent: a clear StoreError, nothing changed (as root, the commands
+   run in a child process without capabilities, held to the permission bits).
 6. a hypothesis property test that does all of the above at random between runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -356,6 +360,42 @@ def test_a_lock_file_that_is_a_directory_changes_nothing(base, out):
 
 
 # --- 5. read-only -------------------------------------------------------------------------
+# Root (CAP_DAC_OVERRIDE) writes into read-only directories anyway.  As root, the commands
+# under test therefore run in a child interpreter that first gives up every capability
+# (capset to empty sets, which needs no privilege) after setting no_new_privs (so no program
+# it executes regains them, as root's programs otherwise do): still uid 0, the owner of the
+# store, so it reads everything it read before, but held to the permission bits like any
+# user.  Plain Linux and ctypes: no other user, no sudo, no capability needed, so it works in
+# a CI container running as root.  A probe checks that the child really cannot write into a
+# directory of mode 555 before a test relies on it.
+DROP_CAPABILITIES = """
+import ctypes, os, sys
+_libc = ctypes.CDLL(None, use_errno=True)
+if _libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+    sys.exit(f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(ctypes.get_errno())}")
+_header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+_none = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable (2 x 32 bits each): empty
+if _libc.capset(_header, _none) != 0:
+    sys.exit(f"capset: {os.strerror(ctypes.get_errno())}")
+"""
+WRITE_PROBE = """
+import tempfile
+d = tempfile.mkdtemp()
+os.chmod(d, 0o555)
+try:
+    open(os.path.join(d, "probe"), "w").close()
+    status = 3  # written: the permission bits are bypassed still
+except PermissionError:
+    status = 0
+finally:
+    os.chmod(d, 0o755)
+    if os.path.exists(os.path.join(d, "probe")):
+        os.remove(os.path.join(d, "probe"))
+    os.rmdir(d)
+sys.exit(status)
+"""
+
+
 def _permissions_bypassed() -> bool:
     """Root (with CAP_DAC_OVERRIDE) writes into read-only directories anyway."""
     if os.geteuid() != 0:
@@ -371,13 +411,90 @@ def _permissions_bypassed() -> bool:
             os.chmod(tmp, 0o755)
 
 
-needs_non_root = pytest.mark.skipif(_permissions_bypassed(),
-                                    reason="root writes to read-only directories")
+def _without_capabilities(code: str, *args, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Python ``code`` with ``args`` in a child interpreter without capabilities."""
+    return subprocess.run([sys.executable, "-c", DROP_CAPABILITIES + code, *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
 
-@needs_non_root
+@functools.cache
+def _held_to_permissions() -> tuple[bool | None, str]:
+    """(True: run in a child without capabilities; False: in this process, which the
+    permission bits bind already; None: neither works, with why)."""
+    if not _permissions_bypassed():
+        return False, ""
+    why = "running as root, which writes to read-only directories, and "
+    if not sys.platform.startswith("linux"):
+        return None, why + "dropping root's capabilities is Linux's"
+    try:
+        proc = _without_capabilities(WRITE_PROBE, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, why + f"the child without capabilities did not run: {exc}"
+    if proc.returncode == 3:
+        return None, why + "a child that gave up every capability (capset) still writes to a " \
+            "directory of mode 555"
+    if proc.returncode != 0:
+        return None, why + f"a child could not give up its capabilities (exit " \
+            f"{proc.returncode}): {proc.stderr.strip()[-300:]}"
+    return True, ""
+
+
+CLI_CHILD = "from sbc.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+
+
+@pytest.fixture
+def cli_held_to_permissions():
+    """`sbc ARGS` -> (exit status, stderr) as a process that the permission bits bind: this
+    one when they bind it (then :func:`cli`), else a child without capabilities."""
+    child, why = _held_to_permissions()
+    if child is None:
+        pytest.skip(why)
+    if not child:
+        return cli
+
+    def run(*args) -> tuple[int, str]:
+        proc = _without_capabilities(CLI_CHILD, *args)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        return proc.returncode, proc.stderr
+    return run
+
+
+def test_the_child_without_capabilities_is_held_to_the_permission_bits(tmp_path):
+    """What the read-only tests rely on, as root: the child cannot create or delete files in
+    a directory of mode 555, nor can a program it runs, but it reads the directory and writes
+    where the mode allows (as the store's owner it may still chmod it, as any owner may)."""
+    child, why = _held_to_permissions()
+    if child is None:
+        pytest.skip(why)
+    if not child:
+        pytest.skip("not root: the read-only tests run in this process, which the permission "
+                    "bits bind already")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "kept.txt").write_text("kept")
+    ro.chmod(0o555)
+    script = ("import pathlib, subprocess\nd = pathlib.Path(sys.argv[1])\n"
+              "assert d.joinpath('kept.txt').read_text() == 'kept'\n"
+              "for act in (lambda: d.joinpath('new').touch(),\n"
+              "            lambda: d.joinpath('kept.txt').unlink()):\n"
+              "    try:\n        act()\n    except PermissionError:\n        continue\n"
+              "    sys.exit('not denied')\n"
+              "d.parent.joinpath('rw').mkdir()\n"
+              # a program it runs does not regain them (root's programs otherwise do)
+              "if subprocess.run(['touch', str(d / 'by-exec')], capture_output=True).returncode == 0:\n"
+              "    sys.exit('a program it ran wrote into the read-only directory')\n")
+    try:
+        proc = _without_capabilities(script, ro, timeout=60)
+    finally:
+        ro.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in ro.iterdir()) == ["kept.txt"] and (tmp_path / "rw").is_dir()
+
+
 @pytest.mark.parametrize("where", ["store", "design directory"])
-def test_read_only_store_is_a_clear_error_and_nothing_changes(where, base, out):
+def test_read_only_store_is_a_clear_error_and_nothing_changes(where, base, out,
+                                                              cli_held_to_permissions):
+    cli = cli_held_to_permissions
     record_path(out, 3).write_text("{")  # would be set aside, if the store were writable
     target = out if where == "store" else out / DESIGN_DIR
     before = snapshot(out)
@@ -393,8 +510,8 @@ def test_read_only_store_is_a_clear_error_and_nothing_changes(where, base, out):
     assert snapshot(out) == before
 
 
-@needs_non_root
-def test_read_only_parent_is_a_clear_error(base, tmp_path):
+def test_read_only_parent_is_a_clear_error(base, tmp_path, cli_held_to_permissions):
+    cli = cli_held_to_permissions
     parent = tmp_path / "ro"
     parent.mkdir()
     parent.chmod(0o555)

@@ -13,6 +13,8 @@ moves the base): the key covers the sbc version, every sbc source file and the v
 pymc, pytensor, nutpie, numpy and bambi (validation_support.cache_key), on top of what each
 store's own key covers (study, model sources).  A rerun in an unchanged environment only
 recomputes statistics; any change to sbc or to those libraries refits everything.
+RESULTS.md states the key it was written under, and test_validation_support.py (default run)
+fails when that is not the current key: the committed table then certifies other sources.
 
 Each bug model in models/ repeats the build code of its correct twin on purpose: a model's
 source travels to the workers as text and runs on its own (sbc.spec), so it cannot import a

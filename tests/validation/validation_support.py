@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -89,6 +89,134 @@ def environment_line(key: str | None = None) -> str:
     were cached under, computed when it started) or, by default, the current one."""
     libs = ", ".join(f"{k} {v}" for k, v in library_versions().items())
     return f"sbc {sbc_version()}; {libs}; fit-cache key {(key or current_cache_key())[:16]}"
+
+
+# --------------------------------------------------------------------------------------
+# The genome key: what decides a genome screen (tests/validation/GENOME.md)
+# --------------------------------------------------------------------------------------
+# The genome certification fits no study store; its numbers are decided by the shortcut
+# (sbc/plan/genome*.py), the guide-level model (models/crispr_guides.py), the sbc modules
+# the certification imports (statistics, seeding, the NUTS backend), found by following the
+# imports of GENOME_MODULES through sbc's own files, and the numerical libraries.  Editing the
+# report or the store does not change this key.
+
+GENOME_LIBRARIES = ("numpy", "scipy", "pymc", "pytensor", "nutpie")
+GENOME_MODULES = ("sbc.stats", "sbc.plan.genome", "sbc.plan.genome_fit",
+                  "sbc.plan.genome_screen", "sbc.plan.genome_nuts")
+
+
+def _module_file(name: str, root: Path) -> Path | None:
+    """The file of sbc module ``name`` under ``root`` (``sbc.models.X``: ``models/X.py``,
+    installed as sbc.models); None for other packages and names that are not modules."""
+    parts = name.split(".")
+    if parts[0] != "sbc":
+        return None
+    base = root.joinpath("models", *parts[2:]) if parts[1:2] == ["models"] else \
+        root.joinpath(*parts)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imported_names(path: Path) -> set[str]:
+    """Absolute module names ``path`` imports anywhere (function-level imports included);
+    ``from a import b`` gives both ``a`` and ``a.b`` (b may be a module)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_bytes())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def genome_sources(root: Path = ROOT, modules: Sequence[str] = GENOME_MODULES
+                   ) -> dict[str, bytes]:
+    """Every ``sbc/plan/genome*.py``, ``models/crispr_guides.py`` and every sbc file that
+    ``modules`` import, directly or not, by posix path relative to ``root``."""
+    files = set(root.glob("sbc/plan/genome*.py")) | {root / "models" / "crispr_guides.py"}
+    todo, seen = list(modules), set()
+    while todo:
+        name = todo.pop()
+        path = _module_file(name, root)
+        if name in seen or path is None:
+            continue
+        seen.add(name)
+        files.add(path)
+        todo += sorted(_imported_names(path) - seen)
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(files)}
+
+
+def genome_key() -> str:
+    """The key GENOME.md records: the sbc version, :func:`genome_sources` and the versions of
+    GENOME_LIBRARIES (the same hash as the fit-cache key, over other inputs)."""
+    return cache_key(sbc_version(), genome_sources(), library_versions(GENOME_LIBRARIES))
+
+
+def genome_environment_line(key: str) -> str:
+    libs = ", ".join(f"{k} {v}" for k, v in library_versions(GENOME_LIBRARIES).items())
+    return f"sbc {sbc_version()}; {libs}; genome key {key[:16]}"
+
+
+# --------------------------------------------------------------------------------------
+# The keys the committed certificates record
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A committed result file, the key it records (``label`` followed by 16 or more hex
+    digits, as environment_line / genome_environment_line write it) and how to rewrite it."""
+
+    path: Path
+    label: str
+    current_key: Callable[[], str]
+    command: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+CERTIFICATES = {
+    "RESULTS.md": Certificate(
+        HERE / "RESULTS.md", "fit-cache key", lambda: current_cache_key(),
+        "`pytest -m slow tests/validation` (about an hour of fitting), then "
+        "`python tools/readme.py`"),
+    "GENOME.md": Certificate(
+        HERE / "GENOME.md", "genome key", lambda: genome_key(),
+        "`pytest -m slow tests/validation/test_genome_validation.py`, then "
+        "`python tools/readme.py`"),
+}
+
+
+def recorded_key(text: str, label: str) -> str | None:
+    """The key after ``label`` in a certificate's text (None when it records none)."""
+    match = re.search(rf"\b{re.escape(label)} ([0-9a-f]{{16,64}})\b", text)
+    return match.group(1) if match else None
+
+
+def certificate_problem(cert: Certificate, current: str | None = None) -> str | None:
+    """Why ``cert`` does not certify the current sources and libraries (None when the key
+    it records is the current one, ``current`` or ``cert.current_key()``)."""
+    where = cert.path
+    if not where.is_file():
+        return f"{cert.name} is missing ({where}); write it with {cert.command}"
+    recorded = recorded_key(where.read_text(encoding="utf-8"), cert.label)
+    if recorded is None:
+        return (f"{cert.name} is stale: it records no {cert.label}, so nothing says which "
+                f"sources and library versions it was written with; regenerate it with "
+                f"{cert.command}")
+    current = current or cert.current_key()
+    if current[:len(recorded)] != recorded:
+        return (f"{cert.name} is stale: it records {cert.label} {recorded[:16]}, but the "
+                f"current sources and library versions give {current[:16]}; regenerate it "
+                f"with {cert.command}")
+    return None
 
 
 def cache_dir_for(key: str, base: Path | None = None) -> Path:
