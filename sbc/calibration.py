@@ -359,8 +359,15 @@ def diagnostics_table(reps: pd.DataFrame) -> pd.DataFrame:
             "noncentered": share(ok["noncentered"].fillna(False).astype(bool))
             if "noncentered" in ok and ok["noncentered"].notna().any() else math.nan,
             "median_seconds": float(block["wall_seconds"].median()),
+            # the machine-independent cost: leapfrog steps per replicate, rescues included
+            "median_gradient_evals": _column_median(block, "gradient_evals"),
         })
     return pd.DataFrame(rows)
+
+
+def _column_median(block: pd.DataFrame, column: str) -> float:
+    values = pd.to_numeric(block[column], errors="coerce") if column in block else pd.Series([])
+    return float(values.median()) if values.notna().any() else math.nan
 
 
 def _column_max(ok: pd.DataFrame, column: str) -> float:

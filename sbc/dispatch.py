@@ -14,12 +14,16 @@ fits run, worker and batch counts, running batches in this process or in its thr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from sbc.errors import SchedulerError
@@ -29,6 +33,9 @@ from sbc.inflight import Guard
 from sbc.progress import Progress, tick
 from sbc.replicate import BatchTask, run_batch, worker_died_record
 from sbc.study import ClusterSpec
+
+# Dask is imported where a session, a probe or a wait needs it: runs with workers=0 or
+# threads, and sbc.open, import this module (sbc.results -> sbc.pipeline) and need no Dask.
 
 RETRIES = 3
 
@@ -114,9 +121,8 @@ class _Deaths(logging.Handler):
             signal_no = text.rsplit(" ", 1)[-1]
             name = ""
             if "signal" in text and signal_no.isdigit():
-                import signal as _signal
                 with contextlib.suppress(ValueError):
-                    name = f" ({_signal.Signals(int(signal_no)).name})"
+                    name = f" ({signal.Signals(int(signal_no)).name})"
             self.last = text.split(" ", 3)[-1].removeprefix("was ") + name
 
 
@@ -129,13 +135,35 @@ def _ignore_interrupt_plugin():
         name = "sbc-ignore-sigint"
 
         def setup(self, worker):
-            import signal
-            import threading
-
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     return IgnoreInterrupt()
+
+
+@contextlib.contextmanager
+def main_script_hidden():
+    """Worker processes that do not run the caller's script again.
+
+    Dask's nannies start workers with multiprocessing's "spawn", which imports the main
+    script in every new process (as ``__mp_main__``) when ``__main__`` has a ``__file__``:
+    a plain script that calls :func:`sbc.run` at its top level, without an
+    ``if __name__ == "__main__":`` guard, then starts a study again in each worker and the
+    workers never come up.  Nothing a worker runs lives in the script (models are loaded
+    from their files, replicates by sbc's own functions), so while the session lasts (a
+    nanny restarts a dead worker later) ``__main__`` is presented without its file, as it
+    is in Jupyter and ``python -c``, and the script is not imported by the workers."""
+    main = sys.modules.get("__main__")
+    hidden = {}
+    for name in ("__file__", "__spec__"):
+        if main is not None and getattr(main, name, None) is not None:
+            hidden[name] = getattr(main, name)
+            setattr(main, name, None)
+    try:
+        yield
+    finally:
+        for name, value in hidden.items():
+            setattr(main, name, value)
 
 
 def _local_cluster(factory, n: int, attempts: int = 2):
@@ -169,9 +197,6 @@ def probe_scheduler(address: str, security=None, timeout: float | None = None) -
     ``identity``, all bounded.  Dask's client bounds only the connect; its handshake waits
     for a reply forever, so an address where something else listens (a web server, the
     dashboard's HTTP port) would hang the run without a word."""
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
     from distributed.comm import connect
     from distributed.comm.core import CommClosedError
     from distributed.core import send_recv
@@ -279,6 +304,8 @@ def session(*, workers: int | None, scheduler: str | None,
                 options["distributed.deploy.lost-worker-timeout"] = "3650d"
                 options["distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"] = None
             stack.enter_context(dask.config.set(options))
+            if not slurm:
+                stack.enter_context(main_script_hidden())
             nanny_log.addHandler(deaths)
             stack.callback(nanny_log.removeHandler, deaths)
             try:

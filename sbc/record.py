@@ -19,7 +19,9 @@ from collections.abc import Iterable
 from typing import Literal, TypedDict
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # and xarray, in rank_tree only: reading records (sbc.open) needs none
+
+from sbc.stats import table_fractional_ranks
 
 RECORD_SCHEMA = 1
 # record["failure"] of a failed replicate: the model could not be built on the worker
@@ -39,7 +41,7 @@ RESERVED_COLUMNS = ("model", "design", "rep", "kind", "n_ranked", "seed_entropy"
 # counts (integers >= 0) or null, flags (true/false) or null, text or null.
 NUMBER_FIELDS = ("wall_seconds", "sampler_seconds", "ess_bulk_min", "ess_tail_min", "rhat_max",
                  "target_accept")
-COUNT_FIELDS = ("n_draws", "thin", "n_divergent", "n_treedepth")
+COUNT_FIELDS = ("n_draws", "thin", "n_divergent", "n_treedepth", "gradient_evals")
 FLAG_FIELDS = ("flag_divergent", "flag_low_ess", "flag_rhat", "flag_degenerate", "rescued",
                "noncentered")
 TEXT_FIELDS = ("error", "quantities_skipped", "unranked", "degenerate", "stage", "fingerprint",
@@ -110,6 +112,7 @@ class Record(TypedDict, total=False):
     unranked: str | None  # parameters of either model left without a rank, and why
     rescued: bool
     attempts: list[dict]
+    gradient_evals: int  # leapfrog steps of every attempt, tuning included (0: no gradients)
     target_accept: float  # of the ranked fit (a rescue's when rescued)
     noncentered: bool | None  # the ranked fit's form had non-centered group effects
     fingerprint: str
@@ -376,7 +379,8 @@ REPLICATE_COLUMNS = ["model", "design", "rep", "status", "failure", "error", "wa
                      "n_treedepth", "ess_bulk_min", "ess_tail_min", "rhat_max",
                      "flag_divergent", "flag_low_ess", "flag_rhat", "flag_degenerate",
                      "degenerate", "seed_entropy",
-                     "quantities_skipped", "unranked", "rescued", "target_accept", "noncentered"]
+                     "quantities_skipped", "unranked", "rescued", "target_accept", "noncentered",
+                     "gradient_evals"]
 
 
 def _record_columns(r: Record) -> dict[str, list]:
@@ -462,8 +466,6 @@ def rank_tree(params: pd.DataFrame):
     A name that cannot be a variable there ("." or one the layout takes: chain, draw,
     n_ranked, X_dim_0) gets "_" appended until free; attribute ``sbc_name`` keeps the name."""
     import xarray as xr
-
-    from sbc.stats import table_fractional_ranks
 
     tree = {}
     params = params.assign(u=table_fractional_ranks(params))

@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -30,9 +30,10 @@ from sbc.posterior import PosteriorDesign, PosteriorSimulator
 from sbc.quantities import QUANTITIES, LoglikEvaluator, derived_quantities
 from sbc.rank import rank_of_truth, thin_draws, thin_factor
 from sbc.errors import ModelError
-from sbc.spec import (ModelRef, is_noncentered, make_spec, pair_parameters, parameter_layouts,
-                      unpaired_text)
-from sbc.sampling import SamplerSettings, get_sampler
+from sbc.simulate import Simulator
+from sbc.spec import (ModelRef, is_noncentered, load_module, make_spec, pair_parameters,
+                      parameter_layouts, unpaired_text)
+from sbc.sampling import FitCrashed, FitTimeout, SamplerSettings, get_sampler, make_backend
 
 QUANTILES = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
 # A ranked scalar whose posterior sd is at most this times max(1, |posterior mean|) has not
@@ -108,9 +109,6 @@ def prepare(task: BatchTask) -> Prepared:
 
 
 def _prepare(task: BatchTask) -> Prepared:
-    from sbc.sampling import make_backend
-    from sbc.simulate import Simulator
-
     key = (task.model.digest, task.simulate_model.digest if task.simulate_model else None,
            task.design, task.sampler, task.parameter_map,
            # posterior SBC fits the observed data with a seed derived from the study's
@@ -185,11 +183,6 @@ def _rescue_specs(task: BatchTask, data, ranked) -> list:
     well-informed groups the centered one), so a fit that fails in one form is refitted in
     the next.  Each is compiled on first use.
     """
-    from dataclasses import replace
-
-    from sbc.sampling import make_backend
-    from sbc.spec import load_module
-
     if not task.sampler.rescue or not get_sampler(task.sampler.name).rescue or \
             task.model.function != "build":
         return []
@@ -276,8 +269,6 @@ def run_replicate(prepared: Prepared, task: BatchTask, rep: int) -> Record:
     except ReplicateFailure as exc:
         return _failed_record(task, rep, str(exc), time.perf_counter() - start, exc.code, seed)
     except Exception as exc:
-        from sbc.sampling import FitCrashed, FitTimeout
-
         text = "".join(traceback.format_exception(exc)[-3:])
         code = ("timeout" if isinstance(exc, FitTimeout)
                 else "worker_died" if isinstance(exc, FitCrashed) else "exception")
@@ -393,6 +384,9 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int,
                        for q, v in quantity_rows.items()},
         "quantities_skipped": skipped, "unranked": prepared.unranked,
         "rescued": bool(attempts), "attempts": attempts,
+        # every attempt's leapfrog steps: what the replicate cost, whatever the machine
+        "gradient_evals": int(sum(a["gradient_evals"] for a in attempts) if attempts
+                              else fit.gradient_evals),
         # what the ranked fit ran with, so advice never repeats what is already in place
         "target_accept": attempts[-1]["target_accept"] if attempts
         else float(task.sampler.target_accept),
@@ -423,6 +417,7 @@ def rescue_fit(prepared: Prepared, task: BatchTask, seed, y, fit, checked, names
     flags = checked.flags
     attempts = [{**flags, "build": "build", "target_accept": task.sampler.target_accept,
                  "tune": task.sampler.tune, "draws": task.sampler.draws, "seconds": fit.seconds,
+                 "gradient_evals": fit.gradient_evals,
                  "noncentered": _noncentered(prepared.backend)}]
     seeds = seeding.rescue_children(seed, len(forms))
     stronger = task.sampler
@@ -439,7 +434,8 @@ def rescue_fit(prepared: Prepared, task: BatchTask, seed, y, fit, checked, names
         flags = checked.flags
         attempts.append({**flags, "build": form, "target_accept": stronger.target_accept,
                          "tune": stronger.tune, "draws": stronger.draws,
-                         "seconds": fit.seconds, "noncentered": _noncentered(backend)})
+                         "seconds": fit.seconds, "gradient_evals": fit.gradient_evals,
+                         "noncentered": _noncentered(backend)})
     return fit, checked, (attempts if len(attempts) > 1 else [])
 
 

@@ -22,19 +22,26 @@ import sys
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sbc import render
 from sbc.calibration import Calibration, with_fractional_ranks
 from sbc.config import output_dir
-from sbc.errors import StoreError, StudyError
-from sbc.study import Study
+from sbc.design import Design
+from sbc.errors import ArgumentError, StoreError, StudyError
+from sbc.execution import check_how
+from sbc.pipeline import run_study
+from sbc.plan.results import PlanResults
+from sbc.plots import (coverage_plot, ecdf_difference_grid, rank_histogram_grid,
+                       truth_estimate_grid, zscore_contraction_grid)
+from sbc.record import rank_tree
+from sbc.report import coverage_rows, design_panels, write_report_with_calibration
+from sbc.store import Store
+from sbc.study import ClusterSpec, Study, check_overrides
+from sbc.summarize import Badge, calibrate_store_tables, summary_frame
 from sbc.verdicts import Verdict
-
-if TYPE_CHECKING:
-    from sbc.plan.results import PlanResults
 
 __all__ = ["Results", "open", "run"]
 
@@ -96,10 +103,6 @@ def run(study: Study | str | Path, out: str | Path | None = None, *,
     >>> results = sbc.run("studies/crispr_seed.toml", simulations=20)   # doctest: +SKIP
     >>> print(results.verdict.label)                                      # doctest: +SKIP
     """
-    from sbc.execution import check_how
-    from sbc.pipeline import run_study
-    from sbc.study import check_overrides
-
     # arguments first, named as arguments, before any file is read or the store touched
     check_how(workers=workers, threads=threads, scheduler=scheduler)
     simulations, max_simulations = check_overrides(simulations, max_simulations, cli=False)
@@ -130,8 +133,6 @@ def open(directory: str | Path) -> Results | PlanResults:  # sbc.open, as in xar
     a study, a :class:`PlanResults` for that of a finished plan.
 
     Raises :class:`~sbc.errors.StoreError` when the directory holds neither."""
-    from sbc.plan.results import PlanResults
-
     if (Path(directory) / PlanResults.FILE).is_file():
         return PlanResults(directory)
     return Results(directory)
@@ -160,8 +161,6 @@ class Results:
     """
 
     def __init__(self, directory: str | Path, study: Study | None = None):
-        from sbc.store import Store
-
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise StoreError(f"{self.directory} is not a directory; give the output directory "
@@ -175,6 +174,24 @@ class Results:
         v = self.verdict
         return (f"<sbc.Results {self.name!r}: {len(self.replicates)} replicates, "
                 f"{v.label if v else 'no verdict'}; {self.directory}>")
+
+    def __str__(self) -> str:
+        """What the study found, in sentences: the overall verdict and each model x
+        design's, with the fits they rest on."""
+        reps = self.replicates
+        ok = int((reps["status"] == "ok").sum()) if len(reps) else 0
+        head = (f"Study {self.name!r} ({self.directory}): {len(reps)} replicates stored, "
+                f"{ok} fitted.")
+        if self.verdict is None:
+            return f"{head} No verdict yet: no fit succeeded."
+        lines = [head, f"Overall: {self.verdict}"]
+        diag = self.calibration.diagnostics.set_index(["model", "design"]) \
+            if len(self.calibration.diagnostics) else None
+        for (model, design), verdict in sorted(self.verdicts.items()):
+            fits = (f" ({int(diag.loc[(model, design), 'ok'])} fits)"
+                    if diag is not None and (model, design) in diag.index else "")
+            lines.append(f"  {model} at {design}{fits}: {verdict}")
+        return "\n".join(lines)
 
     @property
     def name(self) -> str:
@@ -208,8 +225,6 @@ class Results:
     def calibration(self) -> Calibration | None:
         """Every statistic and verdict (:class:`sbc.calibration.Calibration`), as in the
         report; None when no fit succeeded."""
-        from sbc.summarize import calibrate_store_tables
-
         reps, params = self._tables
         if reps.empty or params.empty:
             return None
@@ -236,8 +251,6 @@ class Results:
     def summary(self) -> pd.DataFrame:
         """One row per (model, design, scalar): every statistic, the group's pooled and Holm
         p-values and the verdict of its model x design (``summary.csv``)."""
-        from sbc.summarize import summary_frame
-
         return summary_frame(self.calibration) if self.calibration is not None else \
             pd.DataFrame()
 
@@ -256,14 +269,10 @@ class Results:
         """The fractional ranks as an :class:`xarray.DataTree`: one ``prior_sbc`` (or
         ``posterior_sbc``) group per model and design, the layout ArviZ's
         ``arviz_plots.plot_ecdf_pit`` reads, plus ``sbc_ranks`` with the integer ranks."""
-        from sbc.record import rank_tree
-
         return rank_tree(self._tables[1])
 
     # --- figures ------------------------------------------------------------------------
     def _cell(self, model: str | None, design: str | None):
-        from sbc.report import design_panels
-
         if self.calibration is None:
             raise StudyError(f"{self.directory} holds no successful fit: nothing to plot")
         cells = list(self.calibration.verdicts)
@@ -285,34 +294,23 @@ class Results:
         """ECDF difference of the fractional ranks of every parameter of one model x design,
         with the simultaneous 95 % band of the test (model / design may be left out when
         the study has only one)."""
-        from sbc.plots import ecdf_difference_grid
-
         return ecdf_difference_grid(self._cell(model, design)[2])
 
     def plot_ranks(self, model: str | None = None, design: str | None = None) -> Figure:
         """Rank histograms of one model x design, with the 95 % range of a bin."""
-        from sbc.plots import rank_histogram_grid
-
         return rank_histogram_grid(self._cell(model, design)[2])
 
     def plot_coverage(self, model: str | None = None, design: str | None = None) -> Figure:
         """Coverage of central posterior intervals minus nominal, with Monte Carlo error."""
-        from sbc.plots import coverage_plot
-        from sbc.report import coverage_rows
-
         groups, scalars, _ = self._cell(model, design)
         return coverage_plot(coverage_rows(groups, scalars))
 
     def plot_recovery(self, model: str | None = None, design: str | None = None) -> Figure:
         """Posterior mean and 90 % interval against the truth, per parameter."""
-        from sbc.plots import truth_estimate_grid
-
         return truth_estimate_grid(self._cell(model, design)[2])
 
     def plot_zscores(self, model: str | None = None, design: str | None = None) -> Figure:
         """Posterior z-score against posterior contraction, per parameter."""
-        from sbc.plots import zscore_contraction_grid
-
         return zscore_contraction_grid(self._cell(model, design)[2])
 
     # --- writing --------------------------------------------------------------------------
@@ -324,8 +322,6 @@ class Results:
         (:meth:`sbc.store.Store.for_report`), so the report describes exactly what the store
         holds when it is written; while a run holds the lock this raises StoreError (the
         run writes its own report when it finishes).  A plan's store is refused."""
-        from sbc.report import write_report_with_calibration
-
         with self._store.for_report():
             path, calibration = write_report_with_calibration(self._store)
         self.__dict__.pop("_tables", None)  # read again: the tables the report was made of
@@ -341,10 +337,6 @@ class Results:
         reached (at most ``max_simulations``, default 1000, per model and design; the
         stored replicates count first, in order).  ``study``: the study (or its file) when
         this object has none."""
-        from sbc.execution import check_how
-        from sbc.errors import ArgumentError
-        from sbc.study import check_overrides
-
         if simulations is None:
             raise ArgumentError("results.extend(simulations) needs the replicates per model "
                                 "and design to reach (more than the store holds), or \"auto\"")
@@ -365,9 +357,6 @@ class Results:
                    max_simulations=max_simulations, workers=workers, progress=progress)
 
     def _repr_html_(self) -> str:
-        from sbc import render
-        from sbc.summarize import Badge
-
         table = self.verdict_table()
         if len(table):
             table["verdict"] = [Badge.of(v) for v in self.verdicts.values()]
@@ -378,9 +367,6 @@ class Results:
 def _stored_study(manifest: dict) -> Study | None:
     """The :class:`Study` a store was written by, rebuilt from its study.json (None when its
     designs are not plain ``CxGxR`` labels)."""
-    from sbc.design import Design
-    from sbc.study import ClusterSpec
-
     raw = dict(manifest["study"])
     try:
         designs = tuple(Design.from_label(label) for label in raw["designs"])

@@ -14,16 +14,28 @@ or in the pipeline.
 
 from __future__ import annotations
 
+import logging
 import os
+import pickle
+import select
+import signal
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import cache
+from importlib import metadata
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from sbc.errors import ModelError
 from sbc.spec import RESPONSE_DATA_NAME, ModelSpec, load_module
+
+# nutpie and PyMC are imported by the backends that sample with them: SamplerSettings is part
+# of every study (sbc.study, `sbc report`, sbc.open), which must not wait for them to load.
+
 
 @dataclass(frozen=True)
 class SamplerSettings:
@@ -93,11 +105,6 @@ def call_stoppable(fn, timeout: float | None):
     """
     if timeout is None:
         return fn()
-    import pickle
-    import select
-    import signal
-    import warnings
-
     read_fd, write_fd = os.pipe()
     with warnings.catch_warnings():  # "process is multi-threaded": the child runs fn only
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -160,6 +167,9 @@ class Fit:
     treedepth_hits: int = 0
     step_size: float = float("nan")
     seconds: float = 0.0  # wall time of the sampler call alone
+    # leapfrog steps (one gradient of the log density each), tuning included: the fit's
+    # cost in a unit no machine or load changes (0 where no gradient is taken)
+    gradient_evals: int = 0
 
 
 class NutpieBackend:
@@ -209,8 +219,6 @@ class NutpieBackend:
 
 def _arrow_column(batch, name: str, rows: np.ndarray) -> np.ndarray:
     """One Arrow column as (n_kept, *shape) for the rows ``rows`` (a boolean mask)."""
-    import pyarrow as pa
-
     col = batch.column(name)
     meta = col.field.metadata or {}
     shape = tuple(int(n) for n in meta.get(b"shape", b"").decode().split(",") if n)
@@ -223,12 +231,13 @@ def _arrow_column(batch, name: str, rows: np.ndarray) -> np.ndarray:
 
 def fit_from_arrow(raw, names, seconds: float) -> Fit:
     """A ``Fit`` from nutpie's raw trace: posterior draws (tuning rows dropped) per chain,
-    divergences, tree-depth hits and step size."""
-    import pyarrow as pa
-
+    divergences, tree-depth hits, step size and leapfrog steps (tuning included)."""
     draw_batches, stat_batches = raw.get_arrow_trace()
     chains = []
+    steps = 0
     for draw, stat in zip(draw_batches, stat_batches):
+        steps += int(np.asarray(pa.array(stat.column("n_steps")).to_numpy(
+            zero_copy_only=False)).sum())
         kept = ~np.asarray(pa.array(stat.column("tuning")).to_numpy(zero_copy_only=False), bool)
         chains.append(({n: np.asarray(_arrow_column(draw, n, kept), dtype=float) for n in names},
                        _arrow_column(stat, "diverging", kept).astype(bool),
@@ -237,7 +246,8 @@ def fit_from_arrow(raw, names, seconds: float) -> Fit:
     return Fit(draws={n: np.stack([c[0][n] for c in chains]) for n in names},
                diverging=np.stack([c[1] for c in chains]),
                treedepth_hits=int(sum(c[2].sum() for c in chains)),
-               step_size=float(np.mean([c[3].mean() for c in chains])), seconds=seconds)
+               step_size=float(np.mean([c[3].mean() for c in chains])), seconds=seconds,
+               gradient_evals=steps)
 
 
 class PymcBackend:
@@ -248,8 +258,6 @@ class PymcBackend:
     """
 
     def __init__(self, spec: ModelSpec, settings: SamplerSettings):
-        import logging
-
         logging.getLogger("pymc").setLevel(logging.WARNING)  # no per-fit progress chatter
         self.settings = settings
         self.spec = spec
@@ -271,14 +279,19 @@ class PymcBackend:
                                   random_seed=int(seed), target_accept=s.target_accept,
                                   max_treedepth=s.max_treedepth, nuts_sampler="pymc",
                                   progressbar=False, compute_convergence_checks=False,
+                                  discard_tuned_samples=False,
                                   var_names=list(self.spec.parameters))
             post, stats = trace["posterior"], trace["sample_stats"]
+            steps = sum(int(np.asarray(trace[group]["n_steps"].values).sum())
+                        for group in ("sample_stats", "warmup_sample_stats")
+                        if group in trace.children and "n_steps" in trace[group])
             draws = {name: np.asarray(post[name].values, dtype=float)
                      for name in self.spec.parameters}
             return Fit(draws=draws, diverging=np.asarray(stats["diverging"].values, dtype=bool),
                        treedepth_hits=int(np.asarray(stats["reached_max_treedepth"].values).sum())
                        if "reached_max_treedepth" in stats else 0,
-                       step_size=float(np.asarray(stats["step_size"].values).mean()))
+                       step_size=float(np.asarray(stats["step_size"].values).mean()),
+                       gradient_evals=steps)
         fit = call_stoppable(sample, s.timeout)
         fit.seconds = time.perf_counter() - start
         return fit
@@ -292,8 +305,6 @@ class ExactBackend:
     """
 
     def __init__(self, spec: ModelSpec, settings: SamplerSettings, data):
-        from sbc.errors import ModelError
-
         module = load_module(spec.model)
         self._posterior = getattr(module, "exact_posterior", None)
         if self._posterior is None:
@@ -315,8 +326,6 @@ class ExactBackend:
 
 
 def _check_exact(spec: ModelSpec, settings: SamplerSettings) -> None:
-    from sbc.errors import ModelError
-
     if not callable(getattr(load_module(spec.model), "exact_posterior", None)):
         raise ModelError(f"model '{spec.model.ref}' has no exact_posterior(data, y, n_draws, "
                          "rng) function, so sampler 'exact' cannot fit it; use sampler "
@@ -368,10 +377,8 @@ def register(sampler: Sampler) -> Sampler:
 def samplers() -> dict[str, Sampler]:
     """Every sampler by name: the built-in ones, those of installed packages (entry point
     group ``sbc.samplers``) and those registered in this process."""
-    from importlib.metadata import entry_points
-
     found = {s.name: s for s in BUILT_IN}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         sampler = entry.load()
         found[getattr(sampler, "name", entry.name)] = sampler
     return found | _REGISTERED

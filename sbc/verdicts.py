@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from sbc import stats
+from sbc.sampling import SamplerSettings
 
 ALPHA = 0.05  # default family-wise false-fail rate
 MIN_FITS = 10  # fewer successful fits than this: inconclusive (the one minimum n)
@@ -91,12 +92,30 @@ class Verdict:
     def clean_pass(self) -> bool:
         return self.status == "pass" and not self.warnings
 
+    def __str__(self) -> str:
+        """The verdict as a person reads it: its label, why, what fails, the cause and
+        what to do next (``repr`` keeps every field)."""
+        text = self.label
+        if self.warnings and not (self.status == "pass" and self.warnings == ("low power",)):
+            text += f" ({', '.join(self.warnings)})"
+        parts = [f"{text}: {_sentence(self.reason)}"]
+        if self.failing:
+            parts.append(f"Failing: {', '.join(self.failing)}.")
+        if self.cause is not None and self.status == "fail":
+            parts.append(f"Cause: {self.cause.kind}, because {_sentence(self.cause.evidence)}")
+        if self.recommendation:
+            parts.append(f"Next: {_sentence(self.recommendation)}")
+        return " ".join(parts)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if not text or text.endswith((".", "!", "?")) else text + "."
+
 
 def _setting(sampler, name: str):
     """A sampler setting in use: from SamplerSettings, its dict (a store's manifest), or,
     when unknown, the default."""
-    from sbc.sampling import SamplerSettings
-
     default = getattr(SamplerSettings(), name)
     if sampler is None:
         return default
