@@ -268,7 +268,23 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.md").write_text(markdown(res))
     log(f"wrote {out / 'results.json'}, results.md, growth.png")
     print(markdown(res))
+    missed = missed_targets(res)
+    if missed and not args.quick:  # a missed target fails the run: it is a bug or a finding
+        log("targets missed: " + "; ".join(missed))
+        return 1
     return 0
+
+
+def missed_targets(res: dict) -> list[str]:
+    """Every stated target the run missed, as 'name: measured vs target'."""
+    t, out = res["targets"], []
+    for key in ("sbc_vs_simuk", "sbc_vs_naive", "two_vs_one_worker"):
+        if not res[key] >= t[key]:
+            out.append(f"{key} {res[key]:.3g} < {t[key]}")
+    for key in ("study_1000_seconds_2_workers", "overhead_frac_90_rows"):
+        if not res[key] < t[key]:
+            out.append(f"{key} {res[key]:.3g} >= {t[key]}")
+    return out
 
 
 def _jsonable(x):
