@@ -318,6 +318,142 @@ def shift_power(n: int, shift: float, level: float, n_sim: int = DEFAULT_N_SIM,
 
 
 # --------------------------------------------------------------------------------------
+# A combined test (benchmarks/power.md): Anderson-Darling, strong against a shift; Berk-Jones
+# (1979), the sup of the ECDF's binomial log-likelihood ratio, in the tails (too narrow, a few
+# bad fits); Neyman's N_3 (mean, spread, skewness) against a wrong spread or shape
+# --------------------------------------------------------------------------------------
+
+COMBINED_COMPONENTS = ("anderson_darling", "berk_jones", "neyman3")
+
+
+@lru_cache(maxsize=64)
+def _combined_weights(n: int) -> tuple[np.ndarray, ...]:
+    """Per-order-statistic constants of :func:`combined_statistics` for sample size n."""
+    i = np.arange(1, n + 1)
+    a_hi, a_lo = i / n, (i - 1) / n
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 log 0 = 0
+        c_hi, c_lo = (np.nan_to_num(a * np.log(a)) + np.nan_to_num((1 - a) * np.log1p(-a))
+                      for a in (a_hi, a_lo))
+    out = (2.0 * i - 1.0, np.full(n, 2.0 * n), -a_hi, c_hi, c_lo - c_hi)
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
+def combined_statistics(u: np.ndarray) -> np.ndarray:
+    """(m, 3) statistics of the rows of u (m, n), in :data:`COMBINED_COMPONENTS` order;
+    larger = further from uniform; values clipped into the open interval (0, 1).
+
+    With s the sorted row, L = log(1 - s), D = log(s / (1 - s)): Anderson-Darling
+    A^2 = -n - sum((2i - 1) log s_i + (2n - 2i + 1) L_i) / n; Berk-Jones = sup_x n KL(ECDF(x)
+    || x), at an order statistic from the right (ECDF = a = i / n) or the left ((i - 1) / n),
+    n KL(a || s) = n (a log a + (1 - a) log(1 - a) - L - a D); Neyman's N_3 = sum over
+    k = 1..3 of (sum_i sqrt(2k + 1) P_k(2 s_i - 1))^2 / n, P_k the Legendre polynomials.
+    """
+    n = u.shape[1]
+    w_ad, w_l, minus_a, c_hi, dc = _combined_weights(n)
+    s = np.sort(u, axis=1)  # in place from here: the arrays are large in the null simulation
+    np.clip(s, np.nextafter(0.0, 1.0), np.nextafter(1.0, 0.0), out=s)
+    log1m = np.log1p(-s)
+    d = np.log(s)
+    d -= log1m
+    ad = -n - (d @ w_ad + log1m @ w_l) / n
+    k = np.multiply(d, minus_a)
+    k += c_hi - log1m  # KL from the right; from the left it is this + D / n + c_lo - c_hi
+    d *= 1.0 / n
+    d += dc + k
+    bj = n * np.maximum(k.max(axis=1), d.max(axis=1))
+    np.subtract(np.multiply(s, 2.0, out=s), 1.0, out=s)  # x = 2 s - 1
+    x2 = s * s
+    s1, s2, s3 = s.sum(axis=1), x2.sum(axis=1), (x2 * s).sum(axis=1)
+    neyman3 = (3.0 * s1**2 + 5.0 * ((3.0 * s2 - n) / 2.0) ** 2
+               + 7.0 * ((5.0 * s3 - 3.0 * s1) / 2.0) ** 2) / n
+    return np.array([ad, bj, neyman3]).T  # np.array: cheaper than np.stack for one row
+
+
+def _lex_keys(counts: np.ndarray, base: int) -> np.ndarray:
+    """Integer keys ordering count vectors (..., 3) by their smallest count, ties broken by
+    the next smallest, then the largest (every count < base)."""
+    c = np.sort(counts, axis=-1).astype(np.int64)
+    return (c[..., 0] * base + c[..., 1]) * base + c[..., 2]
+
+
+@lru_cache(maxsize=32)
+def _combined_null(n: int, n_sim: int, seed: int) -> tuple[np.ndarray, ...]:
+    """The null for n iid uniforms: sorted statistics (3, n_sim); every null sample's counts
+    #{null statistics >= its own} (n_sim, 3), itself included; by_rank (3, n_sim), the sample
+    with count r in component k at [k, r - 1]; the sorted keys of the samples' counts."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 200_000 // n)  # rows per block: its arrays stay in cache
+    values = np.concatenate([combined_statistics(rng.uniform(size=(min(chunk, n_sim - k), n)))
+                             for k in range(0, n_sim, chunk)]).T
+    null = np.sort(values, axis=1)
+    counts = np.stack([n_sim - np.searchsorted(null[k], values[k], side="left")
+                       for k in range(len(values))], axis=1).astype(np.int32)
+    by_rank = np.argsort(-values, axis=1, kind="stable").astype(np.int32)
+    keys = np.sort(_lex_keys(counts, n_sim + 2))
+    for a in (null, counts, by_rank, keys):
+        a.flags.writeable = False
+    return null, counts, by_rank, keys
+
+
+def _combined_counts(u: np.ndarray, n_sim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(smallest component count, combined count) of the rows of u: p-values x (n_sim + 1).
+    Counts among the null samples and the observed one: the observed one's is 1 + #{null >=
+    it}; a null sample's grows by one where the observed one is as extreme (ties go against
+    the observed one), which matters only if its smallest count is the observed one's, m: the
+    (at most 3) samples holding count m in a component are rechecked."""
+    null, counts, by_rank, keys = _combined_null(u.shape[1], n_sim, seed)
+    obs = 1 + n_sim - np.array([np.searchsorted(null[k], v, side="left")
+                                for k, v in enumerate(combined_statistics(u).T)]).T
+    m = obs.min(axis=1)
+    total = 1 + np.searchsorted(keys, m * (n_sim + 2) ** 2, side="left")  # smallest count < m
+    for i, (a, mi) in enumerate(zip(obs.tolist(), m.tolist())):  # plain ints: one row is fast
+        key = sorted(a)
+        for j in {int(j) for j in by_rank[:, min(mi, n_sim) - 1]}:
+            c = counts[j].tolist()
+            if min(c) == mi and sorted(x + (x >= y) for x, y in zip(c, a)) <= key:
+                total[i] += 1
+    return m, total
+
+
+def combined_uniformity_pvalues(u: np.ndarray, n_sim: int = DEFAULT_N_SIM,
+                                seed: int = DEFAULT_SEED) -> np.ndarray:
+    """The p-values of :func:`combined_uniformity_test` for every row of ``u`` (m, n) at once
+    (rows of n fractional ranks, no NaN), from the same cached null: for power studies."""
+    return _combined_counts(np.asarray(u, dtype=float), n_sim, seed)[1] / (n_sim + 1.0)
+
+
+def combined_uniformity_test(
+    u, alpha: float = 0.05, n_sim: int = DEFAULT_N_SIM, seed: int = DEFAULT_SEED
+) -> UniformityResult:
+    """Test fractional ranks u for uniformity with the smallest p-value of three tests.
+
+    Components (:func:`combined_statistics`): Anderson-Darling, Berk-Jones, Neyman's N_3.  The
+    observed sample and n_sim uniform samples of its size (cached per (n, n_sim, seed)) get
+    each component's count #{samples at least as extreme} (its Monte Carlo p-value x
+    (n_sim + 1)); a sample's combined statistic is its smallest count, ties broken by the next.
+    p-value = #{samples at least as extreme in that} / (n_sim + 1): exchangeable samples, so
+    P(p <= alpha) <= alpha exactly, whatever the dependence of the components; p >= 1 /
+    (n_sim + 1), as for :func:`uniformity_test`, reached when beyond every null sample in all 3.
+
+    Returns a :class:`UniformityResult` whose ``statistic`` is the smallest component p-value
+    (small = far from uniform); NaN dropped; ``alpha`` only decides whether ``shape`` is named.
+    """
+    u = _clean(u)
+    n = len(u)
+    if n < 2:
+        raise ValueError(f"need at least 2 non-NaN fractional ranks, got {n}")
+    if np.any((u < 0) | (u > 1)):
+        raise ValueError("fractional ranks must lie in [0, 1]")
+    smallest, count = _combined_counts(u[None, :], n_sim, seed)
+    p_value = float(count[0]) / (n_sim + 1.0)
+    shape = failure_shape(u) if p_value < alpha else "ok"
+    return UniformityResult(statistic=float(smallest[0]) / (n_sim + 1.0), p_value=p_value, n=n,
+                            shape=shape, mean=float(u.mean()), var=float(u.var()))
+
+
+# --------------------------------------------------------------------------------------
 # Failure shape
 # --------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -20,8 +21,10 @@ CELL = re.compile(r"^(-?\d+\.\d+) ± (\d+\.\d+)( !)?$")
 # null sample): their size at nominal 0.05 must hold.  pot_c, prit_c (Cauchy combinations of
 # dependent p-values) and chi2_10 (asymptotic chi2(9)) only approximate theirs: a size of
 # theirs outside the interval must be flagged in the table, and only their size-corrected
-# power is comparable.
-VALID_P = ("sbc_gamma", "piet_c", "ks", "ad")
+# power is comparable.  The candidates for the default test are all calibrated on a Monte Carlo
+# null (valid by construction).
+VALID_P = ("sbc_gamma", "piet_c", "ks", "ad", "minp_g_ad", "minp_g_ad_pot", "cauchy_g_ad_pot",
+           "ledwina", "neyman3", "berk_jones", "minp_ad_bj_n3")
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +138,41 @@ def test_every_size_checked_or_flagged(data):
             assert inside or int(n) in flagged.get(t, set()), (t, n)
             assert inside or t not in VALID_P, (t, n)
             assert z["size_corrected"] == pytest.approx(0.05, abs=1e-9), (t, n)
+
+
+def test_default_table_matches_json(data, tables):
+    """The table of "Which test is the default" agrees with the per-cell results: cells within
+    MC error of the best single test, the worst deficit and where, the sizes, the cost ratios."""
+    tests, ns = data["tests"], data["settings"]["ns"]
+    refs = data["reference_tests"]
+    found = [t for (sec, cap), t in tables.items()
+             if sec == "Which test is the default" and cap.startswith("Candidates against")]
+    assert len(found) == 1
+    head, *rows = found[0]
+    assert head[:3] == ["test", "within MC error of the best", "worst deficit (cell)"]
+    assert [r[0] for r in rows] == tests
+    cells = [(d, str(n)) for d in data["departures"] for n in ns]
+    cost = data["engine_cost"]
+    for name, within, worst, mean, size, cold, warm in rows:
+        res = [data["power"][d][n] for d, n in cells]
+        for r in res:  # "best" is the best single test, and within is 2 paired sd of it
+            best = max(refs, key=lambda t: r[t]["corrected"])
+            assert r[name]["best_single"] == best
+            gap = r[best]["corrected"] - r[name]["corrected"]
+            assert r[name]["best_within_mc"] is (gap <= data["settings"]["z_tie"]
+                                                  * r[name]["minus_best_sd"] + 1e-12)
+        assert within == f"{sum(r[name]['best_within_mc'] for r in res)} / {len(cells)}"
+        k = min(range(len(res)), key=lambda i: res[i][name]["minus_best"])
+        assert worst.startswith(f"{res[k][name]['minus_best']:+.3f} ± "
+                                f"{res[k][name]['minus_best_sd']:.3f} ({cells[k][0]} n={cells[k][1]})")
+        assert mean == f"{np.mean([r[name]['minus_best'] for r in res]):+.3f}"
+        sizes = [float(x) for x in size.rstrip(" !").split(" / ")]
+        assert sizes == pytest.approx([data["size"][name][str(n)]["size_nominal"] for n in ns],
+                                      abs=5e-4 + 1e-9)
+        if name in cost:
+            for cell, key in ((cold, "cold_s"), (warm, "warm_s")):
+                ratios = [cost[name][c][key] / cost["sbc_gamma"][c][key] for c in cost[name]]
+                assert cell == f"{min(ratios):.1f}-{max(ratios):.1f}x"
+        else:
+            assert cold == warm == "-"
+    assert set(cost) == {"sbc_gamma", *data["candidates"]}
