@@ -17,14 +17,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from sbc import decisions
+from sbc.design import check_dimensions
+from sbc.models import crispr_guides
+
 HYPER = ("pi_essential", "mu_essential", "sigma_essential", "sigma_gene", "tau",
          "sigma_guide", "sigma_rep")
 
 
 def guide_model():
     """The guide-level model module (shipped as ``sbc.models.crispr_guides``)."""
-    from sbc.models import crispr_guides
-
     return crispr_guides
 
 
@@ -40,10 +42,7 @@ class ScreenDesign:
     depth: int
 
     def __post_init__(self):
-        for name in ("cell_lines", "genes", "reps", "guides", "depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_dimensions(self)
 
     @property
     def label(self) -> str:
@@ -135,3 +134,40 @@ class GenomeSettings:
     def calibrated_stream(self) -> bool:
         """Truths come from the analysis prior, so every PIT is a valid SBC rank."""
         return not self.design_priors and self.selective_effect is None
+
+
+# the screen record's fields that essential_decisions reads (written by run_screen)
+ESSENTIAL_FIELDS = ("p_ess_gene", "essential_gene", "n_essential", "p_ess_sum",
+                    "p_ess_count_var", "reliability_var", "p_ess_bins")
+
+
+def essential_decisions(records: list[dict]) -> dict | None:
+    """A design's P(essential) as a decision probability, from its screen records
+    (:mod:`sbc.decisions`); None when no record carries the fields.
+
+    - ``brier``: the Brier score of every gene of every screen and its decomposition
+      (10 bins); ``table``: the reliability table pooled over screens, its intervals
+      cluster-robust with screens as units (genes of one screen share hyperparameters).
+    - ``per_gene``: Spiegelhalter's test on one gene per screen (the PIT gene, ``rep mod
+      n_pit``), so the outcomes are independent.
+    - ``count``: per screen, z = (essential count - sum of P(essential)) / sd, with the
+      count's posterior variance (law of total variance over the hyperparameter draws),
+      tested for mean 0 and sd 1 across screens; ``count_independent`` the same with
+      ``sum p (1 - p)``, the variance if the genes' classes were independent given their
+      probabilities, which they are not (its sd is above 1 for a calibrated posterior)."""
+    recs = [r for r in records if all(k in r for k in ESSENTIAL_FIELDS)]
+    if not recs:
+        return None
+    bins = [r["p_ess_bins"] for r in recs]
+    return {
+        "screens": len(recs),
+        "brier": decisions.brier_from_sums(bins),
+        "table": decisions.pooled_reliability_table(bins),
+        "per_gene": decisions.spiegelhalter_test([r["p_ess_gene"] for r in recs],
+                                                 [float(r["essential_gene"]) for r in recs]),
+        "count": decisions.count_z_test([decisions.count_z(r["n_essential"], r["p_ess_sum"],
+                                                           r["p_ess_count_var"])
+                                         for r in recs]),
+        "count_independent": decisions.count_z_test(
+            [decisions.count_z(r["n_essential"], r["p_ess_sum"], r["reliability_var"])
+             for r in recs])}

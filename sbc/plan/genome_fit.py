@@ -24,16 +24,15 @@ The shortcut, and why it is exact given the hyperparameters:
    marginal likelihoods: P(essential | data) is exact given the hyperparameters.
 3. **Hyperparameters from a sub-library.**  The hyperparameters are set to their posterior
    mode under the model's hyperpriors, from the collapsed likelihood of step 2 summed over a
-   random sub-library (200-1,000 genes, enough for about 100,000 guide observations; the
-   candidates are left out);
-   ``sigma_rep`` comes first, from the replicates alone (:func:`replicate_sd`).  Then the
-   class hyperparameters (pi, mu_essential, sigma_essential, sigma_gene) and the offset are
+   random sub-library (200-1,000 genes, about 100,000 guide observations; no candidates);
+   ``sigma_rep`` first, from the replicates (:func:`replicate_sd`).  Then the class
+   hyperparameters (pi, mu_essential, sigma_essential, sigma_gene) and the offset are
    refitted on every gene, which costs scalar work per gene (the classes differ by a
    rank-one change, Sherman-Morrison), and their uncertainty is kept: a Laplace
-   approximation proposes draws, importance-weighted by the exact posterior, and each
-   gene's posterior is the mixture over the draws.  The variance hyperparameters (tau,
-   sigma_guide, sigma_rep), known to about 2 % from the sub-library, are plugged in.  That
-   this leaves the gene-level posteriors calibrated is the claim SBC tests
+   approximation proposes draws, importance-weighted by the exact posterior, and each gene's
+   posterior is the mixture over the draws.  The variance hyperparameters (tau, sigma_guide,
+   sigma_rep), known to about 2 % from the sub-library, are plugged in.  That this leaves
+   the gene-level posteriors calibrated is the claim SBC tests
    (``tests/validation/test_genome_validation.py``), against full NUTS on the count model.
 
 The Schur complement and the mixture over classes and hyperparameter draws are written here
@@ -388,7 +387,9 @@ class GenePosterior:
     classes: P(essential), and the gene effect's Gaussian components (weights ``w``, means
     ``m``, sds ``s``: (G, M)); for candidates the same of the selective effect (``gw``,
     ``gm``, ``gs``); for the first ``n_pit`` genes of the cell-line deviations (``uw``,
-    ``um``, ``us``: (n_pit, C, M)).  ``hyper``: the hyperparameters' posterior mean."""
+    ``um``, ``us``: (n_pit, C, M)).  ``hyper``: the hyperparameters' posterior mean.
+    Per hyperparameter draw, its weight and the sums of P and P (1 - P) over genes:
+    ``draw_weights`` (D,), ``draw_counts`` (D, 2) (:meth:`essential_count`)."""
 
     p_ess: np.ndarray
     w: np.ndarray
@@ -403,9 +404,23 @@ class GenePosterior:
     hyper: dict
     offset: float
     ess: float   # effective sample size of the importance weights
+    draw_weights: np.ndarray | None = None   # None: a posterior from elsewhere (NUTS)
+    draw_counts: np.ndarray | None = None
 
     def mean(self) -> np.ndarray:
         return (self.w * self.m).sum(axis=1)
+
+    def essential_count(self) -> tuple[float, float]:
+        """Posterior mean and variance of the number of essential genes: independent
+        Bernoullis given the hyperparameters, so over their draws (law of total variance)
+        ``Var N = E[sum p (1 - p) | h] + Var(sum p | h)``; the second term, the genes'
+        shared dependence on the hyperparameters, is why ``sum p (1 - p)`` alone (the
+        answer without draws) understates it."""
+        if self.draw_counts is None or self.draw_weights is None:
+            return float(self.p_ess.sum()), float((self.p_ess * (1 - self.p_ess)).sum())
+        om, (sums, within) = self.draw_weights, self.draw_counts.T
+        mean = float(om @ sums)
+        return mean, float(om @ within + om @ (sums - mean) ** 2)
 
 
 def _u_moments(red: _Reduced, cls: _Class, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -436,7 +451,7 @@ def gene_posterior(obs: Observations, x: np.ndarray, priors: dict, n_pit: int,
     draws, omega = class_hyper_draws(x, affine, priors, n_draws, seed)
     n = min(n_pit, len(plain))
     W, M, S = [], [], []
-    GW, GM, GS, UW, UM, US = [], [], [], [], [], []
+    GW, GM, GS, UW, UM, US, counts = [], [], [], [], [], [], []
     hyper = {k: 0.0 for k in HYPER}
     mean_offset = 0.0
     for full, om in zip(draws, omega):
@@ -463,6 +478,7 @@ def gene_posterior(obs: Observations, x: np.ndarray, priors: dict, n_pit: int,
                 GS.append(np.sqrt(cov_f[:, 1, 1]))
         else:
             ess_m, non_m, ess_v, non_v = ess.mean, non.mean, ess.var, non.var
+        counts.append((p.sum(), (p * (1 - p)).sum()))
         W += [om * p, om * (1 - p)]
         M += [ess_m, non_m]
         S += [np.sqrt(ess_v), np.sqrt(non_v)]
@@ -479,5 +495,6 @@ def gene_posterior(obs: Observations, x: np.ndarray, priors: dict, n_pit: int,
     return GenePosterior(w[:, ::2].sum(axis=1), w, stack(M, (G,)), stack(S, (G,)),
                          stack(GW, (0,)), stack(GM, (0,)), stack(GS, (0,)),
                          stack(UW, (n, 0)), stack(UM, (n, 0)), stack(US, (n, 0)),
-                         hyper, mean_offset, float(1.0 / (omega**2).sum()))
+                         hyper, mean_offset, float(1.0 / (omega**2).sum()),
+                         np.asarray(omega, float), np.array(counts, float).reshape(-1, 2))
 

@@ -182,5 +182,6 @@ class GenomePlanner(Planner):
         fig.savefig(buf, format="png")
         self.store.write_bytes("plan_cost.png", buf.getvalue())
         self.store.write_text("summary.md", genome_plan_summary(plan, table, recommended, fits,
-                                                                seconds, self.pilot))
+                                                                seconds, self.pilot,
+                                                                screens=self.screens))
 

@@ -207,6 +207,17 @@ def run_screen(design: ScreenDesign, rep: int, settings: GenomeSettings) -> dict
     post = fit_screen(t0, counts, x, design, rep, settings)
     record = {"design": design.label, "rep": rep, **target_scores(post, truth, settings),
               **calibration_summary(post, truth, settings)}
+    # P(essential) as a decision probability (sbc.plan.genome.essential_decisions): the PIT
+    # gene's probability and class (one per screen, independent across screens), the
+    # essential count against its posterior mean and variance, and every gene binned
+    from sbc.decisions import binned_sums
+
+    ess = truth["essential"]
+    gene = rep % len(record["pit_beta"]) if record["pit_beta"] else 0
+    count_mean, count_var = post.essential_count()
+    record.update(p_ess_gene=float(post.p_ess[gene]), essential_gene=bool(ess[gene]),
+                  n_essential=int(ess.sum()), p_ess_sum=count_mean, p_ess_count_var=count_var,
+                  p_ess_bins=binned_sums(post.p_ess, ess).tolist())
     done = time.perf_counter()
     record.update(simulate_seconds=simulated - start, fit_seconds=done - simulated)
     return record

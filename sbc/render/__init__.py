@@ -181,9 +181,11 @@ def check_page(result) -> str:
 
 
 def genome_plan_summary(plan, table: pd.DataFrame, recommended, fits: dict, seconds: float,
-                        pilot=None) -> str:
+                        pilot=None, screens: dict | None = None) -> str:
     """The plan's outcome as Markdown: the recommendation, the targets, the priors a pilot
-    gave, the evaluated designs."""
+    gave, the evaluated designs and, given their screen records (``screens``: design label
+    -> rep -> record), how well P(essential) works as a decision probability
+    (:func:`sbc.plan.genome.essential_decisions`)."""
     unit = plan.cost.unit
     lines = [f"# {plan.name}", "", plan.description, ""]
     if recommended is None:
@@ -224,4 +226,41 @@ def genome_plan_summary(plan, table: pd.DataFrame, recommended, fits: dict, seco
     for row in done[cols].itertuples(index=False):
         lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v)
                                        for v in row) + " |")
+    if screens:
+        from sbc.plan.genome import essential_decisions
+
+        found = {}
+        for label, n in zip(done["design"], done["simulations"]):
+            have = screens.get(label, {})
+            found[label] = essential_decisions([have[r] for r in range(int(n)) if r in have])
+        found = {k: v for k, v in found.items() if v is not None}
+        if found:
+            lines += ["", "## P(essential) as a decision probability", "",
+                      "Brier score of every gene's P(essential) with its decomposition "
+                      "(10 bins; reliability 0 when calibrated); per gene: Spiegelhalter's z "
+                      "on one gene per screen (the PIT gene, so outcomes are independent); "
+                      "per screen: z = (essential count - sum of P(essential)) / sd, with the "
+                      "count's posterior variance (hyperparameter uncertainty included; sd 1 "
+                      "when calibrated) and with sum p (1 - p), which treats the genes as "
+                      "independent and so overstates the spread.  p: two-sided.", "",
+                      "| design | screens | Brier | reliability | resolution | uncertainty "
+                      "| per-gene z (p) | count z mean, sd (p) | count z sd, genes "
+                      "independent |", "|" + "---|" * 9]
+            for label, e in found.items():
+                b, g, c, ci = e["brier"], e["per_gene"], e["count"], e["count_independent"]
+                lines.append(f"| {label} | {e['screens']} | {b.score:.4f} | "
+                             f"{b.reliability:.2g} | {b.resolution:.4f} | "
+                             f"{b.uncertainty:.4f} | {g.statistic:.2f} ({g.p_value:.2g}) | "
+                             f"{c.mean:+.2f}, {c.sd:.2f} ({c.p_value:.2g}) | {ci.sd:.2f} |")
+            label = recommended.design.label if recommended is not None and \
+                recommended.design.label in found else next(iter(found))
+            t = found[label]["table"]
+            lines += ["", f"Reliability of P(essential), `{label}`, every gene of its "
+                      f"{found[label]['screens']} screens ({t.level:.0%} intervals, "
+                      "screens as clusters):", "",
+                      "| P(essential) | genes | mean P(essential) | share essential | "
+                      "interval |", "|---|---|---|---|---|"]
+            for r in t.rows():
+                lines.append(f"| {r['bin']} | {r['count']:,} | {r['mean_predicted']:.4f} | "
+                             f"{r['observed']:.4f} | [{r['lower']:.4f}, {r['upper']:.4f}] |")
     return "\n".join(lines) + "\n"
