@@ -18,6 +18,8 @@ ranks/diagnostics -> store -> summaries -> report/plan (README: "How the code is
 
 __version__ = "0.1.0"
 
+import importlib
+
 from sbc.design import Design, design_frame
 
 __all__ = ["Design", "PlanResults", "Results", "SamplerSettings", "Study", "__version__",
@@ -35,8 +37,6 @@ _RENAMED = {"fit": "fit_data"}  # sbc.fit(data, model) is sbc.datafit.fit_data
 
 
 def __getattr__(name):
-    import importlib
-
     if name == "plan":
         return importlib.import_module("sbc.plan")  # a package that, called, plans a screen
     if name == "datasets":

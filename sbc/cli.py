@@ -10,8 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from sbc.errors import SbcError
+from sbc import __version__
+from sbc.errors import SbcError, StoreError, StudyError
+
+# Each command imports the modules it runs inside its function (the pipeline, the planner,
+# PyMC, Dask and matplotlib behind them): `sbc --help` and a mistyped command load only
+# argparse and sbc.errors besides `import sbc`.
 
 EXIT_USAGE = 2
 EXIT_VERDICT = 1  # --fail-on: the verdict is at or below the named level
@@ -61,8 +67,6 @@ def tls_of(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sbc import __version__
-
     parser = argparse.ArgumentParser(
         prog="sbc", description="Simulation-based calibration of Bayesian models and "
                                 "design-size planning for CRISPR screens.")
@@ -162,10 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _output_folder(path: str):
     """The folder results go to, refused before any fit when it cannot be one."""
-    from pathlib import Path
-
-    from sbc.errors import StoreError
-
     from sbc.storefiles import make_dirs
 
     out = Path(path)
@@ -238,7 +238,6 @@ def _cmd_check(args) -> int:
     from sbc.model_check import check
 
     if not 0 < args.alpha < 1:
-        from sbc.errors import StudyError
         raise StudyError(f"--alpha must lie strictly between 0 and 1, got {args.alpha}")
     models = args.model or ["crispr_screen", "crispr_gene_spread"]
     out = _output_folder(args.out or "reports/check")
@@ -289,7 +288,6 @@ def _cmd_run(args) -> int:
     study = load_study(args.study, sims=args.sims, max_sims=args.max_sims)
     out = output_dir(args.out, study.output, study.base_dir, study.name)
     if args.fail_on and args.no_report:
-        from sbc.errors import StudyError
         raise StudyError("--fail-on needs the verdicts, which --no-report skips; drop one of "
                          "the two (or run `sbc report DIR --fail-on ...` afterwards)")
     shown = {}

@@ -20,18 +20,26 @@ pointwise log likelihood come from PyMC (``sample_posterior_predictive``,
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import arviz_base as azb
 import numpy as np
+import pymc as pm
+import xarray as xr
 
 from sbc import seeding
 from sbc.errors import DataError, StudyError
 from sbc.readers import Screen, as_screen
+from sbc.replicate import BatchTask, Prepared, _rescue_specs, assess, rescue_fit
+from sbc.results import Results
 from sbc.sampling import SamplerSettings, make_backend
 from sbc.spec import ModelRef, make_spec, resolve_model
+from sbc.study import Study
 
 __all__ = ["DataFit", "Procedure", "fit_data", "procedure_of"]
 
@@ -89,8 +97,6 @@ class Procedure:
 def procedure_of(study=None) -> Procedure:
     """The :class:`Procedure` of ``study``: a study file, a :class:`~sbc.study.Study`, a
     study's output directory (its stored verdict is read too), or None (defaults)."""
-    from sbc.study import Study
-
     if study is None:
         return Procedure()
     if isinstance(study, Procedure):
@@ -99,8 +105,6 @@ def procedure_of(study=None) -> Procedure:
     if isinstance(study, str | Path):
         path = Path(study)
         if path.is_dir():
-            from sbc.results import Results
-
             results = Results(path)
             if results.study is None:
                 raise StudyError(f"{path} holds no study whose settings can be read; give the "
@@ -188,8 +192,6 @@ def fit_data(data, model: str | ModelRef | None = None, *, study=None, samples=N
     -------
     DataFit, whose ``datatree`` continues in ArviZ.
     """
-    import time
-
     stream = sys.stderr if stream is None else stream
     if isinstance(predictive_draws, bool) or not isinstance(predictive_draws, int) or \
             predictive_draws < 1:
@@ -254,8 +256,6 @@ def _flag_text(flags: dict) -> str:
 
 def _fit_with_rescue(spec, ref: ModelRef, procedure: Procedure, frame, y, seed: int):
     """The replicate's fit and rescue (:mod:`sbc.replicate`) on observed data."""
-    from sbc.replicate import BatchTask, Prepared, _rescue_specs, assess, rescue_fit
-
     settings = procedure.sampler
     fit_seed, _, root = seeding.data_fit(seed)
     with _BUILD_LOCK:
@@ -295,12 +295,6 @@ def _dims_and_coords(pm_model, names):
 
 
 def _datatree(spec, frame, fit, seed, predictive_draws, procedure, ref, attempts, screen):
-    import logging
-
-    import arviz_base as azb
-    import pymc as pm
-    import xarray as xr
-
     model = spec.generative
     free = {v.name for v in model.free_RVs}
     names = [n for n in spec.parameters if n in fit.draws]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
+
+from sbc.errors import StudyError
 
 
 @dataclass(frozen=True, order=True)
@@ -19,10 +22,7 @@ class Design:
     n_reps: int
 
     def __post_init__(self):
-        for field in ("n_cell_lines", "n_genes", "n_reps"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{field} must be a positive integer, got {value!r}")
+        check_dimensions(self)
 
     @property
     def label(self) -> str:
@@ -47,6 +47,16 @@ class Design:
         if len(parts) != 3 or not all(p.isdigit() for p in parts):
             raise ValueError(f"design label must look like '10x3x3', got {label!r}")
         return cls(*(int(p) for p in parts))
+
+
+def check_dimensions(design) -> None:
+    """Every field of a design dataclass (this :class:`Design`, a genome plan's
+    :class:`~sbc.plan.genome.ScreenDesign`) must be a positive integer: ValueError naming the
+    first that is not."""
+    for field in fields(design):
+        value = getattr(design, field.name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{field.name} must be a positive integer, got {value!r}")
 
 
 def design_frame(n_cell_lines: int, n_genes: int, n_reps: int) -> pd.DataFrame:
@@ -107,10 +117,6 @@ def read_screen_csv(text: str, where: str) -> pd.DataFrame:
     text : the file's text (read with :func:`sbc.study.read_text`).
     where : what the file is, for messages, e.g. "observed data data/screen.csv".
     """
-    import csv
-
-    from sbc.errors import StudyError
-
     header = next((row for row in csv.reader(text_lines(text)) if row), None)
     if header is None:
         raise StudyError(f"{where} is empty; it needs a header line (logfc,gene,cell_line) "
@@ -181,8 +187,6 @@ def screen_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     Every step works on the categories and their integer codes (a factor has few distinct
     values and many rows), so validating millions of rows makes no Python object per cell.
     """
-    from sbc.errors import StudyError
-
     missing = [c for c in ("logfc", "gene", "cell_line") if c not in frame.columns]
     if missing:
         raise StudyError(f"{where} lacks column(s) {', '.join(missing)}; it needs logfc, gene, "

@@ -9,6 +9,11 @@ bias SBC.
 from __future__ import annotations
 
 import numpy as np
+from scipy.fft import next_fast_len
+from scipy.special import ndtri
+
+# arviz_stats is imported where the ESS is computed (on the workers): this module is part of
+# every run's import graph (sbc.replicate), also where no fit is made (`sbc report`, sbc.open).
 
 RHAT_MAX = 1.01
 ESS_MIN = 100
@@ -81,8 +86,6 @@ def _split_chains(matrix: np.ndarray) -> np.ndarray:
 
 def _z_scale(x: np.ndarray) -> np.ndarray:
     """Rank-normalize each scalar over all its chains and draws (Blom offset 3/8)."""
-    from scipy.special import ndtri
-
     k, m, n = x.shape
     rank = _average_ranks(x.reshape(k, m * n))
     return ndtri((rank - 3 / 8) / (m * n - 2 * 3 / 8 + 1)).reshape(x.shape)
@@ -111,8 +114,6 @@ def _ess(x: np.ndarray) -> np.ndarray:
     """ESS of each row of ``x`` (k, chain, draw): Geyer's initial monotone sequence estimator
     of Vehtari et al. (2021), as in arviz_stats, with the sequential loops turned into
     array operations (a running minimum over pairs of autocorrelations)."""
-    from scipy.fft import next_fast_len
-
     k, m, n = x.shape
     centred = x - x.mean(axis=2, keepdims=True)
     size = next_fast_len(2 * n)

@@ -17,9 +17,12 @@ from __future__ import annotations
 import math
 import os
 import sys
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from numbers import Integral
+from urllib.parse import urlsplit
 
-from sbc.errors import SchedulerError
+from sbc.errors import ArgumentError, SchedulerError
 from sbc.progress import tick
 from sbc.replicate import run_batch
 
@@ -39,10 +42,6 @@ def check_how(*, workers=None, threads=None, scheduler=None, option: bool = Fals
     and any two of workers, threads and scheduler given together (each picks where fits
     run: local worker processes, threads of this process, a running scheduler's workers).
     ``option``: name them as command-line options (``--workers``), else as arguments."""
-    from numbers import Integral
-
-    from sbc.errors import ArgumentError
-
     for name, value, minimum, what in (
             ("workers", workers, 0, "0 fits in this process, N starts N local single-threaded "
                                     "Dask workers; leave it out for one per core"),
@@ -102,8 +101,6 @@ def check_scheduler_address(address: str | None) -> str | None:
     machine: Dask sends pickled tasks and results over it, unencrypted and unauthenticated."""
     if address is None:
         return None
-    from urllib.parse import urlsplit
-
     parts = urlsplit(address) if "://" in address else None
     if parts is None or parts.scheme not in SCHEMES or (not parts.hostname and parts.scheme != "inproc"):
         hint = (" (http:// is the dashboard; the scheduler listens on tcp://, port 8786 by "
@@ -138,8 +135,6 @@ def run_in_threads(tasks, on_records, n: int, progress, window, wanted, guard=No
     """:func:`sbc.dispatch.run_tasks` on ``n`` threads (:class:`Threads`): records are handed
     over in this (the calling) thread, in the order the batches finish; at most ``window``
     batches in flight."""
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
     queue = list(reversed(tasks))
     limit = window or len(tasks)
     running: set = set()

@@ -41,12 +41,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from sbc.datafit import REPLICATED, DataFit, fit_data
+from sbc.datafit import REPLICATED, DataFit, fit_data, procedure_of
+from sbc.plots import loo_pit_figure, ppc_statistics_figure
 from sbc.readers import Screen, as_screen
+from sbc.render import check_page
+from sbc.spec import resolve_model
+from sbc.stats import failure_shape, uniformity_test
 
 __all__ = ["STATISTICS", "CheckResult", "ModelCheck", "check", "screen_statistics"]
 
@@ -291,8 +296,6 @@ class CheckResult:
     def plot_statistics(self):
         """The test statistics: replicated values of each model and the observed value
         (matplotlib ``Figure``)."""
-        from sbc.plots import ppc_statistics_figure
-
         first = self.checks[0]
         return ppc_statistics_figure(
             [(s.name, s.observed) for s in first.statistics],
@@ -301,8 +304,6 @@ class CheckResult:
 
     def plot_loo_pit(self):
         """ECDF(LOO-PIT) - u of each model with its 95 % band (matplotlib ``Figure``)."""
-        from sbc.plots import loo_pit_figure
-
         return loo_pit_figure({c.model: c.loo_pit for c in self.checks})
 
     def to_dict(self) -> dict:
@@ -314,8 +315,6 @@ class CheckResult:
 
     def write(self, out: str | Path) -> Path:
         """Write check.json and check.html (tables and figures) to ``out``."""
-        from sbc.render import check_page
-
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "check.json").write_text(json.dumps(_finite(self.to_dict()), indent=2,
@@ -343,8 +342,6 @@ def _json(value):
 
 def _pit_shape(pit: np.ndarray) -> str:
     """Where LOO-PIT values pile up, in words (:func:`sbc.stats.failure_shape`)."""
-    from sbc.stats import failure_shape
-
     return {"too_narrow": "values pile up in both tails of their predictions: predictions "
                           "too narrow, or tails heavier than modelled",
             "too_wide": "values pile up in the middle of their predictions: predictions too "
@@ -358,10 +355,6 @@ def _pit_shape(pit: np.ndarray) -> str:
 
 def check_model(fit: DataFit, alpha: float = ALPHA) -> ModelCheck:
     """The posterior predictive, LOO-PIT and per-gene checks of one fitted model."""
-    import arviz_stats as azs
-
-    from sbc.stats import uniformity_test
-
     tree = fit.datatree
     frame = fit.screen.frame
     response = next(iter(tree["observed_data"].data_vars))
@@ -443,11 +436,6 @@ def check(data, models: str | Sequence[str] = ("crispr_screen", "crispr_gene_spr
     -------
     CheckResult: ``str()`` reads as the verdicts; ``result[model]`` one model's checks.
     """
-    import arviz_stats as azs
-
-    from sbc.datafit import procedure_of
-    from sbc.spec import resolve_model
-
     stream = sys.stderr if stream is None else stream
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")

@@ -7,9 +7,12 @@ alpha_g, beta_c and one normal draw per row), so the data set is the notebook's 
 from __future__ import annotations
 
 import numpy as np
+import nutpie
 import pandas as pd
+from arviz_stats import summary
 
 from sbc.design import design_frame
+from sbc.spec import build_pymc_model, resolve_model
 
 TRUE_VALUES = {"mu_alpha": -1.0, "sigma_alpha": 0.5, "mu_beta": 0.0, "sigma_beta": 0.5,
                "sigma": 0.05}
@@ -33,10 +36,6 @@ def seed_data(n_cell_lines: int = 10, n_genes: int = 3, n_reps: int = 3) -> tupl
 def seed_posterior(model: str = "crispr_seed", draws: int = 2000, tune: int = 1000,
                    chains: int = 4):
     """nutpie's posterior (a DataTree) of the seed's data under ``model``, seeded with 103."""
-    import nutpie
-
-    from sbc.spec import build_pymc_model, resolve_model
-
     data, _ = seed_data()
     compiled = nutpie.compile_pymc_model(build_pymc_model(resolve_model(model), data))
     return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=1, seed=SEED,
@@ -51,8 +50,6 @@ def seed_summary(trace, names: list[str], real: dict) -> pd.DataFrame:
     """The seed notebook's summary (ArviZ's: mean, sd, 94 % HDI as hdi_3% / hdi_97%, MCSE,
     ESS bulk and tail, R-hat) with the true value beside each scalar, rounded to 3 decimals
     (not to the Monte Carlo error, so values line up with the notebook's)."""
-    from arviz_stats import summary
-
     table = summary(trace, var_names=names, kind="all", ci_prob=0.94, ci_kind="hdi",
                     round_to="none")
     table = table.rename(columns={"hdi94_lb": "hdi_3%", "hdi94_ub": "hdi_97%"})[SUMMARY_COLUMNS]

@@ -27,6 +27,9 @@ import hashlib
 import json
 from importlib.metadata import PackageNotFoundError, version
 
+# PyTensor and llvmlite are imported where they are asked: every study imports this module
+# (its fingerprint), and validating a study or opening its results needs neither.
+
 # The libraries whose code runs inside a simulation or a fit: another version may give other
 # bits (a rewrite, a new sampler default), so a store refuses to mix them.
 COMPUTING = ("numpy", "numba", "llvmlite", "pytensor", "pymc", "bambi", "nutpie")

@@ -25,6 +25,13 @@ from sbc import seeding
 from sbc.design import read_screen_csv
 from sbc.errors import StudyError
 from sbc.config import check_path_name, read_text, safe_name
+from sbc.readers import read_screen
+from sbc.sampling import make_backend
+from sbc.simulate import _is_rng
+from sbc.spec import make_spec
+
+# PyMC and PyTensor are imported where a simulator is built: a study with posterior SBC is
+# validated (sbc.study imports this module) without loading them.
 
 
 def read_observed(path: Path) -> pd.DataFrame:
@@ -85,8 +92,6 @@ def posterior_design(path: Path, samples: Path | None = None, genes: int | None 
     gene-effect matrix, a count table and its sheet), and a subset of the first ``genes`` /
     ``cell_lines``, travels as the long CSV it becomes, so workers parse one format and the
     fingerprint covers exactly the values fitted."""
-    from sbc.readers import read_screen
-
     path = Path(path)
     stem = path.name.split(".")[0]
     suffix = "".join(f"-{n}{k[0]}" for k, n in (("genes", genes), ("cells", cell_lines)) if n)
@@ -115,10 +120,6 @@ class PosteriorSimulator:
         import pymc as pm
         import pytensor
         from pymc.model.transform.conditioning import do
-
-        from sbc.sampling import make_backend
-        from sbc.simulate import _is_rng
-        from sbc.spec import make_spec
 
         observed = design.observed
         self.y_obs = observed["logfc"].to_numpy(float)

@@ -13,6 +13,9 @@ import numpy as np
 
 from sbc.spec import DERIVED_QUANTITIES, RESPONSE_DATA_NAME, ModelSpec
 
+# PyMC and PyTensor are imported where the log-likelihood is compiled: sbc.replicate imports
+# this module, and a run's import graph (also `sbc report`, sbc.open) must not load them.
+
 QUANTITIES = DERIVED_QUANTITIES  # their names (sbc.spec reserves them)
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
+import pandas as pd
 
 NULL_SEED = 20220332  # the null simulations of the uniformity test (fixed: p-values reproduce)
 PLOT_SEED = 0
@@ -121,8 +122,6 @@ def pit_offsets(*keys) -> np.ndarray:
     drawn in table order, so a replicate's value never changes when others are added
     (resume, more designs) and every reader of the store (report, ranks.nc, tests, planner)
     agrees."""
-    import pandas as pd
-
     frame = pd.DataFrame({f"k{i}": np.asarray(k) for i, k in enumerate(keys)})
     h = pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
     return (h >> np.uint64(11)).astype(np.float64) * 2.0 ** -53

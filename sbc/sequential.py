@@ -59,7 +59,7 @@ import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from sbc import seeding
+from sbc import seeding, stats
 
 # Partitions of [0, 1] averaged in the e-process: halves (a shifted posterior tilts them) and
 # finer bins in the tails, where a too narrow or too wide posterior moves the ranks first.
@@ -207,8 +207,6 @@ def crossing_times(u: np.ndarray, threshold: float) -> np.ndarray:
 def _look_rejects(u: np.ndarray, n: int, level: float) -> np.ndarray:
     """Whether the fixed-n uniformity test (sbc.stats) rejects the first n ranks of each row
     at ``level``."""
-    from sbc import stats
-
     n_sim = max(stats.DEFAULT_N_SIM, 1000 * math.ceil(20.0 / level / 1000))
     return stats.uniformity_pvalues(u[:, :n], n_sim) <= level
 

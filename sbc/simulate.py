@@ -10,6 +10,9 @@ import numpy as np
 
 from sbc.spec import ModelSpec
 
+# PyMC is imported where a simulator is built and drawn from: sbc.replicate and sbc.posterior
+# import this module, and a run's import graph (also `sbc report`, sbc.open) must not load it.
+
 
 def _is_rng(var) -> bool:
     return type(var.type).__name__ in ("RandomGeneratorType", "RandomTypeGenerator")

@@ -11,11 +11,14 @@ needs no copy of the project, and the fingerprint of a study covers exactly the 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import importlib.util
 import sys
 import traceback
 import types
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,9 @@ import pandas as pd
 from sbc.config import check_path_name, read_text, safe_name
 from sbc.errors import ModelError
 from sbc.numerics import pin_numerics
+
+# PyMC and PyTensor are imported where a model is built: resolving and reading models (every
+# study file, `sbc report`, sbc.open) does not load them.
 
 RESPONSE_DATA_NAME = "sbc_observed"
 
@@ -56,8 +62,6 @@ def _search_dirs(base_dir: Path) -> list[Path]:
 
 def shipped_model_dirs() -> list[Path]:
     """The folder(s) of :mod:`sbc.models`, the reference models installed with sbc."""
-    import importlib.util
-
     try:
         spec = importlib.util.find_spec("sbc.models")
     except (ImportError, ValueError):
@@ -66,15 +70,11 @@ def shipped_model_dirs() -> list[Path]:
 
 
 def _entry_points() -> dict:
-    from importlib.metadata import entry_points
-
-    return {ep.name: ep for ep in entry_points(group=MODEL_ENTRY_POINTS)}
+    return {ep.name: ep for ep in metadata.entry_points(group=MODEL_ENTRY_POINTS)}
 
 
 def _entry_point_model(ref: str, entry) -> tuple[Path, str]:
     """(file, function) of a model that a package declares in the ``sbc.models`` group."""
-    import importlib.util
-
     module, _, function = entry.value.partition(":")
     try:
         spec = importlib.util.find_spec(module.strip())
@@ -138,7 +138,6 @@ def resolve_model(ref: str, base_dir: str | Path = ".") -> ModelRef:
             entry = _entry_points().get(ref)
             if entry is None:
                 known = sorted(known_models(base_dir))
-                import difflib
                 guess = difflib.get_close_matches(ref, known, n=1)
                 hint = f"did you mean '{guess[0]}'? " if guess else ""
                 raise ModelError(f"unknown model '{ref}': no file {ref}.py in "

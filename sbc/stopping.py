@@ -30,8 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sbc import sequential
+from sbc import sequential, stats
+from sbc.calibration import calibrate, with_fractional_ranks
+from sbc.config import positive_int, where
 from sbc.errors import StudyError
+from sbc.verdicts import Cause, Verdict, attribute, recommendation
 
 DEFAULT_MAX = 1000
 SEQUENTIAL_KEYS = {"alpha", "power", "shift", "narrow"}
@@ -54,9 +57,9 @@ class Sequential:
     narrow: float = 0.2
 
     def __post_init__(self):
-        where = Path("[sequential]")
+        table = Path("[sequential]")
         for key in ("alpha", "power"):
-            _fraction(getattr(self, key), where, key)
+            _fraction(getattr(self, key), table, key)
         if not _number(self.shift) or not 0 <= self.shift <= 5:
             raise StudyError(f"[sequential] shift must be a number of posterior sds in [0, 5], "
                              f"got {self.shift!r}; write e.g. shift = 0.5")
@@ -117,8 +120,6 @@ def from_file(raw: dict, path: Path, n_sims, sims, max_sims,
     ``n_sims``: its simulations after the command line's ``sims``; ``max_sims``: the command
     line's max_simulations (already checked); ``cli``: they came as the options --sims and
     --max-sims (else as the Python arguments simulations= and max_simulations=)."""
-    from sbc.config import positive_int, where
-
     if isinstance(n_sims, str) and n_sims != "auto":
         raise StudyError(f"{where(path, 'simulations')} must be an integer or \"auto\", got "
                          f"{n_sims!r}; write e.g. simulations = 250, or simulations = \"auto\" "
@@ -145,8 +146,6 @@ def from_file(raw: dict, path: Path, n_sims, sims, max_sims,
 def normalize(sims, most, settings) -> tuple[int, int | None, Sequential | None]:
     """A Study's (simulations, max_simulations, sequential), normalized: a sequential study
     ("auto", or settings given) has settings and simulations = max_simulations."""
-    from sbc.config import positive_int
-
     here = Path("Study")
     if isinstance(sims, str) and sims != "auto":
         raise StudyError(f"Study simulations must be an integer or \"auto\", got {sims!r}")
@@ -358,8 +357,6 @@ def judge(reps: pd.DataFrame, params: pd.DataFrame, settings: Sequential, sample
     """The calibration (:class:`sbc.calibration.Calibration`) of a sequential study's tables:
     every statistic on the counted replicates, the look's verdicts at the rest of alpha, and
     the sequential outcome in ``Calibration.sequential``."""
-    from sbc.calibration import calibrate, with_fractional_ranks
-
     cells = list(dict.fromkeys(zip(reps["model"], reps["design"])))
     with_u = with_fractional_ranks(params, reps) if len(params) else params
     found = outcomes(reps, with_u, settings, cells)
@@ -373,8 +370,6 @@ def judge(reps: pd.DataFrame, params: pd.DataFrame, settings: Sequential, sample
 def _verdict(v, o: Outcome, cal, sampler=None):
     """The look's verdict ``v`` of one cell, adjusted to its sequential outcome: a stop on a
     failure is attributed, and advised on, by the same engine as a fixed study's failure."""
-    from sbc.verdicts import Cause, Verdict, attribute, recommendation
-
     if o.status == "fail":
         def cell(frame: pd.DataFrame) -> pd.DataFrame:
             return frame[(frame["model"] == o.model) & (frame["design"] == o.design)] \
@@ -411,8 +406,6 @@ def record_ranks(record) -> dict[str, tuple[str, float]]:
     """{scalar name: (group, fractional rank)} of one ok record: the values
     :func:`sbc.calibration.with_fractional_ranks` gives its rows of the parameters table
     (the same keyed offsets), without building the tables (a run calls this per record)."""
-    from sbc import stats
-
     p, quantities = record["parameters"], record.get("quantities") or {}
     names = list(p["name"]) + list(quantities)
     groups = list(p["group"]) + list(quantities)

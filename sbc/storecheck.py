@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sbc import seeding
+from sbc.design import Design
 from sbc.errors import StoreError
 from sbc.numerics import describe_change
 from sbc.record import digest_problem, is_int, is_label, is_number, json_type, loads, record_problem, show
@@ -150,8 +151,6 @@ class Expected:
         if design in self.designs:
             return None
         if self.plan:
-            from sbc.design import Design
-
             try:
                 Design.from_label(design)
                 return None

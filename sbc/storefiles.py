@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import stat
 import sys
@@ -156,8 +157,6 @@ def flock(directory: Path, busy: str) -> Iterator[None]:
     """An exclusive, non-blocking flock on ``directory`` itself, held while the context
     runs (why the directory and not a lock file: :meth:`sbc.store.Store.exclusive`);
     StoreError ``busy`` when another process holds it."""
-    import fcntl
-
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sbc import sequential, stopping
 from sbc.config import (AUTO, LIMITS, check_limit, check_path_name, check_where_fits_run,
                         int_list, parse_limits,
                         parse_run, parse_seed, parse_thin, positive_int, read_toml, safe_name,
@@ -41,6 +42,7 @@ from sbc.config import (AUTO, LIMITS, check_limit, check_path_name, check_where_
 from sbc.design import Design
 from sbc.errors import StudyError
 from sbc.numerics import fingerprint
+from sbc.posterior import posterior_design
 from sbc.sampling import SamplerSettings, sampler_names
 
 
@@ -208,9 +210,7 @@ def _validate(study: Study) -> None:
         raise StudyError(f"Study designs must be a non-empty list of designs, got {designs!r}; "
                          "write e.g. designs=[(10, 3, 3)] (cell lines, genes, replicates)")
     put("designs", tuple(_design(d) for d in designs))
-    from sbc.stopping import normalize
-
-    for key, value in zip(("simulations", "max_simulations", "sequential"), normalize(
+    for key, value in zip(("simulations", "max_simulations", "sequential"), stopping.normalize(
             study.simulations, study.max_simulations, study.sequential)):
         put(key, value)
     put("seed", parse_seed(study.seed, _HERE))
@@ -290,8 +290,6 @@ def _override(value, name: str, minimum: int, what: str, auto: bool = False, why
 def check_overrides(sims, max_sims, cli: bool = True) -> tuple:
     """``sims`` (a count or "auto") and ``max_sims`` as given on the command line (``cli``)
     or to :func:`sbc.run`, checked; a bad one is refused naming the option or argument."""
-    from sbc import sequential
-
     names = override_names(cli)
     if sims is not None:
         sims = _override(sims, names[0], 1, "the simulations per model and design", auto=True)
@@ -304,8 +302,6 @@ def check_overrides(sims, max_sims, cli: bool = True) -> tuple:
 
 def parse_study(raw: dict, path: Path, *, sims: int | str | None = None,
                 max_sims: int | None = None, cli: bool = True) -> Study:
-    from sbc import stopping
-
     names = override_names(cli)
     sims, max_sims = check_overrides(sims, max_sims, cli)
 
@@ -462,8 +458,6 @@ def _parse_posterior(raw: dict, path: Path) -> list:
     """[posterior_sbc] data = "observed.csv" (any format ``sbc.read_screen`` recognises),
     optionally ``samples`` (a count table's sheet) and ``genes`` / ``cell_lines`` (the first
     N in sorted order): the design is the observed data set's."""
-    from sbc.posterior import posterior_design
-
     table = raw["posterior_sbc"]
     if not isinstance(table, dict):
         raise StudyError(f"{where(path, 'posterior_sbc')} must be a table: "

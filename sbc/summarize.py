@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from sbc import stats
+from sbc import plots, stats, stopping
 from sbc.calibration import Calibration, calibrate
+from sbc.errors import StoreError, StudyError
 from sbc.verdicts import ALPHA, Verdict
 
 if TYPE_CHECKING:
@@ -73,9 +74,6 @@ def calibrate_store_tables(manifest: dict, reps: pd.DataFrame, params: pd.DataFr
     recommendations that never repeat a setting in place)."""
     sampler = manifest.get("study", {}).get("sampler")
     if manifest.get("sequential"):  # judged by the sequential rule it ran under
-        from sbc import stopping
-        from sbc.errors import StoreError, StudyError
-
         try:
             settings = stopping.from_value(manifest["sequential"])
         except StudyError as exc:
@@ -176,8 +174,6 @@ def study_summary(manifest: dict, cal: Calibration | None) -> StudySummary:
 def sequential_plot(o) -> Plot:
     """The e-value path of one model x design of a sequential study (an
     :class:`sbc.stopping.Outcome`)."""
-    from sbc import plots
-
     stop = o.fits if o.decided else None
     paths = {g: v[: o.fits] if o.decided else v for g, v in o.log_e.items()}
     return Plot(plots.sequential_path(paths, o.threshold, stop,

@@ -8,7 +8,7 @@ import sys
 from support import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import run as bench  # noqa: E402
+import run as bench
 
 
 def _result(**measured):

@@ -1,13 +1,15 @@
 """The plan file: its dataclasses (:class:`Plan`, :class:`Target`, :class:`CostModel`,
-:class:`SearchSettings`, :class:`Pilot`) and its parser, which validates every key the way
-study files are validated (unknown keys with did-you-mean, ranges, limits), naming the file,
-the key and the fix."""
+:class:`SearchSettings`, :class:`Pilot`; :class:`PlanBase` and :class:`CostParts`, which a
+genome plan shares) and its parser, which validates every key the way study files are
+validated (unknown keys with did-you-mean, ranges, limits), naming the file, the key and the
+fix."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,16 +92,36 @@ class Pilot:
     key: str = "data"  # the key the plan file used ("data" or its older name "csv")
 
 
-@dataclass(frozen=True)
-class Plan:
+@dataclass(frozen=True, kw_only=True)
+class PlanBase:
+    """What both kinds of plan (:class:`Plan`, :class:`sbc.plan.genome_config.GenomePlan`)
+    hold besides their model, space, cost and search: name and seed, the targets (each
+    kind's own) and the probability a design must meet them with, where the plan writes and
+    runs ([run], [cluster]), the folder its paths are read against and its description.
+    Keyword arguments only."""
+
     name: str
     seed: int
+    targets: tuple
+    probability: float
+    output: str | None = None
+    scheduler: str | None = None
+    workers: int | None = None
+    cluster: ClusterSpec | None = None
+    base_dir: str = "."
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, as plan.json stores it and the plan's fingerprint hashes it."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan(PlanBase):
     model: str
     cell_lines: tuple[int, ...]
     genes: tuple[int, ...]
     reps: tuple[int, ...]
-    targets: tuple[Target, ...]
-    probability: float
     monotone: tuple[str, ...] = ("cell_lines", "reps")
     design_model: str | None = None
     pilot: Pilot | None = None
@@ -107,21 +129,12 @@ class Plan:
     search: SearchSettings = field(default_factory=SearchSettings)
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     thin: int | str = "auto"
-    output: str | None = None
-    scheduler: str | None = None
-    workers: int | None = None
     batch_size: int | None = None
-    cluster: ClusterSpec | None = None
-    base_dir: str = "."
-    description: str = ""
 
     def designs(self) -> list[Design]:
         """Every design of the space, cheapest first (ties: fewer rows first)."""
         grid = [Design(c, g, r) for c in self.cell_lines for g in self.genes for r in self.reps]
         return sorted(grid, key=lambda d: (self.cost(d), d.n_rows, d.label))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Plan:
@@ -135,11 +148,73 @@ def load_plan(path: str | Path) -> Plan:
     return parse_plan(read_toml(path, "plan file"), path)
 
 
+def parse_plan_base(raw: dict, path: Path, run_keys: set[str]) -> dict[str, Any]:
+    """The :class:`PlanBase` fields of a plan file but its targets and probability (which each
+    kind of plan parses its own way): name, seed, [run] (``run_keys``: its keys, with
+    ``batch_size`` where the kind of plan has one), [cluster], description and the folder
+    its paths are read against, as keyword arguments for either kind of plan."""
+    name = parse_name(raw, path)
+    if "seed" not in raw:
+        raise StudyError(f"{path}: missing key 'seed'; write e.g. seed = 2024 (the plan is "
+                         "reproducible from it)")
+    seed = parse_seed(raw["seed"], path)
+    run = parse_run(raw.get("run", {}), path, run_keys)
+    cluster = _parse_cluster(raw["cluster"], path, run) if "cluster" in raw else None
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise StudyError(f"{path}: key 'description' must be a string, got {description!r}")
+    return {"name": name.strip(), "seed": seed, **run, "cluster": cluster,
+            "base_dir": str(path.resolve().parent), "description": description}
+
+
+def parse_search(raw: dict, path: Path, allowed: set[str], limits: dict[str, int], *,
+                 batch: int = 20, max_simulations: int = 100) -> SearchSettings:
+    """A plan file's [search] table, either kind: ``allowed`` its keys (a genome plan has no
+    calibration fits, time limit or flagged share), ``batch`` and ``max_simulations`` the
+    kind's defaults; the simulations per design within ``limits``."""
+    s = _table(raw, "search", path, allowed)
+    strategy = s.get("strategy", "adaptive")
+    if strategy not in ("adaptive", "grid"):
+        raise StudyError(f"{path}: key 'search.strategy' must be \"adaptive\" or \"grid\", "
+                         f"got {strategy!r}")
+    search = SearchSettings(
+        strategy=strategy,
+        batch=positive_int(s.get("batch", batch), path, "search.batch"),
+        max_simulations=positive_int(s.get("max_simulations", max_simulations), path,
+                                      "search.max_simulations"),
+        confidence=_number(s.get("confidence", 0.95), path, "search.confidence", 0.5, 0.999),
+        runners_up=positive_int(s.get("runners_up", 2), path, "search.runners_up", 0),
+        calibration_simulations=positive_int(s.get("calibration_simulations", 40), path,
+                                              "search.calibration_simulations", 0),
+        alpha=_number(s.get("alpha", 0.01), path, "search.alpha", 0.001, 0.5),
+        max_minutes_per_design=_number(s.get("max_minutes_per_design", 20.0), path,
+                                       "search.max_minutes_per_design", 0.01),
+        max_flagged=_number(s.get("max_flagged", 0.1), path, "search.max_flagged", 0.0, 1.0))
+    for key in ("max_simulations", "calibration_simulations"):
+        if key in allowed:
+            check_limit(getattr(search, key), limits, "simulations",
+                        f"{path}: key 'search.{key}' = {getattr(search, key)}")
+    if search.batch > search.max_simulations:
+        raise StudyError(f"{path}: search.batch ({search.batch}) exceeds search.max_simulations "
+                         f"({search.max_simulations}); lower the batch")
+    return search
+
+
 def _table(raw: dict, key: str, path: Path, allowed: set[str]) -> dict:
     value = raw.get(key, {})
     if not isinstance(value, dict):
         raise StudyError(f"{path}: key '{key}' must be a table ([{key}])")
     unknown_keys(value, allowed, path, f"{key}.")
+    return value
+
+
+def _one_of(value: Any, choices: Sequence[str], path: Path, key: str) -> str:
+    """``value`` if it is one of ``choices``; else the key, a did-you-mean and the choices."""
+    if value not in choices:
+        guess = difflib.get_close_matches(str(value), choices, n=1)
+        raise StudyError(f"{path}: '{key}' = {value!r} is unknown; "
+                         + (f"did you mean '{guess[0]}'? " if guess else "")
+                         + f"choose one of {', '.join(choices)}")
     return value
 
 
@@ -203,11 +278,7 @@ def parse_plan(raw: dict, path: Path) -> Plan:
     """
     unknown_keys(raw, TOP_KEYS, path, "")
     limits = parse_limits(raw, path)
-    name = parse_name(raw, path)
-    if "seed" not in raw:
-        raise StudyError(f"{path}: missing key 'seed'; write e.g. seed = 2024 (the plan is "
-                         "reproducible from it)")
-    seed = parse_seed(raw["seed"], path)
+    common = parse_plan_base(raw, path, RUN_KEYS)
     model = raw.get("model")
     if not isinstance(model, str) or not model:
         raise StudyError(f"{path}: missing key 'model' (the analysis model that is fitted); "
@@ -280,44 +351,13 @@ def parse_plan(raw: dict, path: Path) -> Plan:
     if cost == CostModel(unit=str(unit)):  # no cost given: measurements are the cost
         cost = CostModel(per_measurement=1.0, unit=str(unit))
 
-    s = _table(raw, "search", path, SEARCH_KEYS)
-    strategy = s.get("strategy", "adaptive")
-    if strategy not in ("adaptive", "grid"):
-        raise StudyError(f"{path}: key 'search.strategy' must be \"adaptive\" or \"grid\", "
-                         f"got {strategy!r}")
-    search = SearchSettings(
-        strategy=strategy,
-        batch=positive_int(s.get("batch", 20), path, "search.batch"),
-        max_simulations=positive_int(s.get("max_simulations", 100), path,
-                                      "search.max_simulations"),
-        confidence=_number(s.get("confidence", 0.95), path, "search.confidence", 0.5, 0.999),
-        runners_up=positive_int(s.get("runners_up", 2), path, "search.runners_up", 0),
-        calibration_simulations=positive_int(s.get("calibration_simulations", 40), path,
-                                              "search.calibration_simulations", 0),
-        alpha=_number(s.get("alpha", 0.01), path, "search.alpha", 0.001, 0.5),
-        max_minutes_per_design=_number(s.get("max_minutes_per_design", 20.0), path,
-                                       "search.max_minutes_per_design", 0.01),
-        max_flagged=_number(s.get("max_flagged", 0.1), path, "search.max_flagged", 0.0, 1.0))
-    for key in ("max_simulations", "calibration_simulations"):
-        check_limit(getattr(search, key), limits, "simulations",
-                    f"{path}: key 'search.{key}' = {getattr(search, key)}")
-    if search.batch > search.max_simulations:
-        raise StudyError(f"{path}: search.batch ({search.batch}) exceeds search.max_simulations "
-                         f"({search.max_simulations}); lower the batch")
+    search = parse_search(raw, path, SEARCH_KEYS, limits)
 
     sampler = _parse_sampler(raw.get("sampler", {}), path)
     thin = parse_thin(raw.get("thin", AUTO), path, sampler.chains, sampler.draws)
-    run = parse_run(raw.get("run", {}), path, RUN_KEYS)
-    cluster = _parse_cluster(raw["cluster"], path, run) if "cluster" in raw else None
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        raise StudyError(f"{path}: key 'description' must be a string, got {description!r}")
-    return Plan(name=name.strip(), seed=seed, model=model, design_model=design_model,
-                pilot=pilot, **dims, monotone=tuple(monotone), targets=targets,
-                probability=probability, cost=cost, search=search, sampler=sampler, thin=thin,
-                output=run["output"], scheduler=run["scheduler"], workers=run["workers"],
-                batch_size=run["batch_size"], cluster=cluster,
-                base_dir=str(path.resolve().parent), description=description)
+    return Plan(model=model, design_model=design_model, pilot=pilot, **dims,
+                monotone=tuple(monotone), targets=targets, probability=probability, cost=cost,
+                search=search, sampler=sampler, thin=thin, **common)
 
 
 def _parse_target(entry: Any, path: Path, key: str) -> Target:
@@ -333,12 +373,7 @@ def _parse_target(entry: Any, path: Path, key: str) -> Target:
     except ValueError as exc:
         raise StudyError(f"{path}: '{key}.quantity' = {quantity!r}: {exc}") from None
     quantity = element_name(base, index)  # the form stored names take: "b[0,1]"
-    criterion = entry.get("criterion")
-    if criterion not in CRITERIA:
-        guess = difflib.get_close_matches(str(criterion), CRITERIA, n=1)
-        raise StudyError(f"{path}: '{key}.criterion' = {criterion!r} is unknown; "
-                         + (f"did you mean '{guess[0]}'? " if guess else "")
-                         + f"choose one of {', '.join(CRITERIA)}")
+    criterion = _one_of(entry.get("criterion"), CRITERIA, path, f"{key}.criterion")
     value_key = {"sd": "below", "width": "below", "excludes": "threshold",
                  "contraction": "above"}[criterion]
     if criterion != "excludes" and value_key not in entry:

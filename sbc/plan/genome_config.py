@@ -5,17 +5,18 @@ fix."""
 
 from __future__ import annotations
 
-import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sbc.config import check_limit, parse_limits, parse_run, parse_seed, positive_int, read_toml, unknown_keys
+from sbc.config import check_limit, parse_limits, positive_int, read_toml, unknown_keys
 from sbc.errors import StudyError
-from sbc.plan.config import CostParts, SearchSettings, _int_tuple, _number, _table
+from sbc.plan.config import (CostParts, PlanBase, SearchSettings, _int_tuple, _number, _one_of,
+                             _table, parse_plan_base, parse_search)
 from sbc.plan.genome import GenomeSettings, GenomeTarget, ScreenDesign, guide_model
-from sbc.study import ClusterSpec, _parse_cluster, parse_name
+from sbc.plan.genome_pilot import USABLE
 
 DIMENSIONS = ("cell_lines", "genes", "reps", "guides", "depth")
 TOP_KEYS = {"kind", "name", "description", "seed", "model", "space", "targets", "probability",
@@ -70,13 +71,9 @@ class GenomePilot:
     use: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
-class GenomePlan:
-    name: str
-    seed: int
+@dataclass(frozen=True, kw_only=True)
+class GenomePlan(PlanBase):
     dims: dict
-    targets: tuple[GenomeTarget, ...]
-    probability: float
     cost: GenomeCost
     search: SearchSettings
     monotone: tuple[str, ...] = ("cell_lines", "reps", "guides", "depth")
@@ -90,18 +87,10 @@ class GenomePlan:
     hyper_genes: int | str = "auto"
     hyper_draws: int = 24
     n_pit: int = 10
-    output: str | None = None
-    scheduler: str | None = None
-    workers: int | None = None
-    cluster: ClusterSpec | None = None
-    base_dir: str = "."
-    description: str = ""
     pilot: GenomePilot | None = None
 
     def designs(self) -> list[ScreenDesign]:
         """Every design of the space, cheapest first (ties: fewer counts first)."""
-        import itertools
-
         grid = [ScreenDesign(*v) for v in itertools.product(*(self.dims[k] for k in DIMENSIONS))]
         return sorted(grid, key=lambda d: (self.cost_of(d), d.n_rows, d.label))
 
@@ -116,9 +105,6 @@ class GenomePlan:
             selective_effect=self.selective_effect, hyper_genes=self.hyper_genes,
             hyper_draws=self.hyper_draws, n_pit=self.n_pit, t0_depth=self.t0_depth,
             library_sd=self.library_sd)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def is_genome_plan(path: str | Path) -> bool:
@@ -141,11 +127,7 @@ def parse_genome_plan(raw: dict, path: Path) -> GenomePlan:
     if raw.get("kind") != "genome":
         raise StudyError(f"{path}: key 'kind' must be \"genome\" for a genome plan")
     limits = parse_limits(raw, path)
-    name = parse_name(raw, path)
-    if "seed" not in raw:
-        raise StudyError(f"{path}: missing key 'seed'; write e.g. seed = 2026 (the plan is "
-                         "reproducible from it)")
-    seed = parse_seed(raw["seed"], path)
+    common = parse_plan_base(raw, path, RUN_KEYS)
     model = raw.get("model", "crispr_guides")
     if model != "crispr_guides":
         raise StudyError(f"{path}: key 'model' = {model!r}: a genome plan fits the guide-level "
@@ -190,23 +172,7 @@ def parse_genome_plan(raw: dict, path: Path) -> GenomePlan:
         raise StudyError(f"{path}: [cost] gives no cost; write e.g. per_million_reads = 0.005 "
                          "and per_screen = 1.0 (the plan looks for the cheapest design)")
 
-    s = _table(raw, "search", path, SEARCH_KEYS)
-    strategy = s.get("strategy", "adaptive")
-    if strategy not in ("adaptive", "grid"):
-        raise StudyError(f"{path}: key 'search.strategy' must be \"adaptive\" or \"grid\", "
-                         f"got {strategy!r}")
-    search = SearchSettings(
-        strategy=strategy, batch=positive_int(s.get("batch", 10), path, "search.batch"),
-        max_simulations=positive_int(s.get("max_simulations", 60), path,
-                                      "search.max_simulations"),
-        confidence=_number(s.get("confidence", 0.95), path, "search.confidence", 0.5, 0.999),
-        runners_up=positive_int(s.get("runners_up", 2), path, "search.runners_up", 0),
-        alpha=_number(s.get("alpha", 0.01), path, "search.alpha", 0.001, 0.5))
-    check_limit(search.max_simulations, limits, "simulations",
-                f"{path}: key 'search.max_simulations' = {search.max_simulations}")
-    if search.batch > search.max_simulations:
-        raise StudyError(f"{path}: search.batch ({search.batch}) exceeds search.max_simulations "
-                         f"({search.max_simulations}); lower the batch")
+    search = parse_search(raw, path, SEARCH_KEYS, limits, batch=10, max_simulations=60)
 
     cand = _table(raw, "candidates", path, CANDIDATE_KEYS)
     n_candidates = positive_int(cand.get("genes", 20), path, "candidates.genes", 0)
@@ -226,31 +192,22 @@ def parse_genome_plan(raw: dict, path: Path) -> GenomePlan:
     hyper_genes = shortcut.get("hyper_genes", "auto")
     if hyper_genes != "auto":
         hyper_genes = positive_int(hyper_genes, path, "shortcut.hyper_genes", 50)
-    run = parse_run(raw.get("run", {}), path, RUN_KEYS)
-    cluster = _parse_cluster(raw["cluster"], path, run) if "cluster" in raw else None
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        raise StudyError(f"{path}: key 'description' must be a string, got {description!r}")
     pilot = _parse_pilot(raw, path) if "pilot" in raw else None
     return GenomePlan(
-        name=name.strip(), seed=seed, dims=dims, targets=targets, probability=probability,
-        cost=cost, search=search, monotone=tuple(monotone), n_candidates=n_candidates,
-        fraction=fraction, selective_effect=effect, priors=priors,
+        dims=dims, targets=targets, probability=probability, cost=cost, search=search,
+        monotone=tuple(monotone), n_candidates=n_candidates, fraction=fraction,
+        selective_effect=effect, priors=priors,
         library_sd=_number(library.get("sd", 0.55), path, "library.sd", 0.0, 3.0),
         t0_depth=_number(library.get("t0_depth", 500.0), path, "library.t0_depth", 10.0),
         hyper_genes=hyper_genes,
         hyper_draws=positive_int(shortcut.get("hyper_draws", 24), path, "shortcut.hyper_draws"),
         n_pit=positive_int(shortcut.get("n_pit", 10), path, "shortcut.n_pit"),
-        output=run["output"], scheduler=run["scheduler"], workers=run["workers"],
-        cluster=cluster, base_dir=str(path.resolve().parent), description=description,
-        pilot=pilot)
+        pilot=pilot, **common)
 
 
 def _parse_pilot(raw: dict, path: Path) -> GenomePilot:
     """``[pilot]``: the files must exist (relative to the plan file); they are read when the
     plan runs, before anything is simulated."""
-    from sbc.plan.genome_pilot import USABLE
-
     table = _table(raw, "pilot", path, PILOT_KEYS)
     files = {}
     for key in ("data", "samples"):
@@ -310,14 +267,7 @@ def _parse_target(entry: Any, path: Path, key: str) -> GenomeTarget:
         raise StudyError(f"{path}: '{key}' must be a table with kind, e.g. kind = "
                          "\"essential_power\"")
     unknown_keys(entry, TARGET_KEYS, path, f"{key}.")
-    kind = entry.get("kind")
-    if kind not in KINDS:
-        import difflib
-
-        guess = difflib.get_close_matches(str(kind), KINDS, n=1)
-        raise StudyError(f"{path}: '{key}.kind' = {kind!r} is unknown; "
-                         + (f"did you mean '{guess[0]}'? " if guess else "")
-                         + f"choose one of {', '.join(KINDS)}")
+    kind = _one_of(entry.get("kind"), KINDS, path, f"{key}.kind")
     if kind in ("width", "separation") and "below" not in entry:
         raise StudyError(f"{path}: '{key}' ({kind}) needs below = NUMBER, e.g. below = "
                          + ("0.6" if kind == "width" else "-3"))

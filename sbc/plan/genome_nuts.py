@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import nutpie
 from scipy import special, stats
 
 from sbc.numerics import pin_numerics
@@ -26,8 +27,6 @@ POINT_SD = 1e-4
 
 def compile_full_model(t0: np.ndarray, counts: np.ndarray, settings: GenomeSettings):
     """nutpie's compiled full model for screens of this shape (reused with new data)."""
-    import nutpie
-
     pin_numerics()
     model = guide_model().build(t0, counts, settings.analysis_priors(), settings.library_sd,
                                 settings.n_candidates, settings.fraction)
@@ -45,8 +44,6 @@ def nuts_posterior(t0: np.ndarray, counts: np.ndarray, settings: GenomeSettings,
     :func:`compile_full_model` for a screen of the same shape saves the compile); returns
     the posterior in the shortcut's form and diagnostics (seconds, divergences, worst
     R-hat of the gene effects)."""
-    import nutpie
-
     names = _names(settings)
     start = time.perf_counter()
     if compiled is None:

@@ -54,6 +54,7 @@ from sbc.errors import DataError, StudyError
 from sbc.plan import genome_fit as gm
 from sbc.plan.genome import HYPER, GenomeSettings, ScreenDesign, guide_model
 from sbc.plan.genome_screen import simulate
+from sbc.readers import Screen, read_screen
 
 LIBRARY_SD = "library_sd"
 USABLE = (*HYPER, LIBRARY_SD)
@@ -416,8 +417,6 @@ def derive_pilot_priors(data, samples=None, priors: dict | None = None, *, widen
         (default: all it informs).
     seed : the plan's seed (the importance draws).
     """
-    from sbc.readers import Screen, read_screen
-
     base = dict(priors or guide_model().PRIORS)
     if isinstance(data, Screen):
         screen, digest = data, "in memory"

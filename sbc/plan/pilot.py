@@ -15,6 +15,9 @@ import numpy as np
 import pandas as pd
 
 from sbc.errors import DataError, ModelError, StudyError
+from sbc.readers import read_screen
+from sbc.sampling import make_backend
+from sbc.spec import load_module, make_spec, resolve_model
 
 POSITIVE_FAMILIES = {"LogNormal", "HalfNormal", "Exponential", "Gamma", "HalfCauchy",
                      "HalfStudentT", "InverseGamma", "Weibull"}
@@ -38,8 +41,6 @@ def moment_matched_priors(priors: dict, draws: dict[str, np.ndarray], widen: flo
 def pilot_screen(path: Path, samples: Path | None = None, key: str = "data"):
     """Read a pilot screen (:func:`sbc.readers.read_screen`); a malformed file is refused with
     a :class:`~sbc.errors.DataError` naming the ``[pilot]`` key and the file."""
-    from sbc.readers import read_screen
-
     path = Path(path)
     what = f"pilot {key} ([pilot] {key} = {path.name!r}" + \
         (f", samples = {Path(samples).name!r}" if samples else "") + ")"
@@ -85,9 +86,6 @@ def pilot_notes(screen, draws: dict, priors: dict) -> list[str]:
 def pilot_design_model(plan, fit_ref, store, stream):
     """Fit the analysis model to the pilot once (cached in the store) and write the design
     prior as a model file: the analysis model's source with its PRIORS moment-matched."""
-    from sbc.sampling import make_backend
-    from sbc.spec import load_module, make_spec, resolve_model
-
     module = load_module(fit_ref)
     priors = getattr(module, "PRIORS", None)
     if not isinstance(priors, dict):

@@ -38,8 +38,13 @@ from sbc.verdicts import SHAPE_TEXT as _ENGINE_SHAPES
 from sbc.verdicts import Verdict
 from sbc.design import Design
 from sbc.errors import StudyError
+from sbc.execution import check_how
 from sbc.sampling import SamplerSettings, sampler_names
+from sbc.stopping import Sequential, judge
 from sbc.study import Study
+
+# sbc.pipeline and sbc.results (with matplotlib and Jinja2 behind them) are imported where a
+# check runs: the pytest plugin imports this module in every pytest session.
 
 DEFAULT_CACHE_DIR = ".sbc_cache"
 
@@ -317,10 +322,7 @@ def check_calibration(model, design=(10, 3, 3), *, n_sims: int | str = "auto",
     max_failed: share of failed fits tolerated before the check fails.
     Returns a :class:`CalibrationResult` (never raises for miscalibration).
     """
-    from sbc.execution import check_how
     from sbc.results import run
-    from sbc.stopping import Sequential
-
     check_how(workers=workers)  # before any model is resolved or a cache directory made
     if not 0 < alpha < 1:
         raise StudyError(f"alpha must lie in (0, 1), got {alpha!r}; 0.05 is usual")
@@ -347,8 +349,6 @@ def check_calibration(model, design=(10, 3, 3), *, n_sims: int | str = "auto",
         verdict = next(iter(cal.verdicts.values()))
         checks = _checks(cal, alpha)
     else:
-        from sbc.stopping import judge
-
         cal = judge(reps, params, settings, sampler=study.sampler)
         reps, params = cal.reps, cal.params  # the replicates the verdict rests on
         verdict = next(iter(cal.verdicts.values()))

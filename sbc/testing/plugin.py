@@ -13,6 +13,7 @@ distribution (or with ``-p sbc.testing.plugin``).  Options:
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +25,12 @@ from sbc.testing.calibration import (
     check_calibration,
 )
 
+# hypothesis and sbc.testing.strategies are imported only with --sbc-profile: pytest loads
+# this plugin in every session.
+
 
 def _workers(text: str) -> int:
     """--sbc-workers: 0 (in the test process) or more local Dask workers."""
-    import argparse
-
     try:
         value = int(text)
     except ValueError:

@@ -25,6 +25,9 @@ from hypothesis import strategies as st
 
 from sbc.design import Design
 
+# Bambi is imported where a model is built: test modules import these strategies at
+# collection, which should not wait for Bambi and PyMC to load.
+
 FACTORS = ("gene", "cell_line")
 RESPONSE = "logfc"
 
