@@ -5,7 +5,7 @@
 Runs ``sbc check DATA --study studies/crispr_seed.toml`` (crispr_screen and
 crispr_gene_spread, fitted side by side in two threads) on each lineage's gene-effect matrix,
 times it, and writes ``real_check.md`` and ``real_check.json``; ``--readme`` puts the table
-into README.md between its ``real-check`` markers (``tests/test_readme_claims.py`` checks it
+into docs/user_guide/real_screens.md between its ``real-check`` markers (``tests/test_readme_claims.py`` checks it
 matches the json), ``--readme-only`` does that from the stored json without fitting, as does
 ``python tools/readme.py`` (which calls ``readme_block``).  The load average before and after
 is recorded, since a busy machine inflates the time.
@@ -91,7 +91,8 @@ def readme_block(results: list[dict]) -> str:
     return f"{START}\n{table(results).rstrip()}\n{END}"
 
 
-def write_readme(results: list[dict], readme: Path = ROOT / "README.md") -> None:
+def write_readme(results: list[dict],
+                 readme: Path = ROOT / "docs" / "user_guide" / "real_screens.md") -> None:
     text = readme.read_text()
     start, end = text.index(START), text.index(END) + len(END)
     readme.write_text(text[:start] + readme_block(results) + text[end:])
@@ -101,9 +102,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lineage", action="append", choices=["neuroblastoma", "liver"])
     parser.add_argument("--out", default=str(HERE))
-    parser.add_argument("--readme", action="store_true", help="also write README.md's table")
+    parser.add_argument("--readme", action="store_true", help="also write the docs page's table "
+                        "(docs/user_guide/real_screens.md)")
     parser.add_argument("--readme-only", action="store_true",
-                        help="write README.md's table from the stored json; no fits")
+                        help="write the docs page's table from the stored json; no fits")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.readme_only:

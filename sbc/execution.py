@@ -112,7 +112,7 @@ def check_scheduler_address(address: str | None) -> str | None:
         print(f"[sbc] warning: {address} is plain {parts.scheme.upper()} beyond this machine: "
               "anyone who can reach the scheduler can run code on its workers and read "
               "results. Use tls:// with certificates (--tls-ca-file, --tls-cert, --tls-key) "
-              "on networks you do not control (README: 'What a scheduler address trusts')",
+              "on networks you do not control (docs/user_guide/scale_out.md: 'What a scheduler address trusts')",
               file=sys.stderr)
     return address
 

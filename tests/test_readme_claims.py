@@ -1,6 +1,8 @@
-"""README claims backed by tests: each test reads the number the README states and checks it
-against the code, a study file or another test's constants, so that it fails when the claim
-becomes false (or when the README is edited away from what the code does).
+"""Claims of the README and the documentation pages (docs/) backed by tests: each test reads
+the number the text states and checks it against the code, a study file or another test's
+constants, so that it fails when the claim becomes false (or when the text is edited away
+from what the code does).  The README's detailed sections moved to docs/, so "README" below
+means the README and those pages together.
 
 Each test is fast (well under 5 s): synthetic tables, stubs and tiny exact-backend models,
 never MCMC.  Names that other modules may move (sbc.study.SamplerSettings,
@@ -24,11 +26,20 @@ import pytest
 from support import ROOT
 
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+
+
+def documentation() -> str:
+    """The README and every documentation page, one after the other."""
+    pages = [README, *sorted(DOCS.rglob("*.md"))]
+    return "\n\n".join(p.read_text(encoding="utf-8") for p in pages
+                       if "build" not in p.relative_to(ROOT).parts)
 
 
 def readme() -> str:
-    """README text with every run of whitespace (line breaks included) made one space."""
-    return " ".join(README.read_text(encoding="utf-8").split())
+    """README and documentation text with every run of whitespace (line breaks included)
+    made one space."""
+    return " ".join(documentation().split())
 
 
 def stated(pattern: str, text: str | None = None) -> tuple[str, ...]:
@@ -40,8 +51,8 @@ def stated(pattern: str, text: str | None = None) -> tuple[str, ...]:
 
 
 def readme_toml_block(after: str) -> dict:
-    """The first ```toml block of the README after the heading ``after``, parsed."""
-    text = README.read_text(encoding="utf-8")
+    """The first ```toml block of the documentation after the heading ``after``, parsed."""
+    text = documentation()
     assert after in text, after
     block = re.search(r"```toml\n(.*?)```", text.split(after, 1)[1], re.S)
     assert block, f"no toml block after {after!r}"
@@ -412,10 +423,10 @@ def test_readme_study_file_sampler_and_limits_defaults_are_the_codes():
     timeout "optional") and "[limits]  # ... (defaults shown)"."""
     from sbc.study import LIMITS, SamplerSettings
 
-    text = README.read_text(encoding="utf-8")
+    text = documentation()
     assert re.search(r"^\[sampler\] +# defaults shown", text, re.M)
     assert re.search(r"^\[limits\] .*\(defaults shown\)", text, re.M)
-    study = readme_toml_block("## Writing a study file")
+    study = readme_toml_block("# Writing a study file\n")
     sampler = dict(study["sampler"])
     assert re.search(r"^timeout = \d+ +# optional", text, re.M)
     sampler.pop("timeout")  # an example value: the default is no limit
@@ -445,8 +456,8 @@ def test_readme_plan_search_defaults_are_the_codes():
     0.01, max_minutes_per_design 20, max_flagged 0.1)."""
     from sbc.plan import SearchSettings
 
-    assert re.search(r"^\[search\] +# defaults shown", README.read_text(encoding="utf-8"), re.M)
-    search = readme_toml_block("### The plan file")["search"]
+    assert re.search(r"^\[search\] +# defaults shown", documentation(), re.M)
+    search = readme_toml_block("## The plan file\n")["search"]
     defaults = SearchSettings()
     assert search == {k: getattr(defaults, k) for k in search}
     assert set(search) == set(vars(defaults))  # every setting documented

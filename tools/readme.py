@@ -1,28 +1,30 @@
-"""Regenerate every generated block of README.md from the committed result files.
+"""Regenerate every generated block of the documentation pages from the committed result files.
 
 Each block is the text between a ``<!-- NAME:start -->`` line and a ``<!-- NAME:end -->`` line
-of README.md (outside code fences); headings and prose around the markers are plain README
-text.  The blocks, in README order, and their sources:
+of its page in docs/ (outside code fences); headings and prose around the markers are plain
+page text.  The blocks, their pages and their sources:
 
-- ``real-check``: benchmarks/real_check.json (``benchmarks/real_check.py``), rendered by
-  real_check.py's own ``readme_block``;
-- ``genome-certification``: tests/validation/GENOME.md (``pytest -m slow
-  tests/validation/test_genome_validation.py``);
-- ``genome-plan``: benchmarks/plan_genome.json (``benchmarks/plan_genome.py``: the timed
-  ``sbc plan studies/plan_genome.toml``); a placeholder sentence while it is absent;
-- ``genome-bench``: benchmarks/genome.json (``benchmarks/genome.py``); a placeholder
-  sentence while it is absent;
-- ``validation``: tests/validation/RESULTS.md (``pytest -m slow tests/validation``): a fixed
-  introduction, then RESULTS.md without its title, its "## " headings demoted to "#### ";
-- ``bench``: benchmarks/results.json (``make bench``): the settings, the machine and a table
-  of the headline numbers.
+- ``real-check`` (docs/user_guide/real_screens.md): benchmarks/real_check.json
+  (``benchmarks/real_check.py``), rendered by real_check.py's own ``readme_block``;
+- ``genome-certification`` (docs/user_guide/genome_plans.md): tests/validation/GENOME.md
+  (``pytest -m slow tests/validation/test_genome_validation.py``);
+- ``genome-plan`` (docs/user_guide/genome_plans.md): benchmarks/plan_genome.json
+  (``benchmarks/plan_genome.py``: the timed ``sbc plan studies/plan_genome.toml``); a
+  placeholder sentence while it is absent;
+- ``genome-bench`` (docs/user_guide/genome_plans.md): benchmarks/genome.json
+  (``benchmarks/genome.py``); a placeholder sentence while it is absent;
+- ``validation`` (docs/results/validation.md): tests/validation/RESULTS.md (``pytest -m slow
+  tests/validation``): a fixed introduction, then RESULTS.md without its title;
+- ``bench`` (docs/user_guide/performance.md): benchmarks/results.json (``make bench``): the
+  settings, the machine and a table of the headline numbers.
 
     python tools/readme.py                rewrite every block
     python tools/readme.py --check        exit 1, printing a unified diff, when a block differs
     python tools/readme.py --only NAME    rewrite (with --check: check) that block only
+    python tools/readme.py --page FILE    the named blocks (default: all) are in FILE instead
 
 Exit status 2 when a source file, a key of it or a block's markers are missing.
-tests/validation/test_readme_tables.py and tests/test_readme_genome.py fail when the README
+tests/validation/test_readme_tables.py and tests/test_readme_genome.py fail when a page
 differs from what this writes.
 """
 
@@ -39,19 +41,20 @@ from pathlib import Path
 from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 RESULTS = ROOT / "tests" / "validation" / "RESULTS.md"
 BENCH = ROOT / "benchmarks" / "results.json"
 GENOME_MD = ROOT / "tests" / "validation" / "GENOME.md"
 PLAN_JSON = ROOT / "benchmarks" / "plan_genome.json"
 FIGURE = "benchmarks/plan_genome_cost.png"
+FIGURE_LINK = "../../" + FIGURE  # as the genome page (docs/user_guide/) links it
 BENCH_JSON = ROOT / "benchmarks" / "genome.json"
 REAL_CHECK_JSON = ROOT / "benchmarks" / "real_check.json"
 REAL_CHECK_PY = ROOT / "benchmarks" / "real_check.py"
 
 
 class BlockError(ValueError):
-    """A source file, a key of it or a README marker is missing (exit status 2)."""
+    """A source file, a key of it or a page's marker is missing (exit status 2)."""
 
 
 # ---- validation: tests/validation/RESULTS.md -------------------------------------------
@@ -64,13 +67,12 @@ INTRO = """\
 
 
 def validation_block(results: str) -> str:
-    """The validation block: a fixed introduction, then RESULTS.md without its title, its
-    "## " headings demoted to "#### "."""
+    """The validation block: a fixed introduction, then RESULTS.md without its title (its
+    "## " headings are the page's sections)."""
     lines = results.strip("\n").splitlines()
     if not lines or lines[0].strip() != "# Validation results":
         raise BlockError("RESULTS.md does not start with '# Validation results'")
-    body = ["####" + line[2:] if line.startswith("## ") else line for line in lines[1:]]
-    text = "\n".join(body).strip("\n")
+    text = "\n".join(lines[1:]).strip("\n")
     return f"{INTRO}\n{text}"
 
 
@@ -234,7 +236,7 @@ def plan_block(res: dict) -> str:
     lines += ["", f"All {res['designs_evaluated']} designs evaluated, with each target's metric "
               "and Monte Carlo error and the realised FDR: `benchmarks/plan_genome.md`."]
     if (ROOT / FIGURE).exists():
-        lines += ["", f"![P(success) against cost, every design evaluated]({FIGURE})"]
+        lines += ["", f"![P(success) against cost, every design evaluated]({FIGURE_LINK})"]
     return "\n".join(lines)
 
 
@@ -295,24 +297,37 @@ class Block(NamedTuple):
     source: Path
     make: Callable[[Path], str]  # the block's text (no marker lines) from its source file
     written_by: str  # what writes the source file
+    page: Path  # the documentation page that holds the block
     absent: str | None = None  # the block's text while the source is absent; None: required
 
 
+GUIDE = DOCS / "user_guide"
 BLOCKS: dict[str, Block] = {
     "real-check": Block(REAL_CHECK_JSON, lambda p: real_check_block(_json(p)),
-                        "benchmarks/real_check.py"),
+                        "benchmarks/real_check.py", GUIDE / "real_screens.md"),
     "genome-certification": Block(GENOME_MD, lambda p: certification_block(_text(p)),
-                                  "pytest -m slow tests/validation/test_genome_validation.py"),
+                                  "pytest -m slow tests/validation/test_genome_validation.py",
+                                  GUIDE / "genome_plans.md"),
     "genome-plan": Block(PLAN_JSON, lambda p: plan_block(_json(p)), "make bench-genome-plan",
+                         GUIDE / "genome_plans.md",
                          absent="No timed run of it is recorded yet (`make bench-genome-plan` "
                                 "writes `benchmarks/plan_genome.json`)."),
     "genome-bench": Block(BENCH_JSON, lambda p: genome_bench_block(_json(p)),
-                          "benchmarks/genome.py",
+                          "benchmarks/genome.py", GUIDE / "genome_plans.md",
                           absent="Not measured yet (`benchmarks/genome.py`)."),
     "validation": Block(RESULTS, lambda p: validation_block(_text(p)),
-                        "pytest -m slow tests/validation"),
-    "bench": Block(BENCH, lambda p: bench_block(_json(p)), "make bench"),
+                        "pytest -m slow tests/validation", DOCS / "results" / "validation.md"),
+    "bench": Block(BENCH, lambda p: bench_block(_json(p)), "make bench",
+                   GUIDE / "performance.md"),
 }
+
+
+def pages(names: list[str] | None = None) -> dict[Path, list[str]]:
+    """The pages that hold the named blocks (default: all), each with its blocks in order."""
+    found: dict[Path, list[str]] = {}
+    for name in BLOCKS if names is None else names:
+        found.setdefault(BLOCKS[name].page, []).append(name)
+    return found
 
 
 def _show(path: Path) -> str:
@@ -360,25 +375,26 @@ def _marker_lines(lines: list[str], marker: str) -> list[int]:
     return found
 
 
-def replace_block(readme: str, name: str, body: str) -> str:
-    """``readme`` with the lines between block ``name``'s markers replaced by ``body``; all
-    else, the marker lines included, kept byte for byte."""
+def replace_block(readme: str, name: str, body: str, where: str = "the page") -> str:
+    """``readme`` (a page's text) with the lines between block ``name``'s markers replaced by
+    ``body``; all else, the marker lines included, kept byte for byte."""
     start, end = markers(name)
     lines = readme.splitlines(keepends=True)
     starts, ends = _marker_lines(lines, start), _marker_lines(lines, end)
     if not starts or not ends:
-        raise BlockError(f"README has no {start if not starts else end} line")
+        raise BlockError(f"{where} has no {start if not starts else end} line")
     if len(starts) > 1 or len(ends) > 1:
-        raise BlockError(f"README has more than one {start if len(starts) > 1 else end} line")
+        raise BlockError(f"{where} has more than one {start if len(starts) > 1 else end} line")
     if ends[0] < starts[0]:
-        raise BlockError(f"README's {end} comes before its {start}")
+        raise BlockError(f"{where}: {end} comes before {start}")
     inside = body + "\n" if body else ""
     return "".join(lines[:starts[0] + 1]) + inside + "".join(lines[ends[0]:])
 
 
 def render(readme: str, names: list[str] | None = None,
            sources: dict[str, Path] | None = None) -> str:
-    """``readme`` with each named block (default: all) regenerated from its source."""
+    """``readme`` (a page's text) with each named block (default: all) regenerated from its
+    source."""
     sources = sources or {}
     for name in BLOCKS if names is None else names:
         readme = replace_block(readme, name, generate(name, sources.get(name)))
@@ -396,43 +412,55 @@ def _source(arg: str) -> tuple[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
-        epilog="blocks: " + "; ".join(f"{n} from {_show(b.source)}" for n, b in BLOCKS.items()))
+        epilog="blocks: " + "; ".join(f"{n} in {_show(b.page)} from {_show(b.source)}"
+                                      for n, b in BLOCKS.items()))
     parser.add_argument("--check", action="store_true",
                         help="do not write; exit 1 with a unified diff when a block differs")
     parser.add_argument("--only", action="append", choices=list(BLOCKS), metavar="NAME",
                         help="regenerate or check this block only (repeatable); one of "
                              + ", ".join(BLOCKS))
-    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--page", "--readme", dest="page", type=Path, default=None,
+                        help="the file that holds the named blocks (default: each block's "
+                             "own page in docs/)")
     parser.add_argument("--source", action="append", type=_source, default=[],
                         metavar="NAME=PATH", help="read block NAME from PATH instead")
     args = parser.parse_args(argv)
     names = list(dict.fromkeys(args.only)) if args.only else list(BLOCKS)
     sources = dict(args.source)
+    where = {args.page: names} if args.page is not None else pages(names)
+    texts: dict[Path, tuple[str, str]] = {}  # page -> (now, generated)
+    stale: list[str] = []
     try:
-        readme = args.readme.read_text(encoding="utf-8")
-        stale, wanted = [], readme
-        for name in names:
-            new = replace_block(wanted, name, generate(name, sources.get(name)))
-            if new != wanted:
-                stale.append(name)
-            wanted = new
+        for page, blocks in where.items():
+            text = page.read_text(encoding="utf-8")
+            wanted = text
+            for name in blocks:
+                new = replace_block(wanted, name, generate(name, sources.get(name)), _show(page))
+                if new != wanted:
+                    stale.append(name)
+                wanted = new
+            texts[page] = (text, wanted)
     except (OSError, BlockError) as exc:
         print(f"tools/readme.py: {exc}", file=sys.stderr)
         return 2
     if not stale:
         if not args.check:
-            print(f"{args.readme}: {', '.join(names)} already match their sources")
+            print(f"{', '.join(_show(p) for p in texts)}: {', '.join(names)} already match "
+                  "their sources")
         return 0
     if args.check:
-        sys.stdout.writelines(difflib.unified_diff(
-            readme.splitlines(keepends=True), wanted.splitlines(keepends=True),
-            fromfile=f"{args.readme} (now)", tofile=f"{args.readme} (generated)"))
+        for page, (text, wanted) in texts.items():
+            sys.stdout.writelines(difflib.unified_diff(
+                text.splitlines(keepends=True), wanted.splitlines(keepends=True),
+                fromfile=f"{_show(page)} (now)", tofile=f"{_show(page)} (generated)"))
         only = "".join(f" --only {n}" for n in stale)
-        print(f"\n{args.readme}: block(s) {', '.join(stale)} differ from their sources; run: "
+        print(f"\nblock(s) {', '.join(stale)} differ from their sources; run: "
               f"python tools/readme.py{only}", file=sys.stderr)
         return 1
-    args.readme.write_text(wanted, encoding="utf-8")
-    print(f"{args.readme}: rewrote {', '.join(stale)}")
+    for page, (text, wanted) in texts.items():
+        if wanted != text:
+            page.write_text(wanted, encoding="utf-8")
+            print(f"{_show(page)}: rewrote {', '.join(n for n in where[page] if n in stale)}")
     return 0
 
 

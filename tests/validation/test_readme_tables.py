@@ -1,5 +1,5 @@
-"""Fast tests (default run): every generated block of the README (tools/readme.py: the
-validation and benchmark tables, the real-data check, the genome-planning numbers) is what
+"""Fast tests (default run): every generated block of the documentation pages (tools/readme.py:
+the validation and benchmark tables, the real-data check, the genome-planning numbers) is what
 its committed source gives, the tool's errors, and RESULTS.md states what the slow validation
 tests assert."""
 
@@ -20,6 +20,7 @@ TOOL = ROOT / "tools" / "readme.py"
 RESULTS = ROOT / "tests" / "validation" / "RESULTS.md"
 BENCH = ROOT / "benchmarks" / "results.json"
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 
 
 def _tool():
@@ -43,28 +44,36 @@ BLOCK_NAMES = ("real-check", "genome-certification", "genome-plan", "genome-benc
                "validation", "bench")
 
 
-def test_every_marked_block_of_the_readme_is_generated():
+def test_every_marked_block_of_the_docs_is_generated():
     tool = _tool()
     assert tuple(tool.BLOCKS) == BLOCK_NAMES
-    readme = README.read_text(encoding="utf-8")
-    found = re.findall(r"^<!-- ([\w-]+):start -->$", readme, re.M)
-    assert found == list(BLOCK_NAMES)  # each once, in README order, none without a generator
-    assert re.findall(r"^<!-- ([\w-]+):end -->$", readme, re.M) == found
+    # each block once, on its page, in page order; no marked block without a generator, and
+    # none left in the README
+    for page in sorted({*DOCS.rglob("*.md"), README}):
+        text = page.read_text(encoding="utf-8")
+        found = re.findall(r"^<!-- ([\w-]+):start -->$", text, re.M)
+        assert found == tool.pages().get(page, []), page
+        assert re.findall(r"^<!-- ([\w-]+):end -->$", text, re.M) == found, page
 
 
 @pytest.mark.parametrize("name", BLOCK_NAMES)
-def test_readme_block_is_its_source(name):
+def test_docs_block_is_its_source(name):
     tool = _tool()
-    readme = README.read_text(encoding="utf-8")
-    assert tool.replace_block(readme, name, tool.generate(name)) == readme, \
-        f"README block {name} is stale: run python tools/readme.py --only {name}"
+    page = tool.BLOCKS[name].page
+    text = page.read_text(encoding="utf-8")
+    assert tool.replace_block(text, name, tool.generate(name)) == text, \
+        f"block {name} of {page.relative_to(ROOT)} is stale: run python tools/readme.py --only {name}"
 
 
 def test_headings_stay_outside_the_markers():
-    readme = README.read_text(encoding="utf-8")
-    assert "### Validation results\n\n<!-- validation:start -->\n`pytest -m slow" in readme
-    assert "### Latest benchmark run\n\n<!-- bench:start -->\n`make bench` writes" in readme
-    assert readme.endswith("|\n<!-- bench:end -->\n")
+    tool = _tool()
+    validation = tool.BLOCKS["validation"].page.read_text(encoding="utf-8")
+    assert validation.startswith("# Validation results\n")
+    assert "\n\n<!-- validation:start -->\n`pytest -m slow" in validation
+    assert "\n## Known bugs\n" in validation  # RESULTS.md's sections are the page's
+    bench = tool.BLOCKS["bench"].page.read_text(encoding="utf-8")
+    assert "## Latest benchmark run\n\n<!-- bench:start -->\n`make bench` writes" in bench
+    assert bench.endswith("|\n<!-- bench:end -->\n")
 
 
 RESULTS_TEXT = """\
@@ -136,7 +145,7 @@ def test_check_fails_with_a_diff_and_writing_fixes_it(files):
                            + "`pytest -m slow tests/validation`")
     assert text.endswith("(controls)\n\n_not run in this session_\n<!-- validation:end -->"
                          + tail)
-    assert "#### Known bugs" in text and "#### Correct models (controls)" in text
+    assert "\n## Known bugs\n" in text and "\n## Correct models (controls)\n" in text
     assert "old text" not in text and "| a | 50 |" not in text
     # a change in RESULTS.md is a difference again
     results.write_text(RESULTS_TEXT.replace("| 25 |", "| 100 |"))
@@ -190,7 +199,7 @@ def test_a_block_ends_at_its_end_marker_not_at_a_heading():
     readme = README_TEXT.replace("## Scale-out and faults", "### Next subsection")
     out = tool.replace_block(readme, "validation", body)
     assert out.endswith("<!-- validation:end -->\n\n### Next subsection\n\nkept\n")
-    assert "old text" not in out and "#### Correct models (controls)" in out
+    assert "old text" not in out and "\n## Correct models (controls)\n" in out
     # a heading inside the block is the block's: it is replaced with it
     assert tool.replace_block(out, "validation", "new") == readme.split(
         "<!-- validation:start -->\nold")[0] + "<!-- validation:start -->\nnew\n" + \
