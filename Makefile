@@ -1,5 +1,5 @@
 # Two commands on a fresh clone:  make study   and   make test
-.PHONY: study test test-slice test-ci browser slurm slurm-stop test-all bench bench-quick bench-genome-plan report-check docs clean-venv
+.PHONY: study test test-slice test-ci browser slurm slurm-stop test-slurm test-all bench bench-quick bench-genome-plan report-check docs clean-venv
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -42,6 +42,10 @@ slurm:
 
 slurm-stop:
 	@tools/slurm/stop.sh
+
+# the SLURM tests alone, required to run (a failure, not a skip, where no SLURM node is up)
+test-slurm: $(STAMP)
+	SBC_REQUIRE_SLURM=1 $(PY) -m pytest -q -m ci tests/test_slurm.py
 
 test-slice: $(STAMP)
 	$(PY) -m pytest -q -m ci

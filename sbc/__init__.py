@@ -13,7 +13,8 @@ The Python API (the command line and :mod:`sbc.testing` run on the same pipeline
   models a study can name (the reference models ship with the package, :mod:`sbc.models`).
 
 The pipeline reads as data flows: study -> designs -> replicates -> simulate -> fit ->
-ranks/diagnostics -> store -> summaries -> report/plan (docs: "How the code is organised", docs/contributing.md).
+ranks/diagnostics -> store -> summaries -> report/plan (docs/contributing.md:
+"How the code is organised").
 """
 
 __version__ = "0.1.0"

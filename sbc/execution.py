@@ -14,6 +14,8 @@ needs no Dask (:mod:`sbc.dispatch`, the only module that knows Dask, runs them o
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 import os
 import sys
@@ -112,7 +114,8 @@ def check_scheduler_address(address: str | None) -> str | None:
         print(f"[sbc] warning: {address} is plain {parts.scheme.upper()} beyond this machine: "
               "anyone who can reach the scheduler can run code on its workers and read "
               "results. Use tls:// with certificates (--tls-ca-file, --tls-cert, --tls-key) "
-              "on networks you do not control (docs/user_guide/scale_out.md: 'What a scheduler address trusts')",
+              "on networks you do not control (docs/user_guide/scale_out.md: 'What a scheduler "
+              "address trusts')",
               file=sys.stderr)
     return address
 
@@ -156,3 +159,28 @@ def run_in_threads(tasks, on_records, n: int, progress, window, wanted, guard=No
         finally:  # Ctrl-C or an error: drop what has not started, wait for what runs
             pool.shutdown(wait=True, cancel_futures=True)
     return 0
+
+
+@contextlib.contextmanager
+def main_script_hidden():
+    """Worker processes that do not run the caller's script again.
+
+    Dask's nannies start workers with multiprocessing's "spawn", which imports the main
+    script in every new process (as ``__mp_main__``) when ``__main__`` has a ``__file__``:
+    a plain script that calls :func:`sbc.run` at its top level, without an
+    ``if __name__ == "__main__":`` guard, then starts a study again in each worker and the
+    workers never come up.  Nothing a worker runs lives in the script (models are loaded
+    from their files, replicates by sbc's own functions), so while the session lasts (a
+    nanny restarts a dead worker later) ``__main__`` is presented without its file, as it
+    is in Jupyter and ``python -c``, and the script is not imported by the workers."""
+    main = sys.modules.get("__main__")
+    hidden = {}
+    for name in ("__file__", "__spec__"):
+        if main is not None and getattr(main, name, None) is not None:
+            hidden[name] = getattr(main, name)
+            setattr(main, name, None)
+    try:
+        yield
+    finally:
+        for name, value in hidden.items():
+            setattr(main, name, value)

@@ -1,7 +1,7 @@
 """The Python API from a plain script, as most scientists write one: no
 ``if __name__ == "__main__":`` guard, run with ``python file.py`` (and ``python -c``), with
 local worker processes.  Dask's workers start by "spawn", which imports the main script
-again in each worker unless sbc hides it (:func:`sbc.dispatch.main_script_hidden`); the
+again in each worker unless sbc hides it (:func:`sbc.execution.main_script_hidden`); the
 script counts its own top-level runs, so a worker that ran it again is seen."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_python_dash_c_runs_a_study_on_worker_processes(tmp_path):
 def test_the_script_is_hidden_only_while_the_workers_run():
     import types
 
-    from sbc.dispatch import main_script_hidden
+    from sbc.execution import main_script_hidden
 
     main = sys.modules["__main__"]
     before = (getattr(main, "__file__", None), getattr(main, "__spec__", None))

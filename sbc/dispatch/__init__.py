@@ -10,6 +10,10 @@ with its TLS certificates), batches with their retries and worker deaths (:func:
 and the genome planner's plain calls (:func:`map_calls`).  What needs no Dask (checking where
 fits run, worker and batch counts, running batches in this process or in its threads) is
 :mod:`sbc.execution`; the progress line is :mod:`sbc.progress`.
+
+SLURM jobs (the cluster and :class:`~sbc.dispatch.slurm.SlurmJobs`, which replaces jobs that
+ended and says when no worker is connected) are :mod:`sbc.dispatch.slurm`; Dask stays in
+this package.
 """
 
 from __future__ import annotations
@@ -27,31 +31,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from sbc.errors import SchedulerError
-from sbc.execution import (InProcess, Threads, check_how, check_scheduler_address, default_workers,
-                           run_in_process, run_in_threads)
+from sbc.execution import (InProcess, Threads, check_how, check_scheduler_address,
+                           default_workers, main_script_hidden, run_in_process, run_in_threads)
 from sbc.inflight import Guard
 from sbc.progress import Progress, tick
 from sbc.replicate import BatchTask, run_batch, worker_died_record
+from sbc.dispatch.slurm import SlurmJobs, slurm_cluster
 from sbc.study import ClusterSpec
 
 # Dask is imported where a session, a probe or a wait needs it: runs with workers=0 or
 # threads, and sbc.open, import this module (sbc.results -> sbc.pipeline) and need no Dask.
 
 RETRIES = 3
-
-
-def slurm_cluster(spec: ClusterSpec):
-    """A ``dask_jobqueue.SLURMCluster`` from the study's [cluster] table (jobs not yet asked)."""
-    try:
-        from dask_jobqueue import SLURMCluster
-    except ImportError as exc:
-        raise SchedulerError("cluster kind 'slurm' needs dask-jobqueue: pip install "
-                             "'sbc-screens[slurm]'") from exc
-    kwargs = spec.slurm_kwargs()
-    for key in ("job_extra_directives", "job_script_prologue"):
-        if key in kwargs:
-            kwargs[key] = list(kwargs[key])
-    return SLURMCluster(scheduler_options={"dashboard_address": ":0"}, **kwargs)
 
 
 # A replicate whose fit kills the process running it (os.abort, a segfault, out of memory) is
@@ -139,31 +130,6 @@ def _ignore_interrupt_plugin():
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     return IgnoreInterrupt()
-
-
-@contextlib.contextmanager
-def main_script_hidden():
-    """Worker processes that do not run the caller's script again.
-
-    Dask's nannies start workers with multiprocessing's "spawn", which imports the main
-    script in every new process (as ``__mp_main__``) when ``__main__`` has a ``__file__``:
-    a plain script that calls :func:`sbc.run` at its top level, without an
-    ``if __name__ == "__main__":`` guard, then starts a study again in each worker and the
-    workers never come up.  Nothing a worker runs lives in the script (models are loaded
-    from their files, replicates by sbc's own functions), so while the session lasts (a
-    nanny restarts a dead worker later) ``__main__`` is presented without its file, as it
-    is in Jupyter and ``python -c``, and the script is not imported by the workers."""
-    main = sys.modules.get("__main__")
-    hidden = {}
-    for name in ("__file__", "__spec__"):
-        if main is not None and getattr(main, name, None) is not None:
-            hidden[name] = getattr(main, name)
-            setattr(main, name, None)
-    try:
-        yield
-    finally:
-        for name, value in hidden.items():
-            setattr(main, name, value)
 
 
 def _local_cluster(factory, n: int, attempts: int = 2):
@@ -272,6 +238,7 @@ def session(*, workers: int | None, scheduler: str | None,
 
     check_scheduler_address(scheduler)
     cluster = None
+    keeper = None  # SlurmJobs: keeps a SLURM cluster at its number of jobs
     deaths = _Deaths()
     nanny_log = logging.getLogger("distributed.nanny")
     with contextlib.ExitStack() as stack:
@@ -311,13 +278,16 @@ def session(*, workers: int | None, scheduler: str | None,
             try:
                 if slurm:
                     cluster = slurm_cluster(cluster_spec)
-                    cluster.scale(jobs=cluster_spec.jobs)
+                    keeper = SlurmJobs(cluster, cluster_spec.jobs,
+                                       cluster_spec.slurm_kwargs().get("log_directory"))
                 else:
                     cluster = _local_cluster(LocalCluster, workers or default_workers())
                 client = Client(cluster)
             except SchedulerError:
                 raise
             except Exception as exc:
+                if keeper is not None:
+                    keeper.stop()
                 if cluster is not None:
                     with contextlib.suppress(Exception):
                         cluster.close()
@@ -326,11 +296,14 @@ def session(*, workers: int | None, scheduler: str | None,
                     "try fewer workers (--workers), check free memory, or run in this "
                     "process with --workers 0") from None
         client.sbc_deaths = deaths
+        client.sbc_slurm = keeper
         with contextlib.suppress(Exception):
             client.register_plugin(_ignore_interrupt_plugin())
         try:
             yield client
         finally:
+            if keeper is not None:
+                keeper.stop()
             with contextlib.suppress(Exception):
                 client.close()
             if cluster is not None:
@@ -444,7 +417,7 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
             return None
 
     try:
-        for future in pending:
+        for future in _waiting(pending, getattr(client, "sbc_slurm", None), progress):
             handled += 1
             records = take(future)
             if records is not None:
@@ -458,6 +431,35 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
         for f in futures:
             f.cancel()
     return lost
+
+
+def _waiting(pending, keeper: SlurmJobs | None, progress: Progress | None):
+    """The futures of ``pending`` (``as_completed``) as they finish.  On SLURM (``keeper``)
+    the wait also says, on the progress line, when no Dask worker has been connected for a
+    while and what squeue says about the jobs, and ends with a SchedulerError when no more
+    jobs are submitted (:meth:`SlurmJobs.problem`)."""
+    if keeper is None:
+        yield from pending
+        return
+    import time
+
+    if progress:
+        keeper.stream = progress.stream  # its job messages go where the progress line goes
+    while not pending.is_empty():
+        if pending.has_ready():
+            yield next(pending)
+            continue
+        problem = keeper.problem()
+        if problem:
+            raise SchedulerError(problem)
+        note = keeper.note()
+        if note:
+            stream = progress.stream if progress else sys.stderr
+            line = progress.line().rstrip() + "; " if progress else "[sbc] "
+            tty = getattr(stream, "isatty", lambda: False)()
+            stream.write(("\r" if tty else "") + line + note + "\n")
+            stream.flush()
+        time.sleep(0.1)
 
 
 def map_calls(client: object, fn: Callable, calls: Sequence[tuple],
