@@ -33,6 +33,16 @@ _VAR_U = 1.0 / 12.0
 _VAR_OF_VAR_U = 1.0 / 80.0 - 1.0 / 144.0
 
 
+def _checked(u) -> np.ndarray:
+    """Fractional ranks with NaN dropped; at least 2, all in [0, 1], or ValueError."""
+    u = _clean(u)
+    if len(u) < 2:
+        raise ValueError(f"need at least 2 non-NaN fractional ranks, got {len(u)}")
+    if np.any((u < 0) | (u > 1)):
+        raise ValueError("fractional ranks must lie in [0, 1]")
+    return u
+
+
 def _clean(u) -> np.ndarray:
     """1-D float array of the non-NaN values of ``u``."""
     u = np.asarray(u, dtype=float).ravel()
@@ -258,12 +268,8 @@ def uniformity_test(
     ``alpha`` only decides whether ``shape`` is named; with several parameters, name shapes
     after the multiplicity correction (:func:`sbc.stats.overall_verdict`) with :func:`failure_shape`.
     """
-    u = _clean(u)
+    u = _checked(u)
     n = len(u)
-    if n < 2:
-        raise ValueError(f"need at least 2 non-NaN fractional ranks, got {n}")
-    if np.any((u < 0) | (u > 1)):
-        raise ValueError("fractional ranks must lie in [0, 1]")
     n_eval = _resolve(n, n_eval)
     z = evaluation_points(n, n_eval)
     counts = np.searchsorted(np.sort(u), z, side="right")
@@ -440,12 +446,8 @@ def combined_uniformity_test(
     Returns a :class:`UniformityResult` whose ``statistic`` is the smallest component p-value
     (small = far from uniform); NaN dropped; ``alpha`` only decides whether ``shape`` is named.
     """
-    u = _clean(u)
+    u = _checked(u)
     n = len(u)
-    if n < 2:
-        raise ValueError(f"need at least 2 non-NaN fractional ranks, got {n}")
-    if np.any((u < 0) | (u > 1)):
-        raise ValueError("fractional ranks must lie in [0, 1]")
     smallest, count = _combined_counts(u[None, :], n_sim, seed)
     p_value = float(count[0]) / (n_sim + 1.0)
     shape = failure_shape(u) if p_value < alpha else "ok"
