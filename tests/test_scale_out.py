@@ -95,6 +95,8 @@ cores = 8
 memory = "32GB"
 walltime = "02:00:00"
 job_extra_directives = ["--constraint=skylake"]
+log_directory = "/scratch/crispr/logs"
+job_script_prologue = ["source /opt/venvs/sbc/bin/activate"]
 """
 
 
@@ -111,9 +113,15 @@ def test_slurm_recipe_renders_a_valid_job_script(tmp_path):
         script = cluster.job_script()
     finally:
         cluster.close()
+    # what a cluster admin looks for: partition, account, cores, memory, walltime, the
+    # site's own directives, where the logs go and how the environment is activated
     for line in ("#SBATCH -p short", "#SBATCH -A crispr-lab", "#SBATCH --cpus-per-task=8",
-                 "#SBATCH -t 02:00:00", "#SBATCH --constraint=skylake"):
+                 "#SBATCH --mem=30G", "#SBATCH -t 02:00:00", "#SBATCH --constraint=skylake",
+                 "#SBATCH -e /scratch/crispr/logs/dask-worker-%J.err",
+                 "#SBATCH -o /scratch/crispr/logs/dask-worker-%J.out",
+                 "source /opt/venvs/sbc/bin/activate\n"):
         assert line in script
+    assert script.index("source /opt/venvs/sbc/bin/activate") < script.index("dask_worker")
     # One single-threaded worker per core, as for the local cluster.
     assert "--nthreads 1" in script and "--nworkers 8" in script
 

@@ -13,6 +13,7 @@ import threading
 from sbc.errors import SchedulerError
 from sbc.study import ClusterSpec
 
+
 def slurm_cluster(spec: ClusterSpec):
     """A ``dask_jobqueue.SLURMCluster`` from the study's [cluster] table (jobs not yet asked)."""
     try:
