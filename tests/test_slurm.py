@@ -378,3 +378,36 @@ def test_jobs_that_cannot_start_their_workers_end_the_run_with_the_reason(
     cancel_leftovers.extend(job for job, _ in ended)
     assert len(ended) == 3 and {state for _, state in ended} == {"FAILED"}, output
     assert "/nonexistent/python3" in (logs / f"dask-worker-{ended[0][0]}.err").read_text()
+
+
+def test_a_genome_plan_runs_on_slurm_workers_with_the_decisions_of_a_local_run(
+        tmp_path, cancel_leftovers):
+    """A genome plan's screens simulated and fitted in SLURM jobs: the same designs,
+    decisions, P(success) and SBC verdicts as the plan run in this process."""
+    from support import TINY_GENOME_PLAN
+
+    from sbc.plan.genome_config import load_genome_plan
+    from sbc.plan.planner import run_plan
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cluster = ('\n[cluster]\nkind = "slurm"\njobs = 1\ncores = 1\nmemory = "2GB"\n'
+               f'queue = "debug"\nwalltime = "00:10:00"\nlog_directory = "{logs}"\n')
+    (tmp_path / "slurm.toml").write_text(TINY_GENOME_PLAN + cluster)
+    (tmp_path / "local.toml").write_text(TINY_GENOME_PLAN)
+    watch = Squeue()
+    watch.start()
+    try:
+        on_slurm = run_plan(load_genome_plan(tmp_path / "slurm.toml"), tmp_path / "slurm_out",
+                            stream=io.StringIO())
+    finally:
+        watch.stop()
+        cancel_leftovers.extend(jobs_of(logs))
+    local = run_plan(load_genome_plan(tmp_path / "local.toml"), tmp_path / "local_out",
+                     workers=0, stream=io.StringIO())
+    columns = ["design", "status", "simulations", "p_success", "calibration",
+               "calibration_p_holm"]
+    pd.testing.assert_frame_equal(on_slurm.table[columns], local.table[columns])
+    assert on_slurm.recommended.design == local.recommended.design
+    ran = jobs_of(logs)
+    assert ran and ran <= watch.running, (ran, watch.running)
