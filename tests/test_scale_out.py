@@ -122,6 +122,8 @@ def test_slurm_recipe_renders_a_valid_job_script(tmp_path):
                  "source /opt/venvs/sbc/bin/activate\n"):
         assert line in script
     assert script.index("source /opt/venvs/sbc/bin/activate") < script.index("dask_worker")
+    # the workers' environment as local workers have it (sbc.dispatch.slurm.PRE_SPAWN_ENVIRON)
+    assert script.index("MALLOC_TRIM_THRESHOLD_': None}") < script.index("dask_worker")
     # One single-threaded worker per core, as for the local cluster.
     assert "--nthreads 1" in script and "--nworkers 8" in script
 

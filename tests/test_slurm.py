@@ -411,3 +411,28 @@ def test_a_genome_plan_runs_on_slurm_workers_with_the_decisions_of_a_local_run(
     assert on_slurm.recommended.design == local.recommended.design
     ran = jobs_of(logs)
     assert ran and ran <= watch.running, (ran, watch.running)
+
+
+def test_slurm_workers_run_with_the_local_workers_environment(tmp_path, cancel_leftovers):
+    """The jobs' workers run as local workers do: single-threaded BLAS and no
+    MALLOC_TRIM_THRESHOLD_ (Dask's nanny sets 65536, which doubled a genome screen's time)."""
+    from sbc.dispatch import session
+    from sbc.study import ClusterSpec
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    spec = ClusterSpec("slurm", 1, (("queue", "debug"), ("cores", 1), ("memory", "2GB"),
+                                    ("walltime", "00:05:00"), ("log_directory", str(logs))))
+    names = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+             "OPENBLAS_NUM_THREADS", "SLURM_JOB_ID")
+    try:
+        with session(workers=None, scheduler=None, cluster_spec=spec) as client:
+            client.wait_for_workers(1, timeout=180)
+            seen = list(client.run(lambda: {k: os.environ.get(k) for k in names}).values())
+    finally:
+        cancel_leftovers.extend(jobs_of(logs))
+    assert len(seen) == 1
+    (env,) = seen
+    assert env["SLURM_JOB_ID"] in jobs_of(logs)
+    assert env["MALLOC_TRIM_THRESHOLD_"] is None
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "1"

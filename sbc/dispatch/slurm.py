@@ -14,6 +14,10 @@ from sbc.errors import SchedulerError
 from sbc.study import ClusterSpec
 
 
+PRE_SPAWN_ENVIRON = ("export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON="
+                     "\"{'MALLOC_TRIM_THRESHOLD_': None}\"")
+
+
 def slurm_cluster(spec: ClusterSpec):
     """A ``dask_jobqueue.SLURMCluster`` from the study's [cluster] table (jobs not yet asked)."""
     try:
@@ -25,6 +29,13 @@ def slurm_cluster(spec: ClusterSpec):
     for key in ("job_extra_directives", "job_script_prologue"):
         if key in kwargs:
             kwargs[key] = list(kwargs[key])
+    # The nanny of each job sets MALLOC_TRIM_THRESHOLD_ (Dask's default, 65536) in its
+    # workers, which turns off glibc's adaptive mmap threshold and doubled a genome screen's
+    # time; local workers run without it (sbc.dispatch.session), and so do the jobs' workers.
+    # A variable of that name cannot unset it (Dask lowercases an override's key and an
+    # explicit value wins), so the whole table is overridden; the rest of it (single-threaded
+    # BLAS: OMP/MKL/OPENBLAS_NUM_THREADS=1) stays as Dask sets it.
+    kwargs["job_script_prologue"] = [PRE_SPAWN_ENVIRON, *kwargs.get("job_script_prologue", [])]
     return SLURMCluster(scheduler_options={"dashboard_address": ":0"}, **kwargs)
 
 
