@@ -428,7 +428,7 @@ def bambi_default_priors(bambi_model) -> list[str]:
 
 
 def _check_explicit_priors(model: ModelRef, bambi_model) -> None:
-    """Refuse a Bambi model that relies on Bambi's default priors (README, rule 1).
+    """Refuse a Bambi model that relies on Bambi's default priors (docs/user_guide/models.md).
 
     Bambi scales its default priors by the data: on a design frame the placeholder
     response is all zeros (so e.g. ``sigma`` gets ``HalfStudentT(sigma=0)`` and every fit

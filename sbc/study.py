@@ -106,7 +106,8 @@ class Study:
         :class:`sbc.stopping.Sequential`).
     seed : the study seed; every replicate's seed derives from it.
     sampler, thin, simulate_model, output, batch_size, scheduler, workers, cluster,
-    parameter_map, description : as the study file's keys of the same names (README).
+    parameter_map, description : as the study file's keys of the same names
+        (docs/user_guide/studies.md).
     base_dir : the folder relative paths are read against (the study file's folder; from
         Python, the current directory at construction).
 
