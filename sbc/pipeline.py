@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sbc.dispatch import TLS
-from sbc.execution import check_how, check_scheduler_address
+from sbc.execution import check_how
 from sbc.errors import ModelError, StudyError
 from sbc.posterior import PosteriorDesign
 from sbc.report import write_report_with_calibration
@@ -215,10 +215,7 @@ def preflight(study: Study, *, workers: int | None = None, threads: int | None =
     local = workers is not None or threads is not None
     if not local and scheduler is None:
         check_how(workers=study.workers, threads=study.threads, scheduler=study.scheduler)
-    scheduler = check_scheduler_address(scheduler or (None if local else study.scheduler))
-    (tls or TLS()).check_for(scheduler)  # certificates without a tls:// address: refused
-    if scheduler and scheduler.startswith("tls://"):
-        (tls or TLS()).security()  # refuses missing certificates now, not after the store
+    scheduler = (tls or TLS()).check_address(scheduler or (None if local else study.scheduler))
     models, sim = resolve_models(study)
     manifest = manifest_for(study, models, sim)
     untested = check_models_build(study, models, sim)

@@ -12,8 +12,8 @@ fits run, worker and batch counts, running batches in this process or in its thr
 :mod:`sbc.execution`; the progress line is :mod:`sbc.progress`.
 
 SLURM jobs (the cluster and :class:`~sbc.dispatch.slurm.SlurmJobs`, which replaces jobs that
-ended and says when no worker is connected) are :mod:`sbc.dispatch.slurm`; Dask stays in
-this package.
+ended and says when no worker is connected) are :mod:`sbc.dispatch.slurm`, the certificates of
+a ``tls://`` scheduler :mod:`sbc.dispatch.tls`; Dask stays in this package.
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from sbc.errors import SchedulerError
 from sbc.execution import (InProcess, Threads, check_how, check_scheduler_address,
@@ -37,6 +36,7 @@ from sbc.inflight import Guard
 from sbc.progress import Progress, tick
 from sbc.replicate import BatchTask, run_batch, worker_died_record
 from sbc.dispatch.slurm import SlurmJobs, slurm_cluster
+from sbc.dispatch.tls import TLS
 from sbc.study import ClusterSpec
 
 # Dask is imported where a session, a probe or a wait needs it: runs with workers=0 or
@@ -54,48 +54,6 @@ RETRIES = 3
 WORKER_DEATHS = 2
 
 
-@dataclass(frozen=True)
-class TLS:
-    """Certificates for a ``tls://`` scheduler (PEM files); unset fields fall back to Dask's
-    configuration (``distributed.comm.tls.ca-file``, ``.client.cert``, ``.client.key``)."""
-
-    ca_file: str | None = None
-    cert: str | None = None
-    key: str | None = None
-
-    def check_for(self, scheduler: str | None) -> None:
-        """Refuse certificates that would be ignored: they secure a ``tls://`` scheduler
-        address only (plain ``tcp://`` and local workers never read them)."""
-        given = [f"{name} {path}" for name, path in (("--tls-ca-file", self.ca_file),
-                                                     ("--tls-cert", self.cert),
-                                                     ("--tls-key", self.key)) if path]
-        if not given or (scheduler and scheduler.startswith("tls://")):
-            return
-        where = (f"the scheduler address {scheduler} is not a tls:// address"
-                 if scheduler else "no scheduler address is given (--scheduler or "
-                 "run.scheduler), so fits run locally")
-        raise SchedulerError(
-            f"TLS certificates were given ({', '.join(given)}), but {where}: they would be "
-            "ignored and nothing encrypted. TLS needs a tls:// address: give --scheduler "
-            "tls://HOST:PORT (a scheduler listening on TLS), or leave the TLS options out")
-
-    def security(self):
-        from distributed.security import Security
-
-        for what, path in (("CA file", self.ca_file), ("certificate", self.cert),
-                           ("key", self.key)):
-            if path is not None and not os.path.isfile(path):
-                raise SchedulerError(f"TLS {what} {path} does not exist or is not a file")
-        kwargs = {k: v for k, v in (("tls_ca_file", self.ca_file),
-                                    ("tls_client_cert", self.cert),
-                                    ("tls_client_key", self.key)) if v is not None}
-        sec = Security(require_encryption=True, **kwargs)
-        if not sec.tls_ca_file or not sec.tls_client_cert:
-            raise SchedulerError("a tls:// scheduler needs a CA file and a client certificate: "
-                                 "give --tls-ca-file CA.pem --tls-cert CERT.pem [--tls-key "
-                                 "KEY.pem], or set distributed.comm.tls.ca-file and "
-                                 "distributed.comm.tls.client.cert in Dask's configuration")
-        return sec
 
 
 class _Deaths(logging.Handler):

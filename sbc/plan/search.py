@@ -93,17 +93,13 @@ def where_to_run(plan, workers, scheduler, tls):
     with: the caller's ``workers`` beat the file's scheduler and SLURM table; certificates
     without a ``tls://`` address, and a ``tls://`` address without certificates, are refused
     before any store opens."""
-    from sbc.dispatch import TLS, check_how, check_scheduler_address
+    from sbc.dispatch import TLS, check_how
 
     check_how(workers=workers, scheduler=scheduler)  # counts; one of the two at most
     if workers is not None:
         plan = dataclasses.replace(plan, scheduler=None, cluster=None)
     workers = workers if workers is not None else plan.workers
-    scheduler = check_scheduler_address(scheduler or plan.scheduler)
-    (tls or TLS()).check_for(scheduler)
-    if scheduler and scheduler.startswith("tls://"):
-        (tls or TLS()).security()
-    return plan, workers, scheduler
+    return plan, workers, (tls or TLS()).check_address(scheduler or plan.scheduler)
 
 
 class Search:
