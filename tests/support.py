@@ -47,3 +47,22 @@ per_million_reads = 0.01
 batch = 10
 max_simulations = 20
 """
+
+
+def exact_study(name: str, simulations: int) -> str:
+    """A small study file fitted by exact posterior draws (no MCMC, no compile): seconds."""
+    return f"""
+name = "{name}"
+models = ["{ROOT}/models/normal_known_sigma.py"]
+seed = 3
+simulations = {simulations}
+
+[[designs]]
+cell_lines = 3
+genes = 3
+reps = 1
+
+[sampler]
+name = "exact"
+draws = 200
+"""

@@ -9,23 +9,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from support import ROOT, TINY_GENOME_PLAN
+from support import TINY_GENOME_PLAN, exact_study
 
-STUDY = f"""
-name = "plain"
-models = ["{ROOT}/models/normal_known_sigma.py"]
-seed = 3
-simulations = 12
-
-[[designs]]
-cell_lines = 3
-genes = 3
-reps = 1
-
-[sampler]
-name = "exact"
-draws = 200
-"""
+STUDY = exact_study("plain", 12)
 
 SCRIPT = """
 import sbc

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sbc.verdicts import Cause, Verdict
-from support import ROOT
+from support import exact_study
 
 
 def test_a_failing_verdict_reads_as_sentences_with_cause_and_next_step():
@@ -34,21 +34,7 @@ def test_printed_results_say_the_overall_and_each_cells_verdict(tmp_path):
     import sbc
 
     study = tmp_path / "s.toml"
-    study.write_text(f"""
-name = "readable"
-models = ["{ROOT}/models/normal_known_sigma.py"]
-seed = 3
-simulations = 20
-
-[[designs]]
-cell_lines = 3
-genes = 3
-reps = 1
-
-[sampler]
-name = "exact"
-draws = 200
-""")
+    study.write_text(exact_study("readable", 20))
     results = sbc.run(sbc.Study.from_toml(study), tmp_path / "out", workers=0,
                       progress=False)
     text = str(results)
