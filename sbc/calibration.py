@@ -366,13 +366,18 @@ def diagnostics_table(reps: pd.DataFrame) -> pd.DataFrame:
 
 
 def _column_median(block: pd.DataFrame, column: str) -> float:
-    values = pd.to_numeric(block[column], errors="coerce") if column in block else pd.Series([])
-    return float(values.median()) if values.notna().any() else math.nan
+    return _column_stat(block, column, "median")
 
 
 def _column_max(ok: pd.DataFrame, column: str) -> float:
-    values = pd.to_numeric(ok[column], errors="coerce") if column in ok else pd.Series([])
-    return float(values.max()) if values.notna().any() else math.nan
+    return _column_stat(ok, column, "max")
+
+
+def _column_stat(frame: pd.DataFrame, column: str, how: str) -> float:
+    """``how`` ("median", "max") of a column's numbers; NaN when it is absent (older
+    records) or holds none."""
+    values = pd.to_numeric(frame[column], errors="coerce") if column in frame else pd.Series([])
+    return float(values.agg(how)) if values.notna().any() else math.nan
 
 
 def _untested(ok: pd.DataFrame) -> str:
