@@ -7,7 +7,7 @@ Data flow::
 
     parameters table (one row per replicate x scalar) + replicates table
       -> fractional ranks u (randomised PIT with each fit's own number of ranked draws)
-      -> per-scalar uniformity test (ECDF gamma test), shape, coverage, recovery
+      -> per-scalar uniformity test (stats.rank_test), shape, coverage, recovery
       -> per-group p-value (exchangeable elements, e.g. every alpha_g[i]: Bonferroni minimum)
       -> Holm over the *family* of group tests (below)
       -> a :class:`Verdict` per (model, design): the answer to "is this pipeline calibrated?"
@@ -190,10 +190,11 @@ def _p(u: np.ndarray, n_sim: int) -> float:
 
 
 def _test(u: np.ndarray, n_sim: int) -> tuple[float, float]:
-    """(p-value, gamma statistic) of the uniformity test; NaN below 2 values."""
+    """(p-value, statistic) of the default uniformity test (:func:`sbc.stats.rank_test`; its
+    statistic is the smallest component p-value); NaN below 2 values."""
     if len(u) < 2:
         return math.nan, math.nan
-    t = stats.uniformity_test(u, n_sim=n_sim)
+    t = stats.rank_test(u, n_sim=n_sim)
     return t.p_value, t.statistic
 
 

@@ -8,9 +8,11 @@ the functions that summarise over replicates.
 Under correct inference the rank of the truth among L thinned posterior draws is discrete
 uniform on 0..L (Talts et al. 2018).  Its fractional rank u = (rank + 1/2) / (L + 1) is then
 (close to) uniform on (0, 1) whatever L is, which lets replicates with different numbers of
-kept draws be pooled.  Uniformity is judged with the simultaneous ECDF band and the matching
-"gamma" test of Säilynoja, Bürkner & Vehtari (2022), in :mod:`sbc.uniformity`; its public
-names are re-exported here, so ``stats.uniformity_test`` is where callers find it.
+kept draws be pooled.  Uniformity is judged by :func:`rank_test`, the smallest p-value of
+Anderson-Darling, Berk-Jones and Neyman's smooth test of order 3 against a Monte Carlo null
+(benchmarks/power.md says why it is the default); the plots draw the simultaneous ECDF band
+of Säilynoja, Bürkner & Vehtari (2022), whose "gamma" test is ``uniformity_test``.  Both live
+in :mod:`sbc.uniformity`; their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from sbc.uniformity import (
     failure_shape,
     moment_zscores,
     pooled_band,
+    rank_test,
+    rank_test_pvalues,
     shift_power,
     uniformity_pvalues,
     uniformity_test,
@@ -62,6 +66,8 @@ __all__ = [
     "pooled_band",
     "pooled_fractional_ranks",
     "pooled_pvalue",
+    "rank_test",
+    "rank_test_pvalues",
     "recovery",
     "shift_power",
     "uniformity_pvalues",
