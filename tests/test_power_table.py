@@ -176,3 +176,26 @@ def test_default_table_matches_json(data, tables):
         else:
             assert cold == warm == "-"
     assert set(cost) == {"sbc_gamma", *data["candidates"]}
+
+
+def test_the_docs_power_block_is_the_committed_power_json():
+    """docs/user_guide/report.md's power table is tools/readme.py's rendering of power.json,
+    and it names the test the engine uses as the default."""
+    import importlib.util
+
+    import sbc.stats
+    import sbc.uniformity
+
+    tool_path = BENCH.parent / "tools" / "readme.py"
+    spec = importlib.util.spec_from_file_location("readme_tool", tool_path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    page = tool.BLOCKS["power"].page
+    text = page.read_text()
+    assert tool.render(text, ["power"]) == text, \
+        "the power block of docs/user_guide/report.md is stale: run python tools/readme.py"
+    assert "| `minp_ad_bj_n3` | default (`sbc.stats.rank_test`) |" in text
+    # the row called the default is the engine's default test
+    u = np.random.default_rng(5).uniform(size=(3, 40))
+    assert np.array_equal(sbc.stats.rank_test_pvalues(u),
+                          sbc.uniformity.combined_uniformity_pvalues(u))

@@ -16,7 +16,9 @@ page text.  The blocks, their pages and their sources:
 - ``validation`` (docs/results/validation.md): tests/validation/RESULTS.md (``pytest -m slow
   tests/validation``): a fixed introduction, then RESULTS.md without its title;
 - ``bench`` (docs/user_guide/performance.md): benchmarks/results.json (``make bench``): the
-  settings, the machine and a table of the headline numbers.
+  settings, the machine and a table of the headline numbers;
+- ``power`` (docs/user_guide/report.md): benchmarks/power.json (``benchmarks/power.py``): the
+  default rank test against the former one and the best single tests.
 
     python tools/readme.py                rewrite every block
     python tools/readme.py --check        exit 1, printing a unified diff, when a block differs
@@ -51,6 +53,8 @@ FIGURE_LINK = "../../" + FIGURE  # as the genome page (docs/user_guide/) links i
 BENCH_JSON = ROOT / "benchmarks" / "genome.json"
 REAL_CHECK_JSON = ROOT / "benchmarks" / "real_check.json"
 REAL_CHECK_PY = ROOT / "benchmarks" / "real_check.py"
+POWER_JSON = ROOT / "benchmarks" / "power.json"
+POWER_PY = ROOT / "benchmarks" / "power.py"
 
 
 class BlockError(ValueError):
@@ -263,11 +267,41 @@ def genome_bench_block(res: dict) -> str:
 
 # ---- real-check: benchmarks/real_check.json, rendered by benchmarks/real_check.py --------
 
-def _real_check_module():
-    spec = importlib.util.spec_from_file_location("real_check", REAL_CHECK_PY)
+def _module(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _real_check_module():
+    return _module("real_check", REAL_CHECK_PY)
+
+
+# ---- power: benchmarks/power.json -----------------------------------------------------------
+
+POWER_ROWS = {"minp_ad_bj_n3": "default (`sbc.stats.rank_test`)", "sbc_gamma": "former default",
+              "ad": "", "berk_jones": "", "neyman3": "", "piet_c": ""}
+
+
+def power_block(data: dict) -> str:
+    """The default rank test against the former one and the strongest single tests, from
+    power.py's own summary of power.json (cells within Monte Carlo error of the best single
+    test, the worst deficit, and the paired comparison with the former default)."""
+    power = _module("power", POWER_PY)
+    summ = power.default_summary(data)
+    rows = ["| test | | cells within MC error of the best test | worst deficit (cell) |",
+            "|---|---|---|---|"]
+    for name, role in POWER_ROWS.items():
+        z = summ[name]
+        rows.append(f"| `{name}` | {role} | {z['within']} of {z['cells']} | "
+                    f"{z['worst']:+.3f} ({z['worst_cell']}) |")
+    n = data["settings"]["ns"]
+    return ("Power at the same size (0.05), " + f"{data['settings']['n_alt']:,}".replace(",", " ")
+            + " simulated studies per departure (" + ", ".join(power.DEPARTURES) + ") and n "
+            f"({', '.join(map(str, n))} ranks), {len(power.DEPARTURES) * len(n)} cells; from "
+            "`benchmarks/power.md`:\n\n"
+            + "\n".join(rows))
 
 
 def real_check_block(results: list[dict]) -> str:
@@ -319,6 +353,8 @@ BLOCKS: dict[str, Block] = {
                         "pytest -m slow tests/validation", DOCS / "results" / "validation.md"),
     "bench": Block(BENCH, lambda p: bench_block(_json(p)), "make bench",
                    GUIDE / "performance.md"),
+    "power": Block(POWER_JSON, lambda p: power_block(_json(p)), "benchmarks/power.py",
+                   GUIDE / "report.md"),
 }
 
 
