@@ -23,6 +23,9 @@ the events given probability ``p``, a share ``p`` happens.  This module checks t
   ``sum p (1 - p)``: ``count_z`` takes the count's posterior variance from the caller (law
   of total variance over the hyperparameters' posterior), and ``count_z_test`` tests the
   spread of one z per unit across independent units.
+- :func:`event_calibration`: all of the above for one binary event of a quantity with one or
+  more elements, decided once per replicate (replicates independent; a quantity's elements
+  within one replicate maybe not), e.g. the sign of a parameter in an SBC study.
 
 Everything is numpy and scipy; each test states its size (``alpha``).
 """
@@ -35,9 +38,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["Brier", "CalibrationTest", "ReliabilityTable", "binned_sums", "brier",
-           "brier_from_sums", "count_z", "count_z_test", "pooled_reliability_table",
-           "reliability_table", "spiegelhalter_test"]
+__all__ = ["Brier", "CalibrationTest", "EventCalibration", "ReliabilityTable", "binned_sums",
+           "brier", "brier_from_sums", "count_z", "count_z_test", "event_calibration",
+           "pooled_reliability_table", "reliability_table", "spiegelhalter_test"]
 
 
 def _pairs(p, y) -> tuple[np.ndarray, np.ndarray]:
@@ -314,3 +317,63 @@ def count_z_test(z) -> CalibrationTest:
     q = float((z**2).sum())
     p = float(min(1.0, 2 * min(stats.chi2.cdf(q, n), stats.chi2.sf(q, n))))
     return CalibrationTest("count z", q, p, n, float(z.mean()), float(z.std(ddof=1)))
+
+
+@dataclass(frozen=True)
+class EventCalibration:
+    """How well the probabilities of one binary event of a quantity are calibrated:
+    ``brier`` and its decomposition over every (replicate, element) pair; the reliability
+    ``table``; Spiegelhalter's test of each element over the replicates (``tests``) and
+    their Bonferroni combination ``p_value`` (``worst``: the element of the smallest p)."""
+
+    brier: Brier
+    table: ReliabilityTable
+    tests: tuple[CalibrationTest, ...]
+    p_value: float
+    worst: int
+
+    def rejects(self, alpha: float) -> bool:
+        """Whether calibration is rejected at size ``alpha`` (for the whole quantity)."""
+        return bool(self.p_value < alpha)
+
+
+def event_calibration(p, y, bins: int | np.ndarray = 10, level: float = 0.95
+                      ) -> EventCalibration:
+    """Calibration of one binary event decided in independent replicates, for a quantity of
+    one or more elements.  The elements of one replicate share its data and
+    hyperparameters, so their outcomes are not independent given their probabilities:
+    each element is tested over the replicates alone (:func:`spiegelhalter_test`, valid
+    there) and the elements' p-values are combined by Bonferroni (valid under any
+    dependence); the reliability table of several elements pools them with replicates as
+    clusters (:func:`pooled_reliability_table`), of one element it is exact
+    (:func:`reliability_table`).
+
+    Parameters
+    ----------
+    p, y : array_like
+        Shape (replicates,) or (replicates, elements): the event's probability and whether
+        it happened.
+    bins : int or array_like
+        Number of equal-width bins, or their edges.
+    level : float
+        Coverage of each bin's interval.
+
+    Returns
+    -------
+    EventCalibration
+        ``p_value`` NaN where no element can be tested (every probability 0 or 1).
+    """
+    p, y = np.asarray(p, float), np.asarray(y, float)
+    if p.ndim == 1:
+        p, y = p[:, None], y[:, None]
+    if p.shape != y.shape or p.ndim != 2:
+        raise ValueError(f"probabilities of shape {p.shape} but outcomes of shape {y.shape}")
+    tests = tuple(spiegelhalter_test(p[:, j], y[:, j]) for j in range(p.shape[1]))
+    pvalues = np.array([t.p_value for t in tests])
+    tested = np.isfinite(pvalues)
+    worst = int(np.nanargmin(pvalues)) if tested.any() else 0
+    combined = min(1.0, tested.sum() * pvalues[worst]) if tested.any() else math.nan
+    sums = np.stack([binned_sums(p[i], y[i], bins) for i in range(len(p))])
+    table = reliability_table(p, y, bins, level) if p.shape[1] == 1 else \
+        pooled_reliability_table(sums, bins, level)
+    return EventCalibration(brier_from_sums(sums), table, tests, float(combined), worst)

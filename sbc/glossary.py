@@ -126,6 +126,38 @@ COLUMNS: dict[str, str] = {
     "sampler warning": "the fit had a sampler warning (divergences, low ESS, R-hat, tree depth)",
     "rep": "the replicate number",
     "error": "the error of the failed fit",
+    # sign decisions
+    "event": "the decision checked: the parameter (every element of a vector) is below zero; "
+             "its probability is the share of a fit's posterior draws below zero, its outcome "
+             "whether the truth is below zero",
+    "elements tested": "elements whose probability is not always equal to their outcome (a "
+                       "positive parameter's is always 0 and false: nothing to check)",
+    "decision fits": "fits with the probability of every tested element recorded",
+    "share true": "share of the truths below zero (in a reliability table: of the pairs in "
+                  "the bin); calibrated: equal to the mean probability",
+    "Brier": "mean squared difference between the probability and the outcome (0 or 1); "
+             "lower is better",
+    "Brier reliability": "Murphy's reliability term over 10 bins of probability: the "
+                         "weighted squared gap between mean probability and share true; about "
+                         "0 when calibrated",
+    "Brier resolution": "how far the bins' shares true spread around the base rate: higher "
+                        "means sharper decisions",
+    "Brier uncertainty": "base rate x (1 - base rate): the Brier score of always predicting "
+                         "the base rate",
+    "Spiegelhalter z": "Spiegelhalter's z of the worst element over the fits: sum (y - p)(1 - "
+                       "2p) / its sd; above 0: probabilities too extreme (overconfident), "
+                       "below 0: too timid",
+    "decision p": "two-sided p of Spiegelhalter's test, Bonferroni over the elements tested",
+    "decision Holm p": "decision p adjusted by Holm over the groups of this model x design; "
+                       "at most alpha: the group's decisions fail",
+    "decision result": "pass or fail of the decisions' calibration at the adjusted level (not "
+                       "part of the SBC verdict)",
+    "P(event)": "bin of the probability of the event",
+    "pairs": "(fit, element) pairs in the bin",
+    "mean P(event)": "mean probability of the pairs in the bin",
+    "interval": "95 % interval of the bin's share true: Clopper-Pearson for one element, "
+                "cluster-robust with fits as clusters for several; a calibrated bin's usually "
+                "holds its mean probability",
     # sbc.Results in a notebook
     "fits ok": "fits that succeeded",
     "flagged share": "share of successful fits with a sampler warning",

@@ -60,6 +60,7 @@ class Parameters(TypedDict, total=False):
     ess_bulk: list[float]
     ess_tail: list[float]
     rhat: list[float | None]
+    p_below_zero: list[float]  # share of draws below 0; absent in records written before it
     # and one list per posterior quantile, "q0.025" ... "q0.975"
 
 

@@ -377,6 +377,8 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int,
             "rank": ranks.astype(int).tolist(),
             "mean": flat.mean(axis=0).tolist(), "sd": flat.std(axis=0, ddof=1).tolist(),
             **{f"q{q:g}": quantiles[i].tolist() for i, q in enumerate(QUANTILES)},
+            # P(theta < 0): the probability of the sign decision, checked for calibration
+            "p_below_zero": (flat < 0).mean(axis=0).tolist(),
             "ess_bulk": diag["ess_bulk"].tolist(), "ess_tail": diag["ess_tail"].tolist(),
             "rhat": [None if not np.isfinite(r) else float(r) for r in diag["rhat"]],
         },

@@ -3,7 +3,8 @@
 :func:`build_report` arranges the engine's result (:mod:`sbc.calibration`) into a
 :class:`Report`: a header, the summary verdicts and one section per model and design, each
 a set of tables (DataFrames whose verdict cells are :class:`~sbc.summarize.Badge`), verdict
-boxes and figures (:mod:`sbc.plots`).  It holds no HTML: :mod:`sbc.render` turns a Report
+boxes and figures (:mod:`sbc.plots`), with what drives each failure (:mod:`sbc.explain`)
+and the calibration of the sign decisions.  It holds no HTML: :mod:`sbc.render` turns a Report
 into report.html.  :func:`write_report` runs the whole flow for a store: statistics ->
 summaries -> rendered text -> report.html, summary.csv and summary.md.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -19,15 +21,18 @@ import pandas as pd
 from sbc import plots, render
 from sbc.glossary import canonical, explain
 from sbc.calibration import LEVELS, Calibration, with_fractional_ranks
-from sbc.report_tables import (ComputationCheck, computation_check, degenerate_table,
-                               diagnostics_table, extremes_table, group_table, scalar_table)
-from sbc.store import Store
+from sbc.explain import Explanation, explain_failures
+from sbc.report_tables import (ComputationCheck, DecisionCheck, computation_check,
+                               decision_check, degenerate_table, diagnostics_table,
+                               extremes_table, group_table, scalar_table)
+from sbc.store import Store, record_path
 from sbc.summarize import (Badge, Plot, calibrate_store_tables, sequential_plot,
                            sequential_table, study_summary, summary_frame)
-from sbc.verdicts import MIN_FITS, Verdict, combine
+from sbc.verdicts import MIN_FITS, SHAPE_TEXT, Verdict, combine
 
 
 WORST_LISTED = 10  # individual elements listed / plotted per model x design
+LINKED_FITS = 10  # fits linked per explained failure
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,38 @@ class SummarySection:
 
 
 @dataclass(frozen=True)
+class RecordLink:
+    """A fit's record as report.html links it: ``href`` relative to the store's root (where
+    report.html lies), ``u`` the fit's fractional rank."""
+
+    rep: int
+    u: float
+    href: str
+
+
+@dataclass(frozen=True)
+class ExplainedFailure:
+    """What drives the failure of a group: the ``region`` of its worst element's ranks in
+    words (:class:`sbc.explain.Explanation`), the failure ``shape`` in words, and links to
+    the first fits in that region, most responsible first, of ``in_region``."""
+
+    name: str
+    group: str
+    shape: str
+    region: str
+    in_region: int
+    links: list[RecordLink]
+
+
+def explained_failure(found: Explanation, model: str, design: str) -> ExplainedFailure:
+    """An :class:`~sbc.explain.Explanation` with its first fits linked to their records."""
+    links = [RecordLink(rep, u, quote(str(record_path(model, design, rep))))
+             for rep, u in zip(found.reps[:LINKED_FITS], found.u)]
+    return ExplainedFailure(found.name, found.group, SHAPE_TEXT.get(found.shape, found.shape),
+                            found.text(), len(found.reps), links)
+
+
+@dataclass(frozen=True)
 class DesignSection:
     """One model x design: verdict, group and element tables, diagnostics and figures."""
 
@@ -91,6 +128,8 @@ class DesignSection:
     extremes: pd.DataFrame | None = None  # the fits behind the outliers
     degenerate: pd.DataFrame | None = None  # fits that did not move, and where in the prior
     sequential: pd.DataFrame | None = None  # a sequential study: where it stopped and why
+    explanations: list[ExplainedFailure] = field(default_factory=list)  # one per failing group
+    decisions: DecisionCheck | None = None  # None: the records predate P(theta < 0)
 
 
 @dataclass(frozen=True)
@@ -136,6 +175,8 @@ class Report:
                 out += [d.groups, d.worst, d.diagnostics, d.scalars]
                 out += [t for t in (d.extremes, d.computation and d.computation.table)
                         if t is not None]
+                if d.decisions is not None:
+                    out += [d.decisions.table, *d.decisions.reliability.values()]
         return out
 
     @property
@@ -328,7 +369,10 @@ def design_section(model: str, design: str, cal: Calibration,
         worst_elements_plot(groups, scalars, block), scalar_table(scalars, cal.n_sim),
         extremes=extremes_table(block),
         sequential=sequential_table(outcome) if outcome is not None else None,
-        degenerate=degenerate_table(block))
+        degenerate=degenerate_table(block),
+        explanations=[explained_failure(found, model, design)
+                      for found in explain_failures(groups, block)],
+        decisions=decision_check(block, cal.alpha))
 
 
 def trend_section(model: str, cal: Calibration) -> TrendSection | None:

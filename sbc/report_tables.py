@@ -1,8 +1,9 @@
 """The tables of a model x design section of the study report: parameter groups, scalars,
-the model-bug-or-computation check, sampler diagnostics, the most extreme fits and the fits
-that did not move.  Each is a DataFrame whose verdict and p-value cells are
-:class:`~sbc.summarize.Badge` and :class:`~sbc.summarize.PValue` (rendered by
-:mod:`sbc.render`); :mod:`sbc.report` arranges them into sections."""
+the model-bug-or-computation check, sampler diagnostics, the most extreme fits, the fits
+that did not move and the calibration of the sign decisions.  Each is a DataFrame whose
+verdict and p-value cells are :class:`~sbc.summarize.Badge` and
+:class:`~sbc.summarize.PValue` (rendered by :mod:`sbc.render`); :mod:`sbc.report` arranges
+them into sections."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sbc import decisions
 from sbc.calibration import LEVELS, at_floor
+from sbc.stats import holm
 from sbc.summarize import Badge, PValue
-from sbc.verdicts import SHAPE_TEXT, Verdict
+from sbc.verdicts import ALPHA, SHAPE_TEXT, Verdict
 
 EXTREME_LISTED = 10  # the fits of largest |z| listed per model x design
 EXTREME_BY_RANK = 3  # and those of the smallest and of the largest fractional rank
@@ -170,3 +173,72 @@ def degenerate_table(block: pd.DataFrame) -> pd.DataFrame | None:
     table = pct.loc[stuck].round(0).astype(int).astype(str) + " %"
     table.columns = [f"{n} (percentile of truth)" for n in table.columns]
     return table.reset_index().rename(columns={"rep": "replicate"})
+
+
+@dataclass(frozen=True)
+class DecisionCheck:
+    """The calibration of the sign decisions of a model x design: one row per parameter
+    group whose event "below zero" says something (``table``), the reliability table of
+    each (``reliability``: event -> table) and the level of the pass/fail (``alpha``)."""
+
+    table: pd.DataFrame
+    reliability: dict[str, pd.DataFrame]
+    alpha: float
+
+
+def _sign_event(block: pd.DataFrame, group: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """P(theta < 0) and whether theta < 0, (replicates, elements) of one group: only
+    replicates with every probability recorded, only elements whose probability is not
+    always its outcome (a positive parameter's: always 0 and false, nothing to check)."""
+    rows = block[block["group"] == group]
+    p = rows.pivot(index="rep", columns="name", values="p_below_zero")
+    y = (rows.pivot(index="rep", columns="name", values="truth") < 0).astype(float)
+    complete = p.notna().all(axis=1).to_numpy()
+    p, y = p[complete], y[complete]
+    says = ~(p.to_numpy() == y.to_numpy()).all(axis=0)
+    return p.loc[:, says], y.loc[:, says]
+
+
+def _interval(lower: float, upper: float) -> str:
+    """A bin's interval as shown; empty where it has none (fewer than two fits in the bin)."""
+    return f"[{lower:.3f}, {upper:.3f}]" if np.isfinite(lower) and np.isfinite(upper) else ""
+
+
+def decision_check(block: pd.DataFrame, alpha: float = ALPHA) -> DecisionCheck | None:
+    """Are the probabilities of the event "below zero" calibrated, for every parameter
+    group of a model x design (``block``: its parameters table)?  The probability is the
+    share of a fit's posterior draws below zero (``p_below_zero``), the outcome whether its
+    truth is; :func:`sbc.decisions.event_calibration` tests each group (Spiegelhalter over
+    the replicates, Bonferroni over its elements) and Holm over the groups keeps the chance
+    of any false 'fail' in this model x design at most ``alpha``.  None when the store's
+    records predate ``p_below_zero``."""
+    if "p_below_zero" not in block or not block["p_below_zero"].notna().any():
+        return None
+    block = block[block["kind"] == "parameter"] if "kind" in block else block
+    rows, tables = [], {}
+    for group in dict.fromkeys(block["group"]):
+        p, y = _sign_event(block, group)
+        if p.shape[1] == 0 or len(p) < 2:
+            continue
+        event = f"{group} < 0" if list(p.columns) == [group] else f"{group}[i] < 0"
+        cal = decisions.event_calibration(p.to_numpy(), y.to_numpy())
+        b, worst = cal.brier, cal.tests[cal.worst]
+        rows.append({"event": event, "elements tested": p.shape[1], "decision fits": len(p),
+                     "share true": float(y.to_numpy().mean()), "Brier": b.score,
+                     "Brier reliability": b.reliability, "Brier resolution": b.resolution,
+                     "Brier uncertainty": b.uncertainty, "Spiegelhalter z": worst.statistic,
+                     "decision p": cal.p_value})
+        tables[event] = pd.DataFrame([
+            {"P(event)": r["bin"], "pairs": r["count"], "mean P(event)": r["mean_predicted"],
+             "share true": r["observed"], "interval": _interval(r["lower"], r["upper"])}
+            for r in cal.table.rows()])
+    table = pd.DataFrame(rows, columns=["event", "elements tested", "decision fits",
+                                        "share true", "Brier", "Brier reliability",
+                                        "Brier resolution", "Brier uncertainty",
+                                        "Spiegelhalter z", "decision p"])
+    adjusted = holm(table["decision p"].to_numpy(float))
+    table["decision Holm p"] = adjusted
+    table["decision result"] = [Badge("fail" if q <= alpha else "pass") if np.isfinite(q)
+                                else Badge("inconclusive", note="nothing to test")
+                                for q in adjusted]
+    return DecisionCheck(table, tables, alpha)

@@ -51,7 +51,7 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -75,6 +75,11 @@ OWN_FILES = (STUDY_FILE, "replicates.parquet", "parameters.parquet", "ranks.nc",
 PLAN_FILES = {"plan": ("plan.csv, plan.json and report.html", "report.html"),
               "genome-plan": ("plan.csv, plan.json, summary.md and plan_cost.png", "summary.md")}
 MAX_STUDY_BYTES = 16 * 2**20
+
+
+def record_path(model: str, design: str, rep: int) -> PurePosixPath:
+    """Where a replicate's record lies, relative to the store's root (a report links it)."""
+    return PurePosixPath(REPLICATES, model, design, f"r{rep:06d}.json")
 
 
 def _study_json(manifest: dict) -> bytes:
@@ -324,7 +329,7 @@ class Store:
         self._write(STUDY_FILE, _study_json(manifest))
 
     def replicate_path(self, model: str, design: str, rep: int) -> Path:
-        return self.root / REPLICATES / model / design / f"r{rep:06d}.json"
+        return self.root / record_path(model, design, rep)
 
     def write_record(self, record: Record) -> None:
         """Store one replicate's record atomically, with the study's ``fingerprint`` and a
