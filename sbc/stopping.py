@@ -9,12 +9,11 @@ applies them to a store, one (model, design) *cell* at a time:
   replicates (0, 1, 2, ... up to the first one missing), failed fits skipped; the decision is
   a function of that prefix alone, never of arrival order or worker count, so a study stops at
   the same replicate with 1, 2 or N workers and after an interruption;
-- a cell stops at the first of: some group's e-value crossing its threshold ("fail", at that
-  replicate); the pass point's number of fits ("look": today's fixed-n test at the rest of
-  alpha decides); ``max_simulations`` replicates ("limit": the same look, with the power
-  actually reached stated).  Replicates stored beyond the stop (in flight when it came, or
-  from an earlier, larger run) are kept and counted as beyond the stopping point; they never
-  enter the verdict.
+- a cell stops at the first of: an e-value crossing its threshold, or an interim look at 25,
+  50, 100, 200 fits (below the pass point) rejecting ("fail", there); the pass point ("look":
+  the fixed-n test at the final share of alpha decides); ``max_simulations`` replicates
+  ("limit": the same look, the power reached stated).  Replicates stored beyond the stop (in
+  flight, or from an earlier, larger run) are counted as beyond it, never in the verdict.
 
 :func:`judge` is the one function that turns a store's tables into the sequential outcome
 and the verdicts; ``sbc run`` calls it while fitting (through :class:`Monitor`) and every
@@ -185,12 +184,14 @@ def from_value(value) -> Sequential | None:
 class Outcome:
     """Where the sequential test of one (model, design) stands.
 
-    status: "fail" (an e-value crossed), "look" (the pass point was reached: the look
-    decides), "limit" (max_simulations reached first) or "running" (none yet).  stop_rep: the
-    last replicate counted (None while running); fits: successful fits counted; beyond:
-    replicates stored past the stop; rejected: groups whose e-value crossed; log_e: group ->
-    log e-value after each counted fit; threshold: the e-value that rejects; point: the
-    :class:`sbc.sequential.PassPoint`; alpha: this cell's share of the family's alpha.
+    status: "fail" (an e-value crossed, or an interim look rejected), "look" (the pass point
+    was reached: the final look decides), "limit" (max_simulations reached first) or
+    "running" (none yet).  stop_rep: the last replicate counted (None while running); fits:
+    successful fits counted; beyond: replicates stored past the stop; rejected: groups whose
+    e-value crossed (or that the interim look rejected); log_e: group -> log e-value after
+    each counted fit; threshold: the e-value that rejects; point: the
+    :class:`sbc.sequential.PassPoint`; alpha: this cell's share of the family's alpha;
+    interim: the interim look that stopped it (:class:`sbc.sequential.LookResult`) or None.
     """
 
     model: str
@@ -205,6 +206,7 @@ class Outcome:
     point: sequential.PassPoint | None = field(default=None, repr=False)
     alpha: float = 0.05
     settings: Sequential = field(default_factory=Sequential, repr=False)
+    interim: sequential.LookResult | None = field(default=None, repr=False)
 
     @property
     def decided(self) -> bool:
@@ -225,6 +227,12 @@ class Outcome:
             f"no pass point within {s.max_simulations} replicates"
         beyond = f"; {self.beyond} replicate(s) stored beyond the stop are not counted" \
             if self.beyond else ""
+        if self.status == "fail" and self.interim is not None:
+            p = ", ".join(f"{g} {self.interim.p[g]:.3g}" for g in self.rejected)
+            return (f"Sequential test: stopped after {self.fits} fits (replicate {self.stop_rep}): "
+                    f"the interim look there rejected {', '.join(self.rejected)} (Holm p {p} <= "
+                    f"{sequential.LOOK_SHARE * self.alpha:.3g}, {sequential.LOOK_SHARE:.0%} of "
+                    f"the cell's alpha; {pass_at}){beyond}.")
         if self.status == "fail":
             top = max(self.rejected, key=lambda g: self.log_e[g][: self.fits].max())
             e = float(np.exp(self.log_e[top][: self.fits].max()))
@@ -305,10 +313,15 @@ def decide_cell(model: str, design: str, ok_ids: np.ndarray, length: int, groups
     n_ok = len(ok_ids)
     cap = min(n_ok, point.n) if point.n else n_ok
     base.update(log_e=test.log_e, threshold=test.threshold, point=point)
-    if test.stopped_at is not None and test.stopped_at <= cap:
-        stop = int(ok_ids[test.stopped_at - 1])
-        return Outcome(status="fail", stop_rep=stop, fits=test.stopped_at,
-                       beyond=int((stored > stop).sum()), rejected=test.rejected, **base)
+    crossed = test.stopped_at if test.stopped_at is not None and test.stopped_at <= cap else None
+    look = sequential.interim_test(groups, alpha, point.n or limit)  # looks before the pass point
+    if look is not None and crossed is not None and crossed <= look.n:
+        look = None  # the e-value crossed first (or at the look itself)
+    if look is not None or crossed is not None:
+        fits = look.n if look else crossed
+        stop = int(ok_ids[fits - 1])
+        return Outcome(status="fail", stop_rep=stop, fits=fits, beyond=int((stored > stop).sum()),
+                       rejected=look.rejected if look else test.rejected, interim=look, **base)
     if point.n and n_ok >= point.n:
         stop = int(ok_ids[point.n - 1])
         return Outcome(status="look", stop_rep=stop, fits=point.n,
@@ -361,7 +374,7 @@ def judge(reps: pd.DataFrame, params: pd.DataFrame, settings: Sequential, sample
     with_u = with_fractional_ranks(params, reps) if len(params) else params
     found = outcomes(reps, with_u, settings, cells)
     reps_c, params_c = counted(reps, params, found)
-    look_alpha = (1.0 - sequential.EARLY) * settings.alpha / max(len(cells), 1)
+    look_alpha = sequential.FINAL * settings.alpha / max(len(cells), 1)
     cal = calibrate(reps_c, params_c, alpha=look_alpha, family="cell", sampler=sampler)
     verdicts = {key: _verdict(v, found[key], cal, sampler) for key, v in cal.verdicts.items()}
     return replace(cal, verdicts=verdicts, sequential=found)

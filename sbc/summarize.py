@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from sbc import plots, stats, stopping
+from sbc import plots, sequential, stats, stopping
 from sbc.calibration import Calibration, calibrate
 from sbc.errors import StoreError, StudyError
 from sbc.verdicts import ALPHA, Verdict
@@ -181,8 +181,10 @@ def sequential_plot(o) -> Plot:
                 "sequential test",
                 "E-value of each parameter group after every successful fit (log scale). A "
                 "group is rejected when its e-value reaches the dashed line, valid however often it "
-                "is looked at; with no crossing the study stops at the pass point (dotted), "
-                "where the fixed-n test decides.")
+                "is looked at; the fixed-n test also looks at "
+                + ", ".join(map(str, sequential.LOOKS)) + " fits (below the pass point) with a "
+                "small share of alpha each; with no rejection the study "
+                "stops at the pass point (dotted), where the fixed-n test decides.")
 
 
 def sequential_table(o) -> pd.DataFrame:
@@ -190,10 +192,12 @@ def sequential_table(o) -> pd.DataFrame:
     table; ``o``: an :class:`sbc.stopping.Outcome`)."""
     point = o.point
     fixed = max((n for n in point.fixed_n.values() if n), default=None) if point else None
+    failed = (f"stopped: the interim look at {o.fits} fits rejected"
+              if getattr(o, "interim", None) is not None else "stopped: e-value crossed")
     return pd.DataFrame([{
-        "where it stopped": {"fail": "stopped: e-value crossed", "look": "stopped at the pass point",
-                   "limit": "stopped at max_simulations",
-                   "running": "not stopped yet"}[o.status],
+        "where it stopped": {"fail": failed, "look": "stopped at the pass point",
+                             "limit": "stopped at max_simulations",
+                             "running": "not stopped yet"}[o.status],
         "stop replicate": o.stop_rep if o.stop_rep is not None else "",
         "fits counted": o.fits,
         "stored beyond the stop": o.beyond,

@@ -98,17 +98,19 @@ def test_groups_must_share_their_replicates():
 @pytest.mark.parametrize("groups", [1, 4, 8])
 def test_the_pass_point_states_its_power_and_costs_what_a_fixed_study_of_equal_power_does(
         groups):
-    """At the pass point the two-stage procedure reaches the stated power against each
-    departure, and it needs at most 3 % more fits than a fixed-n study (one look at full
-    alpha) of the same power: the price of watching 2 % of alpha after every replicate.
-    (Deterministic: the departures are simulated with a fixed seed.)"""
+    """At the pass point the procedure reaches the stated power against each departure, and it
+    needs at most 10 % more fits than a fixed-n study (one look at full alpha) of the same
+    power: the price of watching 2 % of alpha after every replicate and spending 20 % on the
+    interim looks (measured: 5 % for 1 group, 8 % for 4, 0 % for 8; before the interim looks,
+    with 98 % at the pass point, it was within 3 %).  (Deterministic: the departures are
+    simulated with a fixed seed.)"""
     from sbc.sequential import pass_point
 
     point = pass_point(groups, 0.05, 0.8, 0.5, 0.2, 1000)
     assert point.n is not None
     assert all(p >= 0.8 for p in point.power.values()), point.power
     fixed = max(point.fixed_n.values())
-    assert point.n <= 1.03 * fixed, (point.n, point.fixed_n)
+    assert point.n <= 1.10 * fixed, (point.n, point.fixed_n)
     # a smaller limit than the pass point: no pass point, and the power reached is stated
     short = pass_point(groups, 0.05, 0.8, 0.5, 0.2, point.n // 2)
     assert short.n is None and short.power["narrow"] < 0.8
@@ -118,16 +120,14 @@ def test_the_pass_point_states_its_power_and_costs_what_a_fixed_study_of_equal_p
 def test_the_pass_points_power_holds_on_fresh_departures(groups):
     """The pass point is chosen on one set of simulated departures (400 studies each), so its
     stated power could be a selection effect.  On 1,000 fresh studies per departure (other
-    seeds) the two-stage procedure at the pass point must reach the target within Monte Carlo
-    error: at least 0.8 - 3 sd (binomial sd 0.013 at 1,000 studies, so >= 0.76); a pass point
-    whose power held only on its own draws fails this with probability near 1."""
-    from sbc.sequential import (_look_rejects, crossing_times, departure_ranks, departures,
-                                pass_point)
+    seeds) the procedure (e-process, interim looks, final look) at the pass point must reach
+    the target within Monte Carlo error: at least 0.8 - 3 sd (binomial sd 0.013 at 1,000
+    studies, so >= 0.76); a pass point whose power held only on its own draws fails this with
+    probability near 1."""
+    from sbc.sequential import departure_ranks, departures, detection_times, pass_point
 
     point = pass_point(groups, 0.05, 0.8, 0.5, 0.2, 1000)
     for kind, size in departures(0.5, 0.2).items():
         u = departure_ranks(kind, size, point.n, studies=1000, seed=2026_12_05 + groups)
-        rejected = (crossing_times(u, point.threshold) <= point.n) | \
-            _look_rejects(u, point.n, point.look_level)
-        power = float(rejected.mean())
+        power = float((detection_times(u, groups, 0.05, point.n) <= point.n).mean())
         assert power >= 0.8 - 3 * math.sqrt(0.8 * 0.2 / 1000), (kind, power, point.n)
