@@ -9,6 +9,7 @@ SBC_REQUIRE_SLURM=1 (CI after ``make slurm``) that is a failure instead.  The fi
 SLURM job they ran in (``SLURM_JOB_ID``), which is how the tests know they ran under SLURM.
 """
 
+import dataclasses
 import io
 import os
 import re
@@ -354,6 +355,92 @@ def test_a_job_at_its_walltime_is_replaced_and_the_study_finishes(tmp_path, canc
     assert jobs[first] < 24, jobs
     assert job_state(first) == "TIMEOUT"
     assert f"SLURM job {first} ended (TIMEOUT" in output, output
+
+
+# Fits that take long in the first two SLURM jobs (each fit writes started-JOB first), at full
+# speed in later ones: one batch of both replicates is in flight when each of those jobs ends.
+TWO_SLOW_JOBS_MODEL = '''
+import importlib.util
+import os
+import time
+
+_spec = importlib.util.spec_from_file_location("_slurm_normal_mean", {base!r})
+_base = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_base)
+build = _base.build
+LOG = {log!r}
+
+
+def _slow(job):
+    for slot in ("job-1", "job-2"):
+        path = os.path.join(LOG, slot)
+        if not os.path.exists(path):
+            tmp = os.path.join(LOG, f"{{slot}}.{{job}}.{{os.getpid()}}")
+            with open(tmp, "w") as f:
+                f.write(job)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            os.unlink(tmp)
+        with open(path) as f:
+            if f.read() == job:
+                return True
+    return False
+
+
+def exact_posterior(data, y, n_draws, rng):
+    job = os.environ.get("SLURM_JOB_ID", "local")
+    open(os.path.join(LOG, f"started-{{job}}"), "a").close()
+    if job != "local" and _slow(job):
+        time.sleep(600)
+    with open(os.path.join(LOG, f"fits-{{job}}-{{os.getpid()}}.txt"), "a") as f:
+        f.write(f"{{float(y[0])!r}}\\n")
+    return _base.exact_posterior(data, y, n_draws, rng)
+'''
+
+
+def test_a_batch_whose_jobs_end_twice_is_rerun_whole_not_charged_to_its_replicates(
+        tmp_path, cancel_leftovers, capsys):
+    """Two job ends under one batch are two worker deaths, which Dask charges to the batch
+    (allowed-failures 1).  They are the cluster's doing, not the replicates': the batch is
+    rerun whole on the next job, not split or recorded as a crash."""
+    study, logs, fits = write_study(tmp_path, "twice", TWO_SLOW_JOBS_MODEL, sims=2,
+                                    sampler=EXACT_SAMPLER,
+                                    base=str(ROOT / "tests/models/normal_mean.py"))
+    study = dataclasses.replace(study, batch_size=2)
+    run_study(study, tmp_path / "local", workers=0, report=False)
+    cancelled: list[str] = []
+
+    def cancel_each_slow_job():
+        deadline = time.monotonic() + 400
+        while len(cancelled) < 2 and time.monotonic() < deadline:
+            for marker in fits.glob("started-*"):
+                job = marker.name.removeprefix("started-")
+                if job != "local" and job not in cancelled:
+                    cancelled.append(job)
+                    cancel_leftovers.append(job)
+                    subprocess.run(["scancel", job], check=True)
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=cancel_each_slow_job, daemon=True)
+    watcher.start()
+    stream = io.StringIO()
+    try:
+        summary = run_study(study, tmp_path / "slurm", report=False, progress_stream=stream)
+    finally:
+        cancel_leftovers.extend(jobs_of(logs))
+    watcher.join(timeout=5)
+    output = stream.getvalue() + capsys.readouterr().err  # the batch messages go to stderr
+    print(output)
+    assert len(cancelled) == 2, (cancelled, output)
+    assert all(job_state(job) == "CANCELLED" for job in cancelled), cancelled
+    assert "ended with their SLURM jobs; rerunning the batch" in output, output
+    assert "a worker died while fitting" not in output, output
+    check_counts(tmp_path / "slurm", 2, output, summary)
+    pd.testing.assert_frame_equal(ranks_of(tmp_path / "local"), ranks_of(tmp_path / "slurm"))
+    later = set(fits_by_job(fits)) - {"local", *cancelled}
+    assert later, fits_by_job(fits)  # both replicates were fitted by a third job
 
 
 def test_jobs_that_cannot_start_their_workers_end_the_run_with_the_reason(

@@ -52,6 +52,10 @@ RETRIES = 3
 # (Dask's ``distributed.scheduler.allowed-failures`` is set to one less); a scheduler given by
 # address keeps its own setting.
 WORKER_DEATHS = 2
+# On SLURM, workers also die with their jobs (walltime, scancel, preemption): a batch whose
+# workers died while jobs of the cluster ended is rerun whole, up to this many times, before
+# its deaths are charged to its replicates as above.
+JOB_END_RERUNS = 3
 
 
 
@@ -306,12 +310,16 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
     lost = 0
     tag = uuid.uuid4().hex[:8]
     task_of: dict[str, BatchTask] = {}
+    keeper = getattr(client, "sbc_slurm", None)
+    ends_at: dict[str, int] = {}  # key -> SLURM jobs ended before the batch was submitted
+    reruns: dict[str, int] = {}  # key -> times the batch was rerun after job ends
 
     shipped: dict[int, object] = {}  # id(design) -> its future on the cluster
 
     def submit(task: BatchTask, i: int | str):
         key = f"sbc-{task.model.label}-{task.design.label}-{task.reps[0]}-{tag}-{i}"
         task_of[key] = task
+        ends_at[key] = keeper.replaced if keeper is not None else 0
         if _data_size(task.design) < SCATTER_BYTES:
             return client.submit(run_batch, task, key=key, pure=False, retries=RETRIES)
         # large observed data (posterior SBC): sent to the cluster once, not with every task
@@ -349,6 +357,17 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
         try:
             return future.result()
         except KilledWorker:
+            done = reruns.get(future.key, 0)
+            if keeper is not None and keeper.replaced > ends_at[future.key] \
+                    and done < JOB_END_RERUNS:
+                print(f"[sbc] the workers fitting replicates {task.reps[0]}-{task.reps[-1]} of "
+                      f"{task.model.label} {task.design.label} ended with their SLURM jobs; "
+                      "rerunning the batch", file=sys.stderr)
+                f = submit(task, f"{future.key.split(tag + '-', 1)[1]}-rerun{done + 1}")
+                reruns[f.key] = done + 1
+                futures.append(f)
+                pending.add(f)
+                return None
             if len(task.reps) > 1:
                 print(f"[sbc] a worker died while fitting replicates {task.reps[0]}-"
                       f"{task.reps[-1]} of {task.model.label} {task.design.label}; "

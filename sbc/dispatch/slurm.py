@@ -222,6 +222,11 @@ class SlurmJobs:
             if job is not None:  # scancel, in case it is only leaving (COMPLETING, requeued)
                 with contextlib.suppress(Exception):
                     await job.close()
+        # New names for the new jobs.  SpecCluster hands out the first free name, which is the
+        # ended job's; Dask closes (scancels) the job under a name whose worker left
+        # lost-worker-timeout (15 s) before and is not back, so a job started under the ended
+        # job's name within those 15 s was cancelled as it started and never replaced.
+        self.cluster._i += len(names)
         self.cluster.scale(jobs=self.jobs)
         await self.cluster._correct_state()
 
