@@ -18,7 +18,6 @@ from functools import lru_cache
 
 import numpy as np
 from scipy.special import gammaln
-from scipy.stats import norm
 
 from sbc import seeding
 
@@ -305,25 +304,6 @@ def uniformity_pvalues(u: np.ndarray, n_sim: int = DEFAULT_N_SIM,
     return (1.0 + np.searchsorted(minima, stat, side="right")) / (n_sim + 1.0)
 
 
-@lru_cache(maxsize=256)
-def shift_power(n: int, shift: float, level: float, n_sim: int = DEFAULT_N_SIM,
-                n_alt: int = 400, seed: int = DEFAULT_SEED) -> float:
-    """Probability that :func:`rank_test` (the default test) on n fractional ranks rejects at
-    ``level``
-    when the posterior mean is off by ``shift`` posterior sds (a Gaussian posterior, so the
-    fractional rank of the truth is Phi(Z - shift), Z ~ N(0, 1)).
-
-    Estimated from ``n_alt`` simulated studies with a fixed seed (Monte Carlo sd <=
-    0.025 at n_alt = 400).  Used to say how much a "pass" is worth: a pass at power 0.3
-    says little.
-    """
-    if n < 2:
-        return 0.0
-    rng = np.random.default_rng(seed + 1)
-    u = norm.cdf(rng.standard_normal((n_alt, n)) - shift)
-    return float(np.mean(rank_test_pvalues(u, n_sim, seed) <= level))
-
-
 # --------------------------------------------------------------------------------------
 # A combined test (benchmarks/power.md): Anderson-Darling, strong against a shift; Berk-Jones
 # (1979), the sup of the ECDF's binomial log-likelihood ratio, in the tails (too narrow, a few
@@ -454,25 +434,6 @@ def combined_uniformity_test(
     shape = failure_shape(u) if p_value < alpha else "ok"
     return UniformityResult(statistic=float(smallest[0]) / (n_sim + 1.0), p_value=p_value, n=n,
                             shape=shape, mean=float(u.mean()), var=float(u.var()))
-
-
-def rank_test(u, alpha: float = 0.05, n_sim: int = DEFAULT_N_SIM,
-              seed: int = DEFAULT_SEED) -> UniformityResult:
-    """The default test of uniform fractional ranks: :func:`combined_uniformity_test`.
-
-    Chosen by benchmarks/power.md ("Which test is the default"): against the ECDF gamma test
-    (:func:`uniformity_test`, the test of the plotted bands) it is significantly more
-    powerful in 27 of the 35 departure x n cells and less powerful in none, at the same exact
-    size; the cells where a single test beats it are listed there with the reason.  The
-    calibration engine, the power a pass states and the sequential look call this one name.
-    """
-    return combined_uniformity_test(u, alpha=alpha, n_sim=n_sim, seed=seed)
-
-
-def rank_test_pvalues(u: np.ndarray, n_sim: int = DEFAULT_N_SIM,
-                      seed: int = DEFAULT_SEED) -> np.ndarray:
-    """The p-values of :func:`rank_test` for every row of ``u`` (m, n) at once."""
-    return combined_uniformity_pvalues(u, n_sim=n_sim, seed=seed)
 
 
 # --------------------------------------------------------------------------------------
