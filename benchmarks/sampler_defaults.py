@@ -26,6 +26,11 @@ model, ta (target_accept), tune, draws, chains, adapt (nutpie ``adaptation``: di
 draw_diag, low_rank, flow), maxdepth.  Fits run one after another in this one process
 (chains of a fit too: ``cores=1``); the sampler seconds are those of the ``nutpie.sample``
 call alone, compile seconds those of ``nutpie.compile_pymc_model``.
+
+``--pipeline`` runs whole replicates of ``models/crispr_screen.py`` instead, as a study does
+(``sbc.replicate.run_batch``: rescue, ranks, record), and reports seconds and gradient
+evaluations per replicate and per clean replicate against the first candidate
+(``benchmarks/draw_rule.md``).
 """
 
 from __future__ import annotations
@@ -180,7 +185,8 @@ class Fitter:
         flags = {"divergent": n_div > 0, "low_ess": ess_min < 100,
                  "rhat": bool(np.isfinite(rhat) and rhat > RHAT_MAX),
                  "treedepth": fit.treedepth_hits > 0}
-        return {"seconds": seconds, "n_divergent": n_div, "n_treedepth": fit.treedepth_hits,
+        return {"seconds": seconds, "gradient_evals": fit.gradient_evals,
+                "n_divergent": n_div, "n_treedepth": fit.treedepth_hits,
                 "ess_min": ess_min, "rhat_max": rhat, "step_size": fit.step_size,
                 **{f"flag_{k}": v for k, v in flags.items()}, "flagged": any(flags.values())}
 
@@ -197,7 +203,8 @@ def summarize(rows: list[dict], compile_seconds: float) -> dict:
             "ess_min_median": float(np.median(ess)), "ess_min_p90": float(np.quantile(ess, 0.9)),
             "ess_min_p10": float(np.quantile(ess, 0.1)),
             "seconds_median": float(np.median(secs)), "seconds_p90": float(np.quantile(secs, 0.9)),
-            "seconds_mean": float(secs.mean()), "compile_seconds": compile_seconds}
+            "seconds_mean": float(secs.mean()), "compile_seconds": compile_seconds,
+            "gradient_evals_median": float(np.median([r["gradient_evals"] for r in rows]))}
 
 
 def run(reps: int, designs: list[str], candidates: list[tuple[str, Candidate]],
@@ -241,9 +248,106 @@ def run(reps: int, designs: list[str], candidates: list[tuple[str, Candidate]],
     return results
 
 
+def settings_of(cand: Candidate):
+    """The study's SamplerSettings a candidate stands for (its model key is ignored: the
+    pipeline fits models/crispr_screen.py's own build, rescued in its RESCUE forms)."""
+    from sbc.sampling import SamplerSettings
+
+    return SamplerSettings(chains=cand.chains, tune=cand.tune, draws=cand.draws,
+                           target_accept=cand.ta, max_treedepth=cand.maxdepth,
+                           adaptation=cand.adapt)
+
+
+def run_pipeline(reps: int, designs: list[str], candidates: list[tuple[str, Candidate]],
+                 first_rep: int = 0, log=print) -> dict:
+    """Whole replicates as a study runs them (``sbc.replicate.run_batch``: simulate, fit,
+    rescue, rank), study seed ``SEED``, so every candidate fits the same data sets.  Every
+    compile (the RESCUE forms too) is done before the clock starts; candidates run
+    interleaved replicate by replicate."""
+    import logging
+
+    import pandas as pd
+
+    from sbc.calibration import flagged_mask
+    from sbc.design import Design
+    from sbc.replicate import BatchTask, prepare, run_batch
+    from sbc.spec import resolve_model
+
+    logging.getLogger("pymc").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    model = resolve_model(str(ROOT / "models" / "crispr_screen.py"))
+    results: dict = {}
+    for label in designs:
+        tasks = {name: BatchTask(model, None, Design.from_label(label), settings_of(cand),
+                                 "auto", SEED, ()) for name, cand in candidates}
+        for task in tasks.values():
+            for _, get in prepare(task).rescue_forms():
+                get()
+        rows: dict[str, list] = {name: [] for name in tasks}
+        for i in range(first_rep, first_rep + reps):
+            for name, task in tasks.items():
+                rows[name] += run_batch(replace(task, reps=(i,)))
+        log(f"[{label}] {reps} replicates x {len(tasks)} candidates")
+        for name, cand in candidates:
+            reps_df = pd.DataFrame(rows[name])
+            ok = reps_df["status"] == "ok"
+            clean = ok & ~flagged_mask(reps_df)
+            attempts = [r.get("attempts") or [] for r in rows[name]]
+            summary = {
+                "n": len(reps_df), "failed": int((~ok).sum()), "clean": float(clean.mean()),
+                "rescued": float(reps_df["rescued"].fillna(False).astype(bool).mean()),
+                "seconds_per_rep": float(reps_df["wall_seconds"].mean()),
+                "seconds_per_clean": float(reps_df["wall_seconds"].sum() / max(clean.sum(), 1)),
+                "gradients_per_rep": float(reps_df["gradient_evals"].mean()),
+                "gradients_per_clean": float(reps_df["gradient_evals"].sum()
+                                             / max(clean.sum(), 1)),
+                "ess_bulk_min_median": float(reps_df.loc[ok, "ess_bulk_min"].median()),
+                "ess_min_median": float(np.median(np.minimum(
+                    reps_df.loc[ok, "ess_bulk_min"], reps_df.loc[ok, "ess_tail_min"]))),
+                "n_draws_mean": float(reps_df.loc[ok, "n_draws"].mean()),
+                "n_ranked_median": float(reps_df.loc[ok, "n_ranked"].median()),
+                "draws_taken_mean": float(np.mean([sum(a["draws"] for a in att) if att
+                                                   else cand.draws * cand.chains
+                                                   for att in attempts])),
+            }
+            results.setdefault(name, {"candidate": asdict(cand),
+                                      "settings": asdict(settings_of(cand)), "designs": {}})
+            results[name]["designs"][label] = {
+                "summary": summary,
+                "fits": reps_df[["rep", "status", "wall_seconds", "gradient_evals", "n_draws",
+                                 "n_ranked", "ess_bulk_min", "ess_tail_min", "rescued",
+                                 *[c for c in ("flag_divergent", "flag_low_ess")
+                                   if c in reps_df]]].to_dict("records")}
+    return results
+
+
+def pipeline_markdown(results: dict, designs: list[str], baseline: str) -> str:
+    head = ("| candidate | tune | draws | target_accept | design | n | clean | rescued | "
+            "s/rep | s/clean rep | vs " + baseline + " | min bulk ESS median | "
+            "min ESS median | draws taken | ranked median | gradients/rep | "
+            "gradients/clean rep | vs " + baseline + " |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, res in results.items():
+        c = res["candidate"]
+        for label in designs:
+            s = res["designs"][label]["summary"]
+            b = results[baseline]["designs"][label]["summary"]
+            lines.append(
+                f"| {name} | {c['tune']} | {c['draws']} | {c['ta']} | {label} | {s['n']} | "
+                f"{s['clean']:.0%} | {s['rescued']:.0%} | {s['seconds_per_rep']:.2f} | "
+                f"{s['seconds_per_clean']:.2f} | "
+                f"{s['seconds_per_clean'] / b['seconds_per_clean']:.2f} | "
+                f"{s['ess_bulk_min_median']:.0f} | {s['ess_min_median']:.0f} | "
+                f"{s['draws_taken_mean']:.0f} | {s['n_ranked_median']:.0f} | "
+                f"{s['gradients_per_rep']:.0f} | {s['gradients_per_clean']:.0f} | "
+                f"{s['gradients_per_clean'] / b['gradients_per_clean']:.2f} |")
+    return "\n".join(lines)
+
+
 def markdown(results: dict, designs: list[str]) -> str:
     head = ("| candidate | model | nutpie options | design | n | clean | div | ESS<100 | "
-            "treedepth | R-hat | min ESS median | min ESS p90 | s/fit median | compile s |")
+            "treedepth | R-hat | min ESS median | min ESS p90 | s/fit median | gradients median | "
+            "compile s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, res in results.items():
         c = res["candidate"]
@@ -254,7 +358,8 @@ def markdown(results: dict, designs: list[str]) -> str:
                 f"| {name} | {c['model']} | {opts} | {label} | {s['n']} | {s['clean']:.0%} | "
                 f"{s['divergent']:.0%} | {s['low_ess']:.0%} | {s['treedepth']:.0%} | "
                 f"{s['rhat']:.0%} | {s['ess_min_median']:.0f} | {s['ess_min_p90']:.0f} | "
-                f"{s['seconds_median']:.3f} | {s['compile_seconds']:.1f} |")
+                f"{s['seconds_median']:.3f} | {s['gradient_evals_median']:.0f} | "
+                f"{s['compile_seconds']:.1f} |")
     return "\n".join(lines)
 
 
@@ -266,13 +371,20 @@ def main(argv=None) -> None:
     parser.add_argument("--candidates", default="default,ta90,c_ta80",
                         help=f"comma-separated; known: {', '.join(CANDIDATES)}")
     parser.add_argument("--json", type=Path, help="write all numbers (per fit too) here")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="run whole replicates (rescue included) of models/crispr_screen.py "
+                             "as a study does; the first candidate is the baseline of the ratios")
     args = parser.parse_args(argv)
     designs = [d.strip() for d in args.designs.split(",") if d.strip()]
     candidates = [parse_candidate(c.strip()) for c in args.candidates.split(",") if c.strip()]
     started = time.strftime("%Y-%m-%d %H:%M:%S")
-    results = run(args.reps, designs, candidates, args.first_rep,
-                  log=lambda m: print(m, file=sys.stderr, flush=True))
-    table = markdown(results, designs)
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if args.pipeline:
+        results = run_pipeline(args.reps, designs, candidates, args.first_rep, log)
+        table = pipeline_markdown(results, designs, candidates[0][0])
+    else:
+        results = run(args.reps, designs, candidates, args.first_rep, log)
+        table = markdown(results, designs)
     print(table)
     if args.json:
         import nutpie

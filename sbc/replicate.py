@@ -95,7 +95,7 @@ class Prepared:
         return [(name, getter(name, build)) for name, build in self.rescue_specs]
 
 
-MAX_RESCUES = 2  # refits per replicate, bounding the cost of a hard replicate
+MAX_RESCUES = 2  # RESCUE forms tried per replicate (after a draw top-up), bounding its cost
 _CACHE: OrderedDict = OrderedDict()
 _LOCK = threading.RLock()  # guards _CACHE and the rescue backends
 _CACHE_SIZE = 8  # (model, design) pairs kept compiled per worker; bounds worker memory
@@ -403,20 +403,38 @@ def _noncentered(backend) -> bool | None:
     return is_noncentered(spec) if spec is not None else None
 
 
+def short_of_draws(flags: dict) -> bool:
+    """Whether a fit's only warning is a low ESS: it sampled its posterior without trouble
+    (no divergence, tree-depth hit or high R-hat) but drew too few draws for the ranks."""
+    return bool(flags["low_ess"] and flags["n_divergent"] == 0 and flags["n_treedepth"] == 0
+                and not flags["high_rhat"])
+
+
+def refit_forms(prepared: Prepared, flags: dict) -> list[tuple[str, object]]:
+    """(name, backend getter) of the refits to try, in order: the model's ``RESCUE`` forms
+    (at most ``MAX_RESCUES``), or its own form when it has none.  A first fit that is only
+    short of draws (:func:`short_of_draws`) first draws more in its own form, whose geometry
+    was fine: the draw rule, which lets the default first fit be short."""
+    own = ("build", lambda: prepared.backend)
+    forms = prepared.rescue_forms()[:MAX_RESCUES]
+    if not forms:
+        return [own]
+    return [own, *forms] if short_of_draws(flags) else forms
+
+
 def rescue_fit(prepared: Prepared, task: BatchTask, seed, y, fit, checked, names):
-    """Refit a flagged fit on the same data: in the model's ``RESCUE`` forms in order (at
-    most two), or, without any, once in its own form.  Each refit has settings aimed at what went wrong
-    (:meth:`SamplerSettings.rescued`) and a seed from a child of the replicate's seed beyond
-    the first three, which stay as they were.  Returns the fit to rank (the last one), its
-    :class:`Assessment`, and every attempt's flags, settings and time.
+    """Refit a flagged fit on the same data, in the forms of :func:`refit_forms`.  Each
+    refit has settings aimed at what went wrong (:meth:`SamplerSettings.rescued`) and a seed
+    from a child of the replicate's seed beyond the first three, which stay as they were.
+    Returns the fit to rank (the last one), its :class:`Assessment`, and every attempt's
+    flags, settings and time.
 
     Why ranks stay uniform: whether to refit depends on the data (through the previous fit),
     and given the data each refit is a fresh posterior sample; ``tests/test_rescue.py`` checks
     it on a model with a known posterior.
     """
-    # at most two refits: the model's RESCUE forms in order, else its own form
-    forms = prepared.rescue_forms()[:MAX_RESCUES] or [("build", lambda: prepared.backend)]
     flags = checked.flags
+    forms = refit_forms(prepared, flags)
     attempts = [{**flags, "build": "build", "target_accept": task.sampler.target_accept,
                  "tune": task.sampler.tune, "draws": task.sampler.draws, "seconds": fit.seconds,
                  "gradient_evals": fit.gradient_evals,

@@ -41,6 +41,12 @@ from sbc.spec import RESPONSE_DATA_NAME, ModelSpec, load_module
 class SamplerSettings:
     """How each replicate is fitted.
 
+    tune, draws: the first fit's, fixed before any data are seen.  The ranks need about
+        ``sbc.diagnostics.ESS_MIN`` (100) effective draws of every ranked scalar; 500 draws
+        after 300 tuning steps give crispr_screen about 170-230 (min bulk/tail ESS, median),
+        and a fit that falls short is refitted with twice the draws (the rescue's draw rule,
+        in its own form first: ``sbc.replicate.refit_forms``).  Measured against 500 + 1000:
+        ``benchmarks/draw_rule.md``.
     adaptation: nutpie's mass-matrix adaptation ("diag", or "low_rank", which also learns
         the strongest posterior correlations; ignored by the other samplers).
     rescue: refit a fit flagged by the sampler (divergences, low ESS, R-hat, tree depth)
@@ -53,8 +59,8 @@ class SamplerSettings:
 
     name: str = "nutpie"
     chains: int = 1
-    tune: int = 500
-    draws: int = 1000
+    tune: int = 300
+    draws: int = 500
     target_accept: float = 0.9
     max_treedepth: int = 10
     timeout: float | None = None  # seconds per fit; None = no limit

@@ -67,7 +67,11 @@ def test_data_dependent_rescue_keeps_ranks_uniform_on_a_known_posterior(tmp_path
 
     monkeypatch.setattr(sbc.replicate, "assess", flag_high_mu)
     settings = SamplerSettings(draws=250, tune=300)
-    result = check_calibration("normal_known_sigma", (5, 3, 2), n_sims=100, seed=12,
+    # Seed 13.  Seed 12, used before the default rank test became the combined test, is a
+    # false alarm of the fits themselves under that test: with no rescue at all its
+    # gene_effect[0] fails (Holm p 0.015), so it cannot tell a rescue's effect.  With the rescue
+    # rule, seeds 13 to 16 pass (smallest Holm p 0.20 to 1).
+    result = check_calibration("normal_known_sigma", (5, 3, 2), n_sims=100, seed=13,
                                sampler=settings, cache_dir=tmp_path, report=False)
     assert result.passed, result.message()
     share = Store(result.out).tables()[0]["rescued"].astype(bool).mean()
