@@ -418,8 +418,8 @@ def test_readme_rescue_without_rescue_forms_refits_once_in_its_own_form(tmp_path
 
 
 def test_readme_study_file_sampler_and_limits_defaults_are_the_codes():
-    """README study file: "[sampler]  # defaults shown" (name "nutpie", chains 1, tune 500,
-    draws 1000, target_accept 0.9, max_treedepth 10, adaptation "low_rank", rescue true;
+    """README study file: "[sampler]  # defaults shown" (name "nutpie", chains 1, tune 300,
+    draws 500, target_accept 0.9, max_treedepth 10, adaptation "low_rank", rescue true;
     timeout "optional") and "[limits]  # ... (defaults shown)"."""
     from sbc.study import LIMITS, SamplerSettings
 
@@ -438,7 +438,7 @@ def test_readme_study_file_sampler_and_limits_defaults_are_the_codes():
 
 
 def test_readme_default_sampler_settings_in_prose_are_the_codes():
-    """README: "Default sampler settings (nutpie, one chain, 500 tuning + 1000 draws,
+    """README: "Default sampler settings (nutpie, one chain, 300 tuning + 500 draws,
     target_accept 0.9, low-rank mass matrix)"."""
     from sbc.study import SamplerSettings
 
