@@ -62,7 +62,7 @@ COLUMNS: dict[str, str] = {
               "alpha = 0.05 the group fails",
     "result": "pass or fail of the group at the adjusted level",
     "worst element": "the element with the smallest uniformity p-value",
-    "worst p": "its p-value (ECDF gamma test of its fractional ranks)",
+    "worst p": "its p-value (the uniformity test of its fractional ranks)",
     "shape": "how the worst element's ranks depart from uniform: too narrow (U shape), too "
              "wide (hump), biased (slope)",
     "cov 50%": _COV.format(level="50 %"),
@@ -77,7 +77,8 @@ COLUMNS: dict[str, str] = {
     # scalars
     "name": "the scalar (an element of a vector parameter in brackets)",
     "n": "fits ranked",
-    "p": "uniformity p-value of its fractional ranks (ECDF gamma test, Säilynoja et al. 2022); "
+    "p": "uniformity p-value of its fractional ranks (smallest of Anderson-Darling, Berk-Jones "
+         "and Neyman-3, calibrated as one test on a Monte Carlo null); "
          "'< x': at the test's Monte Carlo floor",
     "shape (p<0.05)": "for p < 0.05: how the ranks depart from uniform",
     "mean u": "mean fractional rank; 0.5 when calibrated, below: the posterior sits above the "
