@@ -296,13 +296,23 @@ class PassPoint:
 
     n: int | None
     power: dict
-    fixed_n: dict
     threshold: float
     look_level: float
     target: float
     limit: int
     interim_level: float = 0.0
     looks: tuple[int, ...] = ()
+    groups: int = 1
+    alpha: float = 0.05
+    shift: float = 0.0
+    narrow: float = 0.0
+
+    @property
+    def fixed_n(self) -> dict:
+        """departure -> fits a fixed-n study needs for the same power (for the report; its
+        bisection costs more than the pass point itself, so it is computed when asked)."""
+        return fixed_n_equal_power(self.groups, self.alpha, self.target, self.shift,
+                                   self.narrow, self.limit)
 
 
 def _smallest(ok, lo: int, hi: int) -> int | None:
@@ -357,14 +367,26 @@ def pass_point(groups: int, alpha: float, target: float, shift: float, narrow: f
             hit |= early[kind][m]
         return float(np.mean(hit))
 
-    def fixed(kind: str, n: int) -> float:
-        return float(np.mean(_look_rejects(ranks[kind], n, alpha / groups)))
-
     n = _smallest(lambda m: all(power(k, m) >= target for k in kinds), SMALLEST, limit)
     at = n if n is not None else limit
     return PassPoint(
         n=n, power={k: power(k, at) for k in kinds},
-        fixed_n={k: _smallest(lambda m, k=k: fixed(k, m) >= target, SMALLEST, limit)
-                 for k in kinds},
         threshold=groups / (EARLY * alpha), look_level=look, target=target, limit=limit,
-        interim_level=interim, looks=interim_looks(at))
+        interim_level=interim, looks=interim_looks(at), groups=groups, alpha=alpha,
+        shift=shift, narrow=narrow)
+
+
+@lru_cache(maxsize=64)
+def fixed_n_equal_power(groups: int, alpha: float, target: float, shift: float, narrow: float,
+                        limit: int) -> dict:
+    """departure -> the fits a fixed-n study (one look at the full alpha / groups) needs for
+    power ``target`` against it, on the same simulated departures as :func:`pass_point`
+    (None beyond ``limit``)."""
+    limit = max(int(limit), SMALLEST)
+    out = {}
+    for kind, size in departures(shift, narrow).items():
+        u = departure_ranks(kind, size, limit)
+        out[kind] = _smallest(
+            lambda m, u=u: float(np.mean(_look_rejects(u, m, alpha / groups))) >= target,
+            SMALLEST, limit)
+    return out
