@@ -23,7 +23,7 @@ def test_nutpie_fit_within_its_timeout_succeeds(spec):
 
     _, y = Simulator(spec).draw(np.random.SeedSequence(1))
     fit = NutpieBackend(spec, SamplerSettings(timeout=120.0)).fit(y, 1)
-    assert fit.draws["mu"].shape == (1, 1000)
+    assert fit.draws["mu"].shape == (1, SamplerSettings().draws)
 
 
 def test_nutpie_fit_past_its_timeout_fails_with_the_reason(spec):

@@ -41,7 +41,7 @@ def test_readme_tables_agree_with_committed_results():
 
 
 BLOCK_NAMES = ("real-check", "genome-certification", "genome-plan", "genome-bench",
-               "validation", "bench")
+               "validation", "bench", "power")
 
 
 def test_every_marked_block_of_the_docs_is_generated():
