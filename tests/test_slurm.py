@@ -68,10 +68,8 @@ def slurm():
 pytestmark = [pytest.mark.slow, pytest.mark.ci, pytest.mark.usefixtures("slurm")]
 
 
-# A model file that records the SLURM job of every fit (fits-JOB-PID.txt, one line per fit)
-# and makes the fits of the first SLURM job slow, so that job is still fitting when it is
-# cancelled or reaches its walltime; the jobs after it fit at full speed.
-EXACT_MODEL = '''
+# The head of the exact model files below: normal_mean's model, and where fits are logged.
+EXACT_HEAD = '''
 import importlib.util
 import os
 import time
@@ -81,7 +79,12 @@ _base = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_base)
 build = _base.build
 LOG = {log!r}
-FIRST_JOB_SLEEP = {sleep!r}
+'''
+
+# A model file that records the SLURM job of every fit (fits-JOB-PID.txt, one line per fit)
+# and makes the fits of the first SLURM job slow, so that job is still fitting when it is
+# cancelled or reaches its walltime; the jobs after it fit at full speed.
+EXACT_MODEL = EXACT_HEAD + '''FIRST_JOB_SLEEP = {sleep!r}
 
 
 def _first_job(job):
@@ -359,17 +362,7 @@ def test_a_job_at_its_walltime_is_replaced_and_the_study_finishes(tmp_path, canc
 
 # Fits that take long in the first two SLURM jobs (each fit writes started-JOB first), at full
 # speed in later ones: one batch of both replicates is in flight when each of those jobs ends.
-TWO_SLOW_JOBS_MODEL = '''
-import importlib.util
-import os
-import time
-
-_spec = importlib.util.spec_from_file_location("_slurm_normal_mean", {base!r})
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
-build = _base.build
-LOG = {log!r}
-
+TWO_SLOW_JOBS_MODEL = EXACT_HEAD + '''
 
 def _slow(job):
     for slot in ("job-1", "job-2"):
