@@ -5,9 +5,10 @@
 Runs ``sbc check DATA --study studies/crispr_seed.toml`` (crispr_screen and
 crispr_gene_spread, fitted side by side in two threads) on each lineage's gene-effect matrix,
 times it, and writes ``real_check.md`` and ``real_check.json``; ``--readme`` puts the table
-into docs/user_guide/real_screens.md between its ``real-check`` markers (``tests/test_readme_claims.py`` checks it
-matches the json), ``--readme-only`` does that from the stored json without fitting, as does
-``python tools/readme.py`` (which calls ``readme_block``).  The load average before and after
+into docs/user_guide/real_screens.md between its ``real-check`` markers
+(``tests/test_readme_claims.py`` checks it matches the json), ``--readme-only`` does that
+from the stored json without fitting, as does ``python tools/readme.py`` (which calls
+``readme_block``).  The load average before and after
 is recorded, since a busy machine inflates the time.
 """
 

@@ -116,8 +116,9 @@ Calibrated studies with exact posterior ranks (a hierarchical normal model whose
 Gaussian, so each truth's fractional rank is exactly uniform and the elements of a vector
 group are dependent as real ranks are), each judged by `sbc.stopping.judge` at alpha 0.05:
 the e-processes watched after every replicate (2 % of alpha), the fixed-n test at 25, 50,
-100 and 200 fits below the pass point (5 % each), then the look at the stop (78 %).  `pass point`: the default settings (stop at the pass point for power 0.8 against a
-0.5-sd shift and a 20 % too narrow posterior); `monitored to 1,000`: no pass point within
+100 and 200 fits below the pass point (5 % each), then the look at the stop (78 %).
+`pass point`: the default settings (stop at the pass point for power 0.8 against a 0.5-sd
+shift and a 20 % too narrow posterior); `monitored to 1,000`: no pass point within
 1,000 replicates, so every study is watched to 1,000 and judged there.  The test fails when
 the Clopper-Pearson 95 % interval of the overall rate lies above 0.05.
 """
