@@ -39,7 +39,7 @@ stage, Jennison & Turnbull 2000, "Group Sequential Methods", ch. 1-2 and 7):
 
 - a share ``EARLY`` (2 %) goes to the e-processes, watched after every replicate;
 - a share ``LOOK_SHARE`` (5 %) to each interim look at the fixed n of ``LOOKS`` (25, 50, 100,
-  200 fits) below the pass point: today's fixed-n test (:func:`look_pvalues`, Bonferroni
+  200 fits) below the pass point: the fixed-n test (:func:`look_pvalues`, Bonferroni
   within a group, Holm over the groups) on the first n fits;
 - the rest, ``FINAL`` (78 %), to one fixed-n look at the pass point, the same test
   (:func:`sbc.calibration.calibrate`).
@@ -287,7 +287,7 @@ class PassPoint:
 
     n: the pass point (fits), None when even ``limit`` fits cannot reach the stated power;
     power: departure -> the procedure's power at n (or at ``limit``); fixed_n: departure ->
-    fits a fixed-n study (today's test at the full level) needs for the same power (None
+    fits a fixed-n study (the fixed-n test at the full level) needs for the same power (None
     beyond ``limit``); threshold: the e-value that rejects (groups / (EARLY x alpha));
     look_level: the per-group level of the look at the pass point (FINAL x alpha / groups);
     interim_level: the per-group level of each interim look (LOOK_SHARE x alpha / groups);
