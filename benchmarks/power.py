@@ -597,8 +597,9 @@ def default_section(data: dict) -> list[str]:
         worse = sum(r["sbc_minus"] > Z_TIE * r["sbc_minus_sd"] for r in cells)
         return better, len(cells) - better - worse, worse
 
-    meets = [c for c in cands if versus_today(c)[2] == 0
-             and 2 * versus_today(c)[0] > summ[c]["cells"] and summ[c]["sizes_ok"]
+    vs = {c: versus_today(c) for c in cands}
+    meets = [c for c in cands if vs[c][2] == 0
+             and 2 * vs[c][0] > summ[c]["cells"] and summ[c]["sizes_ok"]
              and summ[c]["cost_ratio"]
              and max(max(v) for v in summ[c]["cost_ratio"].values()) <= DECISION["cost"]]
     chosen = max(meets, key=lambda c: (summ[c]["within"], summ[c]["worst"])) if meets else None
@@ -616,7 +617,7 @@ def default_section(data: dict) -> list[str]:
         + (f"; the default is `{chosen}` (`sbc.stats.rank_test`)." if chosen else "."))
     md.append("")
     for c in [chosen] if chosen else []:
-        better, tied, worse = versus_today(c)
+        better, tied, worse = vs[c]
         md.append(
             f"`{c}` against today's `sbc_gamma`, cell by cell (paired, 2 MC sd): significantly "
             f"more powerful in {better}, tied in {tied}, significantly less powerful in {worse} "

@@ -79,6 +79,22 @@ _base = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_base)
 build = _base.build
 LOG = {log!r}
+
+
+def _claim(slot, job):
+    """The job holding ``slot``: the first job whose process linked the slot's file."""
+    path = os.path.join(LOG, slot)
+    if not os.path.exists(path):
+        tmp = os.path.join(LOG, f"{{slot}}.{{job}}.{{os.getpid()}}")
+        with open(tmp, "w") as f:
+            f.write(job)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        os.unlink(tmp)
+    with open(path) as f:
+        return f.read()
 '''
 
 # A model file that records the SLURM job of every fit (fits-JOB-PID.txt, one line per fit)
@@ -88,18 +104,7 @@ EXACT_MODEL = EXACT_HEAD + '''FIRST_JOB_SLEEP = {sleep!r}
 
 
 def _first_job(job):
-    first = os.path.join(LOG, "first-job")
-    if not os.path.exists(first):
-        tmp = os.path.join(LOG, f"first-job.{{job}}.{{os.getpid()}}")
-        with open(tmp, "w") as f:
-            f.write(job)
-        try:
-            os.link(tmp, first)
-        except FileExistsError:
-            pass
-        os.unlink(tmp)
-    with open(first) as f:
-        return f.read()
+    return _claim("first-job", job)
 
 
 def exact_posterior(data, y, n_draws, rng):
@@ -365,21 +370,7 @@ def test_a_job_at_its_walltime_is_replaced_and_the_study_finishes(tmp_path, canc
 TWO_SLOW_JOBS_MODEL = EXACT_HEAD + '''
 
 def _slow(job):
-    for slot in ("job-1", "job-2"):
-        path = os.path.join(LOG, slot)
-        if not os.path.exists(path):
-            tmp = os.path.join(LOG, f"{{slot}}.{{job}}.{{os.getpid()}}")
-            with open(tmp, "w") as f:
-                f.write(job)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            os.unlink(tmp)
-        with open(path) as f:
-            if f.read() == job:
-                return True
-    return False
+    return any(_claim(slot, job) == job for slot in ("job-1", "job-2"))
 
 
 def exact_posterior(data, y, n_draws, rng):
