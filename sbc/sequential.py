@@ -68,9 +68,14 @@ point is at most 10 % above a fixed-n study of equal power (``tests/test_sequent
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy.special import logsumexp
@@ -342,11 +347,66 @@ def detection_times(u: np.ndarray, groups: int, alpha: float, stop: int) -> np.n
     return np.where((out > stop) & _look_rejects(u, stop, FINAL * alpha / groups), stop, out)
 
 
+# --------------------------------------------------------------------------------------
+# A pass point costs about 2.6 s of Monte Carlo (8 groups), the largest part of a quick
+# verdict's time after the compile.  It is a deterministic function of its arguments, of
+# this module and sbc.stats, and of numpy's and scipy's code (fixed seeds), so it is kept on
+# disk under a key of all of them: a later run in any directory reads the same numbers, and
+# any change of the code or the libraries gives another key, never a stale point.
+# --------------------------------------------------------------------------------------
+
+def cache_dir() -> Path:
+    """Where sbc keeps what it may recompute at will: ``$SBC_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/sbc``, else ``~/.cache/sbc``."""
+    if os.environ.get("SBC_CACHE_DIR"):
+        return Path(os.environ["SBC_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sbc"
+
+
+@lru_cache(maxsize=1)
+def _code_key() -> str:
+    from importlib.metadata import version
+
+    h = hashlib.sha256()
+    for module in (__file__, stats.__file__):
+        h.update(Path(module).read_bytes())
+    h.update(f"numpy {np.__version__} scipy {version('scipy')}".encode())
+    return h.hexdigest()[:16]
+
+
+def _cache_file() -> Path:
+    return cache_dir() / f"pass_points-{_code_key()}.json"
+
+
+def _read_cache() -> dict:
+    try:
+        data = json.loads(_cache_file().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):  # none yet, unreadable or torn: recompute
+        return {}
+
+
+def _write_cache(key: str, value: dict) -> None:
+    """Add one entry; atomic (a reader sees the old file or the new one), and a cache that
+    cannot be written costs only the recompute next time."""
+    path = _cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {**_read_cache(), key: value}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".pass_points-", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 @lru_cache(maxsize=64)
 def pass_point(groups: int, alpha: float, target: float, shift: float, narrow: float,
                limit: int) -> PassPoint:
     """The pass point of a family of ``groups`` group tests at family-wise ``alpha``, for
-    power ``target`` against each departure (module docstring); at most ``limit`` fits."""
+    power ``target`` against each departure (module docstring); at most ``limit`` fits.
+    Computed once per machine and code version (:func:`cache_dir`)."""
     if groups < 1 or not 0 < alpha < 1 or not 0 < target < 1:
         raise ValueError("need groups >= 1 and alpha and target in (0, 1)")
     kinds = departures(shift, narrow)
@@ -355,6 +415,25 @@ def pass_point(groups: int, alpha: float, target: float, shift: float, narrow: f
     limit = max(int(limit), SMALLEST)
     look = FINAL * alpha / groups  # Bonferroni: Holm at the look is at least this
     interim = LOOK_SHARE * alpha / groups
+    key = json.dumps([int(groups), repr(float(alpha)), repr(float(target)), repr(float(shift)),
+                      repr(float(narrow)), limit])
+    known = _read_cache().get(key)
+    if isinstance(known, dict) and isinstance(known.get("power"), dict) and \
+            set(known["power"]) == set(kinds) and \
+            (known.get("n") is None or isinstance(known.get("n"), int)):
+        n, power = known.get("n"), {k: float(v) for k, v in known["power"].items()}
+    else:
+        n, power = _search_pass_point(groups, alpha, target, kinds, limit, look, interim)
+        _write_cache(key, {"n": n, "power": power})
+    return PassPoint(
+        n=n, power=power, threshold=groups / (EARLY * alpha), look_level=look, target=target,
+        limit=limit, interim_level=interim, looks=interim_looks(n if n is not None else limit),
+        groups=groups, alpha=alpha, shift=shift, narrow=narrow)
+
+
+def _search_pass_point(groups: int, alpha: float, target: float, kinds: dict, limit: int,
+                       look: float, interim: float) -> tuple[int | None, dict]:
+    """(the pass point or None, departure -> power there or at ``limit``), by Monte Carlo."""
     ranks = {k: departure_ranks(k, size, limit) for k, size in kinds.items()}
     crossed = {k: crossing_times(u, groups / (EARLY * alpha)) for k, u in ranks.items()}
     # the interim looks' rejections do not depend on the pass point: computed once
@@ -368,12 +447,7 @@ def pass_point(groups: int, alpha: float, target: float, shift: float, narrow: f
         return float(np.mean(hit))
 
     n = _smallest(lambda m: all(power(k, m) >= target for k in kinds), SMALLEST, limit)
-    at = n if n is not None else limit
-    return PassPoint(
-        n=n, power={k: power(k, at) for k in kinds},
-        threshold=groups / (EARLY * alpha), look_level=look, target=target, limit=limit,
-        interim_level=interim, looks=interim_looks(at), groups=groups, alpha=alpha,
-        shift=shift, narrow=narrow)
+    return n, {k: power(k, n if n is not None else limit) for k in kinds}
 
 
 @lru_cache(maxsize=64)

@@ -1,9 +1,16 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 from support import ROOT, sbc_cmd  # noqa: F401  (re-exported for older imports)
 os.environ.setdefault("MPLBACKEND", "Agg")
+# sbc's recomputable cache (pass points): one fresh directory per test session, shared with
+# the sbc commands the tests start, so every session computes what it checks at least once
+os.environ["SBC_CACHE_DIR"] = tempfile.mkdtemp(prefix="sbc-test-cache-")
+atexit.register(shutil.rmtree, os.environ["SBC_CACHE_DIR"], True)
 
 EXACT_STUDY = """
 name = "exact_test"

@@ -131,3 +131,41 @@ def test_the_pass_points_power_holds_on_fresh_departures(groups):
         u = departure_ranks(kind, size, point.n, studies=1000, seed=2026_12_05 + groups)
         power = float((detection_times(u, groups, 0.05, point.n) <= point.n).mean())
         assert power >= 0.8 - 3 * math.sqrt(0.8 * 0.2 / 1000), (kind, power, point.n)
+
+
+def test_a_pass_point_is_computed_once_per_machine_and_read_back_the_same(tmp_path,
+                                                                          monkeypatch):
+    """The pass point's Monte Carlo (seconds) is kept on disk: a new process (here: the
+    in-process cache cleared) reads the same point without simulating; a torn or hostile
+    cache file is recomputed, never trusted; another version of the code or libraries uses
+    another file."""
+    from sbc import sequential
+
+    monkeypatch.setenv("SBC_CACHE_DIR", str(tmp_path))
+    sequential.pass_point.cache_clear()
+    first = sequential.pass_point(2, 0.05, 0.8, 0.5, 0.2, 600)
+    files = list(tmp_path.glob("pass_points-*.json"))
+    assert len(files) == 1 and sequential._code_key() in files[0].name
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("simulated although the point was on disk")
+
+    sequential.pass_point.cache_clear()
+    with monkeypatch.context() as m:
+        m.setattr(sequential, "departure_ranks", no_simulation)
+        again = sequential.pass_point(2, 0.05, 0.8, 0.5, 0.2, 600)
+    assert again == first
+    # hostile contents: a wrong type for n, then a torn file: both recomputed to the truth
+    stored = files[0].read_text()
+    hostile = stored.replace(f'"n": {first.n}', '"n": "216"')
+    assert hostile != stored
+    for text in (hostile, "{\"[2, "):
+        files[0].write_text(text)
+        sequential.pass_point.cache_clear()
+        assert sequential.pass_point(2, 0.05, 0.8, 0.5, 0.2, 600) == first
+    # an unwritable cache costs only the recompute
+    monkeypatch.setenv("SBC_CACHE_DIR", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("not a directory")
+    sequential.pass_point.cache_clear()
+    assert sequential.pass_point(2, 0.05, 0.8, 0.5, 0.2, 600) == first
+    sequential.pass_point.cache_clear()
