@@ -137,28 +137,46 @@ def run_in_process(tasks, on_records, progress, wanted, guard=None) -> int:
 def run_in_threads(tasks, on_records, n: int, progress, window, wanted, guard=None) -> int:
     """:func:`sbc.dispatch.run_tasks` on ``n`` threads (:class:`Threads`): records are handed
     over in this (the calling) thread, in the order the batches finish; at most ``window``
-    batches in flight."""
+    batches in flight.  Once every batch left is past its cell's stop
+    (:func:`past_every_stop`) it returns without waiting: those threads finish unrecorded
+    (the interpreter waits for them at exit)."""
     queue = list(reversed(tasks))
     limit = window or len(tasks)
-    running: set = set()
-    with ThreadPoolExecutor(n, thread_name_prefix="sbc-fit") as pool:
-        try:
-            while queue or running:
-                while queue and len(running) < limit:
-                    task = queue.pop()
-                    if wanted is None or wanted(task):
-                        running.add(pool.submit(run_batch, task, guard))
-                if not running:
-                    break
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    records = future.result()  # run_batch never raises for a replicate
-                    on_records(records)
-                    if progress:
-                        tick(progress, records)
-        finally:  # Ctrl-C or an error: drop what has not started, wait for what runs
-            pool.shutdown(wait=True, cancel_futures=True)
+    running: dict = {}  # future -> its task
+    pool = ThreadPoolExecutor(n, thread_name_prefix="sbc-fit")
+    drain = True
+    try:
+        while queue or running:
+            while queue and len(running) < limit:
+                task = queue.pop()
+                if wanted is None or wanted(task):
+                    running[pool.submit(run_batch, task, guard)] = task
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                del running[future]
+                records = future.result()  # run_batch never raises for a replicate
+                on_records(records)
+                if progress:
+                    tick(progress, records)
+            if past_every_stop(queue, running.values(), wanted):
+                drain = False  # their records would not count: do not wait for them
+                break
+    finally:  # Ctrl-C or an error: drop what has not started, wait for what runs
+        pool.shutdown(wait=drain, cancel_futures=True)
     return 0
+
+
+def past_every_stop(queued, running, wanted) -> bool:
+    """Whether every batch still queued or running is one ``wanted`` declines (its cell's
+    sequential verdict is reached), with some still running: the run may end without them.
+    Their replicates lie past the stop, where no verdict counts them, and a later run that
+    needs them fits them again to the same bits (each replicate has its own seed)."""
+    running = list(running)
+    if wanted is None or not running:
+        return False
+    return not any(wanted(t) for t in running) and not any(wanted(t) for t in queued)
 
 
 @contextlib.contextmanager

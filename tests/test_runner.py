@@ -137,3 +137,58 @@ def test_the_session_is_closed_before_tables_are_written(tmp_path, ref):
         assert runner._client is None
         runner.store.write_tables()
     assert Path(tmp_path / "out" / "ranks.nc").is_file()
+
+
+@pytest.mark.parametrize("decided", [True, False])
+def test_threads_do_not_wait_for_batches_past_every_stop(monkeypatch, decided):
+    """A sequential verdict is not held back by fits it does not count: once every batch
+    left is past its cell's stop, the threads are not waited for and their records are not
+    handed over; while any batch left is still wanted, every finished batch is handed over."""
+    import threading
+    import time
+
+    from sbc import execution
+
+    release = threading.Event()
+
+    def fake_batch(task, guard=None):
+        if task == "slow":
+            release.wait(20)
+        return [task]
+
+    monkeypatch.setattr(execution, "run_batch", fake_batch)
+    stopped, seen = [], []
+
+    def on_records(records):
+        seen.extend(records)
+        if "fast" in records and decided:
+            stopped.append(True)
+
+    start = time.monotonic()
+    waiter = threading.Timer(3.0, release.set)  # without the early end: a 3 s wait
+    waiter.start()
+    try:
+        execution.run_in_threads(["slow", "fast"], on_records, 2, None, 2,
+                                 lambda task: not stopped)
+        took = time.monotonic() - start
+    finally:
+        release.set()
+        waiter.cancel()
+    if decided:
+        assert seen == ["fast"] and took < 2.5, (seen, took)
+    else:
+        assert sorted(seen) == ["fast", "slow"] and took >= 2.5, (seen, took)
+
+
+def test_past_every_stop_needs_every_batch_left_declined():
+    from sbc.execution import past_every_stop
+
+    def wanted(task):
+        return task != "past"
+
+    assert past_every_stop([], ["past"], wanted)
+    assert past_every_stop(["past"], ["past", "past"], wanted)
+    assert not past_every_stop(["open"], ["past"], wanted)  # a wanted batch queued
+    assert not past_every_stop([], ["past", "open"], wanted)  # one still running
+    assert not past_every_stop(["past"], [], wanted)  # nothing running: the loop ends anyway
+    assert not past_every_stop([], ["past"], None)  # not sequential: every batch counts

@@ -31,7 +31,8 @@ from dataclasses import replace
 
 from sbc.errors import SchedulerError
 from sbc.execution import (InProcess, Threads, check_how, check_scheduler_address,
-                           default_workers, main_script_hidden, run_in_process, run_in_threads)
+                           default_workers, main_script_hidden, past_every_stop, run_in_process,
+                           run_in_threads)
 from sbc.inflight import Guard
 from sbc.progress import Progress, tick
 from sbc.replicate import BatchTask, run_batch, worker_died_record
@@ -283,8 +284,10 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
 
     ``window``: at most this many batches in flight, submitted in the order given (None:
     all at once); ``wanted``: asked just before a batch is submitted, a batch it declines is
-    skipped (a sequential study that has stopped).  Batches already in flight always finish
-    and reach ``on_records``.
+    skipped (a sequential study that has stopped).  Batches already in flight reach
+    ``on_records`` as they finish, until every batch left is one ``wanted`` declines: then
+    the run ends without them (:func:`sbc.execution.past_every_stop`), so a verdict is not
+    held back by fits it does not count.
 
     Pass ``client`` from ``session`` to reuse workers across calls; otherwise a session is
     opened for this call.  A batch that kills its workers (``KilledWorker``) is split and its
@@ -343,6 +346,7 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
     pending = as_completed(futures)
 
     handled = 0  # batches whose result this loop has taken (in flight: the others)
+    taken: set[str] = set()  # their keys
 
     def refill() -> None:  # keep ``window`` batches in flight, after the last one's records
         for f in more(window - (len(futures) - handled)):
@@ -396,6 +400,7 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
     try:
         for future in _waiting(pending, getattr(client, "sbc_slurm", None), progress):
             handled += 1
+            taken.add(future.key)
             records = take(future)
             if records is not None:
                 on_records(records)
@@ -404,6 +409,10 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
                 future.release()
             if window:
                 refill()
+            if past_every_stop((t for _, t in queue),
+                               (task_of[f.key] for f in futures if f.key not in taken),
+                               wanted):
+                break  # the finally cancels them
     finally:
         for f in futures:
             f.cancel()
