@@ -14,8 +14,9 @@ from sbc.posterior import PosteriorDesign
 from sbc.report import write_report_with_calibration
 from sbc.sampling import check_backend, get_sampler, samplers
 from sbc.runner import Job, Runner, manifest
-from sbc.spec import (DERIVED_QUANTITIES, ModelRef, build_pymc_model, make_spec, pair_parameters,
-                      ranked_layouts, resolve_model, unpaired_text)
+from sbc.spec import (DERIVED_QUANTITIES, ModelRef, build_pymc_model, make_spec,
+                      model_thresholds, pair_parameters, ranked_layouts, resolve_model,
+                      unpaired_text)
 from sbc.stopping import Monitor
 from sbc.study import Study
 
@@ -83,8 +84,9 @@ def check_models_build(study: Study, models: list[ModelRef], sim: ModelRef | Non
     smallest = min(study.designs, key=lambda d: d.n_rows)
     data = smallest.frame()
     specs = {m.label: make_spec(m, data) for m in models}
-    for spec in specs.values():
-        check_backend(spec, study.sampler)
+    for m in models:
+        check_backend(specs[m.label], study.sampler)
+        model_thresholds(m, specs[m.label].parameters)
     if not sim:
         return []
     sim_spec = make_spec(sim, data)

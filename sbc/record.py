@@ -61,6 +61,10 @@ class Parameters(TypedDict, total=False):
     ess_tail: list[float]
     rhat: list[float | None]
     p_below_zero: list[float]  # share of draws below 0; absent in records written before it
+    # where the model declares THRESHOLDS: c of the decision theta < c and the share of
+    # draws below c (None for scalars of other parameters); absent otherwise
+    threshold: list[float | None]
+    p_below_threshold: list[float | None]
     # and one list per posterior quantile, "q0.025" ... "q0.975"
 
 

@@ -31,8 +31,8 @@ from sbc.quantities import QUANTITIES, LoglikEvaluator, derived_quantities
 from sbc.rank import rank_of_truth, thin_draws, thin_factor
 from sbc.errors import ModelError
 from sbc.simulate import Simulator
-from sbc.spec import (ModelRef, is_noncentered, load_module, make_spec, pair_parameters,
-                      parameter_layouts, unpaired_text)
+from sbc.spec import (ModelRef, is_noncentered, load_module, make_spec, model_thresholds,
+                      pair_parameters, parameter_layouts, unpaired_text)
 from sbc.sampling import FitCrashed, FitTimeout, SamplerSettings, get_sampler, make_backend
 
 QUANTILES = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
@@ -77,6 +77,7 @@ class Prepared:
     quantities_skipped: str | None = None  # why loglik quantities are not computed
     unranked: str | None = None  # parameters of either model without a rank (unpaired)
     rescue_specs: list = field(default_factory=list)  # (name, builder) of RESCUE forms
+    thresholds: dict = field(default_factory=dict)  # group -> c of its decision theta < c
     _rescue_backends: dict = field(default_factory=dict)
     _rescue_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # compiled PyTensor functions (simulator, log-likelihood) keep their own input and output
@@ -154,7 +155,8 @@ def _prepare(task: BatchTask) -> Prepared:
             loglik_draws = {g: fit_of[g] for g, _ in loglik.inputs}
     prepared = Prepared(fit_spec, simulator, backend, loglik, ranked, truth_of, loglik_draws,
                         skipped, unpaired_text(fit_spec.parameters, simulator.names, pairs),
-                        _rescue_specs(task, data, ranked))
+                        _rescue_specs(task, data, ranked),
+                        model_thresholds(task.model, ranked))
     _CACHE[key] = prepared
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -202,6 +204,16 @@ def _rescue_specs(task: BatchTask, data, ranked) -> list:
             return make_backend(alt, task.sampler, data)
         return build
     return [(n, builder(n)) for n in names]
+
+
+def threshold_columns(flat: np.ndarray, groups: list[str], thresholds: dict) -> dict:
+    """``threshold`` (c, or None) and ``p_below_threshold`` (the share of draws below c, or
+    None) per ranked scalar; nothing when the model declares no threshold."""
+    if not thresholds:
+        return {}
+    c = [thresholds.get(g) for g in groups]
+    below = [None if t is None else float((flat[:, i] < t).mean()) for i, t in enumerate(c)]
+    return {"threshold": c, "p_below_threshold": below}
 
 
 def low_ess(ess_min: float, n_ranked: int, thin: int | str) -> bool:
@@ -379,6 +391,8 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int,
             **{f"q{q:g}": quantiles[i].tolist() for i, q in enumerate(QUANTILES)},
             # P(theta < 0): the probability of the sign decision, checked for calibration
             "p_below_zero": (flat < 0).mean(axis=0).tolist(),
+            # and of the decision theta < c where the model declares c (THRESHOLDS)
+            **threshold_columns(flat, groups, prepared.thresholds),
             "ess_bulk": diag["ess_bulk"].tolist(), "ess_tail": diag["ess_tail"].tolist(),
             "rhat": [None if not np.isfinite(r) else float(r) for r in diag["rhat"]],
         },

@@ -186,13 +186,18 @@ class DecisionCheck:
     alpha: float
 
 
-def _sign_event(block: pd.DataFrame, group: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """P(theta < 0) and whether theta < 0, (replicates, elements) of one group: only
+def _event(block: pd.DataFrame, group: str, column: str = "p_below_zero"
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """P(theta < c) and whether theta < c, (replicates, elements) of one group: c = 0 for
+    ``p_below_zero``, the model's declared threshold for ``p_below_threshold``; only
     replicates with every probability recorded, only elements whose probability is not
-    always its outcome (a positive parameter's: always 0 and false, nothing to check)."""
+    always its outcome (a positive parameter's P(theta < 0): always 0 and false, nothing to
+    check)."""
     rows = block[block["group"] == group]
-    p = rows.pivot(index="rep", columns="name", values="p_below_zero")
-    y = (rows.pivot(index="rep", columns="name", values="truth") < 0).astype(float)
+    p = rows.pivot(index="rep", columns="name", values=column)
+    cut = 0.0 if column == "p_below_zero" else \
+        rows.pivot(index="rep", columns="name", values="threshold")
+    y = (rows.pivot(index="rep", columns="name", values="truth") < cut).astype(float)
     complete = p.notna().all(axis=1).to_numpy()
     p, y = p[complete], y[complete]
     says = ~(p.to_numpy() == y.to_numpy()).all(axis=0)
@@ -206,21 +211,28 @@ def _interval(lower: float, upper: float) -> str:
 
 def decision_check(block: pd.DataFrame, alpha: float = ALPHA) -> DecisionCheck | None:
     """Are the probabilities of the event "below zero" calibrated, for every parameter
-    group of a model x design (``block``: its parameters table)?  The probability is the
-    share of a fit's posterior draws below zero (``p_below_zero``), the outcome whether its
-    truth is; :func:`sbc.decisions.event_calibration` tests each group (Spiegelhalter over
-    the replicates, Bonferroni over its elements) and Holm over the groups keeps the chance
-    of any false 'fail' in this model x design at most ``alpha``.  None when the store's
+    group of a model x design (``block``: its parameters table), and those of "below c"
+    for the groups whose model declares a threshold c (``THRESHOLDS``)?  The probability
+    is the share of a fit's posterior draws below zero (``p_below_zero``) or c
+    (``p_below_threshold``), the outcome whether its truth is;
+    :func:`sbc.decisions.event_calibration` tests each event (Spiegelhalter over the
+    replicates, Bonferroni over its elements) and Holm over the events keeps the chance of
+    any false 'fail' in this model x design at most ``alpha``.  None when the store's
     records predate ``p_below_zero``."""
     if "p_below_zero" not in block or not block["p_below_zero"].notna().any():
         return None
     block = block[block["kind"] == "parameter"] if "kind" in block else block
+    events = [(g, "p_below_zero", "0") for g in dict.fromkeys(block["group"])]
+    if "p_below_threshold" in block:  # the decisions the model declares (THRESHOLDS)
+        declared = block[block["p_below_threshold"].notna()]
+        for g, cut in declared.groupby("group", sort=False)["threshold"].first().items():
+            events.append((g, "p_below_threshold", f"{cut:g}"))
     rows, tables = [], {}
-    for group in dict.fromkeys(block["group"]):
-        p, y = _sign_event(block, group)
+    for group, column, cut in events:
+        p, y = _event(block, group, column)
         if p.shape[1] == 0 or len(p) < 2:
             continue
-        event = f"{group} < 0" if list(p.columns) == [group] else f"{group}[i] < 0"
+        event = f"{group} < {cut}" if list(p.columns) == [group] else f"{group}[i] < {cut}"
         cal = decisions.event_calibration(p.to_numpy(), y.to_numpy())
         b, worst = cal.brier, cal.tests[cal.worst]
         rows.append({"event": event, "elements tested": p.shape[1], "decision fits": len(p),

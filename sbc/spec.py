@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib.util
+import math
 import sys
 import traceback
 import types
@@ -153,6 +154,34 @@ def resolve_model(ref: str, base_dir: str | Path = ".") -> ModelRef:
 
 
 _MODULES: dict[str, types.ModuleType] = {}
+
+
+def model_thresholds(model: ModelRef, groups) -> dict[str, float]:
+    """The decision thresholds a model file declares: ``THRESHOLDS = {"1|gene": -0.5}``
+    says that the model's users decide "theta < c" for each element of that parameter (a
+    gene is essential when its effect is below -0.5), so the probability of that event,
+    the share of a fit's draws below c, is recorded and checked for calibration beside the
+    sign decision "theta < 0".  ``groups``: the fitter's ranked parameters; every key must
+    be one of them and every value a finite number (ModelError otherwise)."""
+    declared = getattr(load_module(model), "THRESHOLDS", None)
+    if declared is None:
+        return {}
+    where = f"model '{model.ref}': THRESHOLDS"
+    if not isinstance(declared, dict):
+        raise ModelError(f"{where} must be a dict of parameter name -> threshold, e.g. "
+                         f'{{"1|gene": -0.5}}; got {type(declared).__name__}')
+    groups = list(groups)
+    out = {}
+    for name, value in declared.items():
+        if name not in groups:
+            raise ModelError(f"{where} names {name!r}, which is no ranked parameter of the "
+                             f"model (those are: {', '.join(groups)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value):
+            raise ModelError(f"{where}[{name!r}] = {value!r} is not a finite number; give "
+                             "the value c of the decision theta < c")
+        out[name] = float(value)
+    return out
 
 
 def load_module(model: ModelRef) -> types.ModuleType:

@@ -26,10 +26,11 @@ NOISE_SD = 0.7
 
 
 def _block(seed: int, n_reps: int = 100, elements: int = 1, scale: float = 1.0,
-           draws: int = 400) -> pd.DataFrame:
+           draws: int = 400, cut: float | None = None) -> pd.DataFrame:
     """A parameters table of a conjugate normal model (prior N(0, 1), one observation with
     noise NOISE_SD per element): P(theta < 0) from ``draws`` posterior draws whose sd is
-    ``scale`` times the exact one (1: calibrated), plus a positive parameter "sigma"."""
+    ``scale`` times the exact one (1: calibrated), plus a positive parameter "sigma".  With
+    ``cut``, theta also has a declared threshold and P(theta < cut) from the same draws."""
     rng = np.random.default_rng(seed)
     post_sd = 1.0 / np.sqrt(1.0 + 1.0 / NOISE_SD**2)
     rows = []
@@ -37,11 +38,17 @@ def _block(seed: int, n_reps: int = 100, elements: int = 1, scale: float = 1.0,
         name = "theta" if elements == 1 else f"theta[{j}]"
         theta = rng.normal(size=n_reps)
         mean = post_sd**2 * (theta + NOISE_SD * rng.normal(size=n_reps)) / NOISE_SD**2
-        below = (rng.normal(mean[:, None], scale * post_sd, (n_reps, draws)) < 0).mean(axis=1)
+        draw = rng.normal(mean[:, None], scale * post_sd, (n_reps, draws))
+        below = (draw < 0).mean(axis=1)
+        extra = {} if cut is None else {"threshold": cut}
         rows += [{"rep": r, "name": name, "group": "theta", "kind": "parameter",
-                  "truth": theta[r], "p_below_zero": below[r]} for r in range(n_reps)]
+                  "truth": theta[r], "p_below_zero": below[r], **extra,
+                  **({} if cut is None else {"p_below_threshold": (draw[r] < cut).mean()})}
+                 for r in range(n_reps)]
     rows += [{"rep": r, "name": "sigma", "group": "sigma", "kind": "parameter", "truth": 1.0,
-              "p_below_zero": 0.0} for r in range(n_reps)]
+              "p_below_zero": 0.0, **({} if cut is None else {"threshold": None,
+                                                               "p_below_threshold": None})}
+             for r in range(n_reps)]
     return pd.DataFrame(rows)
 
 
@@ -82,6 +89,64 @@ def test_the_elements_of_a_group_are_bonferroni_combined():
     assert cal.table.interval.startswith("cluster-robust")
     assert decisions.event_calibration(p.iloc[:, 0], y.iloc[:, 0]).table.interval == \
         "Clopper-Pearson"
+
+
+def test_a_declared_threshold_is_checked_as_its_own_event():
+    """THRESHOLDS = {"theta": -0.5}: the event theta < -0.5 gets its own row beside the sign;
+    exact posteriors pass it at the stated size, overconfident ones fail it."""
+    check = decision_check(_block(7, cut=-0.5))
+    assert list(check.table["event"]) == ["theta < 0", "theta < -0.5"]
+    assert check.table["decision fits"].tolist() == [100, 100]
+    assert "theta < -0.5" in check.reliability
+    seeds = range(100)
+    bound = int(stats.binom.ppf(0.998, len(seeds), ALPHA))
+    # the Holm-adjusted p of the threshold event is at least its own p: size at most ALPHA
+    failed = sum(decision_check(_block(s, cut=-0.5)).table["decision result"].iloc[1].status
+                 == "fail" for s in seeds)
+    assert failed <= bound
+    over = [decision_check(_block(s, cut=-0.5, scale=0.3)).table.iloc[1] for s in range(10)]
+    assert all(row["decision result"].status == "fail" for row in over)
+
+
+def test_thresholds_a_model_cannot_mean_are_refused_before_any_fit(tmp_path):
+    from sbc.errors import ModelError
+
+    source = (sbc_root() / "models" / "normal_known_sigma.py").read_text()
+    for declared, says in (('{"nope": 1.0}', "no ranked parameter"),
+                           ('{"mu": "low"}', "not a finite number"),
+                           ('{"mu": float("nan")}', "not a finite number"),
+                           ('[("mu", 1.0)]', "must be a dict")):
+        model = tmp_path / "bad_thresholds.py"
+        model.write_text(source + f"\nTHRESHOLDS = {declared}\n")
+        study = sbc.Study(name="bad", models=str(model), designs=[(3, 3, 1)], simulations=5,
+                          seed=3, sampler={"name": "exact", "draws": 50})
+        out = tmp_path / "out"
+        with pytest.raises(ModelError, match=says):
+            sbc.run(study, out, workers=0, progress=False)
+        assert not (out / "replicates.parquet").exists()
+
+
+def sbc_root():
+    from support import ROOT
+
+    return ROOT
+
+
+def test_a_study_records_and_reports_a_declared_threshold(tmp_path):
+    model = tmp_path / "with_thresholds.py"
+    model.write_text((sbc_root() / "models" / "normal_known_sigma.py").read_text()
+                     + '\nTHRESHOLDS = {"gene_effect": -0.5}\n')
+    study = sbc.Study(name="thresholds", models=str(model), designs=[(3, 3, 1)],
+                      simulations=30, seed=3, sampler={"name": "exact", "draws": 200})
+    results = sbc.run(study, tmp_path / "out", workers=0, progress=False)
+    params = results.parameters
+    genes = params[params["group"] == "gene_effect"]
+    assert (genes["threshold"] == -0.5).all()
+    assert genes["p_below_threshold"].between(0, 1).all()
+    assert (genes["p_below_threshold"] <= genes["p_below_zero"]).all()  # -0.5 < 0
+    assert params.loc[params["group"] != "gene_effect", "p_below_threshold"].isna().all()
+    html = (results.directory / "report.html").read_text()
+    assert "<td class=\"l\">gene_effect[i] &lt; -0.5</td>" in html
 
 
 def test_a_store_written_before_the_probability_was_recorded_still_reports():
