@@ -17,6 +17,7 @@ import numpy as np
 import nutpie
 from scipy import special, stats
 
+from sbc.diagnostics import convergence
 from sbc.numerics import pin_numerics
 from sbc.sampling import fit_from_arrow
 from sbc.plan.genome import HYPER, GenomeSettings, guide_model
@@ -38,12 +39,14 @@ def _names(settings: GenomeSettings) -> list[str]:
 
 
 def nuts_posterior(t0: np.ndarray, counts: np.ndarray, settings: GenomeSettings, seed: int,
-                   *, draws: int = 500, tune: int = 500, chains: int = 2, compiled=None
-                   ) -> tuple[GenePosterior, dict]:
+                   *, draws: int = 500, tune: int = 500, chains: int = 2, compiled=None,
+                   cores: int | None = None) -> tuple[GenePosterior, dict]:
     """Fit one simulated screen by NUTS (nutpie, its defaults otherwise; ``compiled`` from
-    :func:`compile_full_model` for a screen of the same shape saves the compile); returns
-    the posterior in the shortcut's form and diagnostics (seconds, divergences, worst
-    R-hat of the gene effects)."""
+    :func:`compile_full_model` for a screen of the same shape saves the compile; ``cores``:
+    chains run side by side, all of them by default); returns the posterior in the
+    shortcut's form and diagnostics (seconds, divergences, and over the gene effects and
+    hyperparameters the worst rank-normalised R-hat (NaN with one chain) and the smallest
+    bulk and tail ESS, from :func:`sbc.diagnostics.convergence`)."""
     names = _names(settings)
     start = time.perf_counter()
     if compiled is None:
@@ -51,7 +54,7 @@ def nuts_posterior(t0: np.ndarray, counts: np.ndarray, settings: GenomeSettings,
     compiled_at = time.perf_counter()
     model = compiled.with_data(t0_data=np.asarray(t0, float),
                                counts_data=np.asarray(counts, float))
-    raw = nutpie.sample(model, chains=chains, cores=1, tune=tune, draws=draws,
+    raw = nutpie.sample(model, chains=chains, cores=cores or chains, tune=tune, draws=draws,
                         seed=int(seed), progress_bar=False, return_raw_trace=True)
     fit = fit_from_arrow(raw, names, time.perf_counter() - compiled_at)
     d = {k: v.reshape((-1,) + v.shape[2:]) for k, v in fit.draws.items()}   # (S, ...)
@@ -74,18 +77,14 @@ def nuts_posterior(t0: np.ndarray, counts: np.ndarray, settings: GenomeSettings,
     gw, gm, gs = point(gamma)
     uw, um, us = point(d["u"][:, :, :n].transpose(0, 2, 1))                  # (n, C, S)
     hyper = {k: float(d[k].mean()) for k in HYPER}
-    rhat = float(np.nanmax(_split_rhat(fit.draws["beta_g"]))) if chains > 1 else float("nan")
+    watched = np.concatenate([fit.draws["beta_g"].reshape(*fit.draws["beta_g"].shape[:2], -1),
+                              *(fit.draws[k].reshape(*fit.draws[k].shape[:2], -1)
+                                for k in HYPER)], axis=2)                   # (chain, draw, k)
+    conv = convergence(watched)
+    rhat = float(np.nanmax(conv["rhat"])) if chains > 1 else float("nan")
     diagnostics = {"seconds": time.perf_counter() - start, "compile_seconds": compiled_at - start,
-                   "divergences": int(fit.diverging.sum()), "rhat_max": rhat, "genes": G}
+                   "divergences": int(fit.diverging.sum()), "rhat_max": rhat, "genes": G,
+                   "chains": chains, "ess_bulk_min": float(conv["ess_bulk"].min()),
+                   "ess_tail_min": float(conv["ess_tail"].min())}
     return GenePosterior(p_ess, w, m, s, gw, gm, gs, uw, um, us, hyper, 0.0, float(S)), diagnostics
 
-
-def _split_rhat(x: np.ndarray) -> np.ndarray:
-    """Rank-free split R-hat per element of (chain, draw, ...) draws (ArviZ's formula
-    without rank normalisation: a quick convergence check for the report, not a verdict)."""
-    half = x.shape[1] // 2
-    parts = np.concatenate([x[:, :half], x[:, half:2 * half]], axis=0)
-    n = parts.shape[1]
-    within = parts.var(axis=1, ddof=1).mean(axis=0)
-    between = n * parts.mean(axis=1).var(axis=0, ddof=1)
-    return np.sqrt(((n - 1) / n * within + between / n) / within)
