@@ -23,9 +23,10 @@ Models:
 
 A candidate is a name from ``CANDIDATES`` or an ad-hoc ``label=key:value;key:value`` with keys
 model, ta (target_accept), tune, draws, chains, adapt (nutpie ``adaptation``: diag,
-draw_diag, low_rank, flow), maxdepth.  Fits run one after another in this one process
-(chains of a fit too: ``cores=1``); the sampler seconds are those of the ``nutpie.sample``
-call alone, compile seconds those of ``nutpie.compile_pymc_model``.
+draw_diag, low_rank, flow), maxdepth, gamma (``mass_matrix_gamma``, low_rank only; "auto":
+sbc's rule).  Fits run one after another in this one process (chains of a fit too:
+``cores=1``); the sampler seconds are those of the ``nutpie.sample`` call alone, compile
+seconds those of ``nutpie.compile_pymc_model``.
 
 ``--pipeline`` runs whole replicates of ``models/crispr_screen.py`` instead, as a study does
 (``sbc.replicate.run_batch``: rescue, ranks, record), and reports seconds and gradient
@@ -62,6 +63,7 @@ class Candidate:
     draws: int = 1000
     chains: int = 1
     adapt: str = "diag"
+    gamma: float | None = 1e-5  # nutpie's mass_matrix_gamma (low_rank only); None: sbc's auto
     maxdepth: int = 10
 
     def nutpie_kwargs(self) -> dict:
@@ -69,6 +71,8 @@ class Candidate:
                   target_accept=self.ta, maxdepth=self.maxdepth)
         if self.adapt != "diag":
             kw["adaptation"] = self.adapt
+        if self.adapt == "low_rank" and self.gamma not in (None, 1e-5):
+            kw["mass_matrix_gamma"] = self.gamma
         return kw
 
 
@@ -109,7 +113,7 @@ CANDIDATES: dict[str, Candidate] = {
     "seed_lowrank_ta99_d2000": replace(D, model="seed", adapt="low_rank", ta=0.99, draws=2000),
 }
 _KEYS = {"model": str, "ta": float, "tune": int, "draws": int, "chains": int, "adapt": str,
-         "maxdepth": int}
+         "maxdepth": int, "gamma": lambda v: None if v == "auto" else float(v)}
 
 
 def parse_candidate(text: str) -> tuple[str, Candidate]:
@@ -255,7 +259,7 @@ def settings_of(cand: Candidate):
 
     return SamplerSettings(chains=cand.chains, tune=cand.tune, draws=cand.draws,
                            target_accept=cand.ta, max_treedepth=cand.maxdepth,
-                           adaptation=cand.adapt)
+                           adaptation=cand.adapt, mass_matrix_gamma=cand.gamma)
 
 
 def run_pipeline(reps: int, designs: list[str], candidates: list[tuple[str, Candidate]],

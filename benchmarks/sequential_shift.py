@@ -48,7 +48,7 @@ def holm_min(p: np.ndarray) -> np.ndarray:
 
 
 def detection(delta: float) -> dict:
-    rng = np.random.default_rng([SEED, int(round(delta * 1000))])
+    rng = np.random.default_rng([SEED, round(delta * 1000)])
     z = rng.standard_normal((STUDIES, GROUPS, SCHEDULE[-1]))
     z[:, 0] -= delta
     u = norm.cdf(z)

@@ -37,6 +37,7 @@ from sbc.plan.results import PlanResults
 from sbc.plots import (coverage_plot, ecdf_difference_grid, rank_histogram_grid,
                        truth_estimate_grid, zscore_contraction_grid)
 from sbc.record import rank_tree
+from sbc.sampling import stored_sampler
 from sbc.report import coverage_rows, design_panels, write_report_with_calibration
 from sbc.store import Store
 from sbc.study import ClusterSpec, Study, check_overrides
@@ -378,6 +379,8 @@ def _stored_study(manifest: dict) -> Study | None:
                                    tuple(map(tuple, cluster.get("options", ()))))
                if cluster else None,
                parameter_map=tuple(map(tuple, raw.get("parameter_map", ()))))
+    if isinstance(raw.get("sampler"), dict):
+        raw["sampler"] = stored_sampler(raw["sampler"])
     known = set(Study.__dataclass_fields__)
     try:
         return Study(**{k: v for k, v in raw.items() if k in known})

@@ -37,6 +37,31 @@ from sbc.spec import RESPONSE_DATA_NAME, ModelSpec, load_module
 # of every study (sbc.study, `sbc report`, sbc.open), which must not wait for them to load.
 
 
+NUTPIE_GAMMA = 1e-5  # nutpie's own default of mass_matrix_gamma
+# "auto": with many dimensions nutpie's low-rank adaptation at its own gamma costs most of a
+# fit (crispr_screen at 100x30x3, 134 dimensions: 3.8 s per replicate, 2.9 s of it tuning),
+# and a gamma of 1e-3 cuts that to 0.9 s with every fit clean; below 100 dimensions the
+# adaptation is cheap and its default gamma keeps more fits clean (benchmarks/draw_rule.md)
+AUTO_GAMMA, AUTO_GAMMA_DIMS = 1e-3, 100
+
+
+def stored_sampler(table: dict) -> dict:
+    """A sampler table as a store's study.json holds it, with the settings added since the
+    store was written set to what its fits used: ``mass_matrix_gamma`` nutpie's 1e-5 (a
+    table without it predates the setting; one with null says "auto")."""
+    out = dict(table)
+    out.setdefault("mass_matrix_gamma", NUTPIE_GAMMA)
+    return out
+
+
+def low_rank_gamma(gamma: float | None, n_dim: int) -> float:
+    """The mass_matrix_gamma a low-rank fit uses: the setting, or for "auto" (None) the
+    rule above, which reads only the model's dimension (fixed before any data are seen)."""
+    if gamma is not None:
+        return float(gamma)
+    return AUTO_GAMMA if n_dim >= AUTO_GAMMA_DIMS else NUTPIE_GAMMA
+
+
 @dataclass(frozen=True)
 class SamplerSettings:
     """How each replicate is fitted.
@@ -49,6 +74,10 @@ class SamplerSettings:
         ``benchmarks/draw_rule.md``.
     adaptation: nutpie's mass-matrix adaptation ("diag", or "low_rank", which also learns
         the strongest posterior correlations; ignored by the other samplers).
+    mass_matrix_gamma: the regularisation of the low-rank mass matrix's eigenvalues
+        (nutpie's ``mass_matrix_gamma``; only with ``adaptation = "low_rank"``); None
+        ("auto"): 1e-3 for models of 100 or more dimensions, else nutpie's 1e-5
+        (:func:`low_rank_gamma`).
     rescue: refit a fit flagged by the sampler (divergences, low ESS, R-hat, tree depth)
         on the same data: in the model's ``RESCUE`` forms in order (at most two refits) or,
         without any, once in its own form, with :meth:`rescued` settings; every attempt is
@@ -66,6 +95,7 @@ class SamplerSettings:
     timeout: float | None = None  # seconds per fit; None = no limit
     adaptation: str = "low_rank"
     rescue: bool = True
+    mass_matrix_gamma: float | None = None  # None: "auto" (low_rank_gamma)
 
     def rescued(self, divergent: bool = True, low_ess: bool = True) -> SamplerSettings:
         """The stronger settings of a rescue fit, aimed at what went wrong.
@@ -90,6 +120,8 @@ class SamplerSettings:
         it and `sbc run --retry-failed` repairs timed-out replicates in place."""
         out = asdict(self)
         out["timeout"] = None
+        if out["mass_matrix_gamma"] == NUTPIE_GAMMA:  # what every fit used before the setting
+            del out["mass_matrix_gamma"]
         return out
 
 
@@ -204,6 +236,9 @@ class NutpieBackend:
         kwargs = dict(chains=s.chains, cores=1, tune=s.tune, draws=s.draws, seed=int(seed),
                       target_accept=s.target_accept, maxdepth=s.max_treedepth,
                       adaptation=s.adaptation,
+                      **({"mass_matrix_gamma": low_rank_gamma(s.mass_matrix_gamma,
+                                                              self.compiled.n_dim)}
+                         if s.adaptation == "low_rank" else {}),
                       save_warmup=False, progress_bar=False, return_raw_trace=True)
         model = self.compiled.with_data(**{RESPONSE_DATA_NAME: np.ascontiguousarray(y, dtype=float)})
         start = time.perf_counter()

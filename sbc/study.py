@@ -50,7 +50,7 @@ TOP_KEYS = {"name", "seed", "simulations", "max_simulations", "sequential", "mod
             "simulate_model", "thin", "grid", "designs", "sampler", "run", "description",
             "cluster", "posterior_sbc", "parameter_map", "limits"}
 SAMPLER_KEYS = {"name", "chains", "tune", "draws", "target_accept", "max_treedepth", "timeout",
-                "adaptation", "rescue"}
+                "adaptation", "rescue", "mass_matrix_gamma"}
 ADAPTATIONS = ("diag", "low_rank", "draw_diag")  # nutpie's mass-matrix adaptation
 MAX_TIMEOUT = 7 * 24 * 3600.0  # seconds; larger values overflow thread and sampler waits
 RUN_KEYS = {"output", "batch_size", "scheduler", "workers", "threads"}
@@ -564,7 +564,16 @@ def _parse_sampler(table: Any, path: Path) -> SamplerSettings:
     if not isinstance(rescue, bool):
         raise StudyError(f"{where(path, 'sampler.rescue')} must be true or false, got "
                          f"{rescue!r}")
+    gamma = table.get("mass_matrix_gamma")
+    gamma = "auto" if gamma is None else gamma  # None: how a stored study says "auto"
+    if gamma != "auto" and (isinstance(gamma, bool) or not isinstance(gamma, (int, float))
+                            or not 0 < gamma < 1):
+        raise StudyError(f"{where(path, 'sampler.mass_matrix_gamma')} must be \"auto\" or a "
+                         f"number strictly between 0 and 1, got {gamma!r} (the regularisation "
+                         "of the low-rank mass matrix; auto: 1e-3 for models of 100 or more "
+                         "dimensions, else nutpie's 1e-5)")
     return SamplerSettings(name=name, chains=chains, tune=tune, draws=draws,
                            target_accept=float(target), max_treedepth=depth,
                            timeout=float(timeout) if timeout is not None else None,
-                           adaptation=adaptation, rescue=rescue)
+                           adaptation=adaptation, rescue=rescue,
+                           mass_matrix_gamma=None if gamma == "auto" else float(gamma))

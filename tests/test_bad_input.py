@@ -152,6 +152,12 @@ CASES = {
     "unknown adaptation": (
         lambda t: write(t, GOOD.replace('name = "exact"', 'name = "exact"\nadaptation = "lowrank"')),
         "unknown adaptation 'lowrank'"),
+    "mass_matrix_gamma out of range": (
+        lambda t: write(t, GOOD.replace('name = "exact"', 'name = "exact"\nmass_matrix_gamma = 2')),
+        "must be \"auto\" or a number strictly between 0 and 1"),
+    "mass_matrix_gamma a word": (
+        lambda t: write(t, GOOD.replace('name = "exact"', 'name = "exact"\nmass_matrix_gamma = "big"')),
+        "must be \"auto\" or a number strictly between 0 and 1"),
     "rescue not a boolean": (
         lambda t: write(t, GOOD.replace('name = "exact"', 'name = "exact"\nrescue = "yes"')),
         "must be true or false"),

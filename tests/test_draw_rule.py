@@ -56,3 +56,22 @@ def test_ranks_stay_uniform_when_fits_short_of_draws_draw_more(tmp_path):
     assert first["low_ess"] and (first["draws"], second["draws"]) == (200, 400)
     assert record["gradient_evals"] == first["gradient_evals"] + second["gradient_evals"] > 0
 
+
+
+def test_the_low_rank_gamma_rule_reads_only_the_models_dimension():
+    """mass_matrix_gamma "auto": nutpie's 1e-5 below 100 dimensions, 1e-3 from 100 on (the
+    adaptation's cost grows with the dimension; benchmarks/draw_rule.md); a stated value
+    is used as it is; the fingerprint of a study that states nutpie's own value is that of
+    the stores written before the setting existed."""
+    from sbc.sampling import NUTPIE_GAMMA, SamplerSettings, low_rank_gamma
+
+    assert low_rank_gamma(None, 16) == NUTPIE_GAMMA
+    assert low_rank_gamma(None, 99) == NUTPIE_GAMMA
+    assert low_rank_gamma(None, 100) == 1e-3
+    assert low_rank_gamma(None, 134) == 1e-3
+    assert low_rank_gamma(0.02, 134) == 0.02 and low_rank_gamma(0.02, 5) == 0.02
+    assert "mass_matrix_gamma" not in SamplerSettings(mass_matrix_gamma=NUTPIE_GAMMA)\
+        .fingerprint_dict()
+    assert SamplerSettings().fingerprint_dict()["mass_matrix_gamma"] is None
+    assert SamplerSettings().fingerprint_dict() != \
+        SamplerSettings(mass_matrix_gamma=1e-3).fingerprint_dict()

@@ -430,6 +430,8 @@ def test_readme_study_file_sampler_and_limits_defaults_are_the_codes():
     sampler = dict(study["sampler"])
     assert re.search(r"^timeout = \d+ +# optional", text, re.M)
     sampler.pop("timeout")  # an example value: the default is no limit
+    if sampler.get("mass_matrix_gamma") == "auto":  # the study file's "auto" is the code's None
+        sampler["mass_matrix_gamma"] = None
     defaults = SamplerSettings()
     assert defaults.timeout is None
     assert sampler == {k: getattr(defaults, k) for k in sampler}
@@ -533,12 +535,14 @@ REFRESH = ("run `make study`, then `python tools/reference_store.py`, and update
 def reference_manifest() -> dict:
     """study.json of the committed reference store, checked to be a store of the current
     studies/crispr_seed.toml with the current model files."""
+    from sbc.sampling import stored_sampler
     from sbc.spec import resolve_model
     from sbc.study import load_study
 
     manifest = json.loads((REFERENCE_STORE / "study.json").read_text(encoding="utf-8"))
     study = load_study(ROOT / "studies" / "crispr_seed.toml")
-    stored, current = manifest["study"], study.to_dict()
+    stored, current = dict(manifest["study"]), study.to_dict()
+    stored["sampler"] = stored_sampler(stored["sampler"])  # settings added since: as used
     differ = [k for k in ("models", "designs", "simulations", "seed", "sampler", "thin",
                           "simulate_model") if stored.get(k) != current[k]]
     differ += [f"model {m}" for m in study.models
