@@ -40,7 +40,8 @@ from scipy import stats
 
 __all__ = ["Brier", "CalibrationTest", "EventCalibration", "ReliabilityTable", "binned_sums",
            "brier", "brier_from_sums", "count_z", "count_z_test", "event_calibration",
-           "pooled_reliability_table", "reliability_table", "spiegelhalter_test"]
+           "pooled_reliability_table", "reliability_table", "spiegelhalter_test",
+           "threshold_columns"]
 
 
 def _pairs(p, y) -> tuple[np.ndarray, np.ndarray]:
@@ -377,3 +378,15 @@ def event_calibration(p, y, bins: int | np.ndarray = 10, level: float = 0.95
     table = reliability_table(p, y, bins, level) if p.shape[1] == 1 else \
         pooled_reliability_table(sums, bins, level)
     return EventCalibration(brier_from_sums(sums), table, tests, float(combined), worst)
+
+
+def threshold_columns(flat: np.ndarray, groups: list[str], thresholds: dict) -> dict:
+    """A record's ``threshold`` (c, or None) and ``p_below_threshold`` (the share of the
+    fit's draws ``flat`` (draws, scalars) below c, or None) per ranked scalar of parameter
+    ``groups[i]``, for the decisions a model declares (``thresholds``: group -> c); nothing
+    when it declares none."""
+    if not thresholds:
+        return {}
+    c = [thresholds.get(g) for g in groups]
+    below = [None if t is None else float((flat[:, i] < t).mean()) for i, t in enumerate(c)]
+    return {"threshold": c, "p_below_threshold": below}

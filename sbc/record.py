@@ -24,13 +24,12 @@ import pandas as pd  # and xarray, in rank_tree only: reading records (sbc.open)
 from sbc.stats import table_fractional_ranks
 
 RECORD_SCHEMA = 1
-# record["failure"] of a failed replicate: the model could not be built on the worker
-# ("prepare"), the simulated data were not finite ("simulation"), the sampler returned
-# non-finite draws ("nonfinite"), truths and draws of a parameter differ in shape
-# ("shape_mismatch"), the fit ran past sampler.timeout ("timeout"), the process fitting it
-# died, again and again ("worker_died": os.abort, a segfault, out of memory), anything else
-# raised ("exception").  None for ok records (and old records).
-# A fit that did not move is not a failure: it is ranked and flagged ("flag_degenerate").
+# record["failure"] of a failed replicate: the model could not be built on the worker ("prepare"), the
+# simulated data were not finite ("simulation"), the sampler returned non-finite draws ("nonfinite"), truths
+# and draws of a parameter differ in shape ("shape_mismatch"), the fit ran past sampler.timeout ("timeout"),
+# the process fitting it died, again and again ("worker_died": os.abort, a segfault, out of memory),
+# anything else raised ("exception").  None for ok records (and old records). A fit that did not move is not
+# a failure: it is ranked and flagged ("flag_degenerate").
 FAILURE_CODES = ("prepare", "simulation", "nonfinite", "shape_mismatch", "timeout",
                  "worker_died", "exception")
 
@@ -50,7 +49,6 @@ TEXT_FIELDS = ("error", "quantities_skipped", "unranked", "degenerate", "stage",
 
 class Parameters(TypedDict, total=False):
     """The ranked scalars of an ok record, column-wise (one entry per scalar)."""
-
     name: list[str]        # scalar label, e.g. "1|gene[2]"
     group: list[str]       # its parameter, e.g. "1|gene"
     truth: list[float]
@@ -61,10 +59,8 @@ class Parameters(TypedDict, total=False):
     ess_tail: list[float]
     rhat: list[float | None]
     p_below_zero: list[float]  # share of draws below 0; absent in records written before it
-    # where the model declares THRESHOLDS: c of the decision theta < c and the share of
-    # draws below c (None for scalars of other parameters); absent otherwise
-    threshold: list[float | None]
-    p_below_threshold: list[float | None]
+    threshold: list[float | None]  # c of a declared decision theta < c (model THRESHOLDS)
+    p_below_threshold: list[float | None]  # share of draws below it (None: no c declared)
     # and one list per posterior quantile, "q0.025" ... "q0.975"
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from sbc import seeding
+from sbc.decisions import threshold_columns
 from sbc.record import RECORD_SCHEMA, Record
 from sbc.design import Design
 from sbc.diagnostics import ESS_MIN, RHAT_MAX, convergence, scalar_names, stack_scalars
@@ -206,16 +207,6 @@ def _rescue_specs(task: BatchTask, data, ranked) -> list:
     return [(n, builder(n)) for n in names]
 
 
-def threshold_columns(flat: np.ndarray, groups: list[str], thresholds: dict) -> dict:
-    """``threshold`` (c, or None) and ``p_below_threshold`` (the share of draws below c, or
-    None) per ranked scalar; nothing when the model declares no threshold."""
-    if not thresholds:
-        return {}
-    c = [thresholds.get(g) for g in groups]
-    below = [None if t is None else float((flat[:, i] < t).mean()) for i, t in enumerate(c)]
-    return {"threshold": c, "p_below_threshold": below}
-
-
 def low_ess(ess_min: float, n_ranked: int, thin: int | str) -> bool:
     """Flag a fit whose smallest bulk/tail ESS is below ``ESS_MIN`` (100; Vehtari et al.
     2021): its quantiles and ranks rest on few effective draws.  With a fixed thinning
@@ -391,8 +382,7 @@ def _run_replicate(prepared: Prepared, task: BatchTask, rep: int,
             **{f"q{q:g}": quantiles[i].tolist() for i, q in enumerate(QUANTILES)},
             # P(theta < 0): the probability of the sign decision, checked for calibration
             "p_below_zero": (flat < 0).mean(axis=0).tolist(),
-            # and of the decision theta < c where the model declares c (THRESHOLDS)
-            **threshold_columns(flat, groups, prepared.thresholds),
+            **threshold_columns(flat, groups, prepared.thresholds),  # P(theta < c), THRESHOLDS
             "ess_bulk": diag["ess_bulk"].tolist(), "ess_tail": diag["ess_tail"].tolist(),
             "rhat": [None if not np.isfinite(r) else float(r) for r in diag["rhat"]],
         },
