@@ -173,10 +173,11 @@ def past_every_stop(queued, running, wanted) -> bool:
     sequential verdict is reached), with some still running: the run may end without them.
     Their replicates lie past the stop, where no verdict counts them, and a later run that
     needs them fits them again to the same bits (each replicate has its own seed)."""
-    running = list(running)
-    if wanted is None or not running:
+    if wanted is None:  # not sequential: nothing is past a stop (and nothing is listed)
         return False
-    return not any(wanted(t) for t in running) and not any(wanted(t) for t in queued)
+    running = list(running)
+    return bool(running) and not any(wanted(t) for t in running) and \
+        not any(wanted(t) for t in queued)
 
 
 @contextlib.contextmanager

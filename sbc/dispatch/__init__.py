@@ -313,6 +313,7 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
     lost = 0
     tag = uuid.uuid4().hex[:8]
     task_of: dict[str, BatchTask] = {}
+    untaken: dict[str, BatchTask] = {}  # submitted, result not yet taken (in flight)
     keeper = getattr(client, "sbc_slurm", None)
     ends_at: dict[str, int] = {}  # key -> SLURM jobs ended before the batch was submitted
     reruns: dict[str, int] = {}  # key -> times the batch was rerun after job ends
@@ -321,7 +322,7 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
 
     def submit(task: BatchTask, i: int | str):
         key = f"sbc-{task.model.label}-{task.design.label}-{task.reps[0]}-{tag}-{i}"
-        task_of[key] = task
+        task_of[key] = untaken[key] = task
         ends_at[key] = keeper.replaced if keeper is not None else 0
         if _data_size(task.design) < SCATTER_BYTES:
             return client.submit(run_batch, task, key=key, pure=False, retries=RETRIES)
@@ -346,7 +347,6 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
     pending = as_completed(futures)
 
     handled = 0  # batches whose result this loop has taken (in flight: the others)
-    taken: set[str] = set()  # their keys
 
     def refill() -> None:  # keep ``window`` batches in flight, after the last one's records
         for f in more(window - (len(futures) - handled)):
@@ -400,7 +400,7 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
     try:
         for future in _waiting(pending, getattr(client, "sbc_slurm", None), progress):
             handled += 1
-            taken.add(future.key)
+            untaken.pop(future.key, None)
             records = take(future)
             if records is not None:
                 on_records(records)
@@ -409,9 +409,8 @@ def run_tasks(tasks: Sequence[BatchTask], on_records: Callable[[list[dict]], Non
                 future.release()
             if window:
                 refill()
-            if past_every_stop((t for _, t in queue),
-                               (task_of[f.key] for f in futures if f.key not in taken),
-                               wanted):
+            if wanted is not None and past_every_stop((t for _, t in queue),
+                                                      untaken.values(), wanted):
                 break  # the finally cancels them
     finally:
         for f in futures:
