@@ -212,6 +212,7 @@ def nutpie_block(frame, n: int, seed: int, budget: float = math.inf) -> Block:
     import nutpie
 
     from sbc.sampling import SamplerSettings
+    from sbc.sampling import low_rank_gamma
     from sbc.simulate import Simulator
     from sbc.spec import RESPONSE_DATA_NAME, make_spec, resolve_model
 
@@ -235,6 +236,8 @@ def nutpie_block(frame, n: int, seed: int, budget: float = math.inf) -> Block:
             compiled.with_data(**{RESPONSE_DATA_NAME: np.ascontiguousarray(y, dtype=float)}),
             chains=s.chains, cores=1, tune=s.tune, draws=s.draws,
             target_accept=s.target_accept, maxdepth=s.max_treedepth, adaptation=s.adaptation,
+            **({"mass_matrix_gamma": low_rank_gamma(s.mass_matrix_gamma, compiled.n_dim)}
+               if s.adaptation == "low_rank" else {}),
             seed=int(fit_seed.generate_state(1)[0]), progress_bar=False)
         times.append(time.perf_counter() - t0)
         traces.append(_trace_arrays(tree, names))

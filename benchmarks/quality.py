@@ -62,7 +62,7 @@ class SizePlan:
 
 
 PLAN = (SizePlan("10x3x3", 500, 200, 6, 300), SizePlan("30x10x3", 100, 60, 3, 300),
-        SizePlan("100x30x3", 12, 12, 1, 600), SizePlan("100x100x4", 4, 4, 1, 900))
+        SizePlan("100x30x3", 12, 12, 6, 600), SizePlan("100x100x4", 4, 4, 1, 900))
 QUICK_PLAN = (SizePlan("10x3x3", 6, 4, 1, 60), SizePlan("30x10x3", 4, 2, 1, 60))
 
 
