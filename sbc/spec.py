@@ -177,7 +177,7 @@ def model_thresholds(model: ModelRef, groups) -> dict[str, float]:
             raise ModelError(f"{where} names {name!r}, which is no ranked parameter of the "
                              f"model (those are: {', '.join(groups)})")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                not math.isfinite(value):
+                not math.isfinite(float(value) if abs(value) < 1e308 else math.inf):
             raise ModelError(f"{where}[{name!r}] = {value!r} is not a finite number; give "
                              "the value c of the decision theta < c")
         out[name] = float(value)

@@ -115,6 +115,7 @@ def test_thresholds_a_model_cannot_mean_are_refused_before_any_fit(tmp_path):
     for declared, says in (('{"nope": 1.0}', "no ranked parameter"),
                            ('{"mu": "low"}', "not a finite number"),
                            ('{"mu": float("nan")}', "not a finite number"),
+                           ('{"mu": 10 ** 400}', "not a finite number"),
                            ('[("mu", 1.0)]', "must be a dict")):
         model = tmp_path / "bad_thresholds.py"
         model.write_text(source + f"\nTHRESHOLDS = {declared}\n")
