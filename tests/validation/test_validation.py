@@ -160,10 +160,11 @@ BUGS = [
         sig(("loglik", "biased_low"), ("loglik_min", "biased_low"), only=LOGLIK),
         "prior draws are calibrated given no data: parameter ranks stay uniform"),
     # Spread out: 25 in 4 of 20 seeds, 50 in 4, 100 in 6, 200 in 5, not within 400 in 1.
-    # Accepted 25 to 200 (19 of 20).  Signature: mu fails in 18 of the 19 detections, too
+    # Accepted 25 to 200 (19 of 20).  At the suite seed: 100 under the ECDF gamma test, 50
+    # under the combined test (RESULTS.md of 2026-12-06).  Signature: mu fails in 18 of the 19 detections, too
     # narrow in 14, irregular in 3 (asserted: too narrow or irregular, 17 of 19).
     Bug("overconfident mean-field approximation", MODELS / "normal_mean_field.py", NORMAL,
-        (1, 10, 1), "exact", SCHEDULE, 100, (25, 50, 100, 200), sig(("mu", "too_narrow/ok")),
+        (1, 10, 1), "exact", SCHEDULE, 50, (25, 50, 100, 200), sig(("mu", "too_narrow/ok")),
         "variances 1 / Q_ii ignore the correlation of mu and the gene effects"),
     # The flagship model, fitted by nutpie at the default settings (SamplerSettings());
     # DETECTION_MC.md: 8 other seeds (each costs 50 to 800 nutpie fits).

@@ -201,10 +201,6 @@ def test_genome_md_is_written_after_the_assertions_of_both_certifications():
 # regenerated the test passes, which fails the run as XPASS(strict) with this reason; then
 # delete the entry.  A recorded key is never edited by hand: only the file's writer stamps it.
 KNOWN_STALE = {
-    "RESULTS.md": "RESULTS.md predates the current sbc sources (it records fit-cache key "
-                  "3c145e87309c6797); regenerate with `pytest -m slow tests/validation` (about "
-                  "an hour of fitting), then `python tools/readme.py`; once regenerated this "
-                  "test passes (XPASS(strict)): delete RESULTS.md from KNOWN_STALE",
     "GENOME.md": "GENOME.md predates its genome key (it records none); its NUTS reference "
                  "now runs 2 chains with R-hat, ESS and divergences asserted (at 500 + 500 draws "
                  "screen 0 fell short: sigma_gene bulk ESS 45); regenerate with "
