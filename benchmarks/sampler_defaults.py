@@ -66,13 +66,19 @@ class Candidate:
     gamma: float | None = 1e-5  # nutpie's mass_matrix_gamma (low_rank only); None: sbc's auto
     maxdepth: int = 10
 
-    def nutpie_kwargs(self) -> dict:
+    def nutpie_kwargs(self, n_dim: int | None = None) -> dict:
+        """nutpie.sample's options; with the model's dimension ``n_dim``, gamma "auto" is
+        resolved by sbc's own rule (sbc.sampling.low_rank_gamma), as a study would."""
+        from sbc.sampling import NUTPIE_GAMMA, low_rank_gamma
+
         kw = dict(chains=self.chains, cores=1, tune=self.tune, draws=self.draws,
                   target_accept=self.ta, maxdepth=self.maxdepth)
         if self.adapt != "diag":
             kw["adaptation"] = self.adapt
-        if self.adapt == "low_rank" and self.gamma not in (None, 1e-5):
-            kw["mass_matrix_gamma"] = self.gamma
+        if self.adapt == "low_rank":
+            gamma = self.gamma if n_dim is None else low_rank_gamma(self.gamma, n_dim)
+            if gamma not in (None, NUTPIE_GAMMA):
+                kw["mass_matrix_gamma"] = gamma
         return kw
 
 
@@ -179,7 +185,7 @@ class Fitter:
             **{RESPONSE_DATA_NAME: np.ascontiguousarray(y, dtype=float)})
         start = time.perf_counter()
         raw = nutpie.sample(model, seed=int(seed), save_warmup=False, progress_bar=False,
-                            return_raw_trace=True, **cand.nutpie_kwargs())
+                            return_raw_trace=True, **cand.nutpie_kwargs(self.compiled.n_dim))
         seconds = time.perf_counter() - start
         fit = fit_from_arrow(raw, self.ranked, seconds)
         diag = convergence(stack_scalars(fit.draws, list(self.ranked)))
