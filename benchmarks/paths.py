@@ -212,7 +212,6 @@ def nutpie_block(frame, n: int, seed: int, budget: float = math.inf) -> Block:
     import nutpie
 
     from sbc.sampling import SamplerSettings
-    from sbc.sampling import low_rank_gamma
     from sbc.simulate import Simulator
     from sbc.spec import RESPONSE_DATA_NAME, make_spec, resolve_model
 
@@ -234,10 +233,7 @@ def nutpie_block(frame, n: int, seed: int, budget: float = math.inf) -> Block:
         y = simulator.draw(sim_seed)[1]
         tree = nutpie.sample(
             compiled.with_data(**{RESPONSE_DATA_NAME: np.ascontiguousarray(y, dtype=float)}),
-            chains=s.chains, cores=1, tune=s.tune, draws=s.draws,
-            target_accept=s.target_accept, maxdepth=s.max_treedepth, adaptation=s.adaptation,
-            **({"mass_matrix_gamma": low_rank_gamma(s.mass_matrix_gamma, compiled.n_dim)}
-               if s.adaptation == "low_rank" else {}),
+            **s.nutpie_kwargs(compiled.n_dim),
             seed=int(fit_seed.generate_state(1)[0]), progress_bar=False)
         times.append(time.perf_counter() - t0)
         traces.append(_trace_arrays(tree, names))

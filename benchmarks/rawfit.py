@@ -25,8 +25,7 @@ def fit_datatree(self, y: np.ndarray, seed: int):
     start = time.perf_counter()
     trace = nutpie.sample(
         self.compiled.with_data(**{RESPONSE_DATA_NAME: np.ascontiguousarray(y, dtype=float)}),
-        chains=s.chains, cores=1, tune=s.tune, draws=s.draws, seed=int(seed),
-        target_accept=s.target_accept, maxdepth=s.max_treedepth,
+        **s.nutpie_kwargs(self.compiled.n_dim), seed=int(seed),
         save_warmup=False, progress_bar=False,
     )
     seconds = time.perf_counter() - start

@@ -388,5 +388,10 @@ def threshold_columns(flat: np.ndarray, groups: list[str], thresholds: dict) -> 
     if not thresholds:
         return {}
     c = [thresholds.get(g) for g in groups]
-    below = [None if t is None else float((flat[:, i] < t).mean()) for i, t in enumerate(c)]
+    declared = np.array([t is not None for t in c], dtype=bool)
+    share = (flat[:, declared] < np.array([t for t in c if t is not None], dtype=float)
+             ).mean(axis=0)
+    below: list[float | None] = [None] * len(c)
+    for i, p in zip(np.flatnonzero(declared), share):
+        below[i] = float(p)
     return {"threshold": c, "p_below_threshold": below}

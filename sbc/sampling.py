@@ -114,6 +114,18 @@ class SamplerSettings:
             out = replace(out, draws=2 * self.draws)
         return out
 
+    def nutpie_kwargs(self, n_dim: int) -> dict[str, Any]:
+        """``nutpie.sample``'s sampler options for these settings on a compiled model of
+        ``n_dim`` unconstrained dimensions (gamma "auto" resolved by :func:`low_rank_gamma`;
+        nutpie takes a gamma only with low-rank adaptation).  Every caller of nutpie, the
+        benchmarks' bare-sampler paths included, samples through this one mapping."""
+        out: dict[str, Any] = dict(chains=self.chains, cores=1, tune=self.tune, draws=self.draws,
+                                   target_accept=self.target_accept, maxdepth=self.max_treedepth,
+                                   adaptation=self.adaptation)
+        if self.adaptation == "low_rank":
+            out["mass_matrix_gamma"] = low_rank_gamma(self.mass_matrix_gamma, n_dim)
+        return out
+
     def fingerprint_dict(self) -> dict[str, Any]:
         """What changes results.  ``timeout`` is a run-time limit, not a property of results
         (a fit that finishes gives the same draws under any limit), so it is left out: raising
@@ -233,12 +245,7 @@ class NutpieBackend:
         # The raw Arrow trace, not the DataTree nutpie builds by default: the conversion
         # cost about a third of a fit at 90 rows (benchmarks/results.md), for draws that are
         # bit-for-bit the same.
-        kwargs = dict(chains=s.chains, cores=1, tune=s.tune, draws=s.draws, seed=int(seed),
-                      target_accept=s.target_accept, maxdepth=s.max_treedepth,
-                      adaptation=s.adaptation,
-                      **({"mass_matrix_gamma": low_rank_gamma(s.mass_matrix_gamma,
-                                                              self.compiled.n_dim)}
-                         if s.adaptation == "low_rank" else {}),
+        kwargs = dict(s.nutpie_kwargs(self.compiled.n_dim), seed=int(seed),
                       save_warmup=False, progress_bar=False, return_raw_trace=True)
         model = self.compiled.with_data(**{RESPONSE_DATA_NAME: np.ascontiguousarray(y, dtype=float)})
         start = time.perf_counter()

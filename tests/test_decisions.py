@@ -163,3 +163,20 @@ def test_bad_input_is_refused():
         d.reliability_table([1.2], [1])
     assert math.isnan(d.count_z(3, 2.0, 0.0))
     assert math.isnan(d.count_z_test([0.5]).p_value)
+
+
+def test_threshold_columns_give_the_share_of_draws_below_each_declared_threshold():
+    """Per ranked scalar: its group's threshold and the share of draws below it; None for
+    scalars of groups that declare none; no columns when the model declares nothing."""
+    rng = np.random.default_rng(3)
+    flat = rng.normal(size=(400, 4))
+    groups = ["a", "b", "b", "sigma"]
+    out = d.threshold_columns(flat, groups, {"b": -0.5, "a": 0.0})
+    assert out["threshold"] == [0.0, -0.5, -0.5, None]
+    expected = [(flat[:, 0] < 0).mean(), (flat[:, 1] < -0.5).mean(),
+                (flat[:, 2] < -0.5).mean(), None]
+    assert out["p_below_threshold"] == expected
+    assert all(isinstance(p, float) for p in out["p_below_threshold"][:3])
+    assert d.threshold_columns(flat, groups, {}) == {}
+    none = d.threshold_columns(flat, groups, {"c": 1.0})
+    assert none == {"threshold": [None] * 4, "p_below_threshold": [None] * 4}

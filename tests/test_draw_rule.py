@@ -75,3 +75,18 @@ def test_the_low_rank_gamma_rule_reads_only_the_models_dimension():
     assert SamplerSettings().fingerprint_dict()["mass_matrix_gamma"] is None
     assert SamplerSettings().fingerprint_dict() != \
         SamplerSettings(mass_matrix_gamma=1e-3).fingerprint_dict()
+
+
+def test_nutpie_kwargs_map_every_setting_and_resolve_the_gamma_rule():
+    """The one mapping from settings to nutpie.sample's options (the library's fits and the
+    benchmarks' bare sampler both use it): every setting that changes draws reaches nutpie,
+    and a gamma only with low-rank adaptation."""
+    from sbc.sampling import NUTPIE_GAMMA, SamplerSettings
+
+    s = SamplerSettings(chains=2, tune=123, draws=45, target_accept=0.9, max_treedepth=7)
+    kw = s.nutpie_kwargs(134)
+    assert kw == dict(chains=2, cores=1, tune=123, draws=45, target_accept=0.9, maxdepth=7,
+                      adaptation="low_rank", mass_matrix_gamma=1e-3)
+    assert s.nutpie_kwargs(16)["mass_matrix_gamma"] == NUTPIE_GAMMA
+    assert SamplerSettings(mass_matrix_gamma=0.02).nutpie_kwargs(16)["mass_matrix_gamma"] == 0.02
+    assert "mass_matrix_gamma" not in SamplerSettings(adaptation="diag").nutpie_kwargs(134)
