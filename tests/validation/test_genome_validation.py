@@ -65,6 +65,9 @@ MARGIN = 0.05  # equivalence margin of a target metric (a share of genes or cand
 # 1.05 is a bound such fits meet and a stuck or unmixed chain does not
 RHAT_BOUND = 1.05
 ESS_BOUND = 100
+# at 1000 + 2500 draws per chain, 10 of 12 screens reached the ESS bound (bulk 142 to 358) and
+# two did not (bulk 54 and 73): such a screen is refitted with more draws, at most this often
+NUTS_EXTENSIONS = 2
 SECTIONS: dict[str, str] = {}
 
 
@@ -163,6 +166,27 @@ def test_shortcut_passes_sbc():
     _write()  # only a passing certification is written (GENOME.md feeds the README)
 
 
+def reference_posterior(t0, counts, s: GenomeSettings, rep: int, compiled):
+    """Full NUTS on screen ``rep``, drawn until every watched scalar's bulk and tail ESS
+    reach ESS_BOUND: a fit short of it is replaced by a fresh fit (another seed) whose draws
+    per chain are scaled by 1.3 x the shortfall (at most 4x), up to NUTS_EXTENSIONS times;
+    the last fit's diagnostics are then asserted like any other.  The reference is not
+    ranked, it only has to be an accurate posterior, so running longer where the chains mix
+    slowly is what its accuracy needs.  Seconds add up over the attempts."""
+    from sbc.plan.genome_nuts import nuts_posterior
+
+    draws, seconds = NUTS_DRAWS, 0.0
+    for attempt in range(NUTS_EXTENSIONS + 1):
+        post, diag = nuts_posterior(t0, counts, s, seed=rep + 1000 * attempt, draws=draws,
+                                    tune=NUTS_TUNE, chains=NUTS_CHAINS, compiled=compiled)
+        seconds += diag["seconds"]
+        ess = min(diag["ess_bulk_min"], diag["ess_tail_min"])
+        if ess >= ESS_BOUND or attempt == NUTS_EXTENSIONS:
+            break
+        draws = 100 * math.ceil(draws * min(4.0, 1.3 * ESS_BOUND / max(ess, 1.0)) / 100)
+    return post, dict(diag, seconds=seconds, attempts=attempt + 1, draws=draws)
+
+
 def test_shortcut_agrees_with_full_nuts():
     """The same screens fitted by full NUTS (2 chains, each fit's R-hat, ESS and divergences
     asserted) and by the shortcut.  Planning answers, as equivalence bounds: for each
@@ -175,7 +199,7 @@ def test_shortcut_agrees_with_full_nuts():
     (fixed bounds, not statistical tests)."""
     pytest.importorskip("nutpie")
     session_key()
-    from sbc.plan.genome_nuts import compile_full_model, nuts_posterior
+    from sbc.plan.genome_nuts import compile_full_model
 
     design = NUTS_DESIGN
     s = settings(design, seed=20261128)
@@ -184,15 +208,16 @@ def test_shortcut_agrees_with_full_nuts():
     metrics = {"nuts": [], "shortcut": []}
     success = {"nuts": [], "shortcut": []}
     mean_gap, corr, nuts_seconds, short_seconds, divergences = [], [], [], [], 0
-    rhats, ess_bulk, ess_tail = [], [], []
+    rhats, ess_bulk, ess_tail, extended = [], [], [], []
     for rep in range(NUTS_SCREENS):
         truth, t0, counts, x = simulate(design, rep, s)
         start = time.perf_counter()
         short = fit_screen(t0, counts, x, design, rep, s)
         short_seconds.append(time.perf_counter() - start)
-        nuts, diag = nuts_posterior(t0, counts, s, seed=rep, draws=NUTS_DRAWS, tune=NUTS_TUNE,
-                                    chains=NUTS_CHAINS, compiled=compiled)
+        nuts, diag = reference_posterior(t0, counts, s, rep, compiled)
         nuts_seconds.append(diag["seconds"])
+        if diag["attempts"] > 1:
+            extended.append(f"screen {rep}: {diag['draws']}")
         divergences += diag["divergences"]
         rhats.append(diag["rhat_max"])
         ess_bulk.append(diag["ess_bulk_min"])
@@ -232,7 +257,9 @@ def test_shortcut_agrees_with_full_nuts():
         f"(worst screen {max(mean_gap):.3f}); correlation of P(essential) {min(corr):.4f} at "
         f"worst.  Seconds per screen: shortcut {np.median(short_seconds):.2f}, NUTS "
         f"{np.median(nuts_seconds):.0f} ({NUTS_CHAINS} chains side by side, {NUTS_TUNE} + "
-        f"{NUTS_DRAWS} draws each, compiled once).  NUTS convergence over the gene effects "
+        f"{NUTS_DRAWS} draws each, compiled once; refitted with more draws per chain where "
+        f"the ESS fell short: {', '.join(extended) or 'none'}).  NUTS convergence over the "
+        f"gene effects "
         f"and hyperparameters, worst screen: R-hat {max(rhats):.3f} (bound {RHAT_BOUND}), bulk ESS "
         f"{min(ess_bulk):.0f} and tail ESS {min(ess_tail):.0f} (bound {ESS_BOUND}); "
         f"divergences {divergences}.\n")
