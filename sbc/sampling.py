@@ -116,9 +116,10 @@ class SamplerSettings:
 
     def nutpie_kwargs(self, n_dim: int) -> dict[str, Any]:
         """``nutpie.sample``'s sampler options for these settings on a compiled model of
-        ``n_dim`` unconstrained dimensions (gamma "auto" resolved by :func:`low_rank_gamma`;
-        nutpie takes a gamma only with low-rank adaptation).  Every caller of nutpie, the
-        benchmarks' bare-sampler paths included, samples through this one mapping."""
+        ``n_dim`` unconstrained dimensions (gamma "auto" resolved by
+        ``sbc.sampling.low_rank_gamma``; nutpie takes a gamma only with low-rank adaptation):
+        the one mapping that the library's nutpie fits and the benchmarks' bare-sampler paths
+        share."""
         out: dict[str, Any] = dict(chains=self.chains, cores=1, tune=self.tune, draws=self.draws,
                                    target_accept=self.target_accept, maxdepth=self.max_treedepth,
                                    adaptation=self.adaptation)
