@@ -66,20 +66,19 @@ class Candidate:
     gamma: float | None = 1e-5  # nutpie's mass_matrix_gamma (low_rank only); None: sbc's auto
     maxdepth: int = 10
 
-    def nutpie_kwargs(self, n_dim: int | None = None) -> dict:
-        """nutpie.sample's options; with the model's dimension ``n_dim``, gamma "auto" is
-        resolved by sbc's own rule (sbc.sampling.low_rank_gamma), as a study would."""
-        from sbc.sampling import NUTPIE_GAMMA, low_rank_gamma
+    def settings(self):
+        """These options as the library's sampler settings, so the benchmark and a study
+        reach nutpie through the one mapping, ``sbc.SamplerSettings.nutpie_kwargs`` (which
+        resolves gamma "auto" by ``sbc.sampling.low_rank_gamma``, as a study would)."""
+        from sbc.sampling import SamplerSettings
 
-        kw = dict(chains=self.chains, cores=1, tune=self.tune, draws=self.draws,
-                  target_accept=self.ta, maxdepth=self.maxdepth)
-        if self.adapt != "diag":
-            kw["adaptation"] = self.adapt
-        if self.adapt == "low_rank":
-            gamma = self.gamma if n_dim is None else low_rank_gamma(self.gamma, n_dim)
-            if gamma not in (None, NUTPIE_GAMMA):
-                kw["mass_matrix_gamma"] = gamma
-        return kw
+        return SamplerSettings(chains=self.chains, tune=self.tune, draws=self.draws,
+                               target_accept=self.ta, max_treedepth=self.maxdepth,
+                               adaptation=self.adapt, mass_matrix_gamma=self.gamma)
+
+    def nutpie_kwargs(self, n_dim: int) -> dict:
+        """nutpie.sample's options on a model of ``n_dim`` unconstrained dimensions."""
+        return self.settings().nutpie_kwargs(n_dim)
 
 
 D = Candidate()
@@ -252,9 +251,10 @@ def run(reps: int, designs: list[str], candidates: list[tuple[str, Candidate]],
                 f"{time.perf_counter() - start:.0f} s")
             for name, cand in candidates:
                 summary = summarize(rows[name], fitters[cand.model].compile_seconds)
-                results.setdefault(name, {"candidate": asdict(cand),
-                                          "nutpie_kwargs": cand.nutpie_kwargs(), "designs": {}})
-                results[name]["designs"][label] = {"summary": summary, "fits": rows[name]}
+                results.setdefault(name, {"candidate": asdict(cand), "designs": {}})
+                results[name]["designs"][label] = {
+                    "summary": summary, "fits": rows[name],
+                    "nutpie_kwargs": cand.nutpie_kwargs(fitters[cand.model].compiled.n_dim)}
     return results
 
 
@@ -361,9 +361,12 @@ def markdown(results: dict, designs: list[str]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, res in results.items():
         c = res["candidate"]
-        opts = ", ".join(f"{k}={v}" for k, v in res["nutpie_kwargs"].items() if k != "cores")
         for label in designs:
             s = res["designs"][label]["summary"]
+            # the options of this design's fits (gamma "auto" resolves by its dimension); runs
+            # recorded before that kept one set per candidate
+            kw = res["designs"][label].get("nutpie_kwargs", res.get("nutpie_kwargs", {}))
+            opts = ", ".join(f"{k}={v}" for k, v in kw.items() if k != "cores")
             lines.append(
                 f"| {name} | {c['model']} | {opts} | {label} | {s['n']} | {s['clean']:.0%} | "
                 f"{s['divergent']:.0%} | {s['low_ess']:.0%} | {s['treedepth']:.0%} | "
