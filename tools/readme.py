@@ -167,7 +167,16 @@ SBC_ROWS = (("beta", "PIT of a gene effect: mean, Holm p"),
             ("realised FDR of 5% calls", "realised FDR of the 5 % essential calls"),
             ("seconds per screen (simulate + fit)", "seconds per screen (simulate + fit, one core)"),
             ("P(essential) reliability z (mean, sd)",
-             "P(essential) summed over genes against the essential count: z mean, sd"))
+             "essential count against P(essential) summed over genes, variance Σp(1-p) "
+             "(genes taken as independent): z mean, sd"),
+            ("essential count z (posterior variance): mean",
+             "essential count against its posterior mean and variance: z mean (verdict)"),
+            ("essential count z (posterior variance): sd",
+             "essential count against its posterior mean and variance: z sd (verdict)"),
+            ("P(essential) of one gene per screen: Spiegelhalter z",
+             "P(essential), one gene per screen: Spiegelhalter z (verdict)"),
+            ("P(essential) Brier: score, reliability, resolution, uncertainty",
+             "P(essential) Brier score, reliability, resolution, uncertainty"))
 NUTS_HEADING = "## Shortcut against full NUTS"
 
 
@@ -196,7 +205,9 @@ def certification_block(genome_md: str) -> str:
         cells = []
         for d in designs:
             row = rows[(d, key)]
-            cells.append(f"{row[3]}, {row[4]}" if key in ("beta", "u", "gamma") else row[3])
+            verdict = row[5] if key.startswith(("essential count z", "P(essential) of one")) else ""
+            cells.append(f"{row[3]}, {row[4]}" if key in ("beta", "u", "gamma")
+                         else f"{row[3]} ({verdict})" if verdict else row[3])
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + nuts_part(genome_md)
 

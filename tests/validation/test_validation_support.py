@@ -200,15 +200,7 @@ def test_genome_md_is_written_after_the_assertions_of_both_certifications():
 # Certificates known to be stale today.  Each is a strict xfail: the day its file is
 # regenerated the test passes, which fails the run as XPASS(strict) with this reason; then
 # delete the entry.  A recorded key is never edited by hand: only the file's writer stamps it.
-KNOWN_STALE = {
-    "GENOME.md": "GENOME.md predates its genome key (it records none); its NUTS reference "
-                 "now runs 2 chains with R-hat, ESS and divergences asserted (at 1000 + 2500 "
-                 "draws per chain screens 8 and 10 fell short, bulk ESS 54 and 73, so no file "
-                 "was written; such screens are now refitted with more draws); regenerate with "
-                 "`pytest -m slow tests/validation/test_genome_validation.py`, then "
-                 "`python tools/readme.py`; once regenerated this test passes "
-                 "(XPASS(strict)): delete GENOME.md from KNOWN_STALE",
-}
+KNOWN_STALE: dict[str, str] = {}
 
 
 def _certificate_param(name):
