@@ -363,10 +363,9 @@ def markdown(results: dict, designs: list[str]) -> str:
         c = res["candidate"]
         for label in designs:
             s = res["designs"][label]["summary"]
-            # the options of this design's fits (gamma "auto" resolves by its dimension); runs
-            # recorded before that kept one set per candidate
-            kw = res["designs"][label].get("nutpie_kwargs", res.get("nutpie_kwargs", {}))
-            opts = ", ".join(f"{k}={v}" for k, v in kw.items() if k != "cores")
+            # the options of this design's fits (gamma "auto" resolves by its dimension)
+            opts = ", ".join(f"{k}={v}" for k, v in res["designs"][label]["nutpie_kwargs"].items()
+                             if k != "cores")
             lines.append(
                 f"| {name} | {c['model']} | {opts} | {label} | {s['n']} | {s['clean']:.0%} | "
                 f"{s['divergent']:.0%} | {s['low_ess']:.0%} | {s['treedepth']:.0%} | "

@@ -170,11 +170,11 @@ SBC_ROWS = (("beta", "PIT of a gene effect: mean, Holm p"),
              "essential count against P(essential) summed over genes, variance Σp(1-p) "
              "(genes taken as independent): z mean, sd"),
             ("essential count z (posterior variance): mean",
-             "essential count against its posterior mean and variance: z mean (verdict)"),
+             "essential count against its posterior mean and variance: z mean"),
             ("essential count z (posterior variance): sd",
-             "essential count against its posterior mean and variance: z sd (verdict)"),
+             "essential count against its posterior mean and variance: z sd"),
             ("P(essential) of one gene per screen: Spiegelhalter z",
-             "P(essential), one gene per screen: Spiegelhalter z (verdict)"),
+             "P(essential), one gene per screen: Spiegelhalter z"),
             ("P(essential) Brier: score, reliability, resolution, uncertainty",
              "P(essential) Brier score, reliability, resolution, uncertainty"))
 NUTS_HEADING = "## Shortcut against full NUTS"
@@ -205,9 +205,9 @@ def certification_block(genome_md: str) -> str:
         cells = []
         for d in designs:
             row = rows[(d, key)]
-            verdict = row[5] if key.startswith(("essential count z", "P(essential) of one")) else ""
+            # a PIT's Holm p, else the row's verdict where GENOME.md gives one (pass / FAIL)
             cells.append(f"{row[3]}, {row[4]}" if key in ("beta", "u", "gamma")
-                         else f"{row[3]} ({verdict})" if verdict else row[3])
+                         else f"{row[3]} ({row[5]})" if row[5] else row[3])
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + nuts_part(genome_md)
 

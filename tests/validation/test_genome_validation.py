@@ -261,10 +261,9 @@ def test_shortcut_agrees_with_full_nuts():
         f"{np.median(nuts_seconds):.0f} ({NUTS_CHAINS} chains side by side, {NUTS_TUNE} + "
         f"{NUTS_DRAWS} draws each, compiled once; refitted with more draws per chain where "
         f"the ESS fell short: {', '.join(extended) or 'none'}).  NUTS convergence over the "
-        f"gene effects "
-        f"and hyperparameters, worst screen: R-hat {max(rhats):.3f} (bound {RHAT_BOUND}), bulk ESS "
-        f"{min(ess_bulk):.0f} and tail ESS {min(ess_tail):.0f} (bound {ESS_BOUND}); "
-        f"divergences {divergences}.\n")
+        f"gene effects and hyperparameters, worst screen: R-hat {max(rhats):.3f} "
+        f"(bound {RHAT_BOUND}), bulk ESS {min(ess_bulk):.0f} and tail ESS "
+        f"{min(ess_tail):.0f} (bound {ESS_BOUND}); divergences {divergences}.\n")
     assert max(rhats) < RHAT_BOUND, f"NUTS reference not converged: R-hat {rhats}"
     assert min(min(ess_bulk), min(ess_tail)) >= ESS_BOUND, \
         f"NUTS reference too few effective draws: bulk {ess_bulk}, tail {ess_tail}"
