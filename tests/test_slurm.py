@@ -289,10 +289,11 @@ def _run_with_a_lost_job(tmp_path, name, sims, sleep, walltime, lose, cancel_lef
     import sbc.dispatch.slurm
 
     # say "no Dask workers connected" after 0.3 s (60 s by default), to see it in this test.
-    # The watcher looks once a second, first 1 s after the first job is submitted, when its
-    # worker has not yet connected (sbatch, the job's start and Python's imports take longer);
-    # the gap after the lost job may be shorter than a look (its replacement is submitted as
-    # soon as squeue shows it ended), so a threshold of seconds missed it on a fast machine.
+    # The count starts when the first job is submitted, and the study's progress asks for the
+    # note before that job's worker connects (sbatch, the job's start and Python's imports
+    # take longer); the gap after the lost job may be shorter than the watcher's one look a
+    # second (its replacement is submitted as soon as squeue shows it ended), so a threshold
+    # of seconds missed it on a fast machine.
     monkeypatch.setattr(sbc.dispatch.slurm, "NO_WORKERS_NOTE", 0.3)
     study, logs, fits = write_study(tmp_path, name, EXACT_MODEL, sims=sims,
                                     sampler=EXACT_SAMPLER, walltime=walltime, sleep=sleep,

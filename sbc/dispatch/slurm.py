@@ -66,6 +66,7 @@ class SlurmJobs:
 
     def __init__(self, cluster, jobs: int, log_directory: str | None = None, stream=None):
         import getpass
+        import time
 
         self.cluster, self.jobs, self.log_directory = cluster, jobs, log_directory
         self.stream = stream or sys.stderr
@@ -79,7 +80,8 @@ class SlurmJobs:
         self.failed_starts = 0
         self.gave_up: str | None = None
         self.replaced = 0
-        self.without_workers_since: float | None = None
+        # no worker has connected yet: counted from the first submission, below
+        self.without_workers_since: float | None = time.monotonic()
         self.noted = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
