@@ -26,7 +26,7 @@ The twin's studies give each procedure's family-wise false-alarm rate on real ra
 
     .venv/bin/python benchmarks/sequential_bug.py   # writes sequential_bug.{json,md}
 
-About 40 minutes on 2 cores: the fits (``POOL`` of each model, two Dask workers; stored
+About 25 minutes on 2 cores: the fits (``POOL`` of each model, two Dask workers; stored
 under ``--cache``, default benchmarks/_work/sequential_bug, and reused by a rerun), then the
 resampling.
 """
@@ -233,7 +233,10 @@ def markdown(res: dict) -> str:
         "drawn from each (without replacement within a study). A schedule detection counts "
         "only where the paired twin study passes at the same n. `false alarm`: the share of "
         "the twin's studies the procedure fails (its family-wise error on real ranks). The "
-        f"sequential study's pass point is {res['pass_point']} fits ({res['groups']} groups). "
+        f"sequential study's pass point is {res['pass_point']} fits ({res['groups']} groups); "
+        f"its stops before the pass point agree with `sbc.stopping.decide_cell` on the first "
+        f"{res['checked_against_decide_cell'] // 2} studies of each model, and its look there "
+        f"is the same fixed-n test at {sq.FINAL:.0%} of alpha. "
         f"Monte Carlo sd of a share at most {sd:.3f}; {res['seconds'] / 60:.0f} min.", "",
         "| procedure | per-look level | false alarm | median fits to detection | quartiles "
         "| by 50 | by 100 | by 200 | detected |", "|---|---|---|---|---|---|---|---|---|"]
