@@ -1,6 +1,7 @@
-"""benchmarks/sequential_bug.py measures what it says: its vectorised sequential study stops
-where the production one (:func:`sbc.stopping.decide_cell`) does, its matched level gives
-the stated false-alarm rate, and the committed .md is the rendering of the committed .json.
+"""benchmarks/sequential_bug.py and sequential_split.py measure what they say: the former's
+vectorised sequential study stops where the production one (:func:`sbc.stopping.decide_cell`)
+does and its matched level gives the stated false-alarm rate; the latter's production split
+is sbc.sequential's, with its pass point; each committed .md renders the committed .json.
 
 Fast: synthetic ranks, no fits.
 """
@@ -19,6 +20,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import sequential_bug as sb  # noqa: E402
+import sequential_split as ss  # noqa: E402
 
 SHAPES = {"Intercept": 1, "1|gene": 3, "1|cell_line": 4, "sigma": 1}
 
@@ -75,3 +77,19 @@ def test_the_matched_level_gives_the_stated_rate(monkeypatch):
 def test_the_committed_markdown_renders_the_committed_json():
     res = json.loads((BENCH / "sequential_bug.json").read_text())
     assert (BENCH / "sequential_bug.md").read_text() == sb.markdown(res)
+
+
+def test_the_split_benchmark_runs_the_production_split_with_its_pass_point():
+    """sequential_split's "production" row is sbc.sequential's split, and its pass-point
+    search gives sbc.sequential.pass_point's n on the same departure draws."""
+    early, looks, final = ss.SPLITS["production"]
+    assert (early, final) == (ss.sq.EARLY, ss.sq.FINAL) and tuple(looks) == ss.sq.LOOKS
+    departures = {k: ss.Ranks(ss.sq.departure_ranks(k, size, ss.LIMIT))
+                  for k, size in (("shift", 0.5), ("narrow", 0.2))}
+    ours = ss.pass_point(ss.SPLITS["production"], departures)
+    assert ours == ss.sq.pass_point(ss.GROUPS, ss.ALPHA, 0.8, 0.5, 0.2, ss.LIMIT).n
+
+
+def test_the_committed_split_markdown_renders_the_committed_json():
+    res = json.loads((BENCH / "sequential_split.json").read_text())
+    assert (BENCH / "sequential_split.md").read_text() == ss.markdown(res)
