@@ -47,6 +47,14 @@ def holm_min(p: np.ndarray) -> np.ndarray:
     return np.array([stats.holm(row).min() for row in p])
 
 
+def summary(x: np.ndarray) -> dict:
+    """Fits to detection per study (inf: none) -> the median (None when fewer than half
+    detect), the share detected within 100 fits and the share detected at all."""
+    found = np.isfinite(x)
+    return {"median": float(np.median(x)) if found.mean() >= 0.5 else None,
+            "by_100": float(np.mean(x <= 100)), "detected": float(found.mean())}
+
+
 def detection(delta: float) -> dict:
     rng = np.random.default_rng([SEED, round(delta * 1000)])
     z = rng.standard_normal((STUDIES, GROUPS, SCHEDULE[-1]))
@@ -74,11 +82,6 @@ def detection(delta: float) -> dict:
     for n in sq.interim_looks(point):
         seq = np.where((seq > n) & (p_min(n) <= sq.LOOK_SHARE * ALPHA), n, seq)
     seq = np.where((seq > point) & (p_min(point) <= sq.FINAL * ALPHA), point, seq)
-
-    def summary(x: np.ndarray) -> dict:
-        found = np.isfinite(x)
-        return {"median": float(np.median(x)) if found.mean() >= 0.5 else None,
-                "by_100": float(np.mean(x <= 100)), "detected": float(found.mean())}
 
     return {"delta": delta, "pass_point": point, "fixed": summary(fixed),
             "sequential": summary(seq)}

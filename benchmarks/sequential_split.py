@@ -25,6 +25,7 @@ import numpy as np
 from scipy.stats import norm
 
 from sbc import sequential as sq
+from sequential_shift import summary  # the same columns as sequential_shift.md
 
 HERE = Path(__file__).resolve().parent
 ALPHA = 0.05
@@ -114,12 +115,6 @@ def family(delta: float) -> Ranks:
         (STUDIES, GROUPS, LIMIT))
     z[:, 0] -= delta
     return Ranks(norm.cdf(z))
-
-
-def summary(x: np.ndarray) -> dict:
-    found = np.isfinite(x)
-    return {"median": float(np.median(x)) if found.mean() >= 0.5 else None,
-            "by_100": float(np.mean(x <= 100)), "detected": float(found.mean())}
 
 
 def run() -> dict:
